@@ -1,0 +1,1 @@
+"""Pure functions over the model, plus the ``analyze`` pipeline that ties readers together."""

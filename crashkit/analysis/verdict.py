@@ -1,0 +1,50 @@
+"""Who is at fault and a one-line summary: pure functions over the model."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+
+from crashkit.model import CoreFacts, Frame
+
+# Libraries whose frames are rarely the culprit: a crash inside them almost
+# always comes from a bad argument passed by the caller.
+_SYSTEM_LIBS = re.compile(
+    r"/(ld-linux[^/]*|libc|libpthread|libm|libdl|librt|libgcc_s|libstdc\+\+|libasan)"
+    r"(\.so|-[0-9.]+\.so)[^/]*$")
+
+
+def is_system_library(path: str | None) -> bool:
+    return bool(path and _SYSTEM_LIBS.search(path))
+
+
+def blame_frame(frames: Sequence[Frame]) -> Frame | None:
+    """The innermost frame outside the C runtime (the code that passed the bad value)."""
+    for frame in frames:
+        if frame.module and not is_system_library(frame.module):
+            return frame
+    return frames[0] if frames else None
+
+
+def frame_label(frame: Frame) -> str:
+    if frame.function:
+        return f"{frame.function}()"
+    if frame.module and frame.module_offset is not None:
+        return f"{os.path.basename(frame.module)}+{frame.module_offset:#x}"
+    return f"{frame.pc:#x}"
+
+
+def summarize(facts: CoreFacts, crash: Frame | None, blame: Frame | None) -> str:
+    who = facts.process.fname if facts.process else os.path.basename(facts.exe or "?")
+    pid = f" (pid {facts.process.pid})" if facts.process else ""
+    sig = facts.signal.description if facts.signal else "no signal recorded"
+    text = f"{who}{pid} died of {sig}"
+    if crash is not None:
+        where = frame_label(crash)
+        mod = os.path.basename(crash.module) if crash.module else "unmapped memory"
+        text += f", in {where} [{mod}]"
+        if blame is not None and blame is not crash and blame.module != crash.module:
+            text += (f", called from {frame_label(blame)} "
+                     f"[{os.path.basename(blame.module or '?')}]")
+    return text

@@ -1,0 +1,404 @@
+"""Read an ELF core's headers and notes (pyelftools plus the layouts it lacks).
+
+Reads only the ELF header, the program headers, the note segment and the few
+pages that hold mapped files' ELF headers, so time and memory do not grow with
+the size of the core. Damage is recorded in ``CoreFacts.problems`` and reading
+goes on: a core cut short still yields every note it holds.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from crashkit import signals
+from crashkit.elf import layouts as L
+from crashkit.elf.buildid import BuildIdResult, build_id_from_reader
+from crashkit.errors import CoreFormatError, InputError, MemoryReadError, UnsupportedCoreError
+from crashkit.model import CoreFacts, Mapping, ProcessInfo, SignalInfo, Thread
+
+# Refuse to read more than this much of a note segment: a real one holds a few
+# KiB per thread, so even 10,000 threads fit.
+MAX_NOTES_BYTES = 128 * 1024 * 1024
+
+_COMPRESSED_MAGIC = {
+    b"\x28\xb5\x2f\xfd": ("zstd", "zstd -d"),
+    b"\xfd7zXZ": ("xz", "xz -d"),
+    b"\x1f\x8b": ("gzip", "gzip -d"),
+    b"\x04\x22\x4d\x18": ("lz4", "lz4 -d"),
+    b"BZh": ("bzip2", "bzip2 -d"),
+}
+
+
+@dataclass(frozen=True)
+class Segment:
+    vaddr: int
+    memsz: int
+    offset: int
+    filesz: int
+    flags: int
+
+
+@dataclass(frozen=True)
+class RawNote:
+    name: str
+    type: int
+    desc: bytes
+    offset: int  # file offset of the note header
+
+
+def open_core_file(path: str) -> BinaryIO:
+    """Open ``path`` for reading, turning every OS-level problem into an InputError."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError("no such file", path=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot stat: {exc.strerror}", path=path) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError("is a directory, not a core file", path=path)
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError("is not a regular file", path=path)
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"cannot open: {exc.strerror}", path=path) from None
+
+
+class CoreFile:
+    """An open ELF core. Use as a context manager."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fh = open_core_file(path)
+        try:
+            self.size = os.fstat(self._fh.fileno()).st_size
+            self._check_ident()
+            self._elf = self._parse_elf()
+            self.arch = self._layout()
+            loads, self.notes_segments = self._read_segments()
+        except BaseException:
+            self._fh.close()
+            raise
+        self.segments = loads + self.notes_segments
+        self._loads = sorted(loads, key=lambda s: s.vaddr)
+        self._load_starts = [s.vaddr for s in self._loads]
+
+    # -- context manager -------------------------------------------------
+    def __enter__(self) -> CoreFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._fh.close()
+
+    # -- validation --------------------------------------------------------
+    def _fail(self, message: str, offset: int | None = None) -> CoreFormatError:
+        return CoreFormatError(message, path=self.path, offset=offset)
+
+    def _check_ident(self) -> None:
+        if self.size == 0:
+            raise self._fail("empty file (0 bytes), not a core")
+        head = self._pread(0, 64)
+        for magic, (kind, cmd) in _COMPRESSED_MAGIC.items():
+            if head.startswith(magic):
+                raise self._fail(f"{kind}-compressed file; decompress it first ({cmd})")
+        if not head.startswith(b"\x7fELF"):
+            raise self._fail(f"not an ELF file (starts with {head[:4]!r})")
+        if len(head) < 20:
+            raise self._fail(f"cut inside the ELF header ({self.size} bytes of 64)")
+        if head[4] != 2:
+            raise UnsupportedCoreError(
+                "32-bit ELF (ELFCLASS32); crashkit reads 64-bit x86-64 and aarch64 cores",
+                path=self.path)
+        if head[5] != 1:
+            raise UnsupportedCoreError(
+                "big-endian ELF; crashkit reads little-endian x86-64 and aarch64 cores",
+                path=self.path)
+        e_type = int.from_bytes(head[16:18], "little")
+        if e_type != 4:
+            kind = {1: "a relocatable object (ET_REL)", 2: "an executable (ET_EXEC)",
+                    3: "a shared object or PIE executable (ET_DYN)"}.get(e_type, f"e_type {e_type}")
+            raise self._fail(f"an ELF file but not a core: it is {kind}")
+        machine = self.machine = int.from_bytes(head[18:20], "little")
+        if machine not in L.ARCHES:
+            name = L.MACHINE_NAMES.get(machine, f"e_machine {machine}")
+            raise UnsupportedCoreError(
+                f"core of an unsupported architecture ({name}); crashkit reads x86-64 and aarch64",
+                path=self.path)
+        if len(head) < 64:
+            raise self._fail(f"cut inside the ELF header ({self.size} bytes of 64)")
+
+    def _parse_elf(self) -> ELFFile:
+        try:
+            return ELFFile(self._fh)
+        except (ELFError, ValueError, OSError, EOFError) as exc:
+            raise self._fail(f"unreadable ELF header: {exc}") from None
+
+    def _layout(self) -> L.ArchLayout:
+        return L.ARCHES[self.machine]
+
+    def _read_segments(self) -> tuple[list[Segment], list[Segment]]:
+        ehdr = self._elf.header
+        phoff, phentsize = ehdr["e_phoff"], ehdr["e_phentsize"]
+        if phentsize != L.ELF64_PHDR.size:
+            raise self._fail(f"program header entries are {phentsize} bytes, not 56")
+        try:
+            count = self._elf.num_segments()
+        except (ELFError, ValueError, OSError, EOFError) as exc:
+            raise self._fail(f"cannot read the program header count: {exc}") from None
+        if count == 0:
+            raise self._fail("core has no program headers")
+        end = phoff + count * phentsize
+        if end > self.size:
+            raise self._fail(
+                f"cut inside its program headers: they end at byte {end}, the file has {self.size}",
+                offset=phoff)
+        # Decoded with struct rather than pyelftools' per-segment objects: a
+        # core can have tens of thousands of PT_LOADs and this stays linear and fast.
+        raw = self._pread(phoff, count * phentsize)
+        loads: list[Segment] = []
+        notes: list[Segment] = []
+        for p_type, p_flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _align in (
+                L.ELF64_PHDR.iter_unpack(raw)):
+            seg = Segment(p_vaddr, p_memsz, p_offset, p_filesz, p_flags)
+            if p_type == L.PT_LOAD:
+                loads.append(seg)
+            elif p_type == L.PT_NOTE:
+                notes.append(seg)
+        if not notes:
+            raise self._fail("core has no PT_NOTE segment, so no threads, signal or mappings")
+        return loads, notes
+
+    # -- raw access --------------------------------------------------------
+    def _pread(self, offset: int, size: int) -> bytes:
+        return os.pread(self._fh.fileno(), size, offset)
+
+    @property
+    def expected_size(self) -> int:
+        end = max((s.offset + s.filesz for s in self.segments), default=0)
+        ehdr = self._elf.header
+        if ehdr["e_shoff"] and ehdr["e_shnum"]:
+            end = max(end, ehdr["e_shoff"] + ehdr["e_shnum"] * ehdr["e_shentsize"])
+        return max(end, int(ehdr["e_phoff"]) + len(self.segments) * L.ELF64_PHDR.size)
+
+    def read_memory(self, address: int, size: int) -> bytes:
+        """Bytes of the crashed process's memory, or MemoryReadError."""
+        i = bisect.bisect_right(self._load_starts, address) - 1
+        if i < 0:
+            raise MemoryReadError(f"address {address:#x} is in no segment", address=address)
+        seg = self._loads[i]
+        # Segments are sorted by start, and never overlap in a kernel core.
+        if not (seg.vaddr <= address and address + size <= seg.vaddr + seg.memsz):
+            raise MemoryReadError(f"address {address:#x} is in no segment", address=address)
+        rel = address - seg.vaddr
+        if rel + size > seg.filesz:
+            raise MemoryReadError(f"address {address:#x} was not dumped", address=address)
+        data = self._pread(seg.offset + rel, size)
+        if len(data) < size:
+            raise MemoryReadError(
+                f"address {address:#x} lies past the end of the truncated core", address=address)
+        return data
+
+    def read_cstring(self, address: int, limit: int = 4096) -> str | None:
+        out = bytearray()
+        while len(out) < limit:
+            # Read up to the end of the page, so one read never crosses into an absent page.
+            chunk = min(4096 - (address + len(out)) % 4096, limit - len(out))
+            try:
+                data = self.read_memory(address + len(out), chunk)
+            except MemoryReadError:
+                return None
+            nul = data.find(b"\0")
+            if nul >= 0:
+                out += data[:nul]
+                return out.decode("utf-8", "replace")
+            out += data
+        return out.decode("utf-8", "replace")
+
+    # -- notes ---------------------------------------------------------------
+    def iter_notes(self, problems: list[str]) -> Iterator[RawNote]:
+        """Walk the note segments with bounds checks on every size field."""
+        for seg in self.notes_segments:
+            want = seg.filesz
+            if want > MAX_NOTES_BYTES:
+                problems.append(f"note segment claims {want} bytes; reading the first "
+                                f"{MAX_NOTES_BYTES}")
+                want = MAX_NOTES_BYTES
+            data = self._pread(seg.offset, want)
+            if len(data) < want:
+                problems.append(f"note segment cut by truncation: {len(data)} of {want} bytes "
+                                "present")
+            yield from self._walk_notes(data, seg.offset, problems)
+
+    @staticmethod
+    def _walk_notes(data: bytes, base: int, problems: list[str]) -> Iterator[RawNote]:
+        pos, end = 0, len(data)
+        while pos + 12 <= end:
+            namesz, descsz, ntype = L.NOTE_HEADER.unpack_from(data, pos)
+            name_end = pos + 12 + namesz
+            desc_start = pos + 12 + ((namesz + 3) & ~3)
+            desc_end = desc_start + descsz
+            if name_end > end or desc_end > end:
+                problems.append(
+                    f"note at file offset {base + pos:#x} (type {ntype:#x}) claims "
+                    f"{namesz}+{descsz} bytes but only {end - pos - 12} remain; notes after it "
+                    "are lost")
+                return
+            name = data[pos + 12:name_end].split(b"\0", 1)[0].decode("ascii", "replace")
+            yield RawNote(name, ntype, data[desc_start:desc_end], base + pos)
+            pos = desc_start + ((descsz + 3) & ~3)
+
+    # -- facts ---------------------------------------------------------------
+    def facts(self) -> CoreFacts:
+        problems: list[str] = []
+        threads: list[Thread] = []
+        process: ProcessInfo | None = None
+        siginfo: SignalInfo | None = None
+        auxv: dict[str, int] = {}
+        mappings: list[Mapping] = []
+        page_size: int | None = None
+        for note in self.iter_notes(problems):
+            if note.name not in ("CORE", "LINUX"):
+                continue
+            try:
+                if note.type == L.NT_PRSTATUS and note.name == "CORE":
+                    threads.append(self._prstatus(note, first=not threads))
+                elif note.type == L.NT_PRPSINFO and process is None:
+                    process = self._prpsinfo(note)
+                elif note.type == L.NT_SIGINFO and siginfo is None:
+                    siginfo = self._siginfo(note)
+                elif note.type == L.NT_AUXV and not auxv:
+                    auxv = self._auxv(note)
+                elif note.type == L.NT_FILE and not mappings:
+                    page_size, mappings = self._nt_file(note)
+            except _BadNote as exc:
+                problems.append(f"note at file offset {note.offset:#x}: {exc}")
+        if siginfo is None and threads:
+            # No NT_SIGINFO (gcore, old kernels): pr_cursig still names the signal.
+            cursig = threads[0].cursig
+            if cursig:
+                siginfo = SignalInfo(cursig, signals.signal_name(cursig), None, None, None,
+                                     None, None, None,
+                                     signals.describe(cursig, None, None, None, None))
+        if not threads:
+            problems.append("no NT_PRSTATUS note: no thread registers")
+        exe = self._exe_path(auxv, mappings)
+        execfn = self.read_cstring(auxv["AT_EXECFN"]) if "AT_EXECFN" in auxv else None
+        if exe is None and execfn:
+            exe = execfn
+        expected = self.expected_size
+        truncated = self.size < expected
+        if truncated:
+            problems.append(f"core is truncated: {self.size} of {expected} bytes present "
+                            "(RLIMIT_CORE, a full disk, or an interrupted copy)")
+        return CoreFacts(
+            path=os.path.abspath(self.path), size=self.size, expected_size=expected,
+            truncated=truncated,
+            arch=self.arch.name, process=process, signal=siginfo, threads=tuple(threads),
+            mappings=tuple(mappings), auxv=auxv, exe=exe, execfn=execfn, page_size=page_size,
+            problems=tuple(problems))
+
+    def _prstatus(self, note: RawNote, *, first: bool) -> Thread:
+        arch = self.arch
+        if len(note.desc) < arch.prstatus_size:
+            raise _BadNote(f"NT_PRSTATUS is {len(note.desc)} bytes, expected "
+                           f"{arch.prstatus_size} for {arch.name}")
+        _signo, _code, _errno, cursig, _pend, _hold, pid, _ppid, _pgrp, _sid = (
+            L.PRSTATUS_HEAD.unpack_from(note.desc, 0))
+        values = arch.regs_struct.unpack_from(note.desc, L.PRSTATUS_REGS_OFFSET)
+        regs = dict(zip(arch.registers, values, strict=True))
+        return Thread(tid=pid, crashed=first, registers=regs, pc=regs[arch.pc],
+                      sp=regs[arch.sp], fp=regs[arch.fp], cursig=cursig)
+
+    def _prpsinfo(self, note: RawNote) -> ProcessInfo:
+        st = self._elf.structs.Elf_Prpsinfo
+        if len(note.desc) < st.sizeof():
+            raise _BadNote(f"NT_PRPSINFO is {len(note.desc)} bytes, expected {st.sizeof()}")
+        info = st.parse(note.desc)
+
+        def text(value: bytes | str) -> str:
+            raw = value if isinstance(value, bytes) else value.encode("latin-1")
+            return raw.split(b"\0", 1)[0].decode("utf-8", "replace").strip()
+
+        sname = text(info.pr_sname)
+        return ProcessInfo(pid=info.pr_pid, ppid=info.pr_ppid, uid=info.pr_uid,
+                           gid=info.pr_gid, fname=text(info.pr_fname),
+                           args=text(info.pr_psargs), state=sname or None)
+
+    def _siginfo(self, note: RawNote) -> SignalInfo:
+        if len(note.desc) < 24:
+            raise _BadNote(f"NT_SIGINFO is {len(note.desc)} bytes, expected 128")
+        signo, errno, code = L.SIGINFO_HEAD.unpack_from(note.desc, 0)
+        fault = sender = sender_uid = None
+        if signals.has_fault_address(signo, code):
+            (fault,) = L.SIGINFO_ADDR.unpack_from(note.desc, 16)
+        elif signals.has_sender(code):
+            sender, sender_uid = L.SIGINFO_KILL.unpack_from(note.desc, 16)
+        return SignalInfo(
+            number=signo, name=signals.signal_name(signo), code=code,
+            code_name=signals.code_name(signo, code), errno=errno, fault_address=fault,
+            sender_pid=sender, sender_uid=sender_uid,
+            description=signals.describe(signo, code, fault, sender, sender_uid))
+
+    @staticmethod
+    def _auxv(note: RawNote) -> dict[str, int]:
+        out: dict[str, int] = {}
+        usable = len(note.desc) - len(note.desc) % 16
+        for key, value in L.AUXV_ENTRY.iter_unpack(note.desc[:usable]):
+            if key == 0:  # AT_NULL
+                break
+            out[L.AUXV_NAMES.get(key, f"AT_{key}")] = value
+        return out
+
+    @staticmethod
+    def _nt_file(note: RawNote) -> tuple[int, list[Mapping]]:
+        # NT_FILE: count, page size, count * (start, end, page offset), then
+        # count NUL-terminated names (fs/binfmt_elf.c: fill_files_note).
+        # pyelftools' Elf_Nt_File trusts the count; this checks it against the size.
+        desc = note.desc
+        if len(desc) < 16:
+            raise _BadNote("NT_FILE is too short for its header")
+        count, page_size = L.NT_FILE_HEAD.unpack_from(desc, 0)
+        table_end = 16 + count * 24
+        if table_end > len(desc):
+            raise _BadNote(f"NT_FILE claims {count} mappings but holds room for "
+                           f"{(len(desc) - 16) // 24}")
+        names = desc[table_end:].split(b"\0")
+        if len(names) < count:
+            raise _BadNote(f"NT_FILE has {count} mappings but only {len(names)} names")
+        out = []
+        for i, (start, end, pgoff) in enumerate(
+                L.NT_FILE_ENTRY.iter_unpack(desc[16:table_end])):
+            out.append(Mapping(start, end, pgoff * page_size,
+                               names[i].decode("utf-8", "surrogateescape")))
+        return page_size, out
+
+    @staticmethod
+    def _exe_path(auxv: dict[str, int], mappings: list[Mapping]) -> str | None:
+        # The executable is the file mapped where AT_PHDR (or AT_ENTRY) points.
+        for key in ("AT_PHDR", "AT_ENTRY"):
+            addr = auxv.get(key)
+            if addr is None:
+                continue
+            for m in mappings:
+                if m.start <= addr < m.end:
+                    return m.path
+        return None
+
+    def elf_build_id_at(self, address: int) -> BuildIdResult:
+        """Build-id of the ELF image whose first page is at ``address`` in the core."""
+        return build_id_from_reader(self.read_memory, base=address)
+
+
+class _BadNote(Exception):
+    pass

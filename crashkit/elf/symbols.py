@@ -1,0 +1,204 @@
+"""Name addresses from ELF symbol tables of the files on disk (no gdb).
+
+An address is first placed in a file mapping from NT_FILE (giving the file and
+the offset in it), then the file offset is turned into the file's own virtual
+address through its PT_LOAD headers, and the nearest preceding function symbol
+is looked up in ``.symtab`` (or, for stripped files, a separate debug file
+found by build-id, or ``.dynsym``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from crashkit.elf import layouts as L
+from crashkit.elf.buildid import file_build_id
+from crashkit.model import Mapping, Symbol
+
+STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE = 2, 10, 0
+DEFAULT_DEBUG_DIRS = ("/usr/lib/debug",)
+
+
+def host_path(path: str, sysroot: str | None) -> str:
+    """Where a path from the crashed host lives on this host."""
+    if sysroot:
+        return os.path.join(sysroot, path.lstrip("/"))
+    return path
+
+
+@dataclass(frozen=True)
+class _Table:
+    starts: list[int]
+    entries: list[tuple[int, int, str]]  # (value, size, name), sorted by value
+    source: str
+
+
+class ElfImage:
+    """One ELF file on disk: its PT_LOADs and a function table, read once."""
+
+    def __init__(self, path: str, debug_dirs: Sequence[str] = DEFAULT_DEBUG_DIRS) -> None:
+        self.path = path
+        self._debug_dirs = debug_dirs
+        self._loads: list[tuple[int, int, int]] | None = None  # (offset, filesz, vaddr)
+        self._table: _Table | None = None
+        self._failed = False
+
+    def _load_headers(self) -> list[tuple[int, int, int]]:
+        if self._loads is None:
+            self._loads = []
+            try:
+                with open(self.path, "rb") as fh:
+                    ehdr = fh.read(L.ELF64_EHDR.size)
+                    if len(ehdr) == L.ELF64_EHDR.size and ehdr.startswith(b"\x7fELF") \
+                            and ehdr[4] == 2 and ehdr[5] == 1:
+                        f = L.ELF64_EHDR.unpack(ehdr)
+                        phoff, phentsize, phnum = f[5], f[9], f[10]
+                        if phentsize == L.ELF64_PHDR.size and 0 < phnum < 4096:
+                            fh.seek(phoff)
+                            raw = fh.read(phnum * phentsize)
+                            for p in L.ELF64_PHDR.iter_unpack(raw[:len(raw) - len(raw) % 56]):
+                                if p[0] == L.PT_LOAD:
+                                    self._loads.append((p[2], p[5], p[3]))
+            except OSError:
+                self._failed = True
+        return self._loads
+
+    def vaddr_of_offset(self, file_offset: int) -> int | None:
+        for offset, filesz, vaddr in self._load_headers():
+            if offset <= file_offset < offset + max(filesz, 1):
+                return vaddr + (file_offset - offset)
+        return None
+
+    def table(self) -> _Table | None:
+        if self._table is None and not self._failed:
+            self._table = self._read_table()
+            if self._table is None:
+                self._failed = True
+        return self._table
+
+    def _read_table(self) -> _Table | None:
+        own = _function_table(self.path, (".symtab",))
+        if own is not None:
+            return own
+        debug = self._debug_file()
+        if debug is not None:
+            table = _function_table(debug, (".symtab",), debug=True)
+            if table is not None:
+                return table
+        return _function_table(self.path, (".dynsym",))
+
+    def _debug_file(self) -> str | None:
+        try:
+            result = file_build_id(self.path)
+        except OSError:
+            return None
+        if not result.build_id or len(result.build_id) < 4:
+            return None
+        bid = result.build_id
+        for d in self._debug_dirs:
+            candidate = os.path.join(d, ".build-id", bid[:2], bid[2:] + ".debug")
+            try:
+                if os.path.isfile(candidate) and file_build_id(candidate).build_id == bid:
+                    return candidate
+            except OSError:
+                continue
+        return None
+
+    def lookup(self, vaddr: int) -> tuple[str | None, int | None, str | None]:
+        """(function, offset in function, table used) for a virtual address in this file."""
+        table = self.table()
+        if table is None:
+            return None, None, None
+        i = bisect.bisect_right(table.starts, vaddr) - 1
+        if i < 0:
+            return None, None, table.source
+        value, size, name = table.entries[i]
+        # A sized symbol must cover the address: past its end lies a static
+        # function missing from .dynsym, or padding, and naming the neighbour
+        # would mislead. Unsized symbols (hand-written assembly) get 64 KiB.
+        if (size and vaddr < value + size) or (not size and vaddr - value < 0x10000):
+            return name, vaddr - value, table.source
+        return None, None, table.source
+
+
+def _function_table(path: str, names: Iterable[str], debug: bool = False) -> _Table | None:
+    try:
+        with open(path, "rb") as fh:
+            elf = ELFFile(fh)
+            for name in names:
+                section = elf.get_section_by_name(name)
+                if section is None or section["sh_type"] == "SHT_NOBITS":
+                    continue
+                strtab = elf.get_section(section["sh_link"]).data()
+                data = section.data()
+                source = f"{name} of {path}" if debug else name
+                entries = []
+                # Decoded with struct: libc's tables hold thousands of symbols
+                # and pyelftools builds an object for each.
+                usable = len(data) - len(data) % L.ELF64_SYM.size
+                for st_name, st_info, _other, shndx, value, size in L.ELF64_SYM.iter_unpack(
+                        data[:usable]):
+                    stype = st_info & 0xF
+                    if shndx == 0 or value == 0 or stype not in (STT_FUNC, STT_GNU_IFUNC):
+                        continue
+                    end = strtab.find(b"\0", st_name)
+                    entries.append((value, size, strtab[st_name:end].decode("utf-8", "replace")))
+                if entries:
+                    # Prefer the sized, global-looking name among aliases at one address.
+                    entries.sort(key=lambda e: (e[0], -e[1], e[2].startswith("_"), e[2]))
+                    dedup: list[tuple[int, int, str]] = []
+                    for e in entries:
+                        if not dedup or dedup[-1][0] != e[0]:
+                            dedup.append(e)
+                    return _Table([e[0] for e in dedup], dedup, source)
+    except (OSError, ELFError, ValueError, EOFError, AttributeError):
+        return None
+    return None
+
+
+class Symbolizer:
+    """Turns addresses of the crashed process into :class:`Symbol` values."""
+
+    def __init__(self, mappings: Sequence[Mapping], *, sysroot: str | None = None,
+                 debug_dirs: Sequence[str] = DEFAULT_DEBUG_DIRS,
+                 path_map: dict[str, str] | None = None) -> None:
+        self._maps = sorted(mappings, key=lambda m: m.start)
+        self._starts = [m.start for m in self._maps]
+        self._sysroot = sysroot
+        self._debug_dirs = tuple(debug_dirs)
+        self._path_map = path_map or {}
+        self._images: dict[str, ElfImage] = {}
+
+    def mapping_of(self, address: int) -> Mapping | None:
+        i = bisect.bisect_right(self._starts, address) - 1
+        if i >= 0 and address < self._maps[i].end:
+            return self._maps[i]
+        return None
+
+    def disk_path(self, core_path: str) -> str:
+        if core_path in self._path_map:
+            return self._path_map[core_path]
+        return host_path(core_path.removesuffix(" (deleted)"), self._sysroot)
+
+    def image(self, core_path: str) -> ElfImage:
+        if core_path not in self._images:
+            self._images[core_path] = ElfImage(self.disk_path(core_path), self._debug_dirs)
+        return self._images[core_path]
+
+    def symbolize(self, address: int) -> Symbol:
+        m = self.mapping_of(address)
+        if m is None:
+            return Symbol(None, None, None, None)
+        file_offset = address - m.start + m.file_offset
+        img = self.image(m.path)
+        vaddr = img.vaddr_of_offset(file_offset)
+        if vaddr is None:
+            return Symbol(m.path, file_offset, None, None)
+        function, offset, table = img.lookup(vaddr)
+        return Symbol(m.path, file_offset, function, offset, table)

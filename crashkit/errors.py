@@ -1,0 +1,62 @@
+"""One error hierarchy for crashkit.
+
+Readers raise these with the facts a caller needs (the path, the offset, the
+command); only :mod:`crashkit.cli` turns them into a one-line message and an
+exit code.
+"""
+
+from __future__ import annotations
+
+
+class CrashkitError(Exception):
+    """Base class. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+    def __str__(self) -> str:
+        if self.path:
+            return f"{self.path}: {self.message}"
+        return self.message
+
+
+class InputError(CrashkitError):
+    """The user gave us something we cannot use (missing file, directory, …)."""
+
+
+class CoreFormatError(CrashkitError):
+    """The file is not a usable ELF core; ``offset`` says where it went wrong."""
+
+    def __init__(self, message: str, *, path: str | None = None, offset: int | None = None) -> None:
+        super().__init__(message, path=path)
+        self.offset = offset
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.offset is not None:
+            text += f" (at file offset {self.offset:#x})"
+        return text
+
+
+class UnsupportedCoreError(CoreFormatError):
+    """A well-formed core that crashkit cannot read (other architecture, 32-bit)."""
+
+
+class MemoryReadError(CrashkitError):
+    """An address that the core does not hold (not dumped, or cut off by truncation)."""
+
+    def __init__(self, message: str, *, address: int, path: str | None = None) -> None:
+        super().__init__(message, path=path)
+        self.address = address
+
+
+class GdbError(CrashkitError):
+    """gdb is missing, failed, timed out, or answered with an error record."""
+
+    def __init__(self, message: str, *, command: str | None = None) -> None:
+        super().__init__(message)
+        self.command = command

@@ -1,0 +1,147 @@
+"""The plain data that readers produce and analyses, renderers and templates consume.
+
+Every fact that may be missing from a damaged core is ``None`` (or an empty
+tuple) rather than an exception, so a partial core still yields a partial
+analysis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+FrameSource = Literal["notes", "elf", "gdb"]
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One file-backed mapping from NT_FILE."""
+
+    start: int
+    end: int
+    file_offset: int  # bytes, not pages
+    path: str
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """The result of symbolizing an address against ELF symbol tables."""
+
+    module: str | None  # path of the mapped file, None if the address is in no file mapping
+    module_offset: int | None  # offset of the address in that file
+    function: str | None  # nearest preceding symbol, None when the module has none
+    function_offset: int | None  # address minus the symbol's start
+    symbol_table: str | None = None  # ".symtab", ".dynsym", or a debug file's path
+
+    def describe(self, address: int) -> str:
+        if self.function is not None:
+            off = f"+{self.function_offset:#x}" if self.function_offset else ""
+            return f"{self.function}{off}"
+        if self.module is not None and self.module_offset is not None:
+            return f"{self.module.rsplit('/', 1)[-1]}+{self.module_offset:#x}"
+        return f"{address:#x}"
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int
+    pc: int
+    function: str | None
+    module: str | None
+    module_offset: int | None
+    function_offset: int | None = None
+    file: str | None = None
+    line: int | None = None
+    inlined: bool = False
+    signal_frame: bool = False
+    source: FrameSource = "elf"
+    args: tuple[tuple[str, str], ...] = ()
+    locals: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Thread:
+    tid: int
+    crashed: bool
+    registers: dict[str, int]
+    pc: int | None
+    sp: int | None
+    fp: int | None
+    cursig: int
+    frames: tuple[Frame, ...] = ()
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class SignalInfo:
+    number: int
+    name: str
+    code: int | None
+    code_name: str | None
+    errno: int | None
+    fault_address: int | None
+    sender_pid: int | None
+    sender_uid: int | None
+    description: str  # what the signal and code mean, in words
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """NT_PRPSINFO."""
+
+    pid: int
+    ppid: int
+    uid: int
+    gid: int
+    fname: str
+    args: str
+    state: str | None
+
+
+@dataclass(frozen=True)
+class Module:
+    """A mapped file with its build-ids, one entry per distinct path."""
+
+    path: str
+    start: int
+    end: int
+    build_id: str | None  # read from the core's memory
+    file_build_id: str | None  # read from the file on disk at ``path``
+    build_id_match: bool | None  # None when either side is unknown
+    file_status: Literal["ok", "missing", "unreadable", "not-elf"]
+    deleted: bool = False
+    is_elf: bool | None = None  # None: the first page was not in the core
+
+
+@dataclass(frozen=True)
+class CoreFacts:
+    """Everything read from a core's headers and notes (no gdb)."""
+
+    path: str
+    size: int
+    expected_size: int
+    truncated: bool
+    arch: str
+    process: ProcessInfo | None
+    signal: SignalInfo | None
+    threads: tuple[Thread, ...]
+    mappings: tuple[Mapping, ...]
+    auxv: dict[str, int]
+    exe: str | None
+    execfn: str | None
+    page_size: int | None
+    modules: tuple[Module, ...] = ()
+    problems: tuple[str, ...] = ()  # damage seen while reading (bad notes, cut segments)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What ``crashkit analyze`` reports."""
+
+    core: CoreFacts
+    threads: tuple[Thread, ...]
+    crash_frame: Frame | None
+    crash_module: str | None
+    summary: str
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+    gdb_used: bool = False

@@ -1,0 +1,1 @@
+"""Presentation: turns model objects into text or JSON, never computes facts."""

@@ -1,0 +1,73 @@
+"""The ``--json`` form of an analysis: schema ``crashkit/analysis/1``.
+
+The schema is documented in crashkit/schema/analysis-1.json (JSON Schema) and
+the README; fields are only ever added within a schema version.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crashkit import __version__
+from crashkit.model import Analysis, Frame, Module, Thread
+
+SCHEMA = "crashkit/analysis/1"
+
+
+def frame_json(f: Frame) -> dict[str, Any]:
+    return {
+        "index": f.index, "pc": f.pc, "function": f.function,
+        "function_offset": f.function_offset, "module": f.module,
+        "module_offset": f.module_offset, "file": f.file, "line": f.line,
+        "inlined": f.inlined, "signal_frame": f.signal_frame, "source": f.source,
+        "args": [{"name": n, "value": v} for n, v in f.args],
+        "locals": [{"name": n, "value": v} for n, v in f.locals],
+    }
+
+
+def thread_json(t: Thread) -> dict[str, Any]:
+    return {"tid": t.tid, "crashed": t.crashed, "name": t.name,
+            "registers": dict(t.registers),
+            "frames": [frame_json(f) for f in t.frames]}
+
+
+def module_json(m: Module) -> dict[str, Any]:
+    return {"path": m.path, "start": m.start, "end": m.end, "build_id": m.build_id,
+            "file_build_id": m.file_build_id, "build_id_match": m.build_id_match,
+            "file_status": m.file_status, "deleted": m.deleted}
+
+
+def analysis_json(a: Analysis) -> dict[str, Any]:
+    c = a.core
+    p = c.process
+    s = c.signal
+    return {
+        "schema": SCHEMA,
+        "crashkit_version": __version__,
+        "summary": a.summary,
+        "core": {
+            "path": c.path, "size": c.size, "truncated": c.truncated,
+            "expected_size": c.expected_size, "arch": c.arch,
+            "pid": p.pid if p else None, "ppid": p.ppid if p else None,
+            "uid": p.uid if p else None, "gid": p.gid if p else None,
+            "program": p.fname if p else None,
+            "exe": c.exe, "execfn": c.execfn,
+            "cmdline": p.args if p else None,
+        },
+        "signal": None if s is None else {
+            "number": s.number, "name": s.name, "code": s.code, "code_name": s.code_name,
+            "errno": s.errno, "fault_address": s.fault_address, "sender_pid": s.sender_pid,
+            "sender_uid": s.sender_uid, "description": s.description,
+        },
+        "crash": {
+            "module": a.crash_module,
+            "frame": frame_json(a.crash_frame) if a.crash_frame else None,
+        },
+        "threads": [thread_json(t) for t in a.threads],
+        "modules": [module_json(m) for m in c.modules],
+        "mappings": [{"start": m.start, "end": m.end, "file_offset": m.file_offset,
+                      "path": m.path} for m in c.mappings],
+        "auxv": dict(c.auxv),
+        "gdb_used": a.gdb_used,
+        "warnings": list(a.warnings),
+    }

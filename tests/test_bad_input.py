@@ -1,0 +1,96 @@
+"""Bad input through the real command line: one line naming the file, exit 2,
+no traceback, nothing written."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.elfwriter import SynthCore, SynthThread
+
+
+def assert_one_line_error(args: list[str], *expected: str) -> str:
+    proc = run_cli(*args)
+    assert proc.returncode == 2, proc
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    p = str(tmp_path / "nope")
+    assert assert_one_line_error(["analyze", p]) == f"crashkit: error: {p}: no such file"
+
+
+def test_directory(tmp_path: Path) -> None:
+    assert_one_line_error(["analyze", str(tmp_path)], str(tmp_path), "is a directory")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    p = tmp_path / "core.1"
+    p.write_bytes(b"")
+    assert_one_line_error(["analyze", str(p)], str(p), "empty file")
+
+
+def test_not_elf(tmp_path: Path) -> None:
+    p = tmp_path / "core.2"
+    p.write_text("worker process 12 exited on signal 11\n")
+    assert_one_line_error(["analyze", str(p)], str(p), "not an ELF file")
+
+
+def test_compressed_core(tmp_path: Path) -> None:
+    p = tmp_path / "core.nginx.1234.zst"
+    p.write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 100)
+    assert_one_line_error(["analyze", str(p)], str(p), "zstd-compressed", "zstd -d")
+
+
+def test_executable_is_not_a_core() -> None:
+    exe = shutil.which("true") or "/bin/true"
+    line = assert_one_line_error(["analyze", exe], exe, "not a core")
+    assert "ET_DYN" in line or "ET_EXEC" in line
+
+
+def test_other_architecture(tmp_path: Path) -> None:
+    c = SynthCore(machine=40, elf_class=2, threads=[SynthThread(1, {})])  # 32-bit ARM e_machine
+    p = tmp_path / "core.arm"
+    p.write_bytes(c.build())
+    assert_one_line_error(["analyze", str(p)], str(p), "unsupported architecture (ARM (32-bit))")
+
+
+def test_cut_inside_program_headers(tmp_path: Path) -> None:
+    c = SynthCore(threads=[SynthThread(1, {"rip": 0x10})], loads=[(0x1000, b"x" * 100)])
+    p = tmp_path / "core.cut"
+    p.write_bytes(c.build()[:100])
+    assert_one_line_error(["analyze", str(p)], str(p), "cut inside its program headers")
+
+
+def test_bad_exe_option(tmp_path: Path) -> None:
+    c = SynthCore(threads=[SynthThread(1, {"rip": 0x10})])
+    p = tmp_path / "core"
+    p.write_bytes(c.build())
+    missing = str(tmp_path / "no-such-nginx")
+    assert_one_line_error(["analyze", str(p), "--exe", missing], missing, "--exe: no such file")
+
+
+def test_unknown_option_is_usage_error() -> None:
+    proc = run_cli("analyze", "--bogus")
+    assert proc.returncode == 2 and "No such option" in proc.stderr
+
+
+@pytest.mark.parametrize("descsz", [0xFFFFFFFF, 1 << 20])
+def test_absurd_note_sizes_still_report(tmp_path: Path, descsz: int) -> None:
+    c = SynthCore(threads=[SynthThread(9, {"rip": 0x10, "rsp": 0x20})])
+    c.extra_notes = [struct.pack("<III", 5, descsz, 0x53494749) + b"CORE\0\0\0\0"]
+    p = tmp_path / "core"
+    p.write_bytes(c.build())
+    proc = run_cli("analyze", str(p))
+    assert proc.returncode == 0, proc.stderr
+    assert "SIGSEGV" in proc.stdout and "notes after it are lost" in proc.stdout
