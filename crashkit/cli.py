@@ -46,26 +46,55 @@ def cli() -> None:
               type=click.Path(file_okay=False, path_type=str),
               help="Extra directory with separate debug files (.build-id/xx/yyyy.debug). "
                    "Repeatable; /usr/lib/debug is always searched.")
-@click.option("--no-gdb", is_flag=True, default=True, show_default=True,
-              help="Read only the core's own notes and ELF symbol tables. In this version "
-                   "this is the default and only mode; gdb backtraces come next.")
+@click.option("--no-gdb", is_flag=True,
+              help="Skip gdb: only the core's notes and ELF symbol tables (pc of each thread, "
+                   "no backtraces). Fast and flat in the core's size.")
+@click.option("--gdb", "gdb_path", metavar="PATH", default="gdb", show_default=True,
+              help="The gdb to run.")
+@click.option("--gdb-timeout", metavar="SECONDS", type=click.FloatRange(min=0.1), default=60.0,
+              show_default=True, help="Longest wait for any one gdb command.")
+@click.option("--debuginfod", is_flag=True,
+              help="Let gdb fetch debug info from DEBUGINFOD_URLS servers (off by default: "
+                   "the core's build-ids would be sent over the network).")
+@click.option("--full", "full", is_flag=True,
+              help="Arguments and locals of the innermost frames (--full-frames of them).")
+@click.option("--full-frames", metavar="N", type=click.IntRange(min=1), default=5,
+              show_default=True, help="How many frames --full covers.")
+@click.option("--max-frames", metavar="N", type=click.IntRange(min=1), default=256,
+              show_default=True, help="Deepest backtrace kept per thread.")
+@click.option("--show-secrets", is_flag=True,
+              help="Do not redact string values in arguments and locals.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the analysis as JSON (schema crashkit/analysis/1, see README).")
 def analyze(core: str, exe: str | None, sysroot: str | None, debug_dirs: tuple[str, ...],
-            no_gdb: bool, as_json: bool) -> None:
-    """Tell what crashed in CORE: program, process, signal and why, the faulting
-    address, the crashing thread's location, every mapped module with its
-    build-id, and whether the core is complete.
+            no_gdb: bool, gdb_path: str, gdb_timeout: float, debuginfod: bool, full: bool,
+            full_frames: int, max_frames: int, show_secrets: bool, as_json: bool) -> None:
+    """Tell what crashed in CORE and whose code is at fault.
 
-    Reads only the core's headers and notes (time and memory do not grow with
-    the core's size) and the ELF symbol tables of the files it names.
+    From the core's own notes: program, process, signal and why, the faulting
+    address or the sender, every mapped module with its build-id (checked
+    against the file on disk), and whether the core is complete. Through gdb
+    (safe mode: no gdbinit, no auto-loaded scripts, no debuginfod): every
+    thread's backtrace, with names gdb cannot give filled in from ELF symbol
+    tables, and the instructions around the crash.
     """
-    from crashkit.analysis.analyze import Options
-    from crashkit.analysis.analyze import analyze as run_analysis
+    from crashkit.analysis.options import Options, start_gdb
 
     if exe is not None and not os.path.isfile(exe):
         raise CrashkitError("--exe: no such file", path=exe)
-    result = run_analysis(core, Options(exe=exe, sysroot=sysroot, debug_dirs=debug_dirs))
+    options = Options(exe=exe, sysroot=sysroot, debug_dirs=debug_dirs, use_gdb=not no_gdb,
+                      gdb=gdb_path, gdb_timeout=gdb_timeout, debuginfod=debuginfod,
+                      full_frames=full_frames if full else 0, max_frames=max_frames,
+                      redact=not show_secrets)
+    # gdb first: its start-up then overlaps the imports and the reading of the notes.
+    session, gdb_error = start_gdb(options)
+
+    from crashkit.analysis.analyze import analyze as run_analysis
+
+    result = run_analysis(core, options, session=session, gdb_error=gdb_error)
+    if result.gdb_error:
+        click.echo(f"crashkit: warning: {result.gdb_error}; showing what the core's notes hold",
+                   err=True)
     if as_json:
         from crashkit.render.json_out import analysis_json
 

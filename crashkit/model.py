@@ -57,6 +57,24 @@ class Frame:
     source: FrameSource = "elf"
     args: tuple[tuple[str, str], ...] = ()
     locals: tuple[tuple[str, str], ...] = ()
+    trusted: bool = True  # False when the module on disk is not the build that crashed
+
+
+@dataclass(frozen=True)
+class Instruction:
+    address: int
+    text: str
+    function: str | None = None
+    offset: int | None = None
+
+
+@dataclass(frozen=True)
+class CrashContext:
+    """Around the crashing thread's pc: a disassembly window (from gdb)."""
+
+    pc: int
+    instructions: tuple[Instruction, ...]
+    faulting: Instruction | None  # the instruction at pc
 
 
 @dataclass(frozen=True)
@@ -131,6 +149,7 @@ class CoreFacts:
     execfn: str | None
     page_size: int | None
     modules: tuple[Module, ...] = ()
+    exec_ranges: tuple[tuple[int, int], ...] = ()  # PT_LOADs with PF_X: where code can be
     problems: tuple[str, ...] = ()  # damage seen while reading (bad notes, cut segments)
 
 
@@ -145,3 +164,5 @@ class Analysis:
     summary: str
     warnings: tuple[str, ...] = field(default_factory=tuple)
     gdb_used: bool = False
+    gdb_error: str | None = None
+    context: CrashContext | None = None

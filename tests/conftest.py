@@ -61,3 +61,25 @@ def analyze_json(core: str, *extra: str) -> dict[str, Any]:
     proc = run_cli("analyze", core, "--json", *extra, check=True)
     data: dict[str, Any] = json.loads(proc.stdout)
     return data
+
+
+def crash_for_core(argv: list[str], cwd: Path) -> Path:
+    """Run a program that crashes and return its core, made by the kernel."""
+    import resource
+
+    pattern = Path("/proc/sys/kernel/core_pattern").read_text().strip()
+    if pattern.startswith("|"):
+        unavailable(f"kernel.core_pattern pipes cores to {pattern.split()[0][1:]}; "
+                    "run: sysctl -w kernel.core_pattern=core")
+    before = {p.name for p in cwd.iterdir()}
+
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+    proc = subprocess.run(argv, cwd=cwd, preexec_fn=limits, capture_output=True, timeout=60)
+    assert proc.returncode < 0, f"{argv[0]} did not die of a signal: {proc.returncode}"
+    where = Path(pattern).parent if pattern.startswith("/") else cwd
+    new = [p for p in where.iterdir() if p.name.startswith("core") and p.name not in before]
+    if not new:
+        unavailable(f"no core appeared in {where} (core_pattern {pattern!r})")
+    return max(new, key=lambda p: p.stat().st_mtime)

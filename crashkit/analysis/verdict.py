@@ -28,11 +28,18 @@ def blame_frame(frames: Sequence[Frame]) -> Frame | None:
 
 
 def frame_label(frame: Frame) -> str:
-    if frame.function:
+    if frame.function and frame.trusted:
         return f"{frame.function}()"
     if frame.module and frame.module_offset is not None:
         return f"{os.path.basename(frame.module)}+{frame.module_offset:#x}"
     return f"{frame.pc:#x}"
+
+
+def sent_by_other(facts: CoreFacts) -> bool:
+    """The signal came from another process (kill -SEGV, the OOM killer's
+    friends): the code that was running is a bystander."""
+    s, p = facts.signal, facts.process
+    return bool(s and s.sender_pid is not None and (p is None or s.sender_pid != p.pid))
 
 
 def summarize(facts: CoreFacts, crash: Frame | None, blame: Frame | None) -> str:
@@ -40,6 +47,10 @@ def summarize(facts: CoreFacts, crash: Frame | None, blame: Frame | None) -> str
     pid = f" (pid {facts.process.pid})" if facts.process else ""
     sig = facts.signal.description if facts.signal else "no signal recorded"
     text = f"{who}{pid} died of {sig}"
+    if sent_by_other(facts):
+        where = f"; it was in {frame_label(crash)}" if crash else ""
+        return (f"{text}. Another process killed it: not a bug in the code that was "
+                f"running{where}")
     if crash is not None:
         where = frame_label(crash)
         mod = os.path.basename(crash.module) if crash.module else "unmapped memory"

@@ -27,6 +27,7 @@ from crashkit.model import CoreFacts, Mapping, ProcessInfo, SignalInfo, Thread
 # Refuse to read more than this much of a note segment: a real one holds a few
 # KiB per thread, so even 10,000 threads fit.
 MAX_NOTES_BYTES = 128 * 1024 * 1024
+PF_X = 1
 
 _COMPRESSED_MAGIC = {
     b"\x28\xb5\x2f\xfd": ("zstd", "zstd -d"),
@@ -306,6 +307,8 @@ class CoreFile:
             truncated=truncated,
             arch=self.arch.name, process=process, signal=siginfo, threads=tuple(threads),
             mappings=tuple(mappings), auxv=auxv, exe=exe, execfn=execfn, page_size=page_size,
+            exec_ranges=tuple((s.vaddr, s.vaddr + s.memsz) for s in self._loads
+                              if s.flags & PF_X),
             problems=tuple(problems))
 
     def _prstatus(self, note: RawNote, *, first: bool) -> Thread:

@@ -22,6 +22,7 @@ def frame_json(f: Frame) -> dict[str, Any]:
         "inlined": f.inlined, "signal_frame": f.signal_frame, "source": f.source,
         "args": [{"name": n, "value": v} for n, v in f.args],
         "locals": [{"name": n, "value": v} for n, v in f.locals],
+        "trusted": f.trusted,
     }
 
 
@@ -69,5 +70,13 @@ def analysis_json(a: Analysis) -> dict[str, Any]:
                       "path": m.path} for m in c.mappings],
         "auxv": dict(c.auxv),
         "gdb_used": a.gdb_used,
+        "gdb_error": a.gdb_error,
+        "context": None if a.context is None else {
+            "pc": a.context.pc,
+            "instructions": [{"address": i.address, "text": i.text, "function": i.function,
+                              "offset": i.offset} for i in a.context.instructions],
+            "faulting_instruction": None if a.context.faulting is None else
+            a.context.faulting.text,
+        },
         "warnings": list(a.warnings),
     }

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from crashkit.analysis.verdict import frame_label
-from crashkit.model import Analysis, Frame
+from crashkit.model import Analysis, Frame, Thread
 
 
 def _size(n: int) -> str:
@@ -18,13 +19,63 @@ def _size(n: int) -> str:
 
 def _frame_line(f: Frame) -> str:
     where = frame_label(f)
-    if f.function and f.function_offset:
+    if f.function and f.trusted and f.function_offset:
         where = f"{f.function}+{f.function_offset:#x}"
     mod = os.path.basename(f.module) if f.module else "?"
+    if not f.trusted:
+        mod += ", build-id mismatch" + (f": gdb says {f.function}" if f.function else "")
     src = f"  {f.file}:{f.line}" if f.file and f.line else ""
     tags = "".join(t for t, on in ((" [inlined]", f.inlined), (" [signal handler]",
                                                                 f.signal_frame)) if on)
     return f"  #{f.index:<2} {f.pc:#018x} {where} [{mod}]{src}{tags}"
+
+
+def _frame_lines(frames: Sequence[Frame]) -> list[str]:
+    lines = []
+    for f in frames:
+        lines.append(_frame_line(f))
+        for kind, values in (("arg", f.args), ("local", f.locals)):
+            lines += [f"        {kind} {name} = {value}" for name, value in values]
+    return lines
+
+
+def _stack_key(t: Thread) -> tuple[str, ...]:
+    return tuple(frame_label(f) for f in t.frames)
+
+
+def _other_threads(threads: Sequence[Thread]) -> list[str]:
+    """Threads with identical stacks (idle workers) are shown once, with a count."""
+    groups: dict[tuple[str, ...], list[Thread]] = {}
+    for t in threads:
+        groups.setdefault(_stack_key(t), []).append(t)
+    lines: list[str] = []
+    for members in sorted(groups.values(), key=len, reverse=True):
+        tids = ", ".join(str(t.tid) for t in members[:8]) + (", …" if len(members) > 8 else "")
+        head = (f"{len(members)} threads with this stack ({tids}):" if len(members) > 1
+                else f"Thread {members[0].tid}:")
+        lines += ["", head]
+        lines += [_frame_line(f) for f in members[0].frames] or ["  (no frames)"]
+    return lines
+
+
+def _context(a: Analysis) -> list[str]:
+    ctx = a.context
+    if ctx is None:
+        return []
+    crashed = a.threads[0]
+    regs = crashed.registers
+    shown = [r for r in ("rip", "rsp", "rbp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8",
+                         "r9", "r12", "r13", "r14", "r15", "pc", "sp", "x29", "x30", "x0",
+                         "x1", "x2", "x3") if r in regs]
+    lines = ["", "Registers:"]
+    for i in range(0, len(shown), 4):
+        lines.append("  " + "  ".join(f"{r:>3} {regs[r]:#018x}" for r in shown[i:i + 4]))
+    lines += ["", "Instructions:"]
+    for ins in ctx.instructions:
+        mark = "=>" if ins.address == ctx.pc else "  "
+        fn = f"<{ins.function}+{ins.offset}>" if ins.function is not None else ""
+        lines.append(f"  {mark} {ins.address:#018x} {fn:<32} {ins.text}")
+    return lines
 
 
 def render(a: Analysis) -> str:
@@ -50,9 +101,10 @@ def render(a: Analysis) -> str:
         if s.sender_pid is not None:
             extra = f", sent by pid {s.sender_pid} uid {s.sender_uid}"
         lines.append(f"  signal    {s.name} ({s.number}){code}{extra}")
-    if a.crash_frame:
-        crashed = a.threads[0]
-        lines.append(f"  crashed   thread {crashed.tid} of {len(a.threads)}")
+    if a.crash_module:
+        lines.append(f"  at fault  {a.crash_module}")
+    if a.threads:
+        lines.append(f"  crashed   thread {a.threads[0].tid} of {len(a.threads)}")
     if c.truncated:
         lines.append(f"  core      TRUNCATED: {_size(c.size)} of {_size(c.expected_size)}")
     else:
@@ -63,9 +115,11 @@ def render(a: Analysis) -> str:
     if a.threads:
         t = a.threads[0]
         lines += ["", f"Crashing thread {t.tid}:"]
-        lines += [_frame_line(f) for f in t.frames]
+        lines += _frame_lines(t.frames)
         if not a.gdb_used:
             lines.append("  (pc only: backtraces need gdb)")
+        lines += _context(a)
+        lines += _other_threads(a.threads[1:])
     if a.warnings:
         lines += ["", "Warnings:"]
         lines += [f"  ! {w}" for w in a.warnings]
