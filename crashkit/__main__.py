@@ -1,4 +1,4 @@
-from crashkit.cli import main
+from crashkit.launch import main
 
 if __name__ == "__main__":
     main()

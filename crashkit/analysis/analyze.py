@@ -21,6 +21,7 @@ from crashkit.errors import GdbError
 from crashkit.model import Analysis, CoreFacts, CrashContext, Frame, Module, Thread
 
 if TYPE_CHECKING:
+    from crashkit.gdb.backtrace import Pending
     from crashkit.gdb.session import GdbSession
 
 
@@ -86,9 +87,11 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
              gdb_error: str | None) -> Analysis:
     from crashkit.gdb import backtrace as bt
 
-    load_tokens: list[int] = []
+    pending: list[bt.Pending] = []
 
-    def start_loading(facts: CoreFacts) -> None:
+    def ask_gdb(facts: CoreFacts) -> None:
+        """Queue all of gdb's work as soon as the notes name the executable and
+        the threads; gdb does it while build-ids are read here."""
         nonlocal gdb_error
         if session is None:
             return
@@ -97,11 +100,15 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
             candidate = host_path(facts.exe.removesuffix(" (deleted)"), options.sysroot)
             exe = candidate if os.path.isfile(candidate) else None
         try:
-            load_tokens.extend(bt.start_load(session, exe, os.path.abspath(path)))
+            # gdb runs in its own empty directory: every path it gets is absolute.
+            pending.append(bt.request_all(session, exe and os.path.abspath(exe),
+                                          os.path.abspath(path), len(facts.threads),
+                                          options.max_frames, options.sysroot,
+                                          options.debug_dirs))
         except GdbError as exc:
             gdb_error = str(exc)
 
-    facts = read_facts(path, options, on_notes=start_loading)
+    facts = read_facts(path, options, on_notes=ask_gdb)
     symbolizer = Symbolizer(facts.mappings, sysroot=options.sysroot,
                             debug_dirs=tuple(options.debug_dirs) + DEFAULT_DEBUG_DIRS,
                             path_map=_path_map(facts, options))
@@ -111,11 +118,10 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
                     for f in [pc_frame(t, symbolizer, untrusted)])
     context: CrashContext | None = None
     extra: list[str] = []
-    if session is not None and gdb_error is None:
+    if session is not None and gdb_error is None and pending:
         try:
-            extra = bt.finish_load(session, load_tokens)
-            threads, context = _gdb_threads(session, threads, symbolizer, untrusted, options,
-                                            extra, facts.exec_ranges)
+            threads, context = _gdb_threads(session, pending[0], threads, symbolizer,
+                                            untrusted, options, extra, facts.exec_ranges)
         except GdbError as exc:
             gdb_error = str(exc)
     if gdb_error:
@@ -139,20 +145,20 @@ def _cut_at_garbage(thread: Thread, frames: list[Frame],
     return frames
 
 
-def _gdb_threads(session: GdbSession, threads: tuple[Thread, ...], symbolizer: Symbolizer,
-                 untrusted: set[str], options: Options, notes: list[str],
-                 facts_exec: tuple[tuple[int, int], ...],
+def _gdb_threads(session: GdbSession, pending: Pending, threads: tuple[Thread, ...],
+                 symbolizer: Symbolizer, untrusted: set[str], options: Options,
+                 notes: list[str], exec_ranges: tuple[tuple[int, int], ...],
                  ) -> tuple[tuple[Thread, ...], CrashContext | None]:
     from crashkit.gdb import backtrace as bt
 
     redact = bt.redact_strings if options.redact else (lambda v: v)
-    by_lwp = bt.all_frames(session, bt.thread_ids(session), symbolizer, untrusted,
-                           max_frames=options.max_frames, full_frames=options.full_frames,
-                           redact=redact)
+    per_thread, warnings = bt.collect(
+        session, pending, [(t.tid, t.pc) for t in threads], symbolizer, untrusted,
+        max_frames=options.max_frames, full_frames=options.full_frames, redact=redact)
+    notes.extend(warnings)
     out = []
-    for t in threads:
-        frames, error = by_lwp.get(t.tid, ([], None))
-        frames = _cut_at_garbage(t, frames, facts_exec, notes)
+    for t, (frames, error) in zip(threads, per_thread, strict=True):
+        frames = _cut_at_garbage(t, frames, exec_ranges, notes)
         if frames:
             out.append(dataclasses.replace(t, frames=tuple(frames)))
         else:

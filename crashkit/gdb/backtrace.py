@@ -9,11 +9,12 @@ untrusted, whoever named it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from crashkit.elf.symbols import Symbolizer
-from crashkit.gdb.session import GdbSession
+from crashkit.gdb.session import GdbSession, MiResult
 from crashkit.model import CrashContext, Frame, Instruction
 
 SIGNAL_HANDLER = "<signal handler called>"
@@ -35,10 +36,11 @@ def argv_word(text: str) -> str:
     return re.sub(r'([\s"\'\\])', r"\\\1", text)
 
 
-def start_load(session: GdbSession, exe: str | None, core: str) -> list[int]:
+def start_load(session: GdbSession, exe: str | None, core: str, sysroot: str | None = None,
+               debug_dirs: Sequence[str] = ()) -> list[int]:
     """Queue loading the executable (when there is one on disk) and the core;
     gdb works on it while crashkit reads build-ids. See :func:`finish_load`."""
-    tokens = []
+    tokens = session.configure(sysroot, debug_dirs)
     if exe is not None:
         tokens.append(session.send(f"-file-exec-and-symbols {mi_quote(exe)}"))
     tokens.append(session.send(f"-target-select core {argv_word(core)}"))
@@ -83,24 +85,55 @@ def _values(items: Iterable[Any], redact: Callable[[str], str]) -> tuple[tuple[s
     return tuple(out)
 
 
-def all_frames(session: GdbSession, threads: list[tuple[str, int | None]],
-               symbolizer: Symbolizer, untrusted: set[str], *, max_frames: int,
-               full_frames: int, redact: Callable[[str], str],
-               ) -> dict[int, tuple[list[Frame], str | None]]:
-    """Frames of every thread by LWP, innermost first, with gdb's error for a
-    thread it could not unwind. All requests are queued at once."""
-    tokens = [(gdb_id, lwp, session.send(
-        f"-stack-list-frames --thread {gdb_id} 0 {max_frames - 1}"))
-        for gdb_id, lwp in threads if lwp is not None]
-    out: dict[int, tuple[list[Frame], str | None]] = {}
-    for gdb_id, lwp, token in tokens:
-        result = session.wait(token, check=False)
+@dataclass
+class Pending:
+    """Everything asked of gdb in one go, right after the notes are read."""
+
+    load: list[int]
+    stacks: list[int]  # -stack-list-frames for gdb threads 1..N
+
+
+def request_all(session: GdbSession, exe: str | None, core: str, n_threads: int,
+                max_frames: int, sysroot: str | None, debug_dirs: Sequence[str]) -> Pending:
+    """Queue the loads and every thread's stack at once: gdb numbers a core's
+    threads in note order, so threads 1..N are known before it answers (the
+    answers are checked against the notes in :func:`collect`)."""
+    load = start_load(session, exe, core, sysroot, debug_dirs)
+    stacks = [session.send(f"-stack-list-frames --thread {i} 0 {max_frames - 1}")
+              for i in range(1, n_threads + 1)]
+    return Pending(load, stacks)
+
+
+def collect(session: GdbSession, pending: Pending, threads: list[tuple[int, int | None]],
+            symbolizer: Symbolizer, untrusted: set[str], *, max_frames: int, full_frames: int,
+            redact: Callable[[str], str]) -> tuple[list[tuple[list[Frame], str | None]], list[str]]:
+    """Frames for each (tid, pc) thread of the notes, in that order, with gdb's
+    error for a thread it could not unwind; and gdb's warnings."""
+    warnings = finish_load(session, pending.load)
+    raws: list[MiResult | None] = [session.wait(t, check=False) for t in pending.stacks]
+    ids = [str(i) for i in range(1, len(threads) + 1)]
+    if any(r is not None and _first_pc(r.payload) not in (None, pc)
+           for r, (_tid, pc) in zip(raws, threads, strict=True)):
+        # gdb numbered the threads otherwise: ask it which LWP each one is.
+        by_lwp = {lwp: gid for gid, lwp in thread_ids(session)}
+        ids = [by_lwp.get(tid, "") for tid, _pc in threads]
+        raws = [session.command(f"-stack-list-frames --thread {gid} 0 {max_frames - 1}",
+                                check=False) if gid else None for gid in ids]
+    out: list[tuple[list[Frame], str | None]] = []
+    for gid, result in zip(ids, raws, strict=True):
+        if result is None:
+            out.append(([], "gdb does not know this thread"))
+            continue
         error = result.payload.get("msg") if result.message == "error" else None
         raw = result.payload.get("stack", []) if result.message == "done" else []
-        assert lwp is not None
-        out[lwp] = (_frames(session, gdb_id, raw, symbolizer, untrusted,
-                            full_frames=full_frames, redact=redact), error)
-    return out
+        out.append((_frames(session, gid, raw, symbolizer, untrusted, full_frames=full_frames,
+                            redact=redact), error))
+    return out, warnings
+
+
+def _first_pc(payload: dict[str, Any]) -> int | None:
+    stack = payload.get("stack") or []
+    return _int(stack[0].get("addr")) if stack else None
 
 
 def _frames(session: GdbSession, gdb_id: str, raw: list[dict[str, Any]],
@@ -166,21 +199,27 @@ def _frames(session: GdbSession, gdb_id: str, raw: list[dict[str, Any]],
 
 def disassembly(session: GdbSession, pc: int, function_offset: int | None,
                 before: int = 8, after: int = 4) -> CrashContext | None:
-    """A window of instructions around pc, decoded from the function's start
-    (when known) so x86's variable-length instructions line up."""
-    start = pc - function_offset if function_offset is not None and function_offset <= 4096 \
-        else pc
-    res = session.command(f"-data-disassemble -s {start:#x} -e {pc + 48:#x} -- 0", check=False)
-    if res.message != "done":
-        return None
-    insns = [Instruction(a, str(i.get("inst", "")).strip(), i.get("func-name"),
-                         _int(i.get("offset")))
-             for i in res.payload.get("asm_insns", []) if (a := _int(i.get("address"))) is not None]
-    at = next((k for k, ins in enumerate(insns) if ins.address == pc), None)
-    if at is None:
-        return CrashContext(pc, tuple(insns[:after]), None)
-    window = insns[max(0, at - before):at + after + 1]
-    return CrashContext(pc, tuple(window), insns[at])
+    """A window of instructions around pc. x86 instructions vary in length, so
+    decoding starts at the function's start when it is near, else a little
+    before pc, and a start whose decoding does not land on pc is dropped."""
+    starts = []
+    if function_offset is not None and 16 <= function_offset <= 4096:
+        starts.append(pc - function_offset)
+    starts += [pc - 48, pc]
+    for start in starts:
+        res = session.command(f"-data-disassemble -s {start:#x} -e {pc + 48:#x} -- 0",
+                              check=False)
+        if res.message != "done":
+            continue
+        insns = [Instruction(a, str(i.get("inst", "")).strip(), i.get("func-name"),
+                             _int(i.get("offset")))
+                 for i in res.payload.get("asm_insns", [])
+                 if (a := _int(i.get("address"))) is not None]
+        at = next((k for k, ins in enumerate(insns) if ins.address == pc), None)
+        if at is not None:
+            window = insns[max(0, at - before):at + after + 1]
+            return CrashContext(pc, tuple(window), insns[at])
+    return None
 
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')

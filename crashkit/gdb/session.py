@@ -15,7 +15,6 @@ import selectors
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,10 +46,22 @@ class SafetyFlags:
 @dataclass(frozen=True)
 class GdbOptions:
     gdb: str = "gdb"
-    sysroot: str | None = None
-    debug_dirs: Sequence[str] = ()
     timeout: float = DEFAULT_TIMEOUT
     safety: SafetyFlags = field(default_factory=SafetyFlags)
+
+
+def _private_dir() -> str:
+    """An empty 0700 directory for gdb's HOME and cwd (tempfile.mkdtemp's
+    contract, without importing tempfile on the path that starts gdb)."""
+    base = os.environ.get("TMPDIR") or "/tmp"
+    for _ in range(100):
+        path = os.path.join(base, f"crashkit-gdb-home-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
+    raise GdbError(f"cannot make a private directory for gdb under {base}")
 
 
 def resolve_gdb(path: str) -> str:
@@ -71,10 +82,6 @@ def gdb_argv(gdb: str, options: GdbOptions) -> list[str]:
     if s.auto_load_off:
         early.insert(0, "set auto-load off")
     early.append(f"set debuginfod enabled {'on' if s.debuginfod else 'off'}")
-    if options.sysroot:
-        early.append(f"set sysroot {options.sysroot}")
-    dirs = [*options.debug_dirs, "/usr/lib/debug"]
-    early.append(f"set debug-file-directory {':'.join(dirs)}")
     for cmd in early:
         argv += ["-iex", cmd]
     return argv
@@ -90,6 +97,15 @@ def gdb_env(options: GdbOptions, home: str | None) -> dict[str, str]:
     return env
 
 
+def _quiet_parser() -> None:
+    """pygdbmi's parser calls logger.debug() for every token it reads; with
+    its logger above DEBUG each call returns at once (a third of the parse
+    time of a backtrace)."""
+    import logging
+
+    logging.getLogger("pygdbmi.gdbmiparser").setLevel(logging.WARNING)
+
+
 @dataclass
 class MiResult:
     message: str  # "done", "error", "running", "connected", "exit"
@@ -103,8 +119,7 @@ class GdbSession:
     def __init__(self, options: GdbOptions) -> None:
         self.options = options
         gdb = resolve_gdb(options.gdb)
-        self._home = tempfile.mkdtemp(prefix="crashkit-gdb-home-") \
-            if options.safety.private_home else None
+        self._home = _private_dir() if options.safety.private_home else None
         try:
             self._proc = subprocess.Popen(
                 gdb_argv(gdb, options), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -123,6 +138,18 @@ class GdbSession:
         self._pending: dict[int, str] = {}
         self._results: dict[int, MiResult] = {}
         self._console: list[str] = []
+        self.timeout = options.timeout
+
+    def configure(self, sysroot: str | None, debug_dirs: Sequence[str]) -> list[int]:
+        """Queue the settings that depend on the analysis, not on gdb's start-up
+        (so gdb can be started before they are known)."""
+        tokens = []
+        # gdb runs in an empty directory of its own, so paths must be absolute.
+        if sysroot:
+            tokens.append(self.send(f"-gdb-set sysroot {os.path.abspath(sysroot)}"))
+        dirs = [*(os.path.abspath(d) for d in debug_dirs), "/usr/lib/debug"]
+        tokens.append(self.send(f"-gdb-set debug-file-directory {':'.join(dirs)}"))
+        return tokens
 
     # -- lifecycle -------------------------------------------------------------
     def __enter__(self) -> GdbSession:
@@ -173,7 +200,7 @@ class GdbSession:
     def wait(self, token: int, timeout: float | None = None, *, check: bool = True) -> MiResult:
         """The result record of an earlier :meth:`send` (gdb answers in order)."""
         cmd = self._pending.get(token, "?")
-        limit = timeout if timeout is not None else self.options.timeout
+        limit = timeout if timeout is not None else self.timeout
         deadline = time.monotonic() + limit
         while token not in self._results:
             line = self._readline(deadline, limit, cmd)
@@ -194,6 +221,8 @@ class GdbSession:
         # pygdbmi's pure parser; imported here so that gdb is already
         # starting while Python loads it.
         from pygdbmi.gdbmiparser import parse_response
+
+        _quiet_parser()
 
         kind = line[:1]
         if kind in (b"~", b"&"):

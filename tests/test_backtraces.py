@@ -1,0 +1,215 @@
+"""Backtraces through real gdb on the real fixture cores."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from tests.conftest import analyze_json, fixture, run_cli
+
+pytestmark = pytest.mark.integration
+
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "crashkit" / "schema" /
+                     "analysis-1.json").read_text())
+
+
+def crashing(data: dict[str, Any]) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = data["threads"][0]["frames"]
+    return frames
+
+
+def functions(frames: list[dict[str, Any]]) -> list[str | None]:
+    return [f["function"] for f in frames]
+
+
+def assert_in_order(expected: list[str], got: list[str | None]) -> None:
+    """Every expected function appears, innermost first, in this order."""
+    pos = 0
+    for name in expected:
+        assert name in got[pos:], f"{name} missing after #{pos} in {got}"
+        pos = got.index(name, pos) + 1
+
+
+@pytest.mark.parametrize("name", ["nginx-null", "nginx-libc", "nginx-abort", "nginx-kill",
+                                  "mt-plugin"])
+def test_crashing_thread_frames(manifest: dict[str, Any], name: str) -> None:
+    fx = fixture(manifest, name)
+    data = analyze_json(fx["core"])
+    jsonschema.validate(data, SCHEMA)
+    assert data["gdb_used"] is True and data["gdb_error"] is None
+    frames = crashing(data)
+    assert_in_order(fx["expected_functions"], functions(frames))
+    assert [f["index"] for f in frames] == list(range(len(frames)))
+    assert frames[0]["module"] == fx["crash_module"]
+    assert frames[0]["pc"] == data["threads"][0]["registers"]["rip"]
+    for f in frames:
+        assert f["source"] in ("gdb", "elf") and f["module"] is not None
+        assert f["trusted"] is True
+    if fx.get("caller_function"):
+        caller = next(f for f in frames if f["function"] == fx["caller_function"])
+        assert caller["module"] == fx.get("module", fx["crash_module"]) or \
+            caller["module"] == fx["crash_module"]
+
+
+def test_module_frames_have_source_lines(manifest: dict[str, Any]) -> None:
+    fx = fixture(manifest, "nginx-null")
+    top = crashing(analyze_json(fx["core"]))[0]
+    assert top["function"] == "crashkit_faulty_tag_length" and top["source"] == "gdb"
+    assert top["file"].endswith("ngx_http_crashkit_test_module.c") and top["line"] > 0
+
+
+def test_blame_goes_past_libc(manifest: dict[str, Any]) -> None:
+    """strlen(NULL) crashes inside libc; the module that called it is at fault."""
+    for name in ("nginx-libc", "nginx-abort"):
+        fx = fixture(manifest, name)
+        data = analyze_json(fx["core"])
+        assert crashing(data)[0]["module"] == fx["libc"]
+        assert data["crash"]["module"] == fx["module"]
+        assert f"called from {fx['caller_function']}()" in data["summary"]
+
+
+def test_killed_by_another_process_blames_nobody(manifest: dict[str, Any]) -> None:
+    fx = fixture(manifest, "nginx-kill")
+    data = analyze_json(fx["core"])
+    assert data["crash"]["module"] is None
+    assert "Another process killed it" in data["summary"]
+    assert f"sender process {fx['sender_pid']}" in data["summary"]
+
+
+def test_stripped_module_named_from_elf(manifest: dict[str, Any]) -> None:
+    """gdb has no names for the stripped module's static functions: frames say
+    module+offset (source elf); with the debug file every name is back."""
+    fx = fixture(manifest, "nginx-stripped")
+    frames = crashing(analyze_json(fx["core"]))
+    assert_in_order(fx["expected_functions"], functions(frames))
+    in_module = [f for f in frames if f["module"] == fx["module"]]
+    assert len(in_module) >= 3
+    unnamed = [f for f in in_module if f["function"] is None]
+    assert unnamed, "static functions of a stripped module cannot have names"
+    for f in unnamed:
+        assert f["source"] == "elf" and f["module_offset"] > 0
+    with_debug = crashing(analyze_json(fx["core"], "--debug-dir", fx["debug_dir"]))
+    assert_in_order(fx["expected_functions_with_debug"], functions(with_debug))
+
+
+def test_multithreaded_all_threads(manifest: dict[str, Any]) -> None:
+    fx = fixture(manifest, "mt-plugin")
+    data = analyze_json(fx["core"])
+    threads = data["threads"]
+    assert threads[0]["tid"] == fx["tids"][0]
+    assert sorted(t["tid"] for t in threads) == sorted(fx["tids"])
+    idle = [t for t in threads[1:] if fx["idle_function"] in functions(t["frames"])]
+    assert len(idle) == fx["threads"] - 2  # all but the crashing and the main thread
+    text = run_cli("analyze", fx["core"], check=True).stdout
+    assert f"{len(idle)} threads with this stack" in text
+    # The crashing thread's backtrace comes before any other thread's.
+    assert text.index("Crashing thread") < text.index("threads with this stack")
+
+
+def test_context_has_faulting_instruction(manifest: dict[str, Any]) -> None:
+    fx = fixture(manifest, "nginx-null")
+    data = analyze_json(fx["core"])
+    ctx = data["context"]
+    pc = data["threads"][0]["registers"]["rip"]
+    assert ctx["pc"] == pc
+    at_pc = [i for i in ctx["instructions"] if i["address"] == pc]
+    assert len(at_pc) == 1 and at_pc[0]["text"] == ctx["faulting_instruction"]
+    # A NULL+0x10 load: the faulting instruction reads memory at 0x10 off a register.
+    assert "0x10(%r" in ctx["faulting_instruction"]
+    assert any(i["address"] < pc for i in ctx["instructions"])
+
+
+def test_full_gives_args_and_locals(manifest: dict[str, Any]) -> None:
+    fx = fixture(manifest, "nginx-null")
+    frames = crashing(analyze_json(fx["core"], "--full"))
+    assert any(f["args"] for f in frames[:5])
+    for f in frames:
+        for v in f["args"] + f["locals"]:
+            assert set(v) == {"name", "value"}
+
+
+def test_truncated_core_keeps_notes_frame(manifest: dict[str, Any]) -> None:
+    fx = fixture(manifest, "truncated")
+    data = analyze_json(fx["core"])
+    frames = crashing(data)
+    assert frames[0]["pc"] == data["threads"][0]["registers"]["rip"]
+    assert frames[0]["function"] == fx["crash_function"]
+    assert_in_order(fx["expected_functions"], functions(frames))
+    assert data["core"]["truncated"] is True
+    # No made-up frames from the missing stack: each pc lies in a mapped file.
+    for f in frames:
+        assert f["module"] is not None
+
+
+def test_mismatched_library_is_not_trusted(manifest: dict[str, Any]) -> None:
+    fx = fixture(manifest, "mismatch")
+    data = analyze_json(fx["core"])
+    frames = crashing(data)
+    lib = [f for f in frames if f["module"] == fx["mismatch_library"]]
+    assert lib and all(f["trusted"] is False for f in lib)
+    text = run_cli("analyze", fx["core"], check=True).stdout
+    assert "BUILD-ID MISMATCH" in text and "build-id mismatch: gdb says" in text
+    assert fx["crash_function"] not in data["summary"]
+    assert "libmismatch.so+0x" in data["summary"]
+
+
+def test_wrong_exe_is_flagged(manifest: dict[str, Any]) -> None:
+    """--exe pointing at another build: analyze says so loudly and still works."""
+    fx = fixture(manifest, "mt-plugin")
+    other = fixture(manifest, "mismatch")["exe"]
+    data = analyze_json(fx["core"], "--exe", other)
+    exe = next(m for m in data["modules"] if m["path"] == fx["exe"])
+    assert exe["build_id_match"] is False
+    assert any("BUILD-ID MISMATCH" in w for w in data["warnings"])
+    assert data["signal"]["fault_address"] == fx["fault_address"]
+
+
+def fake_gdb(tmp_path: Path, body: str) -> str:
+    p = tmp_path / "fake-gdb"
+    p.write_text("#!/bin/sh\n" + body + "\n")
+    p.chmod(p.stat().st_mode | stat.S_IXUSR)
+    return str(p)
+
+
+@pytest.mark.parametrize(("body", "expect"), [
+    ("exec sleep 600", "did not answer"),
+    ("while :; do echo 'garbage ^done'; sleep 0.05; done", "did not answer"),
+    ("echo '1^done,stack=[frame={level=' ; exit 3", "gdb ended (exit 3)"),
+    ("kill -SEGV $$", "gdb ended (killed by signal 11)"),
+], ids=["hangs", "garbage", "exits", "crashes"])
+def test_broken_gdb_falls_back_to_notes(manifest: dict[str, Any], tmp_path: Path,
+                                         body: str, expect: str) -> None:
+    fx = fixture(manifest, "nginx-null")
+    start = time.monotonic()
+    proc = run_cli("analyze", fx["core"], "--json", "--gdb", fake_gdb(tmp_path, body),
+                   "--gdb-timeout", "2")
+    assert time.monotonic() - start < 30
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["gdb_used"] is False and expect in data["gdb_error"]
+    assert data["signal"]["fault_address"] == fx["fault_address"]
+    assert crashing(data)[0]["function"] == fx["crash_function"]
+    assert proc.stderr.startswith("crashkit: warning:") and len(proc.stderr.splitlines()) == 1
+
+
+def test_missing_gdb_says_how_to_install(manifest: dict[str, Any]) -> None:
+    fx = fixture(manifest, "nginx-null")
+    proc = run_cli("analyze", fx["core"], "--gdb", "/nonexistent/gdb")
+    assert proc.returncode == 0
+    assert "apt-get install gdb" in proc.stderr
+    assert proc.stdout.startswith("nginx (pid ")
+
+
+def test_gdb_home_is_removed(manifest: dict[str, Any]) -> None:
+    fx = fixture(manifest, "nginx-null")
+    before = {p for p in os.listdir("/tmp") if p.startswith("crashkit-gdb-home-")}
+    analyze_json(fx["core"])
+    after = {p for p in os.listdir("/tmp") if p.startswith("crashkit-gdb-home-")}
+    assert after <= before
