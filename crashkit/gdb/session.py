@@ -27,7 +27,8 @@ DEFAULT_TIMEOUT = 60.0
 
 # Environment variables that would make gdb fetch from the network or read
 # files the user did not ask for.
-_SCRUBBED_ENV = ("DEBUGINFOD_URLS", "DEBUGINFOD_CACHE_PATH", "GDBHISTFILE", "GDBHISTSIZE",
+_DEBUGINFOD_ENV = ("DEBUGINFOD_URLS", "DEBUGINFOD_CACHE_PATH")
+_SCRUBBED_ENV = ("GDBHISTFILE", "GDBHISTSIZE",
                  "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "XDG_CONFIG_HOME",
                  "XDG_CACHE_HOME", "INSIDE_EMACS")
 
@@ -93,7 +94,8 @@ def gdb_env(options: GdbOptions, home: str | None) -> dict[str, str]:
     if home is not None:
         env["HOME"] = home
     if not options.safety.debuginfod:
-        env.pop("DEBUGINFOD_URLS", None)
+        for key in _DEBUGINFOD_ENV:
+            env.pop(key, None)
     return env
 
 
