@@ -10,7 +10,7 @@ import sys
 
 
 def main() -> None:
-    from crashkit.analysis.options import prestart
+    from crashkit.gdb.spawn import prestart
 
     prestart(sys.argv[1:])
     from crashkit.cli import main as cli_main

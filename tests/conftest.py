@@ -47,10 +47,11 @@ def fixture(manifest: dict[str, Any], name: str) -> dict[str, Any]:
     return manifest[name]  # type: ignore[no-any-return]
 
 
-def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, check: bool = False,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real command line, as a user would."""
     proc = subprocess.run([sys.executable, "-m", "crashkit", *args], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, env={**os.environ, **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"crashkit {' '.join(args)} exited {proc.returncode}: "
                              f"{proc.stderr}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import time
 from pathlib import Path
@@ -207,9 +206,24 @@ def test_missing_gdb_says_how_to_install(manifest: dict[str, Any]) -> None:
     assert proc.stdout.startswith("nginx (pid ")
 
 
-def test_gdb_home_is_removed(manifest: dict[str, Any]) -> None:
+@pytest.mark.parametrize("body", [None, "exec sleep 600"], ids=["normal", "gdb-hangs"])
+def test_gdb_home_is_removed(manifest: dict[str, Any], tmp_path: Path, body: str | None) -> None:
+    """gdb's private HOME goes away, and no gdb is left running, even when it hangs."""
     fx = fixture(manifest, "nginx-null")
-    before = {p for p in os.listdir("/tmp") if p.startswith("crashkit-gdb-home-")}
-    analyze_json(fx["core"])
-    after = {p for p in os.listdir("/tmp") if p.startswith("crashkit-gdb-home-")}
-    assert after <= before
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    extra = [] if body is None else ["--gdb", fake_gdb(tmp_path, body), "--gdb-timeout", "1"]
+    proc = run_cli("analyze", fx["core"], *extra, env={"TMPDIR": str(tmpdir)})
+    assert proc.returncode == 0
+    assert ("did not answer" in proc.stderr) is (body is not None)
+    assert list(tmpdir.iterdir()) == []
+    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit()
+                 and _cmdline(p).startswith(str(tmp_path))]
+    assert leftovers == []
+
+
+def _cmdline(p: Path) -> str:
+    try:
+        return p.joinpath("cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from crashkit.gdb import backtrace as bt
-from crashkit.gdb.session import GdbOptions, GdbSession, SafetyFlags
+from crashkit.gdb.session import GdbOptions, GdbSession
+from crashkit.gdb.spawn import SafetyFlags
 from tests.conftest import analyze_json, crash_for_core, unavailable
 
 pytestmark = pytest.mark.integration
@@ -111,12 +112,12 @@ def test_each_protection_alone(scripted: tuple[Path, Path, Path, Path], unsafe: 
 
 
 def test_debuginfod_env_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from crashkit.gdb.session import gdb_argv, gdb_env
+    from crashkit.gdb.spawn import gdb_argv, gdb_env
 
     monkeypatch.setenv("DEBUGINFOD_URLS", "https://debuginfod.example.invalid")
-    env = gdb_env(GdbOptions(), "/nonexistent-home")
+    env = gdb_env(SafetyFlags(), "/nonexistent-home")
     assert "DEBUGINFOD_URLS" not in env and env["HOME"] == "/nonexistent-home"
-    argv = gdb_argv("gdb", GdbOptions())
+    argv = gdb_argv("gdb", SafetyFlags())
     assert "-nx" in argv
     pairs = list(itertools.pairwise(argv))
     assert ("-iex", "set auto-load off") in pairs

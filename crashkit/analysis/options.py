@@ -26,54 +26,19 @@ class Options:
     redact: bool = True
 
 
-_early: GdbSession | None = None
-
-
-def prestart(argv: Sequence[str]) -> None:
-    """Start gdb for ``crashkit analyze`` before the rest of crashkit (click,
-    pyelftools) is imported, so gdb's own start-up overlaps Python's. Only the
-    plain case is started early; any option that changes how gdb starts, and
-    anything that is not an analysis, leaves it to :func:`start_gdb`."""
-    global _early
-    if not argv or argv[0] != "analyze":
-        return
-    if any(a in ("-h", "--help", "--no-gdb", "--debuginfod") or (a.startswith("--gdb")
-           and not a.startswith("--gdb-timeout")) for a in argv[1:]):
-        return
-    import atexit
-
-    from crashkit.gdb.session import GdbOptions, GdbSession
-
-    try:
-        _early = GdbSession(GdbOptions())
-    except GdbError:
-        return  # start_gdb will say so
-    atexit.register(_drop_early)
-
-
-def _drop_early() -> None:
-    global _early
-    if _early is not None:
-        _early.close()
-        _early = None
-
-
 def start_gdb(options: Options) -> tuple[GdbSession | None, str | None]:
-    """Start gdb early (its start-up overlaps ours); (session, None) or (None, why not)."""
-    global _early
-    if not options.use_gdb:
-        _drop_early()
-        return None, None
-    from crashkit.gdb.session import GdbOptions, GdbSession, SafetyFlags
+    """gdb for this analysis (the pre-started one when it fits); (session, None)
+    or (None, why not)."""
+    from crashkit.gdb.spawn import drop_early
 
-    wanted = GdbOptions(gdb=options.gdb, timeout=options.gdb_timeout,
-                        safety=SafetyFlags(debuginfod=options.debuginfod))
-    if _early is not None and wanted == GdbOptions(timeout=wanted.timeout):
-        session, _early = _early, None
-        session.timeout = options.gdb_timeout
-        return session, None
-    _drop_early()
+    if not options.use_gdb:
+        drop_early()
+        return None, None
+    from crashkit.gdb.session import GdbOptions, GdbSession
+    from crashkit.gdb.spawn import SafetyFlags
+
     try:
-        return GdbSession(wanted), None
+        return GdbSession(GdbOptions(gdb=options.gdb, timeout=options.gdb_timeout,
+                                     safety=SafetyFlags(debuginfod=options.debuginfod))), None
     except GdbError as exc:
         return None, str(exc)

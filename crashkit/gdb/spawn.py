@@ -1,0 +1,228 @@
+"""Starting gdb, with nothing imported that gdb's start-up does not need.
+
+This module is imported before the rest of crashkit (see crashkit.launch):
+it uses os.posix_spawn rather than subprocess, plain classes rather than
+dataclasses or NamedTuples, and no signal module, because subprocess,
+dataclasses, typing and enum together cost ~25 ms to import, and every
+millisecond here is one gdb does not get to start earlier.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from crashkit.errors import GdbError
+
+INSTALL_HINT = "install it with: apt-get install gdb"
+
+# Environment variables that would make gdb fetch from the network or read
+# files the user did not ask for.
+_DEBUGINFOD_ENV = ("DEBUGINFOD_URLS", "DEBUGINFOD_CACHE_PATH")
+_SCRUBBED_ENV = ("GDBHISTFILE", "GDBHISTSIZE", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP",
+                 "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "INSIDE_EMACS")
+
+
+SIGKILL = 9  # the signal module would import enum
+
+
+class SafetyFlags:
+    """The protections every session uses. Tests turn them off one at a time
+    to prove each one matters on its own; nothing else may."""
+
+    __slots__ = ("auto_load_off", "debuginfod", "nx", "private_home")
+
+    def __init__(self, nx: bool = True, auto_load_off: bool = True, debuginfod: bool = False,
+                 private_home: bool = True) -> None:
+        self.nx = nx  # -nx: read no gdbinit file
+        self.auto_load_off = auto_load_off  # no .debug_gdb_scripts, -gdb.py, local gdbinit
+        self.debuginfod = debuginfod  # network fetches of debug info, only on request
+        self.private_home = private_home  # HOME and cwd: an empty directory of our own
+
+    def _key(self) -> tuple[bool, bool, bool, bool]:
+        return (self.nx, self.auto_load_off, self.debuginfod, self.private_home)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SafetyFlags) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return ("SafetyFlags(nx={}, auto_load_off={}, debuginfod={}, private_home={})"
+                .format(*self._key()))
+
+
+def _private_dir() -> str:
+    """An empty 0700 directory for gdb's HOME and cwd (tempfile.mkdtemp's
+    contract, without importing tempfile on the path that starts gdb)."""
+    base = os.environ.get("TMPDIR") or "/tmp"
+    for _ in range(100):
+        path = os.path.join(base, f"crashkit-gdb-home-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
+    raise GdbError(f"cannot make a private directory for gdb under {base}")
+
+
+def resolve_gdb(path: str) -> str:
+    """shutil.which, for the same reason as posix_spawn (see the module doc)."""
+    candidates = [path] if "/" in path else [
+        os.path.join(d, path) for d in os.environ.get("PATH", os.defpath).split(os.pathsep) if d]
+    for c in candidates:
+        if os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    raise GdbError(f"gdb not found ({path!r}); {INSTALL_HINT}")
+
+
+def gdb_argv(gdb: str, s: SafetyFlags, cwd: str | None = None) -> list[str]:
+    argv = [gdb, "--interpreter=mi3", "-q"]
+    if s.nx:
+        argv.append("-nx")
+    if cwd is not None:
+        argv.append(f"--cd={cwd}")
+    early = ["set pagination off", "set confirm off", "set width 0", "set height 0",
+             "set print pretty off", "set print elements 200", "set print repeats 10",
+             "set max-value-size 65536", "set verbose off"]
+    if s.auto_load_off:
+        early.insert(0, "set auto-load off")
+    early.append(f"set debuginfod enabled {'on' if s.debuginfod else 'off'}")
+    for cmd in early:
+        argv += ["-iex", cmd]
+    return argv
+
+
+def gdb_env(s: SafetyFlags, home: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    env["LC_ALL"] = "C.UTF-8"
+    if home is not None:
+        env["HOME"] = home
+    if not s.debuginfod:
+        for key in _DEBUGINFOD_ENV:
+            env.pop(key, None)
+    return env
+
+
+class GdbProcess:
+    """gdb's pid and pipes; its own session (so a kill takes its children too)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        in_r, self.stdin = os.pipe()  # both ends close-on-exec; dup2 clears it on 0/1/2
+        self.stdout, out_w = os.pipe()
+        try:
+            self.pid = os.posix_spawn(argv[0], argv, env, setsid=True, file_actions=[
+                (os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
+                (os.POSIX_SPAWN_DUP2, out_w, 2)])
+        except OSError:
+            for fd in (in_r, out_w, self.stdin, self.stdout):
+                os.close(fd)
+            raise
+        finally:
+            if hasattr(self, "pid"):
+                os.close(in_r)
+                os.close(out_w)
+        os.set_blocking(self.stdin, False)
+        os.set_blocking(self.stdout, False)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -1
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        try:  # noqa: SIM105 - contextlib is an import this module avoids
+            os.killpg(self.pid, SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        deadline = time.monotonic() + 5
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+
+    def close(self) -> None:
+        for fd in (self.stdin, self.stdout):
+            try:  # noqa: SIM105
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class Spawned:
+    """A started gdb: its process, private HOME, and how it was started."""
+
+    __slots__ = ("gdb", "home", "process", "safety")
+
+    def __init__(self, process: GdbProcess, home: str | None, gdb: str,
+                 safety: SafetyFlags) -> None:
+        self.process, self.home, self.gdb, self.safety = process, home, gdb, safety
+
+
+def spawn(gdb: str, safety: SafetyFlags) -> Spawned:
+    """Start gdb in MI mode with ``safety``; GdbError if it cannot start."""
+    path = resolve_gdb(gdb)
+    home = _private_dir() if safety.private_home else None
+    try:
+        return Spawned(GdbProcess(gdb_argv(path, safety, home), gdb_env(safety, home)), home,
+                       gdb, safety)
+    except OSError as exc:
+        if home:
+            os.rmdir(home)
+        raise GdbError(f"cannot start gdb ({path}): {exc.strerror}; {INSTALL_HINT}") from None
+
+
+_early: Spawned | None = None
+
+
+def prestart(argv: list[str]) -> None:
+    """Start gdb for ``crashkit analyze`` before the rest of crashkit (click,
+    pyelftools) is imported, so gdb's own start-up overlaps Python's. Only the
+    plain case is started early; an option that changes how gdb starts, or
+    anything that is not an analysis, leaves it to the normal path."""
+    global _early
+    if not argv or argv[0] != "analyze":
+        return
+    for a in argv[1:]:
+        if a in ("-h", "--help", "--no-gdb", "--debuginfod") or (
+                a.startswith("--gdb") and not a.startswith("--gdb-timeout")):
+            return
+    try:
+        _early = spawn("gdb", SafetyFlags())
+    except GdbError:
+        return  # the normal path will say so
+    import atexit
+
+    atexit.register(drop_early)
+
+
+def take_early(gdb: str, safety: SafetyFlags) -> Spawned | None:
+    """The pre-started gdb if it was started the way the caller wants."""
+    global _early
+    early, _early = _early, None
+    if early is not None and (early.gdb, early.safety) != (gdb, safety):
+        _discard(early)
+        return None
+    return early
+
+
+def drop_early() -> None:
+    global _early
+    if _early is not None:
+        _discard(_early)
+        _early = None
+
+
+def _discard(s: Spawned) -> None:
+    s.process.kill()
+    s.process.close()
+    if s.home:
+        import shutil
+
+        shutil.rmtree(s.home, ignore_errors=True)
