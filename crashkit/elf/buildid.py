@@ -83,6 +83,8 @@ def file_build_id(path: str) -> BuildIdResult:
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
-        return build_id_from_reader(lambda off, n: os.pread(fd, n, off), 0, limit=size)
+        return build_id_from_reader(
+            lambda off, n: os.pread(fd, min(n, size - off), off) if 0 <= off < size else b"",
+            0, limit=size)
     finally:
         os.close(fd)

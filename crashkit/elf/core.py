@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from crashkit import signals
@@ -142,7 +141,7 @@ class CoreFile:
     def _parse_elf(self) -> ELFFile:
         try:
             return ELFFile(self._fh)
-        except (ELFError, ValueError, OSError, EOFError) as exc:
+        except L.ELF_ERRORS as exc:
             raise self._fail(f"unreadable ELF header: {exc}") from None
 
     def _layout(self) -> L.ArchLayout:
@@ -155,7 +154,7 @@ class CoreFile:
             raise self._fail(f"program header entries are {phentsize} bytes, not 56")
         try:
             count = self._elf.num_segments()
-        except (ELFError, ValueError, OSError, EOFError) as exc:
+        except L.ELF_ERRORS as exc:
             raise self._fail(f"cannot read the program header count: {exc}") from None
         if count == 0:
             raise self._fail("core has no program headers")
@@ -182,7 +181,11 @@ class CoreFile:
 
     # -- raw access --------------------------------------------------------
     def _pread(self, offset: int, size: int) -> bytes:
-        return os.pread(self._fh.fileno(), size, offset)
+        """Up to ``size`` bytes at ``offset``; short or empty past the end. Offsets
+        come from the file itself, so they may be absurd."""
+        if offset < 0 or size <= 0 or offset >= self.size:
+            return b""
+        return os.pread(self._fh.fileno(), min(size, self.size - offset), offset)
 
     @property
     def expected_size(self) -> int:

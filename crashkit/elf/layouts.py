@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from elftools.common.exceptions import ELFError
+
 # Note types (include/uapi/linux/elf.h).
 NT_PRSTATUS = 1
 NT_FPREGSET = 2
@@ -52,6 +54,12 @@ AUXV_NAMES: dict[int, str] = {
     28: "AT_RSEQ_ALIGN", 29: "AT_HWCAP3", 30: "AT_HWCAP4", 31: "AT_EXECFN",
     33: "AT_SYSINFO_EHDR", 51: "AT_MINSIGSTKSZ",
 }
+
+# What reading a malformed ELF with pyelftools or os.pread can raise: offsets
+# and counts come from the file, so they may be past its end or past 2**63.
+READ_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, EOFError, OverflowError,
+                                            AttributeError, KeyError, IndexError)
+ELF_ERRORS: tuple[type[Exception], ...] = (ELFError, *READ_ERRORS)
 
 ELF64_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 ELF64_PHDR = struct.Struct("<IIQQQQQQ")

@@ -14,7 +14,6 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from crashkit.elf import layouts as L
@@ -65,7 +64,7 @@ class ElfImage:
                             for p in L.ELF64_PHDR.iter_unpack(raw[:len(raw) - len(raw) % 56]):
                                 if p[0] == L.PT_LOAD:
                                     self._loads.append((p[2], p[5], p[3]))
-            except OSError:
+            except L.READ_ERRORS:
                 self._failed = True
         return self._loads
 
@@ -157,7 +156,7 @@ def _function_table(path: str, names: Iterable[str], debug: bool = False) -> _Ta
                         if not dedup or dedup[-1][0] != e[0]:
                             dedup.append(e)
                     return _Table([e[0] for e in dedup], dedup, source)
-    except (OSError, ELFError, ValueError, EOFError, AttributeError):
+    except L.ELF_ERRORS:
         return None
     return None
 
