@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from crashkit import __version__
-from crashkit.errors import CrashkitError
+from crashkit.errors import CrashkitError, InputError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,19 +78,17 @@ def analyze(core: str, exe: str | None, sysroot: str | None, debug_dirs: tuple[s
     thread's backtrace, with names gdb cannot give filled in from ELF symbol
     tables, and the instructions around the crash.
     """
-    from crashkit.analysis.options import Options, start_gdb
+    from crashkit.pipeline import Options, start_gdb
+    from crashkit.pipeline import analyze as run_analysis
 
     if exe is not None and not os.path.isfile(exe):
-        raise CrashkitError("--exe: no such file", path=exe)
+        raise InputError("--exe: no such file", path=exe)
     options = Options(exe=exe, sysroot=sysroot, debug_dirs=debug_dirs, use_gdb=not no_gdb,
                       gdb=gdb_path, gdb_timeout=gdb_timeout, debuginfod=debuginfod,
                       full_frames=full_frames if full else 0, max_frames=max_frames,
                       redact=not show_secrets)
-    # gdb first: its start-up then overlaps the imports and the reading of the notes.
+    # Usually gdb is running already (crashkit.launch); otherwise it starts here.
     session, gdb_error = start_gdb(options)
-
-    from crashkit.analysis.analyze import analyze as run_analysis
-
     result = run_analysis(core, options, session=session, gdb_error=gdb_error)
     if result.gdb_error:
         click.echo(f"crashkit: warning: {result.gdb_error}; showing what the core's notes hold",
@@ -105,7 +103,17 @@ def analyze(core: str, exe: str | None, sysroot: str | None, debug_dirs: tuple[s
         click.echo(render(result))
 
 
+def _exit_on_signal(signo: int, _frame: object) -> None:
+    # SIGTERM/SIGHUP (a CI timeout, systemd stopping a job) become an ordinary
+    # exit, so that gdb is killed and its private directory removed.
+    raise SystemExit(128 + signo)
+
+
 def main(argv: list[str] | None = None) -> None:
+    import signal
+
+    for signo in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signo, _exit_on_signal)
     try:
         cli.main(args=argv, prog_name="crashkit", standalone_mode=False)
     except click.exceptions.Abort:

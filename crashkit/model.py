@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 FrameSource = Literal["notes", "elf", "gdb"]
+FileStatus = Literal["ok", "missing", "unreadable", "not-elf"]
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,8 @@ class Mapping:
     start: int
     end: int
     file_offset: int  # bytes, not pages
-    path: str
+    path: str  # without the kernel's " (deleted)" suffix
+    deleted: bool = False  # the file had been unlinked (or replaced) when the core was made
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,21 @@ class CrashContext:
     pc: int
     instructions: tuple[Instruction, ...]
     faulting: Instruction | None  # the instruction at pc
+    trusted: bool = True  # False when decoded from a file that is not the crashed build
+
+
+@dataclass(frozen=True)
+class GdbFrame:
+    """One frame as gdb reported it, before crashkit places it in a module."""
+
+    pc: int
+    function: str | None  # None where gdb said ``??``
+    file: str | None = None
+    line: int | None = None
+    inlined: bool = False
+    signal_frame: bool = False
+    args: tuple[tuple[str, str], ...] = ()
+    locals: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,7 +143,7 @@ class Module:
     build_id: str | None  # read from the core's memory
     file_build_id: str | None  # read from the file on disk at ``path``
     build_id_match: bool | None  # None when either side is unknown
-    file_status: Literal["ok", "missing", "unreadable", "not-elf"]
+    file_status: FileStatus
     deleted: bool = False
     is_elf: bool | None = None  # None: the first page was not in the core
 

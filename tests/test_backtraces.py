@@ -148,15 +148,28 @@ def test_truncated_core_keeps_notes_frame(manifest: dict[str, Any]) -> None:
 
 
 def test_mismatched_library_is_not_trusted(manifest: dict[str, Any]) -> None:
+    """The library was rebuilt after the crash: nothing read from it is trusted."""
     fx = fixture(manifest, "mismatch")
     data = analyze_json(fx["core"])
     frames = crashing(data)
-    lib = [f for f in frames if f["module"] == fx["mismatch_library"]]
-    assert lib and all(f["trusted"] is False for f in lib)
-    text = run_cli("analyze", fx["core"], check=True).stdout
-    assert "BUILD-ID MISMATCH" in text and "build-id mismatch: gdb says" in text
+    first = next(i for i, f in enumerate(frames) if f["module"] == fx["mismatch_library"])
+    # Its frames, and every frame gdb unwound through it, are untrusted.
+    assert [f["trusted"] for f in frames] == [True] * first + [False] * (len(frames) - first)
+    assert data["context"]["trusted"] is False
+    top = frames[0]
+    m = next(m for m in data["mappings"] if m["start"] <= top["pc"] < m["end"])
+    offset = top["pc"] - m["start"] + m["file_offset"]
+    assert top["module_offset"] == offset
+    assert f"in libmismatch.so+{offset:#x} [libmismatch.so]" in data["summary"]
     assert fx["crash_function"] not in data["summary"]
-    assert "libmismatch.so+0x" in data["summary"]
+    text = run_cli("analyze", fx["core"], check=True).stdout
+    lib_lines = [line for line in text.splitlines() if "[libmismatch.so" in line
+                 and line.lstrip().startswith("#")]
+    assert lib_lines and all("UNTRUSTED" in line and ".c:" not in line for line in lib_lines)
+    assert "Instructions (from the file on disk, which is NOT the build that crashed):" in text
+    assert any(w.startswith(f"BUILD-ID MISMATCH: {fx['mismatch_library']} on disk is "
+                            f"{fx['new_build_id']}, the crashed process had {fx['old_build_id']}")
+               for w in data["warnings"])
 
 
 def test_wrong_exe_is_flagged(manifest: dict[str, Any]) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from crashkit.analysis.analyze import analyze
 from crashkit.errors import CrashkitError
+from crashkit.pipeline import analyze
 from tests.conftest import fixture
 
 pytestmark = pytest.mark.integration

@@ -124,7 +124,8 @@ def test_against_eu_readelf(case: dict[str, Any]) -> None:
         assert data["signal"]["fault_address"] == int(ref.siginfo["fault address"], 16)
     if "sender PID" in ref.siginfo:
         assert data["signal"]["sender_pid"] == int(ref.siginfo["sender PID"])
-    ours = [(m["start"], m["end"], m["file_offset"], m["path"]) for m in data["mappings"]]
+    ours = [(m["start"], m["end"], m["file_offset"],
+             m["path"] + (" (deleted)" if m["deleted"] else "")) for m in data["mappings"]]
     assert ours == ref.files
 
 

@@ -6,7 +6,9 @@ import os
 import re
 from collections.abc import Sequence
 
-from crashkit.model import CoreFacts, Frame
+from crashkit.model import Analysis, CoreFacts, CrashContext, Frame, Module, Thread
+
+SIGSTOP, SIGTRAP, SI_KERNEL = 19, 5, 0x80
 
 # Libraries whose frames are rarely the culprit: a crash inside them almost
 # always comes from a bad argument passed by the caller.
@@ -42,9 +44,21 @@ def sent_by_other(facts: CoreFacts) -> bool:
     return bool(s and s.sender_pid is not None and (p is None or s.sender_pid != p.pid))
 
 
+def is_snapshot(facts: CoreFacts) -> bool:
+    """A core of a live process (gcore, a debugger): stopped, not crashed."""
+    s = facts.signal
+    return s is None or (s.number in (SIGSTOP, SIGTRAP) and (s.code is None or s.code <= 0
+                                                            or s.code == SI_KERNEL))
+
+
 def summarize(facts: CoreFacts, crash: Frame | None, blame: Frame | None) -> str:
     who = facts.process.fname if facts.process else os.path.basename(facts.exe or "?")
     pid = f" (pid {facts.process.pid})" if facts.process else ""
+    if is_snapshot(facts):
+        how = f"while stopped by {facts.signal.name}" if facts.signal else "with no signal"
+        where = f"; it was in {frame_label(crash)}" if crash else ""
+        return (f"{who}{pid}: a snapshot taken {how} (gcore or a debugger), not a crash"
+                f"{where}")
     sig = facts.signal.description if facts.signal else "no signal recorded"
     text = f"{who}{pid} died of {sig}"
     if sent_by_other(facts):
@@ -59,3 +73,30 @@ def summarize(facts: CoreFacts, crash: Frame | None, blame: Frame | None) -> str
             text += (f", called from {frame_label(blame)} "
                      f"[{os.path.basename(blame.module or '?')}]")
     return text
+
+
+def mismatch_warnings(modules: Sequence[Module]) -> list[str]:
+    out = []
+    for m in modules:
+        if m.build_id_match is False:
+            out.append(f"BUILD-ID MISMATCH: {m.path} on disk is {m.file_build_id}, the crashed "
+                       f"process had {m.build_id}; names, lines and instructions from this "
+                       "file are not trustworthy (install the exact build, or pass "
+                       "--sysroot/--exe)")
+        elif m.file_status == "missing":
+            out.append(f"{m.path} is not on this host; its frames cannot be symbolized")
+    return out
+
+
+def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: bool,
+                   gdb_error: str | None = None, extra_warnings: Sequence[str] = (),
+                   context: CrashContext | None = None) -> Analysis:
+    crashed = threads[0] if threads else None
+    crash = crashed.frames[0] if crashed and crashed.frames else None
+    blame = (blame_frame(crashed.frames) if crashed and not sent_by_other(facts)
+             and not is_snapshot(facts) else None)
+    warnings = [*facts.problems, *mismatch_warnings(facts.modules), *extra_warnings]
+    return Analysis(core=facts, threads=threads, crash_frame=crash,
+                    crash_module=blame.module if blame else None,
+                    summary=summarize(facts, crash, blame), warnings=tuple(warnings),
+                    gdb_used=gdb_used, gdb_error=gdb_error, context=context)

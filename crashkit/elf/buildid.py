@@ -8,13 +8,13 @@ in the core even when the rest of its text is not.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
 from typing import Literal, NamedTuple
 
 from crashkit.elf import layouts as L
+from crashkit.elf.files import Reader, fd_reader, is_elf, open_regular, read_phdrs
 from crashkit.errors import MemoryReadError
 
-Reader = Callable[[int, int], bytes]
 MAX_NOTE_SEGMENT = 64 * 1024
 
 
@@ -23,11 +23,17 @@ class BuildIdResult(NamedTuple):
     build_id: str | None  # None for an ELF without a build-id note
 
 
-def _read(read: Reader, offset: int, size: int) -> bytes:
-    data = read(offset, size)
-    if len(data) < size:
-        raise MemoryReadError(f"only {len(data)} of {size} bytes at {offset:#x}", address=offset)
-    return data
+def _strict(read: Reader) -> Reader:
+    """A reader for which a short read is an unreadable address."""
+
+    def strict(offset: int, size: int) -> bytes:
+        data = read(offset, size)
+        if len(data) < size:
+            raise MemoryReadError(f"only {len(data)} of {size} bytes at {offset:#x}",
+                                  address=offset)
+        return data
+
+    return strict
 
 
 def build_id_from_reader(read: Reader, base: int = 0, limit: int | None = None) -> BuildIdResult:
@@ -37,25 +43,17 @@ def build_id_from_reader(read: Reader, base: int = 0, limit: int | None = None) 
     is where the image's file offset 0 is; ``limit`` bounds file offsets (the
     length of the mapping that holds offset 0, or the file's size).
     """
+    read = _strict(read)
     try:
-        ehdr = _read(read, base, L.ELF64_EHDR.size)
-        if not ehdr.startswith(b"\x7fELF"):
+        if not is_elf(read, base):
             return BuildIdResult("not-elf", None)
-        if ehdr[4] != 2 or ehdr[5] != 1:
-            return BuildIdResult("ok", None)  # 32-bit or big-endian: not ours to parse
-        fields = L.ELF64_EHDR.unpack(ehdr)
-        phoff, phentsize, phnum = fields[5], fields[9], fields[10]
-        if phentsize != L.ELF64_PHDR.size or phnum == 0 or phnum > 4096:
-            return BuildIdResult("ok", None)
-        if limit is not None and phoff + phnum * phentsize > limit:
-            return BuildIdResult("unreadable", None)
-        phdrs = _read(read, base + phoff, phnum * phentsize)
-        for p_type, _f, p_offset, _v, _p, p_filesz, _m, _a in L.ELF64_PHDR.iter_unpack(phdrs):
-            if p_type != L.PT_NOTE or p_filesz > MAX_NOTE_SEGMENT:
+        phdrs = read_phdrs(read, base, limit)
+        for ph in phdrs or ():  # None: 32-bit or big-endian, not ours to parse
+            if ph.type != L.PT_NOTE or ph.filesz > MAX_NOTE_SEGMENT:
                 continue
-            if limit is not None and p_offset + p_filesz > limit:
+            if limit is not None and ph.offset + ph.filesz > limit:
                 continue
-            found = _find_build_id(_read(read, base + p_offset, p_filesz))
+            found = _find_build_id(read(base + ph.offset, ph.filesz))
             if found is not None:
                 return BuildIdResult("ok", found)
         return BuildIdResult("ok", None)
@@ -77,14 +75,11 @@ def _find_build_id(data: bytes) -> str | None:
 
 
 def file_build_id(path: str) -> BuildIdResult:
-    """Build-id of an ELF file on disk; raises OSError if it cannot be opened."""
-    import os
-
-    fd = os.open(path, os.O_RDONLY)
+    """Build-id of an ELF file on disk; raises OSError if it cannot be opened
+    or is not a regular file."""
+    fd = open_regular(path)
     try:
-        size = os.fstat(fd).st_size
-        return build_id_from_reader(
-            lambda off, n: os.pread(fd, min(n, size - off), off) if 0 <= off < size else b"",
-            0, limit=size)
+        read, size = fd_reader(fd)
+        return build_id_from_reader(read, 0, limit=size)
     finally:
         os.close(fd)

@@ -20,12 +20,14 @@ from elftools.elf.elffile import ELFFile
 from crashkit import signals
 from crashkit.elf import layouts as L
 from crashkit.elf.buildid import BuildIdResult, build_id_from_reader
+from crashkit.elf.files import parse_phdrs
 from crashkit.errors import CoreFormatError, InputError, MemoryReadError, UnsupportedCoreError
 from crashkit.model import CoreFacts, Mapping, ProcessInfo, SignalInfo, Thread
 
 # Refuse to read more than this much of a note segment: a real one holds a few
 # KiB per thread, so even 10,000 threads fit.
 MAX_NOTES_BYTES = 128 * 1024 * 1024
+DELETED = " (deleted)"
 PF_X = 1
 
 _COMPRESSED_MAGIC = {
@@ -165,15 +167,13 @@ class CoreFile:
                 offset=phoff)
         # Decoded with struct rather than pyelftools' per-segment objects: a
         # core can have tens of thousands of PT_LOADs and this stays linear and fast.
-        raw = self._pread(phoff, count * phentsize)
         loads: list[Segment] = []
         notes: list[Segment] = []
-        for p_type, p_flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _align in (
-                L.ELF64_PHDR.iter_unpack(raw)):
-            seg = Segment(p_vaddr, p_memsz, p_offset, p_filesz, p_flags)
-            if p_type == L.PT_LOAD:
+        for ph in parse_phdrs(self._pread(phoff, count * phentsize)):
+            seg = Segment(ph.vaddr, ph.memsz, ph.offset, ph.filesz, ph.flags)
+            if ph.type == L.PT_LOAD:
                 loads.append(seg)
-            elif p_type == L.PT_NOTE:
+            elif ph.type == L.PT_NOTE:
                 notes.append(seg)
         if not notes:
             raise self._fail("core has no PT_NOTE segment, so no threads, signal or mappings")
@@ -385,8 +385,12 @@ class CoreFile:
         out = []
         for i, (start, end, pgoff) in enumerate(
                 L.NT_FILE_ENTRY.iter_unpack(desc[16:table_end])):
-            out.append(Mapping(start, end, pgoff * page_size,
-                               names[i].decode("utf-8", "surrogateescape")))
+            name = names[i].decode("utf-8", "surrogateescape")
+            # The kernel's d_path() marks unlinked files; an upgraded package
+            # leaves exactly this behind.
+            deleted = name.endswith(DELETED)
+            out.append(Mapping(start, end, pgoff * page_size, name.removesuffix(DELETED),
+                               deleted))
         return page_size, out
 
     @staticmethod

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import errno
-import os
 from collections.abc import Sequence
 
 from crashkit.elf.buildid import BuildIdResult, build_id_from_reader, file_build_id
 from crashkit.elf.core import CoreFile
 from crashkit.elf.symbols import host_path
-from crashkit.model import Mapping, Module
-
-DELETED = " (deleted)"
+from crashkit.model import FileStatus, Mapping, Module
 
 
-def _disk_build_id(path: str) -> tuple[str, BuildIdResult | None]:
+def _disk_build_id(path: str) -> tuple[FileStatus, BuildIdResult | None]:
     try:
         result = file_build_id(path)
     except FileNotFoundError:
@@ -44,18 +41,16 @@ def read_modules(core: CoreFile, mappings: Sequence[Mapping], *, sysroot: str | 
                                            limit=head.end - head.start)
         if in_core is not None and in_core.status == "not-elf":
             continue  # locale archives, fonts, caches: mapped, but not code
-        deleted = path.endswith(DELETED)
-        clean = path.removesuffix(DELETED)
-        disk = path_map.get(path) or host_path(clean, sysroot)
-        status, on_disk = _disk_build_id(disk) if not deleted or os.path.exists(disk) else (
-            "missing", None)
+        deleted = any(m.deleted for m in maps)
+        disk = path_map.get(path) or host_path(path, sysroot)
+        status, on_disk = _disk_build_id(disk)
         is_elf = None if in_core is None or in_core.status == "unreadable" else True
         if is_elf is None and status != "ok":
             continue  # neither the core nor the disk shows it is an ELF file
         core_id = in_core.build_id if in_core else None
         file_id = on_disk.build_id if on_disk and status == "ok" else None
         match = (core_id == file_id) if core_id and file_id else None
-        out.append(Module(path=clean, start=maps[0].start, end=max(m.end for m in maps),
+        out.append(Module(path=path, start=maps[0].start, end=max(m.end for m in maps),
                           build_id=core_id, file_build_id=file_id, build_id_match=match,
-                          file_status=status, deleted=deleted, is_elf=is_elf))  # type: ignore[arg-type]
+                          file_status=status, deleted=deleted, is_elf=is_elf))
     return tuple(out)

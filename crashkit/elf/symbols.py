@@ -18,6 +18,7 @@ from elftools.elf.elffile import ELFFile
 
 from crashkit.elf import layouts as L
 from crashkit.elf.buildid import file_build_id
+from crashkit.elf.files import fd_reader, open_regular, read_phdrs
 from crashkit.model import Mapping, Symbol
 
 STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE = 2, 10, 0
@@ -52,20 +53,15 @@ class ElfImage:
         if self._loads is None:
             self._loads = []
             try:
-                with open(self.path, "rb") as fh:
-                    ehdr = fh.read(L.ELF64_EHDR.size)
-                    if len(ehdr) == L.ELF64_EHDR.size and ehdr.startswith(b"\x7fELF") \
-                            and ehdr[4] == 2 and ehdr[5] == 1:
-                        f = L.ELF64_EHDR.unpack(ehdr)
-                        phoff, phentsize, phnum = f[5], f[9], f[10]
-                        if phentsize == L.ELF64_PHDR.size and 0 < phnum < 4096:
-                            fh.seek(phoff)
-                            raw = fh.read(phnum * phentsize)
-                            for p in L.ELF64_PHDR.iter_unpack(raw[:len(raw) - len(raw) % 56]):
-                                if p[0] == L.PT_LOAD:
-                                    self._loads.append((p[2], p[5], p[3]))
+                fd = open_regular(self.path)
+                try:
+                    phdrs = read_phdrs(fd_reader(fd)[0]) or []
+                finally:
+                    os.close(fd)
             except L.READ_ERRORS:
                 self._failed = True
+                return self._loads
+            self._loads = [(p.offset, p.filesz, p.vaddr) for p in phdrs if p.type == L.PT_LOAD]
         return self._loads
 
     def vaddr_of_offset(self, file_offset: int) -> int | None:
@@ -103,7 +99,7 @@ class ElfImage:
         for d in self._debug_dirs:
             candidate = os.path.join(d, ".build-id", bid[:2], bid[2:] + ".debug")
             try:
-                if os.path.isfile(candidate) and file_build_id(candidate).build_id == bid:
+                if file_build_id(candidate).build_id == bid:
                     return candidate
             except OSError:
                 continue
@@ -128,7 +124,7 @@ class ElfImage:
 
 def _function_table(path: str, names: Iterable[str], debug: bool = False) -> _Table | None:
     try:
-        with open(path, "rb") as fh:
+        with os.fdopen(open_regular(path), "rb") as fh:
             elf = ELFFile(fh)
             for name in names:
                 section = elf.get_section_by_name(name)
@@ -147,7 +143,9 @@ def _function_table(path: str, names: Iterable[str], debug: bool = False) -> _Ta
                     if shndx == 0 or value == 0 or stype not in (STT_FUNC, STT_GNU_IFUNC):
                         continue
                     end = strtab.find(b"\0", st_name)
-                    entries.append((value, size, strtab[st_name:end].decode("utf-8", "replace")))
+                    # .symtab keeps version tags (memcpy@@GLIBC_2.14); gdb does not.
+                    sym = strtab[st_name:end].split(b"@", 1)[0]
+                    entries.append((value, size, sym.decode("utf-8", "replace")))
                 if entries:
                     # Prefer the sized, global-looking name among aliases at one address.
                     entries.sort(key=lambda e: (e[0], -e[1], e[2].startswith("_"), e[2]))
@@ -183,7 +181,7 @@ class Symbolizer:
     def disk_path(self, core_path: str) -> str:
         if core_path in self._path_map:
             return self._path_map[core_path]
-        return host_path(core_path.removesuffix(" (deleted)"), self._sysroot)
+        return host_path(core_path, self._sysroot)
 
     def image(self, core_path: str) -> ElfImage:
         if core_path not in self._images:

@@ -57,7 +57,7 @@ class GdbSession:
         self.options = options
         started = spawned or take_early(options.gdb, options.safety) or spawn(
             options.gdb, options.safety)
-        self._proc, self._home = started.process, started.home
+        self._proc, self.home = started.process, started.home
         self._partial = bytearray()
         self._lines: deque[bytes] = deque()
         self._outbox = bytearray()  # commands gdb has not read yet
@@ -98,11 +98,11 @@ class GdbSession:
         self._cleanup_home()
 
     def _cleanup_home(self) -> None:
-        if self._home:
+        if self.home:
             import shutil
 
-            shutil.rmtree(self._home, ignore_errors=True)
-            self._home = None
+            shutil.rmtree(self.home, ignore_errors=True)
+            self.home = None
 
     # -- commands ---------------------------------------------------------------
     def send(self, cmd: str) -> int:

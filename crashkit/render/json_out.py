@@ -27,8 +27,11 @@ def frame_json(f: Frame) -> dict[str, Any]:
 
 
 def thread_json(t: Thread) -> dict[str, Any]:
+    # pc, sp and fp under those names on every architecture, then the
+    # architecture's own (rip, rsp, rbp, … or pc, sp, x29, …).
+    neutral = {k: v for k, v in (("pc", t.pc), ("sp", t.sp), ("fp", t.fp)) if v is not None}
     return {"tid": t.tid, "crashed": t.crashed, "name": t.name,
-            "registers": dict(t.registers),
+            "registers": {**neutral, **t.registers},
             "frames": [frame_json(f) for f in t.frames]}
 
 
@@ -67,7 +70,7 @@ def analysis_json(a: Analysis) -> dict[str, Any]:
         "threads": [thread_json(t) for t in a.threads],
         "modules": [module_json(m) for m in c.modules],
         "mappings": [{"start": m.start, "end": m.end, "file_offset": m.file_offset,
-                      "path": m.path} for m in c.mappings],
+                      "path": m.path, "deleted": m.deleted} for m in c.mappings],
         "auxv": dict(c.auxv),
         "gdb_used": a.gdb_used,
         "gdb_error": a.gdb_error,
@@ -77,6 +80,7 @@ def analysis_json(a: Analysis) -> dict[str, Any]:
                               "offset": i.offset} for i in a.context.instructions],
             "faulting_instruction": None if a.context.faulting is None else
             a.context.faulting.text,
+            "trusted": a.context.trusted,
         },
         "warnings": list(a.warnings),
     }

@@ -22,9 +22,12 @@ def _frame_line(f: Frame) -> str:
     if f.function and f.trusted and f.function_offset:
         where = f"{f.function}+{f.function_offset:#x}"
     mod = os.path.basename(f.module) if f.module else "?"
-    if not f.trusted:
-        mod += ", build-id mismatch" + (f": gdb says {f.function}" if f.function else "")
     src = f"  {f.file}:{f.line}" if f.file and f.line else ""
+    if not f.trusted:
+        # Names and lines from another build than the crashed one: shown for
+        # what they are worth, never as the answer.
+        mod += ", UNTRUSTED" + (f": the file on disk says {f.function}" if f.function else "")
+        src = ""
     tags = "".join(t for t, on in ((" [inlined]", f.inlined), (" [signal handler]",
                                                                 f.signal_frame)) if on)
     return f"  #{f.index:<2} {f.pc:#018x} {where} [{mod}]{src}{tags}"
@@ -70,7 +73,8 @@ def _context(a: Analysis) -> list[str]:
     lines = ["", "Registers:"]
     for i in range(0, len(shown), 4):
         lines.append("  " + "  ".join(f"{r:>3} {regs[r]:#018x}" for r in shown[i:i + 4]))
-    lines += ["", "Instructions:"]
+    lines += ["", "Instructions:" if ctx.trusted else
+              "Instructions (from the file on disk, which is NOT the build that crashed):"]
     for ins in ctx.instructions:
         mark = "=>" if ins.address == ctx.pc else "  "
         fn = f"<{ins.function}+{ins.offset}>" if ins.function is not None else ""

@@ -1,0 +1,90 @@
+"""Frames: gdb's view merged with ELF symbols, judged for trust. Pure functions.
+
+The readers give gdb's raw frames (:class:`GdbFrame`) and, for the address
+:func:`lookup_addresses` names for each, a :class:`Symbol` from the ELF
+symbol tables; :func:`merge` turns them into model frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from crashkit.model import Frame, GdbFrame, Symbol
+
+SIGNAL_HANDLER = "<signal handler called>"
+
+
+def lookup_addresses(raw: Sequence[GdbFrame]) -> list[int]:
+    """The address to symbolize for each frame.
+
+    A caller's pc is a return address, which may already lie in the next
+    function when a call ends its function, so pc - 1 is looked up. Not for
+    the innermost frame (the pc that faulted), not for a frame right outside a
+    signal-handler frame (the pc the signal interrupted), and an inlined frame
+    shares its pc, and so its rule, with the frame it was inlined into.
+    """
+    out: list[int] = []
+    is_return = False
+    for i, f in enumerate(raw):
+        if i == 0 or f.signal_frame:
+            is_return = False
+        elif f.pc != raw[i - 1].pc:
+            is_return = not raw[i - 1].signal_frame
+        out.append(f.pc - 1 if is_return else f.pc)
+    return out
+
+
+def merge(raw: Sequence[GdbFrame], symbols: Sequence[Symbol], untrusted: set[str],
+          ) -> list[Frame]:
+    """Model frames from gdb's frames and the symbols of :func:`lookup_addresses`.
+
+    ``untrusted`` holds the paths of modules whose file on disk is another
+    build than the crashed one: their frames are untrusted, and so is every
+    frame outside them, since gdb unwound those with that file's unwind data.
+    """
+    frames: list[Frame] = []
+    suspect = False
+    addresses = lookup_addresses(raw)
+    for i, (g, sym) in enumerate(zip(raw, symbols, strict=True)):
+        delta = g.pc - addresses[i]  # the symbol was looked up at pc - delta
+        module_offset = sym.module_offset + delta if sym.module_offset is not None else None
+        function_offset: int | None = None
+        if g.signal_frame:
+            function, source = SIGNAL_HANDLER, "gdb"
+        elif g.function:
+            function, source = g.function, "gdb"
+            if sym.function == g.function and sym.function_offset is not None:
+                function_offset = sym.function_offset + delta
+        elif sym.function:
+            function, source = sym.function, "elf"
+            function_offset = (sym.function_offset or 0) + delta
+        else:
+            function, source = None, ("elf" if sym.module else "notes")
+        suspect = suspect or sym.module in untrusted
+        frames.append(Frame(
+            index=i, pc=g.pc, function=function, module=sym.module,
+            module_offset=module_offset, function_offset=function_offset,
+            file=g.file, line=g.line, inlined=g.inlined, signal_frame=g.signal_frame,
+            source=source, args=g.args, locals=g.locals,  # type: ignore[arg-type]
+            trusted=not suspect))
+    return frames
+
+
+def pc_frame(pc: int, sym: Symbol, untrusted: set[str]) -> Frame:
+    """The one frame the notes give without gdb: a thread's pc."""
+    return Frame(index=0, pc=pc, function=sym.function, module=sym.module,
+                 module_offset=sym.module_offset, function_offset=sym.function_offset,
+                 source="elf" if sym.module else "notes", trusted=sym.module not in untrusted)
+
+
+def cut_at_garbage(frames: Sequence[Frame], exec_ranges: Sequence[tuple[int, int]],
+                   ) -> tuple[list[Frame], int | None]:
+    """Frames up to the first one (after #0) whose pc is not in executable
+    memory — gdb guessed it from a missing (truncated core) or smashed stack —
+    and the index where the cut was made."""
+    if not exec_ranges:
+        return list(frames), None
+    for i, f in enumerate(frames):
+        if i and not any(lo <= f.pc < hi for lo, hi in exec_ranges):
+            return list(frames[:i]), i
+    return list(frames), None

@@ -1,0 +1,175 @@
+"""``crashkit analyze`` end to end: readers in, model out.
+
+gdb is started first (by :mod:`crashkit.launch`, before most imports), all
+of its work is queued as soon as the core's notes name the executable and
+the threads, and the build-ids and ELF symbols are read while gdb works. If
+gdb is missing, hangs or fails, the analysis still holds every fact the
+notes give, and ``gdb_error`` says why the backtraces are missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from crashkit.analysis.frames import cut_at_garbage, lookup_addresses, merge, pc_frame
+from crashkit.analysis.verdict import build_analysis
+from crashkit.elf.core import CoreFile
+from crashkit.elf.modules import read_modules
+from crashkit.elf.symbols import DEFAULT_DEBUG_DIRS, Symbolizer, host_path
+from crashkit.errors import GdbError
+from crashkit.model import Analysis, CoreFacts, CrashContext, Thread
+
+if TYPE_CHECKING:
+    from crashkit.gdb.backtrace import Pending
+    from crashkit.gdb.session import GdbSession
+
+
+@dataclass(frozen=True)
+class Options:
+    exe: str | None = None
+    sysroot: str | None = None
+    debug_dirs: Sequence[str] = ()
+    use_gdb: bool = False
+    gdb: str = "gdb"
+    gdb_timeout: float = 60.0
+    debuginfod: bool = False
+    full_frames: int = 0  # arguments and locals for this many innermost frames
+    max_frames: int = 256
+    redact: bool = True
+
+
+def start_gdb(options: Options) -> tuple[GdbSession | None, str | None]:
+    """gdb for this analysis (the pre-started one when it fits); (session, None)
+    or (None, why not)."""
+    from crashkit.gdb.spawn import SafetyFlags, drop_early
+
+    if not options.use_gdb:
+        drop_early()
+        return None, None
+    from crashkit.gdb.session import GdbOptions, GdbSession
+
+    try:
+        return GdbSession(GdbOptions(gdb=options.gdb, timeout=options.gdb_timeout,
+                                     safety=SafetyFlags(debuginfod=options.debuginfod))), None
+    except GdbError as exc:
+        return None, str(exc)
+
+
+def read_facts(path: str, options: Options,
+               on_notes: Callable[[CoreFacts], None] | None = None) -> CoreFacts:
+    """Headers, notes and build-ids: everything the core says without gdb.
+
+    ``on_notes`` runs as soon as the notes are read, before the slower
+    build-id reads (the gdb pipeline uses it to set gdb to work)."""
+    with CoreFile(path) as core:
+        facts = core.facts()
+        if on_notes is not None:
+            on_notes(facts)
+        modules = read_modules(core, facts.mappings, sysroot=options.sysroot,
+                               path_map=_path_map(facts, options))
+    return dataclasses.replace(facts, modules=modules)
+
+
+def _path_map(facts: CoreFacts, options: Options) -> dict[str, str]:
+    if options.exe and facts.exe:
+        return {facts.exe: options.exe}
+    return {}
+
+
+def analyze(path: str, options: Options | None = None, session: GdbSession | None = None,
+            gdb_error: str | None = None) -> Analysis:
+    """Analyze one core. A ``session`` from :func:`start_gdb` (or the error it
+    gave) is used and closed; without either, gdb is started here when
+    ``options.use_gdb``."""
+    options = options or Options()
+    if session is None and gdb_error is None:
+        session, gdb_error = start_gdb(options)
+    try:
+        return _analyze(path, options, session, gdb_error)
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _analyze(path: str, options: Options, session: GdbSession | None,
+             gdb_error: str | None) -> Analysis:
+    from crashkit.gdb import backtrace as bt
+
+    pending: list[Pending] = []
+
+    def ask_gdb(facts: CoreFacts) -> None:
+        nonlocal gdb_error
+        if session is None:
+            return
+        exe = options.exe
+        if exe is None and facts.exe:
+            candidate = host_path(facts.exe, options.sysroot)
+            exe = candidate if os.path.isfile(candidate) else None
+        try:
+            pending.append(bt.request_all(session, exe and os.path.abspath(exe),
+                                          os.path.abspath(path), len(facts.threads),
+                                          options.max_frames, options.sysroot,
+                                          options.debug_dirs))
+        except (GdbError, OSError) as exc:
+            gdb_error = str(exc)
+
+    facts = read_facts(path, options, on_notes=ask_gdb)
+    symbolizer = Symbolizer(facts.mappings, sysroot=options.sysroot,
+                            debug_dirs=tuple(options.debug_dirs) + DEFAULT_DEBUG_DIRS,
+                            path_map=_path_map(facts, options))
+    untrusted = {m.path for m in facts.modules if m.build_id_match is False}
+    threads = tuple(
+        dataclasses.replace(t, frames=(pc_frame(t.pc, symbolizer.symbolize(t.pc), untrusted),)
+                            if t.pc is not None else ())
+        for t in facts.threads)
+    context: CrashContext | None = None
+    notes: list[str] = []
+    if session is not None and gdb_error is None and pending:
+        try:
+            threads, context = _gdb_threads(session, pending[0], threads, symbolizer,
+                                            untrusted, options, notes, facts.exec_ranges)
+        except GdbError as exc:
+            gdb_error = str(exc)
+    if gdb_error:
+        notes.append(f"no backtraces: {gdb_error}")
+    return build_analysis(facts, threads, gdb_used=session is not None and not gdb_error,
+                          gdb_error=gdb_error, extra_warnings=notes, context=context)
+
+
+def _gdb_threads(session: GdbSession, pending: Pending, threads: tuple[Thread, ...],
+                 symbolizer: Symbolizer, untrusted: set[str], options: Options,
+                 notes: list[str], exec_ranges: tuple[tuple[int, int], ...],
+                 ) -> tuple[tuple[Thread, ...], CrashContext | None]:
+    from crashkit.gdb import backtrace as bt
+
+    redact = bt.redact_strings if options.redact else (lambda v: v)
+    per_thread, warnings = bt.collect(
+        session, pending, [(t.tid, t.pc) for t in threads], max_frames=options.max_frames,
+        full_frames=options.full_frames, redact=redact)
+    notes.extend(warnings)
+    out = []
+    for t, (raw, error) in zip(threads, per_thread, strict=True):
+        symbols = [symbolizer.symbolize(a) for a in lookup_addresses(raw)]
+        frames, cut = cut_at_garbage(merge(raw, symbols, untrusted), exec_ranges)
+        if cut is not None:
+            notes.append(f"thread {t.tid}: backtrace cut at frame #{cut}: pc "
+                         f"{raw[cut].pc:#x} is not in executable memory (stack missing or "
+                         "corrupt)")
+        if frames:
+            out.append(dataclasses.replace(t, frames=tuple(frames)))
+        else:
+            out.append(t)  # keeps the pc frame from the notes
+            if t.crashed:
+                notes.append(f"gdb could not unwind the crashing thread ({error or 'no frames'})"
+                             "; showing its pc from the core's notes")
+    context = None
+    if out and out[0].frames:
+        top = out[0].frames[0]
+        context = bt.disassembly(session, top.pc, top.function_offset)
+        if context is not None and not top.trusted:
+            context = dataclasses.replace(context, trusted=False)
+    return tuple(out), context
