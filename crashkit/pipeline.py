@@ -130,8 +130,11 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
     notes: list[str] = []
     if session is not None and gdb_error is None and pending:
         try:
+            # Where code can be: executable PT_LOADs, and file mappings (a core
+            # written by gcore leaves out the PT_LOADs of unmodified text).
+            code = facts.exec_ranges + tuple((m.start, m.end) for m in facts.mappings)
             threads, context = _gdb_threads(session, pending[0], threads, symbolizer,
-                                            untrusted, options, notes, facts.exec_ranges)
+                                            untrusted, options, notes, code)
         except GdbError as exc:
             gdb_error = str(exc)
     if gdb_error:

@@ -107,17 +107,19 @@ def signal_name(number: int) -> str:
     return f"signal {number}"
 
 
+def _code_entry(signo: int, code: int) -> tuple[str, str] | None:
+    # Positive codes below SI_KERNEL belong to the signal; the rest are generic.
+    entry = _SIGNAL_CODES.get(signo, {}).get(code) if 0 < code < SI_KERNEL else None
+    return entry or _GENERIC_CODES.get(code)
+
+
 def code_name(signo: int, code: int) -> str | None:
-    entry = _SIGNAL_CODES.get(signo, {}).get(code) if code > 0 and code != SI_KERNEL else None
-    if entry is None:
-        entry = _GENERIC_CODES.get(code)
+    entry = _code_entry(signo, code)
     return entry[0] if entry else None
 
 
 def code_meaning(signo: int, code: int) -> str | None:
-    entry = _SIGNAL_CODES.get(signo, {}).get(code) if code > 0 and code != SI_KERNEL else None
-    if entry is None:
-        entry = _GENERIC_CODES.get(code)
+    entry = _code_entry(signo, code)
     return entry[1] if entry else None
 
 

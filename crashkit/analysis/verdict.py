@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Sequence
 
-from crashkit.model import Analysis, CoreFacts, CrashContext, Frame, Module, Thread
+from crashkit.model import Analysis, CoreFacts, CrashContext, Frame, Thread
 
 SIGSTOP, SIGTRAP, SI_KERNEL = 19, 5, 0x80
 
@@ -75,9 +75,14 @@ def summarize(facts: CoreFacts, crash: Frame | None, blame: Frame | None) -> str
     return text
 
 
-def mismatch_warnings(modules: Sequence[Module]) -> list[str]:
+def module_warnings(facts: CoreFacts) -> list[str]:
     out = []
-    for m in modules:
+    if facts.exe and any(m.deleted for m in facts.mappings if m.path == facts.exe):
+        exe = next((m for m in facts.modules if m.path == facts.exe), None)
+        if exe is None or exe.build_id_match is not True:
+            out.append(f"{facts.exe} was deleted or replaced after the process started (an "
+                       "upgrade?): the file now at that path may not be the build that crashed")
+    for m in facts.modules:
         if m.build_id_match is False:
             out.append(f"BUILD-ID MISMATCH: {m.path} on disk is {m.file_build_id}, the crashed "
                        f"process had {m.build_id}; names, lines and instructions from this "
@@ -95,7 +100,7 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
     crash = crashed.frames[0] if crashed and crashed.frames else None
     blame = (blame_frame(crashed.frames) if crashed and not sent_by_other(facts)
              and not is_snapshot(facts) else None)
-    warnings = [*facts.problems, *mismatch_warnings(facts.modules), *extra_warnings]
+    warnings = [*facts.problems, *module_warnings(facts), *extra_warnings]
     return Analysis(core=facts, threads=threads, crash_frame=crash,
                     crash_module=blame.module if blame else None,
                     summary=summarize(facts, crash, blame), warnings=tuple(warnings),

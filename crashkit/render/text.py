@@ -95,7 +95,9 @@ def render(a: Analysis) -> str:
         exe_bid = f" (build-id {exe_mod.build_id[:16]}…"
         exe_bid += {True: ", matches the file on disk)", False: ", DIFFERS from the file on disk)",
                     None: ")"}[exe_mod.build_id_match]
-    lines.append(f"  exe       {c.exe or 'unknown'}{exe_bid}")
+    exe_deleted = any(m.deleted for m in c.mappings if m.path == c.exe)
+    lines.append(f"  exe       {c.exe or 'unknown'}{exe_bid}"
+                 + (" (deleted or replaced after it started)" if exe_deleted else ""))
     if c.signal:
         s = c.signal
         code = f" {s.code_name or s.code}" if s.code is not None else ""
@@ -114,8 +116,10 @@ def render(a: Analysis) -> str:
     else:
         lines.append(f"  core      {_size(c.size)}, complete, {c.arch}")
     mism = sum(1 for m in c.modules if m.build_id_match is False)
-    lines.append(f"  modules   {len(c.modules)} ELF files mapped"
-                 + (f", {mism} with a build-id mismatch" if mism else ""))
+    gone = sum(1 for m in c.modules if m.deleted)
+    lines.append(f"  modules   {len(c.modules)} ELF file{'s' if len(c.modules) != 1 else ''}"
+                 " mapped" + (f", {mism} with a build-id mismatch" if mism else "")
+                 + (f", {gone} deleted or replaced since loaded" if gone else ""))
     if a.threads:
         t = a.threads[0]
         lines += ["", f"Crashing thread {t.tid}:"]

@@ -1,0 +1,84 @@
+"""The pure frame logic: which address to symbolize, merging, trust, cuts."""
+
+from __future__ import annotations
+
+from crashkit.analysis.frames import cut_at_garbage, lookup_addresses, merge, pc_frame
+from crashkit.model import GdbFrame, Symbol
+
+LIB, EXE, BAD = "/usr/lib/libx.so", "/usr/sbin/prog", "/opt/rebuilt.so"
+
+
+def test_return_addresses_are_looked_up_one_byte_back() -> None:
+    raw = [GdbFrame(0x1000, "crash"), GdbFrame(0x2005, "caller"), GdbFrame(0x3009, "main")]
+    assert lookup_addresses(raw) == [0x1000, 0x2004, 0x3008]
+
+
+def test_inlined_frames_share_the_rule_of_their_pc() -> None:
+    # #0 inlined into #1 at the faulting pc; #2 inlined into #3 at a return address.
+    raw = [GdbFrame(0x1000, "inl", inlined=True), GdbFrame(0x1000, "outer"),
+           GdbFrame(0x2005, "inl2", inlined=True), GdbFrame(0x2005, "caller")]
+    assert lookup_addresses(raw) == [0x1000, 0x1000, 0x2004, 0x2004]
+
+
+def test_after_a_signal_frame_the_pc_is_where_the_signal_hit() -> None:
+    raw = [GdbFrame(0x1000, "handler"), GdbFrame(0x7F00, None, signal_frame=True),
+           GdbFrame(0x2000, "interrupted"), GdbFrame(0x3005, "main")]
+    assert lookup_addresses(raw) == [0x1000, 0x7F00, 0x2000, 0x3004]
+
+
+def sym(module: str | None, off: int | None, fn: str | None = None,
+        fn_off: int | None = None) -> Symbol:
+    return Symbol(module, off, fn, fn_off)
+
+
+def test_merge_sources_and_offsets() -> None:
+    raw = [GdbFrame(0x1010, None), GdbFrame(0x2005, "gdb_named", file="a.c", line=3),
+           GdbFrame(0x3005, None), GdbFrame(0x9000, None)]
+    # Symbols as looked up at lookup_addresses(raw) = [0x1010, 0x2004, 0x3004, 0x8fff]
+    symbols = [sym(LIB, 0x10, "from_elf", 0x10), sym(EXE, 0x104, "gdb_named", 0x4),
+               sym(LIB, 0x2004), sym(None, None)]
+    frames = merge(raw, symbols, set())
+    assert [(f.function, f.source) for f in frames] == [
+        ("from_elf", "elf"), ("gdb_named", "gdb"), (None, "elf"), (None, "notes")]
+    # Offsets are of the pc itself, not of the address looked up.
+    assert [f.function_offset for f in frames] == [0x10, 0x5, None, None]
+    assert [f.module_offset for f in frames] == [0x10, 0x105, 0x2005, None]
+    assert (frames[1].file, frames[1].line) == ("a.c", 3)
+    assert [f.index for f in frames] == [0, 1, 2, 3]
+
+
+def test_gdb_name_differing_from_elf_keeps_gdb_name_without_offset() -> None:
+    frames = merge([GdbFrame(0x1000, "__GI_raise")], [sym(LIB, 0x10, "raise", 0x8)], set())
+    assert (frames[0].function, frames[0].function_offset) == ("__GI_raise", None)
+
+
+def test_trust_stops_at_the_first_mismatched_module() -> None:
+    raw = [GdbFrame(0x1000, "a"), GdbFrame(0x2005, "b"), GdbFrame(0x3005, "c")]
+    symbols = [sym(LIB, 0x0), sym(BAD, 0x4), sym(EXE, 0x4)]
+    assert [f.trusted for f in merge(raw, symbols, {BAD})] == [True, False, False]
+    assert [f.trusted for f in merge(raw, symbols, set())] == [True, True, True]
+
+
+def test_signal_frame_is_named_and_flagged() -> None:
+    raw = [GdbFrame(0x1000, "h"), GdbFrame(0x7F00, "<signal handler called>",
+                                           signal_frame=True)]
+    f = merge(raw, [sym(EXE, 0), sym(LIB, 0x100)], set())[1]
+    assert (f.function, f.source, f.signal_frame) == ("<signal handler called>", "gdb", True)
+
+
+def test_cut_at_garbage() -> None:
+    frames = merge([GdbFrame(0x1000, "a"), GdbFrame(0x2005, "b"), GdbFrame(0x2, None),
+                    GdbFrame(0x2010, "c")], [sym(EXE, 0)] * 4, set())
+    kept, cut = cut_at_garbage(frames, [(0x1000, 0x3000)])
+    assert [f.function for f in kept] == ["a", "b"] and cut == 2
+    # Frame #0 is never cut: a call through a NULL function pointer faults at pc 0.
+    zero = merge([GdbFrame(0x0, None), GdbFrame(0x1005, "caller")], [sym(None, None)] * 2,
+                 set())
+    assert cut_at_garbage(zero, [(0x1000, 0x3000)]) == (zero, None)
+    assert cut_at_garbage(frames, []) == (frames, None)
+
+
+def test_pc_frame() -> None:
+    f = pc_frame(0x1234, sym(BAD, 0x234, "f", 4), {BAD})
+    assert (f.function, f.module_offset, f.source, f.trusted) == ("f", 0x234, "elf", False)
+    assert pc_frame(0x5, sym(None, None), set()).source == "notes"
