@@ -37,13 +37,12 @@ def cli() -> None:
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
-@click.argument("core", type=click.Path(dir_okay=True, path_type=str))
-@click.option("--exe", "exe", metavar="PATH", type=click.Path(dir_okay=False, path_type=str),
+@click.argument("core")
+@click.option("--exe", "exe", metavar="PATH",
               help="Executable to use instead of the path recorded in the core.")
-@click.option("--sysroot", metavar="DIR", type=click.Path(file_okay=False, path_type=str),
+@click.option("--sysroot", metavar="DIR",
               help="Look up the core's files under DIR (a copy of the crashed host's files).")
 @click.option("--debug-dir", "debug_dirs", metavar="DIR", multiple=True,
-              type=click.Path(file_okay=False, path_type=str),
               help="Extra directory with separate debug files (.build-id/xx/yyyy.debug). "
                    "Repeatable; /usr/lib/debug is always searched.")
 @click.option("--no-gdb", is_flag=True,
@@ -81,8 +80,13 @@ def analyze(core: str, exe: str | None, sysroot: str | None, debug_dirs: tuple[s
     from crashkit.pipeline import Options, start_gdb
     from crashkit.pipeline import analyze as run_analysis
 
+    # Checked here rather than by click, for one-line errors like every other.
     if exe is not None and not os.path.isfile(exe):
-        raise InputError("--exe: no such file", path=exe)
+        raise InputError("--exe: no such file" if not os.path.exists(exe) else
+                         "--exe: not a regular file", path=exe)
+    for option, directory in [("--sysroot", sysroot)] + [("--debug-dir", d) for d in debug_dirs]:
+        if directory is not None and not os.path.isdir(directory):
+            raise InputError(f"{option}: no such directory", path=directory)
     options = Options(exe=exe, sysroot=sysroot, debug_dirs=debug_dirs, use_gdb=not no_gdb,
                       gdb=gdb_path, gdb_timeout=gdb_timeout, debuginfod=debuginfod,
                       full_frames=full_frames if full else 0, max_frames=max_frames,
@@ -131,6 +135,9 @@ def main(argv: list[str] | None = None) -> None:
         # The reader went away (| head); not an error worth a message.
         sys.stderr.close()
         sys.exit(0)
+    except OSError as exc:  # writing the output (a full disk, /dev/full)
+        click.echo(f"crashkit: error: {exc.filename or 'output'}: {exc.strerror}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("crashkit: interrupted", err=True)
         sys.exit(130)

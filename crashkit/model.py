@@ -131,6 +131,7 @@ class ProcessInfo:
     fname: str
     args: str
     state: str | None
+    args_truncated: bool = False  # the kernel keeps 79 bytes of the arguments
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ class Module:
     file_status: FileStatus
     deleted: bool = False
     is_elf: bool | None = None  # None: the first page was not in the core
+    disk_path: str | None = None  # where the file was looked for on this host
 
 
 @dataclass(frozen=True)

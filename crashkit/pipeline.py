@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from crashkit.analysis.frames import cut_at_garbage, lookup_addresses, merge, pc_frame
 from crashkit.analysis.verdict import build_analysis
 from crashkit.elf.core import CoreFile
+from crashkit.elf.demangle import demangle
 from crashkit.elf.modules import read_modules
 from crashkit.elf.symbols import DEFAULT_DEBUG_DIRS, Symbolizer, host_path
 from crashkit.errors import GdbError
@@ -80,6 +81,16 @@ def _path_map(facts: CoreFacts, options: Options) -> dict[str, str]:
     return {}
 
 
+def _readable_elf(path: str) -> bool:
+    """Only an executable gdb can read is handed to it; without one, gdb still
+    loads the core and its libraries."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
 def analyze(path: str, options: Options | None = None, session: GdbSession | None = None,
             gdb_error: str | None = None) -> Analysis:
     """Analyze one core. A ``session`` from :func:`start_gdb` (or the error it
@@ -107,13 +118,14 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
             return
         exe = options.exe
         if exe is None and facts.exe:
-            candidate = host_path(facts.exe, options.sysroot)
-            exe = candidate if os.path.isfile(candidate) else None
+            exe = host_path(facts.exe, options.sysroot)
+        solib_dirs = dict.fromkeys(os.path.dirname(host_path(m.path, options.sysroot))
+                                   for m in facts.mappings if m.path.startswith("/"))
         try:
-            pending.append(bt.request_all(session, exe and os.path.abspath(exe),
-                                          os.path.abspath(path), len(facts.threads),
-                                          options.max_frames, options.sysroot,
-                                          options.debug_dirs))
+            pending.append(bt.request_all(
+                session, os.path.abspath(exe) if exe and _readable_elf(exe) else None,
+                os.path.abspath(path), len(facts.threads), options.max_frames,
+                options.sysroot, options.debug_dirs, list(solib_dirs)))
         except (GdbError, OSError) as exc:
             gdb_error = str(exc)
 
@@ -139,8 +151,21 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
             gdb_error = str(exc)
     if gdb_error:
         notes.append(f"no backtraces: {gdb_error}")
+    threads = _demangled(threads)
     return build_analysis(facts, threads, gdb_used=session is not None and not gdb_error,
                           gdb_error=gdb_error, extra_warnings=notes, context=context)
+
+
+def _demangled(threads: tuple[Thread, ...]) -> tuple[Thread, ...]:
+    """C++ names that came from ELF symbol tables, demangled (gdb demangles its own)."""
+    names = demangle(f.function for t in threads for f in t.frames
+                     if f.source == "elf" and f.function)
+    if not names:
+        return threads
+    return tuple(dataclasses.replace(t, frames=tuple(
+        dataclasses.replace(f, function=names[f.function])
+        if f.source == "elf" and f.function in names else f for f in t.frames))
+        for t in threads)
 
 
 def _gdb_threads(session: GdbSession, pending: Pending, threads: tuple[Thread, ...],
@@ -159,9 +184,9 @@ def _gdb_threads(session: GdbSession, pending: Pending, threads: tuple[Thread, .
         symbols = [symbolizer.symbolize(a) for a in lookup_addresses(raw)]
         frames, cut = cut_at_garbage(merge(raw, symbols, untrusted), exec_ranges)
         if cut is not None:
-            notes.append(f"thread {t.tid}: backtrace cut at frame #{cut}: pc "
-                         f"{raw[cut].pc:#x} is not in executable memory (stack missing or "
-                         "corrupt)")
+            notes.append(f"thread {t.tid}: backtrace cut at frame #{cut}: gdb guessed pc "
+                         f"{raw[cut].pc:#x}, which is not in code (the stack is missing or "
+                         "corrupt, or a module's file is not on this host)")
         if frames:
             out.append(dataclasses.replace(t, frames=tuple(frames)))
         else:

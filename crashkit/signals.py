@@ -143,7 +143,8 @@ def describe(signo: int, code: int | None, fault_address: int | None,
         text = f"{name}: {meaning} at address {fault_address:#x}"
         if signo in (SIGSEGV, SIGBUS) and fault_address < NULL_PAGE_LIMIT:
             text += (" — a NULL pointer dereference"
-                     + (f" (field at offset {fault_address:#x})" if fault_address else ""))
+                     + (f" (or an access {fault_address:#x} bytes past one: a struct field or "
+                        "an array element)" if fault_address else ""))
         return text
     if sender_pid is not None:
         who = f"process {sender_pid}" + (f" (uid {sender_uid})" if sender_uid is not None else "")

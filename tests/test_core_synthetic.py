@@ -111,12 +111,19 @@ def test_absurd_nt_file_count(tmp_path: Path) -> None:
 
 def test_short_prstatus_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     c = aarch64_core()
-    c.threads = []
     c.extra_notes = [note(b"CORE", 1, b"\0" * 40)]
     with CoreFile(write(tmp_path, c.build())) as core:
         facts = core.facts()
-    assert facts.threads == ()
+    assert [t.tid for t in facts.threads] == [101, 102]  # the short third one is skipped
     assert any("NT_PRSTATUS is 40 bytes" in p for p in facts.problems)
+
+
+def test_no_readable_note_is_an_error(tmp_path: Path) -> None:
+    c = SynthCore(threads=[], siginfo=None)
+    c.extra_notes = [note(b"CORE", 1, b"\0" * 40)]
+    with pytest.raises(CoreFormatError) as info:
+        analyze(write(tmp_path, c.build()))
+    assert "no readable notes" in str(info.value) and "NT_PRSTATUS is 40 bytes" in str(info.value)
 
 
 @pytest.mark.parametrize(("mutate", "error", "text"), [

@@ -32,7 +32,8 @@ def test_names() -> None:
 def test_describe_null_pointer() -> None:
     text = signals.describe(11, 1, 0x10, None, None)
     assert text == ("SIGSEGV: address not mapped to any object at address 0x10 — a NULL pointer "
-                    "dereference (field at offset 0x10)")
+                    "dereference (or an access 0x10 bytes past one: a struct field or an array "
+                    "element)")
     high = signals.describe(11, 2, 0x7F0000001000, None, None)
     assert "NULL" not in high and "invalid permissions" in high
 

@@ -1,4 +1,5 @@
-"""Who is at fault and a one-line summary: pure functions over the model."""
+"""What happened, who is at fault, and the one-line summary: pure functions
+over the model."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import os
 import re
 from collections.abc import Sequence
 
+from crashkit import signals as S
 from crashkit.model import Analysis, CoreFacts, CrashContext, Frame, Thread
 
-SIGSTOP, SIGTRAP, SI_KERNEL = 19, 5, 0x80
+SIGSTOP = 19
 
 # Libraries whose frames are rarely the culprit: a crash inside them almost
 # always comes from a bad argument passed by the caller.
@@ -16,59 +18,117 @@ _SYSTEM_LIBS = re.compile(
     r"/(ld-linux[^/]*|libc|libpthread|libm|libdl|librt|libgcc_s|libstdc\+\+|libasan)"
     r"(\.so|-[0-9.]+\.so)[^/]*$")
 
+# How the C runtime kills a process on purpose, by the function that does it
+# (glibc, libstdc++). The first match, innermost first, names the reason.
+_RUNTIME_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"__assert_fail|__assert_perror_fail"), "a failed assertion (assert())"),
+    (re.compile(r"__stack_chk_fail"),
+     "stack smashing detected by the stack protector (a buffer overflow on the stack)"),
+    (re.compile(r"__fortify_fail|__chk_fail"),
+     "a buffer overflow caught by _FORTIFY_SOURCE"),
+    (re.compile(r"malloc_printerr"),
+     "heap corruption caught by glibc's malloc (a double free, or a write past a block)"),
+    (re.compile(r"std::terminate|__cxa_throw|__cxxabiv1|__verbose_terminate_handler|"
+                r"__cxa_rethrow|__cxa_pure_virtual"),
+     "an uncaught C++ exception (std::terminate)"),
+)
+
+STACK_GUARD_REACH = 64 * 1024  # how far below sp a stack-overflow fault lands
+
 
 def is_system_library(path: str | None) -> bool:
     return bool(path and _SYSTEM_LIBS.search(path))
 
 
 def blame_frame(frames: Sequence[Frame]) -> Frame | None:
-    """The innermost frame outside the C runtime (the code that passed the bad value)."""
+    """The innermost frame outside the C runtime (the code that passed the bad
+    value). None when the backtrace never leaves it: then it is incomplete
+    (no gdb, a cut stack), and the runtime is not to be blamed for that."""
     for frame in frames:
         if frame.module and not is_system_library(frame.module):
             return frame
-    return frames[0] if frames else None
+    return None
 
 
 def frame_label(frame: Frame) -> str:
     if frame.function and frame.trusted:
-        return f"{frame.function}()"
+        name = frame.function
+        return name if "(" in name or name.startswith("<") else f"{name}()"
     if frame.module and frame.module_offset is not None:
         return f"{os.path.basename(frame.module)}+{frame.module_offset:#x}"
     return f"{frame.pc:#x}"
 
 
 def sent_by_other(facts: CoreFacts) -> bool:
-    """The signal came from another process (kill -SEGV, the OOM killer's
-    friends): the code that was running is a bystander."""
+    """The signal came from another process (kill -SEGV, a supervisor): the
+    code that was running is a bystander. Pid 0 is the kernel itself
+    (SIGXFSZ, SIGPIPE…), which acts on what the process did."""
     s, p = facts.signal, facts.process
-    return bool(s and s.sender_pid is not None and (p is None or s.sender_pid != p.pid))
+    return bool(s and s.sender_pid and (p is None or s.sender_pid != p.pid))
 
 
 def is_snapshot(facts: CoreFacts) -> bool:
     """A core of a live process (gcore, a debugger): stopped, not crashed."""
     s = facts.signal
-    return s is None or (s.number in (SIGSTOP, SIGTRAP) and (s.code is None or s.code <= 0
-                                                            or s.code == SI_KERNEL))
+    return s is None or (s.number in (SIGSTOP, S.SIGTRAP) and (
+        s.code is None or s.code <= 0 or s.code == S.SI_KERNEL))
 
 
-def summarize(facts: CoreFacts, crash: Frame | None, blame: Frame | None) -> str:
-    who = facts.process.fname if facts.process else os.path.basename(facts.exe or "?")
+def why(facts: CoreFacts, crashed: Thread | None) -> str:
+    """What killed the process, in words, using the backtrace where it knows more."""
+    s = facts.signal
+    if s is None:
+        return "no signal recorded"
+    frames = crashed.frames if crashed else ()
+    if s.number == S.SIGABRT:
+        for frame in frames:
+            for pattern, reason in _RUNTIME_REASONS:
+                if frame.function and pattern.search(frame.function):
+                    return f"SIGABRT: {reason}"
+    if s.sender_pid == 0 and s.code == S.SI_USER:
+        return f"{s.name}: raised by the kernel"
+    addr = s.fault_address
+    if addr is not None and crashed is not None and s.number in (S.SIGSEGV, S.SIGBUS):
+        if crashed.pc == addr:
+            text = f"{s.name}: jumped to {addr:#x}, which is not code"
+            if addr < S.NULL_PAGE_LIMIT:
+                text += " — a call through a NULL function pointer"
+            return text
+        sp = crashed.sp
+        if sp is not None and sp - STACK_GUARD_REACH <= addr < sp + 4096 and \
+                s.number == S.SIGSEGV:
+            return (f"{s.name}: a stack overflow — the fault at {addr:#x} is just below the "
+                    "stack pointer (runaway recursion, or a very large local variable)")
+    return s.description
+
+
+def _place(facts: CoreFacts, frame: Frame) -> str:
+    if frame.module:
+        return os.path.basename(frame.module)
+    if not facts.mappings:
+        return "mapping unknown: the core has no NT_FILE note"
+    if any(lo <= frame.pc < hi for lo, hi in facts.exec_ranges):
+        return "anonymous executable memory (JIT code?)"
+    return "unmapped memory"
+
+
+def summarize(facts: CoreFacts, crashed: Thread | None, blame: Frame | None) -> str:
+    crash = crashed.frames[0] if crashed and crashed.frames else None
+    who = os.path.basename(facts.exe) if facts.exe else (
+        facts.process.fname if facts.process else "?")
     pid = f" (pid {facts.process.pid})" if facts.process else ""
     if is_snapshot(facts):
         how = f"while stopped by {facts.signal.name}" if facts.signal else "with no signal"
         where = f"; it was in {frame_label(crash)}" if crash else ""
         return (f"{who}{pid}: a snapshot taken {how} (gcore or a debugger), not a crash"
                 f"{where}")
-    sig = facts.signal.description if facts.signal else "no signal recorded"
-    text = f"{who}{pid} died of {sig}"
+    text = f"{who}{pid} died of {why(facts, crashed)}"
     if sent_by_other(facts):
         where = f"; it was in {frame_label(crash)}" if crash else ""
         return (f"{text}. Another process killed it: not a bug in the code that was "
                 f"running{where}")
     if crash is not None:
-        where = frame_label(crash)
-        mod = os.path.basename(crash.module) if crash.module else "unmapped memory"
-        text += f", in {where} [{mod}]"
+        text += f", in {frame_label(crash)} [{_place(facts, crash)}]"
         if blame is not None and blame is not crash and blame.module != crash.module:
             text += (f", called from {frame_label(blame)} "
                      f"[{os.path.basename(blame.module or '?')}]")
@@ -84,12 +144,14 @@ def module_warnings(facts: CoreFacts) -> list[str]:
                        "upgrade?): the file now at that path may not be the build that crashed")
     for m in facts.modules:
         if m.build_id_match is False:
-            out.append(f"BUILD-ID MISMATCH: {m.path} on disk is {m.file_build_id}, the crashed "
+            where = m.disk_path if m.disk_path and m.disk_path != m.path else m.path
+            out.append(f"BUILD-ID MISMATCH: {where} on disk is {m.file_build_id}, the crashed "
                        f"process had {m.build_id}; names, lines and instructions from this "
                        "file are not trustworthy (install the exact build, or pass "
                        "--sysroot/--exe)")
         elif m.file_status == "missing":
-            out.append(f"{m.path} is not on this host; its frames cannot be symbolized")
+            out.append(f"{m.disk_path or m.path} is not on this host; its frames cannot be "
+                       "symbolized")
     return out
 
 
@@ -103,5 +165,5 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
     warnings = [*facts.problems, *module_warnings(facts), *extra_warnings]
     return Analysis(core=facts, threads=threads, crash_frame=crash,
                     crash_module=blame.module if blame else None,
-                    summary=summarize(facts, crash, blame), warnings=tuple(warnings),
+                    summary=summarize(facts, crashed, blame), warnings=tuple(warnings),
                     gdb_used=gdb_used, gdb_error=gdb_error, context=context)

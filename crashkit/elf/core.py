@@ -114,8 +114,10 @@ class CoreFile:
         for magic, (kind, cmd) in _COMPRESSED_MAGIC.items():
             if head.startswith(magic):
                 raise self._fail(f"{kind}-compressed file; decompress it first ({cmd})")
+        if len(head) < 4 and b"\x7fELF".startswith(head):
+            raise self._fail(f"cut inside the ELF header ({self.size} bytes of 64)")
         if not head.startswith(b"\x7fELF"):
-            raise self._fail(f"not an ELF file (starts with {head[:4]!r})")
+            raise self._fail(f"not an ELF file (it starts with bytes {head[:4].hex(' ')})")
         if len(head) < 20:
             raise self._fail(f"cut inside the ELF header ({self.size} bytes of 64)")
         if head[4] != 2:
@@ -294,6 +296,9 @@ class CoreFile:
                 siginfo = SignalInfo(cursig, signals.signal_name(cursig), None, None, None,
                                      None, None, None,
                                      signals.describe(cursig, None, None, None, None))
+        if not threads and process is None and siginfo is None and not mappings:
+            raise self._fail("no readable notes: the core is cut or damaged before its first "
+                             "note ends" + (f" ({problems[0]})" if problems else ""))
         if not threads:
             problems.append("no NT_PRSTATUS note: no thread registers")
         exe = self._exe_path(auxv, mappings)
@@ -333,13 +338,18 @@ class CoreFile:
         info = st.parse(note.desc)
 
         def text(value: bytes | str) -> str:
-            raw = value if isinstance(value, bytes) else value.encode("latin-1")
+            raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
             return raw.split(b"\0", 1)[0].decode("utf-8", "replace").strip()
 
         sname = text(info.pr_sname)
+        raw_args = info.pr_psargs if isinstance(info.pr_psargs, bytes) else \
+            info.pr_psargs.encode("utf-8", "surrogateescape")
+        # fs/binfmt_elf.c fill_psinfo copies at most ELF_PRARGSZ - 1 = 79 bytes.
+        truncated = len(raw_args.split(b"\0", 1)[0].rstrip(b" ")) >= 79
         return ProcessInfo(pid=info.pr_pid, ppid=info.pr_ppid, uid=info.pr_uid,
                            gid=info.pr_gid, fname=text(info.pr_fname),
-                           args=text(info.pr_psargs), state=sname or None)
+                           args=text(info.pr_psargs), state=sname or None,
+                           args_truncated=truncated)
 
     def _siginfo(self, note: RawNote) -> SignalInfo:
         if len(note.desc) < 24:

@@ -52,5 +52,6 @@ def read_modules(core: CoreFile, mappings: Sequence[Mapping], *, sysroot: str | 
         match = (core_id == file_id) if core_id and file_id else None
         out.append(Module(path=path, start=maps[0].start, end=max(m.end for m in maps),
                           build_id=core_id, file_build_id=file_id, build_id_match=match,
-                          file_status=status, deleted=deleted, is_elf=is_elf))
+                          file_status=status, deleted=deleted, is_elf=is_elf,
+                          disk_path=disk))
     return tuple(out)

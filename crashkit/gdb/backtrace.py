@@ -38,25 +38,47 @@ def _plain_core_path(session: GdbSession, core: str) -> str:
     return link
 
 
+@dataclass
+class Load:
+    settings: list[int]
+    exe: int | None
+    core: int
+
+
 def start_load(session: GdbSession, exe: str | None, core: str, sysroot: str | None = None,
-               debug_dirs: Sequence[str] = ()) -> list[int]:
+               debug_dirs: Sequence[str] = (), solib_dirs: Sequence[str] = ()) -> Load:
     """Queue loading the executable (when there is one on disk) and the core
-    (absolute paths: gdb runs in a directory of its own)."""
-    tokens = session.configure(sysroot, debug_dirs)
-    if exe is not None:
-        tokens.append(session.send(f"-file-exec-and-symbols {mi_quote(exe)}"))
-    tokens.append(session.send(f"-target-select core {_plain_core_path(session, core)}"))
-    return tokens
+    (absolute paths: gdb runs in a directory of its own). ``solib_dirs``, the
+    directories of the files the core maps, let gdb find libraries the link
+    map names by a relative path (dlopen("./x.so")) or by another alias of
+    the same directory (/lib vs /usr/lib on merged-/usr systems)."""
+    settings = session.configure(sysroot, debug_dirs)
+    if solib_dirs:
+        settings.append(session.send(
+            f"-gdb-set solib-search-path {':'.join(os.path.abspath(d) for d in solib_dirs)}"))
+    exe_token = session.send(f"-file-exec-and-symbols {mi_quote(exe)}") if exe else None
+    core_token = session.send(f"-target-select core {_plain_core_path(session, core)}")
+    return Load(settings, exe_token, core_token)
 
 
-def finish_load(session: GdbSession, tokens: list[int]) -> list[str]:
-    """Wait for :func:`start_load`; gdb's warnings come back as text."""
+def finish_load(session: GdbSession, load: Load) -> list[str]:
+    """Wait for :func:`start_load`; gdb's warnings come back as text. An
+    executable gdb cannot read is a warning (the core still loads without
+    it); a core it cannot load is a GdbError."""
     notes: list[str] = []
-    for token in tokens:
-        for text in session.wait(token).console:
+    results = [session.wait(t) for t in load.settings]
+    if load.exe is not None:
+        exe = session.wait(load.exe, check=False)
+        if exe.message == "error":
+            notes.append(f"gdb could not load the executable ({exe.payload.get('msg')}); "
+                         "backtraces come from the core and its libraries alone")
+        results.append(exe)
+    results.append(session.wait(load.core))
+    for result in results:
+        for text in result.console:
             t = text.strip()
             if t.startswith("warning:") and not _NOISE.search(t):
-                notes.append("gdb " + t)
+                notes.append("gdb " + " ".join(t.split()))
     return notes
 
 
@@ -76,20 +98,22 @@ def thread_ids(session: GdbSession) -> dict[int, str]:
 class Pending:
     """Everything asked of gdb in one go, right after the notes are read."""
 
-    load: list[int]
+    load: Load
     ends: list[int]  # -thread-info of gdb's first and last thread
     stacks: list[int]  # -stack-list-frames for gdb threads 1..N
 
 
 def request_all(session: GdbSession, exe: str | None, core: str, n_threads: int,
-                max_frames: int, sysroot: str | None, debug_dirs: Sequence[str]) -> Pending:
+                max_frames: int, sysroot: str | None, debug_dirs: Sequence[str],
+                solib_dirs: Sequence[str] = ()) -> Pending:
     """Queue the loads and every thread's stack at once: gdb numbers a core's
     threads in note order, so threads 1..N are known before it answers. The
     LWPs of the first and last thread and every thread's innermost pc check
     that in :func:`collect`."""
-    load = start_load(session, exe, core, sysroot, debug_dirs)
+    load = start_load(session, exe, core, sysroot, debug_dirs, solib_dirs)
     ends = [session.send(f"-thread-info {i}") for i in sorted({1, max(n_threads, 1)})]
-    stacks = [session.send(f"-stack-list-frames --thread {i} 0 {max_frames - 1}")
+    # One frame more than kept, to know when a backtrace is deeper.
+    stacks = [session.send(f"-stack-list-frames --thread {i} 0 {max_frames}")
               for i in range(1, n_threads + 1)]
     return Pending(load, ends, stacks)
 
@@ -97,8 +121,9 @@ def request_all(session: GdbSession, exe: str | None, core: str, n_threads: int,
 def collect(session: GdbSession, pending: Pending, threads: Sequence[tuple[int, int | None]],
             *, max_frames: int, full_frames: int, redact: Callable[[str], str],
             ) -> tuple[list[tuple[list[GdbFrame], str | None]], list[str]]:
-    """gdb's frames for each (tid, pc) thread of the notes, in that order, with
-    gdb's error for a thread it could not unwind; and gdb's warnings."""
+    """gdb's frames for each (tid, pc) thread of the notes, in that order
+    (at most ``max_frames``, and a note when there were more), with gdb's
+    error for a thread it could not unwind; and gdb's warnings."""
     warnings = finish_load(session, pending.load)
     ends = [session.wait(t, check=False) for t in pending.ends]
     raws: list[MiResult | None] = [session.wait(t, check=False) for t in pending.stacks]
@@ -112,7 +137,7 @@ def collect(session: GdbSession, pending: Pending, threads: Sequence[tuple[int, 
         # gdb numbered the threads otherwise: map them by LWP.
         by_lwp = thread_ids(session)
         ids = [by_lwp.get(tid, "") for tid, _pc in threads]
-        raws = [session.command(f"-stack-list-frames --thread {gid} 0 {max_frames - 1}",
+        raws = [session.command(f"-stack-list-frames --thread {gid} 0 {max_frames}",
                                 check=False) if gid else None for gid in ids]
     out: list[tuple[list[GdbFrame], str | None]] = []
     for gid, result in zip(ids, raws, strict=True):
@@ -121,6 +146,11 @@ def collect(session: GdbSession, pending: Pending, threads: Sequence[tuple[int, 
             continue
         error = result.payload.get("msg") if result.message == "error" else None
         raw = result.payload.get("stack", []) if result.message == "done" else []
+        if len(raw) > max_frames:
+            warnings.append(f"thread {threads[len(out)][0]}: the backtrace is deeper than "
+                            f"{max_frames} frames; the innermost {max_frames} are kept "
+                            "(--max-frames)")
+            raw = raw[:max_frames]
         out.append((_frames(session, gid, raw, full_frames, redact), error))
     return out, warnings
 
@@ -171,13 +201,25 @@ def _frames(session: GdbSession, gdb_id: str, raw: list[dict[str, Any]], full_fr
                 check=False)
             if res.message == "done":
                 locals_ = _values(res.payload.get("locals", []), redact)
+        # An inlined frame shares its pc with the frame it was inlined into,
+        # and is another function (recursion repeats one pc and one function).
+        inlined = (not signal_frame and i + 1 < len(raw) and pcs[i + 1] == pc
+                   and raw[i + 1].get("func") != func)
         frames.append(GdbFrame(
             pc=pc, function=str(func) if func and func != "??" else None,
-            file=fr.get("fullname") or fr.get("file"), line=_int(fr.get("line")),
-            # An inlined frame shares its pc with the frame it was inlined into.
-            inlined=not signal_frame and i + 1 < len(raw) and pcs[i + 1] == pc,
+            file=_source_file(fr), line=_int(fr.get("line")), inlined=inlined,
             signal_frame=signal_frame, args=args.get(i, ()), locals=locals_))
     return frames
+
+
+def _source_file(frame: dict[str, Any]) -> str | None:
+    """gdb's fullname when it names a file that exists here; otherwise the name
+    the debug info gives (gdb glues the compilation directory onto a relative
+    name it could not find, as in ./nptl/./nptl/pthread_kill.c)."""
+    full, name = frame.get("fullname"), frame.get("file")
+    if full and (not name or os.path.isfile(str(full))):
+        return str(full)
+    return str(name) if name else None
 
 
 def disassembly(session: GdbSession, pc: int, function_offset: int | None,
@@ -205,9 +247,12 @@ def disassembly(session: GdbSession, pc: int, function_offset: int | None,
     return None
 
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+# gdb prints char data as "strings", 'c' characters (with <repeats N times>)
+# and escapes such as '\\000' inside either.
+_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.[0-7]{0,2})\'')
 
 
 def redact_strings(value: str) -> str:
-    """Hide string contents in gdb values: they may hold cookies or passwords."""
-    return _STRING.sub(lambda m: f'"<redacted {len(m.group(0)) - 2} chars>"', value)
+    """Hide the contents of string and character values: they may hold cookies,
+    passwords or keys. Structure (pointers, numbers, repeat counts) stays."""
+    return _LITERAL.sub(lambda m: m.group(0)[0] + "<redacted>" + m.group(0)[0], value)

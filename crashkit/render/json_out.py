@@ -41,7 +41,27 @@ def module_json(m: Module) -> dict[str, Any]:
             "file_status": m.file_status, "deleted": m.deleted}
 
 
+def _clean(value: Any) -> Any:
+    """Bytes that were not UTF-8 (kept as lone surrogates so paths still open)
+    become \\xNN text: lone surrogates are not valid JSON for strict parsers."""
+    if isinstance(value, str):
+        try:
+            raw = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raw = value.encode("utf-8", "replace")
+        return raw.decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
 def analysis_json(a: Analysis) -> dict[str, Any]:
+    return _clean(_analysis_json(a))  # type: ignore[no-any-return]
+
+
+def _analysis_json(a: Analysis) -> dict[str, Any]:
     c = a.core
     p = c.process
     s = c.signal
@@ -57,6 +77,7 @@ def analysis_json(a: Analysis) -> dict[str, Any]:
             "program": p.fname if p else None,
             "exe": c.exe, "execfn": c.execfn,
             "cmdline": p.args if p else None,
+            "cmdline_truncated": p.args_truncated if p else None,
         },
         "signal": None if s is None else {
             "number": s.number, "name": s.name, "code": s.code, "code_name": s.code_name,

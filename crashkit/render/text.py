@@ -33,12 +33,30 @@ def _frame_line(f: Frame) -> str:
     return f"  #{f.index:<2} {f.pc:#018x} {where} [{mod}]{src}{tags}"
 
 
+def _same_call(a: Frame, b: Frame) -> bool:
+    return (a.pc, a.function, a.module) == (b.pc, b.function, b.module) and not (
+        a.args or a.locals or b.args or b.locals)
+
+
 def _frame_lines(frames: Sequence[Frame]) -> list[str]:
+    """Frames one per line; a run of identical frames (recursion) is one line
+    and a count."""
     lines = []
-    for f in frames:
+    i = 0
+    while i < len(frames):
+        f = frames[i]
+        run = 1
+        while i + run < len(frames) and _same_call(frames[i + run], f):
+            run += 1
         lines.append(_frame_line(f))
         for kind, values in (("arg", f.args), ("local", f.locals)):
             lines += [f"        {kind} {name} = {value}" for name, value in values]
+        if run > 2:
+            lines.append(f"  … the same frame {run - 1} more times (#{f.index + 1} to "
+                         f"#{f.index + run - 1}): recursion")
+            i += run
+        else:
+            i += 1
     return lines
 
 
@@ -87,8 +105,10 @@ def render(a: Analysis) -> str:
     lines = [a.summary, ""]
     if c.process:
         p = c.process
+        args = (p.args or p.fname) + (" …(the kernel keeps 79 bytes)" if p.args_truncated
+                                      else "")
         lines.append(f"  process   pid {p.pid}, ppid {p.ppid}, uid {p.uid}, gid {p.gid}: "
-                     f"{p.args or p.fname}")
+                     f"{args}")
     exe_mod = next((m for m in c.modules if m.path == c.exe), None)
     exe_bid = ""
     if exe_mod and exe_mod.build_id:
@@ -110,7 +130,9 @@ def render(a: Analysis) -> str:
     if a.crash_module:
         lines.append(f"  at fault  {a.crash_module}")
     if a.threads:
-        lines.append(f"  crashed   thread {a.threads[0].tid} of {len(a.threads)}")
+        n = len(a.threads)
+        lines.append(f"  crashed   thread {a.threads[0].tid}"
+                     + (f" of {n} threads" if n > 1 else " (the only thread)"))
     if c.truncated:
         lines.append(f"  core      TRUNCATED: {_size(c.size)} of {_size(c.expected_size)}")
     else:
@@ -131,4 +153,25 @@ def render(a: Analysis) -> str:
     if a.warnings:
         lines += ["", "Warnings:"]
         lines += [f"  ! {w}" for w in a.warnings]
-    return "\n".join(lines)
+    # Each entry is one line: a newline inside a value is shown, not obeyed.
+    return "\n".join(_visible(line) for line in lines)
+
+
+# C0 and C1 control characters but tab: a core's strings (argv, paths) must
+# not move the cursor, set the terminal title or forge lines of the report.
+_CONTROL = dict.fromkeys([*range(0x00, 0x09), *range(0x0A, 0x20), 0x7F, *range(0x80, 0xA0)])
+
+
+def _visible(line: str) -> str:
+    if not any(ord(c) in _CONTROL or 0xDC80 <= ord(c) <= 0xDCFF for c in line):
+        return line
+    out = []
+    for c in line:
+        o = ord(c)
+        if o in _CONTROL:
+            out.append(f"\\x{o:02x}")
+        elif 0xDC80 <= o <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\\x{o - 0xDC00:02x}")
+        else:
+            out.append(c)
+    return "".join(out)
