@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import analyze_json, crash_for_core, unavailable
+from tests.conftest import analyze_json, crash_for_core, run_cli, unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +121,149 @@ def test_sysroot(tmp_path: Path) -> None:
     assert [f["function"] for f in fr[:3]] == ["lib_depth", "lib_entry", "main"]
     assert fr[0]["source"] == "gdb" and fr[0]["module"] == str(host / "libdepth.so")
     assert data["signal"]["fault_address"] == 0x40
+
+
+RECURSION = r"""
+int rec(int n) { volatile char b[256]; b[0] = (char)n; return rec(n + 1) + b[0]; }
+int main(void) { return rec(0); }
+"""
+
+NULL_CALL = r"""
+#include <stdio.h>
+typedef int (*handler_fn)(int);
+struct route { const char *name; handler_fn handler; };
+__attribute__((noinline)) int dispatch(struct route *r, int v) { return r->handler(v) + 1; }
+int main(void) { struct route r = {"x", 0}; printf("%d\n", dispatch(&r, 1)); return 0; }
+"""
+
+ASSERT = r"""
+#include <assert.h>
+__attribute__((noinline)) void check_limits(int n) { assert(n < 10 && "limit exceeded"); }
+int main(int argc, char **argv) { (void)argv; check_limits(argc + 20); return 0; }
+"""
+
+THROW = r"""
+#include <stdexcept>
+#include <map>
+#include <string>
+namespace plug {
+__attribute__((noinline)) int run(std::map<std::string, int> &m) {
+    if (m.empty()) throw std::runtime_error("empty config");
+    return m.begin()->second;
+}
+}
+int main() { std::map<std::string, int> m; return plug::run(m); }
+"""
+
+PLUGIN_LIB = r"""
+#include <map>
+#include <string>
+namespace plug {
+struct rec { long pad; long value; };
+__attribute__((noinline)) long parse(std::map<std::string, int> &m, rec *r) {
+    return r->value + (long)m.size();
+}
+extern "C" long plugin_entry(void) { std::map<std::string, int> m; return parse(m, nullptr); }
+}
+"""
+PLUGIN_MAIN = r"""
+#include <dlfcn.h>
+#include <stdio.h>
+int main(void) {
+    void *h = dlopen("./libplug.so", RTLD_NOW);
+    if (!h) { puts(dlerror()); return 1; }
+    long (*entry)(void) = (long (*)(void))dlsym(h, "plugin_entry");
+    printf("%ld\n", entry());
+    return 0;
+}
+"""
+
+
+def build_cxx(d: Path, name: str, source: str, *flags: str) -> Path:
+    if shutil.which("g++") is None:
+        unavailable("g++ is not installed")
+    src = d / f"{name}.cc"
+    src.write_text(source)
+    out = d / name
+    subprocess.run(["g++", "-g", "-O1", "-o", str(out), str(src), *flags], check=True)
+    return out
+
+
+def test_stack_overflow(tmp_path: Path) -> None:
+    exe = build(tmp_path, "rec", RECURSION, "-O0")
+    core = str(crash_for_core([str(exe)], tmp_path))
+    data = analyze_json(core, "--max-frames", "100")
+    assert "a stack overflow" in data["summary"]
+    fr = frames(data)
+    assert len(fr) == 100 and {f["function"] for f in fr} == {"rec"}
+    assert not any(f["inlined"] for f in fr)
+    assert any("deeper than 100 frames" in w for w in data["warnings"])
+    text = run_cli("analyze", core, "--max-frames", "100", check=True).stdout
+    assert "the same frame 98 more times (#2 to #99): recursion" in text
+
+
+def test_call_through_null_function_pointer(tmp_path: Path) -> None:
+    exe = build(tmp_path, "nullcall", NULL_CALL)
+    data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
+    assert "jumped to 0x0, which is not code — a call through a NULL function pointer" \
+        in data["summary"]
+    assert frames(data)[0]["pc"] == 0
+    # gdb unwinds from pc 0 to the caller: the culprit is dispatch().
+    assert "dispatch" in [f["function"] for f in frames(data)]
+    assert data["crash"]["module"] == str(exe)
+
+
+def test_failed_assert(tmp_path: Path) -> None:
+    exe = build(tmp_path, "assert", ASSERT)
+    data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
+    assert "died of SIGABRT: a failed assertion (assert())" in data["summary"]
+    assert "called from check_limits()" in data["summary"]
+    assert data["crash"]["module"] == str(exe)
+
+
+def test_uncaught_exception(tmp_path: Path) -> None:
+    exe = build_cxx(tmp_path, "throw", THROW)
+    data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
+    assert "died of SIGABRT: an uncaught C++ exception (std::terminate)" in data["summary"]
+    assert data["crash"]["module"] == str(exe)
+
+
+def test_relative_dlopen_cxx_plugin(tmp_path: Path) -> None:
+    """dlopen("./libplug.so"): gdb finds the library from the core's own
+    mappings, wherever crashkit runs from."""
+    build_cxx(tmp_path, "libplug.so", PLUGIN_LIB, "-shared", "-fPIC")
+    exe = build_cxx(tmp_path, "host", PLUGIN_MAIN, "-ldl")
+    core = crash_for_core([str(exe)], tmp_path)
+    data = analyze_json(str(core))
+    fr = frames(data)
+    assert fr[0]["module"] == str(tmp_path / "libplug.so")
+    names = [f["function"] for f in fr]
+    assert names[0] == "plug::parse" and fr[0]["source"] == "gdb"  # gdb's own form
+    assert any((f["file"] or "").endswith("libplug.so.cc") for f in fr)  # debug info found
+    assert "plugin_entry" in names and "main" in names
+    assert not any("Could not load shared library" in w for w in data["warnings"])
+    # Without gdb the name comes from .symtab, demangled.
+    notes = analyze_json(str(core), "--no-gdb")
+    top = notes["threads"][0]["frames"][0]
+    assert top["function"].startswith("plug::parse(") and top["source"] == "elf"
+
+
+def test_unreadable_executable_still_gives_backtraces(tmp_path: Path) -> None:
+    exe = build(tmp_path, "nullcall", NULL_CALL)
+    core = crash_for_core([str(exe)], tmp_path)
+    exe.write_text("#!/bin/sh\necho replaced by a script\n")
+    data = analyze_json(str(core))
+    assert data["gdb_used"] is True
+    assert any("gdb could not load the executable" in w for w in data["warnings"]) or \
+        data["modules"][0]["file_status"] == "not-elf"
+    assert len(frames(data)) >= 1 and frames(data)[0]["pc"] == 0
+
+
+def test_control_characters_in_argv_are_shown_not_obeyed(tmp_path: Path) -> None:
+    exe = build(tmp_path, "nullcall", NULL_CALL)
+    evil = "a\x1b]0;TITLE\x07b\x1b[2J\nforged line"
+    core = crash_for_core(["./nullcall", evil], tmp_path)  # short: psargs keeps 79 bytes
+    text = run_cli("analyze", str(core), "--no-gdb", check=True).stdout
+    assert "\x1b" not in text and "\x07" not in text
+    assert "\\x1b]0;TITLE\\x07b\\x1b[2J\\x0aforged line" in text
+    assert not any(line.startswith("forged line") for line in text.splitlines())
