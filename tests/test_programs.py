@@ -240,7 +240,7 @@ def test_relative_dlopen_cxx_plugin(tmp_path: Path) -> None:
     names = [f["function"] for f in fr]
     assert names[0] == "plug::parse" and fr[0]["source"] == "gdb"  # gdb's own form
     assert any((f["file"] or "").endswith("libplug.so.cc") for f in fr)  # debug info found
-    assert "plugin_entry" in names and "main" in names
+    assert any(n and n.endswith("plugin_entry") for n in names) and "main" in names
     assert not any("Could not load shared library" in w for w in data["warnings"])
     # Without gdb the name comes from .symtab, demangled.
     notes = analyze_json(str(core), "--no-gdb")
@@ -260,7 +260,7 @@ def test_unreadable_executable_still_gives_backtraces(tmp_path: Path) -> None:
 
 
 def test_control_characters_in_argv_are_shown_not_obeyed(tmp_path: Path) -> None:
-    exe = build(tmp_path, "nullcall", NULL_CALL)
+    build(tmp_path, "nullcall", NULL_CALL)
     evil = "a\x1b]0;TITLE\x07b\x1b[2J\nforged line"
     core = crash_for_core(["./nullcall", evil], tmp_path)  # short: psargs keeps 79 bytes
     text = run_cli("analyze", str(core), "--no-gdb", check=True).stdout
