@@ -6,6 +6,7 @@ Python imports click and pyelftools and reads the core's notes.
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -15,4 +16,20 @@ def main() -> None:
     prestart(sys.argv[1:])
     from crashkit.cli import main as cli_main
 
-    cli_main()
+    try:
+        cli_main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    else:
+        code = 0
+    # Everything is written and gdb is gone: skip the interpreter's teardown
+    # (module and object finalisation), which only costs time here.
+    from crashkit.gdb.spawn import drop_early
+
+    drop_early()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(code)

@@ -125,7 +125,8 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
             pending.append(bt.request_all(
                 session, os.path.abspath(exe) if exe and _readable_elf(exe) else None,
                 os.path.abspath(path), len(facts.threads), options.max_frames,
-                options.sysroot, options.debug_dirs, list(solib_dirs)))
+                options.sysroot, options.debug_dirs, list(solib_dirs),
+                crash_pc=facts.threads[0].pc if facts.threads else None))
         except (GdbError, OSError) as exc:
             gdb_error = str(exc)
 
@@ -197,7 +198,8 @@ def _gdb_threads(session: GdbSession, pending: Pending, threads: tuple[Thread, .
     context = None
     if out and out[0].frames:
         top = out[0].frames[0]
-        context = bt.disassembly(session, top.pc, top.function_offset)
+        queued = pending.disassembly if pending.crash_pc == top.pc else None
+        context = bt.disassembly(session, top.pc, top.function_offset, queued=queued)
         if context is not None and not top.trusted:
             context = dataclasses.replace(context, trusted=False)
     return tuple(out), context

@@ -6,8 +6,6 @@ untrusted files, and demanglers have had crashes on crafted input.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterable
 
 
@@ -15,8 +13,13 @@ def demangle(names: Iterable[str], timeout: float = 10.0) -> dict[str, str]:
     """Demangled form of each Itanium-ABI name (``_Z…``); names c++filt cannot
     demangle, or all of them when c++filt is missing, are left out."""
     mangled = sorted({n for n in names if n.startswith("_Z") and "\n" not in n})
+    if not mangled:
+        return {}
+    import shutil
+    import subprocess
+
     tool = shutil.which("c++filt")
-    if not mangled or tool is None:
+    if tool is None:
         return {}
     try:
         proc = subprocess.run([tool], input="\n".join(mangled) + "\n", capture_output=True,

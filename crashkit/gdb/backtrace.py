@@ -99,23 +99,29 @@ class Pending:
     """Everything asked of gdb in one go, right after the notes are read."""
 
     load: Load
-    ends: list[int]  # -thread-info of gdb's first and last thread
+    ends: list[int]  # -thread-info of gdb's first thread
     stacks: list[int]  # -stack-list-frames for gdb threads 1..N
+    disassembly: int | None = None  # request_disassembly at the crashing pc
+    crash_pc: int | None = None
 
 
 def request_all(session: GdbSession, exe: str | None, core: str, n_threads: int,
                 max_frames: int, sysroot: str | None, debug_dirs: Sequence[str],
-                solib_dirs: Sequence[str] = ()) -> Pending:
+                solib_dirs: Sequence[str] = (), crash_pc: int | None = None) -> Pending:
     """Queue the loads and every thread's stack at once: gdb numbers a core's
     threads in note order, so threads 1..N are known before it answers. The
-    LWPs of the first and last thread and every thread's innermost pc check
-    that in :func:`collect`."""
+    LWP of the first thread and every thread's innermost pc check that in
+    :func:`collect`."""
     load = start_load(session, exe, core, sysroot, debug_dirs, solib_dirs)
-    ends = [session.send(f"-thread-info {i}") for i in sorted({1, max(n_threads, 1)})]
+    # Thread 1's LWP checks the numbering where it matters most (the crashing
+    # thread); every thread's innermost pc checks the rest. (-thread-info of
+    # another thread costs a thread switch, ~10 ms.)
+    ends = [session.send("-thread-info 1")]
     # One frame more than kept, to know when a backtrace is deeper.
     stacks = [session.send(f"-stack-list-frames --thread {i} 0 {max_frames}")
               for i in range(1, n_threads + 1)]
-    return Pending(load, ends, stacks)
+    disasm = request_disassembly(session, crash_pc) if crash_pc is not None else None
+    return Pending(load, ends, stacks, disasm, crash_pc)
 
 
 def collect(session: GdbSession, pending: Pending, threads: Sequence[tuple[int, int | None]],
@@ -130,7 +136,7 @@ def collect(session: GdbSession, pending: Pending, threads: Sequence[tuple[int, 
     ids = [str(i) for i in range(1, len(threads) + 1)]
     end_lwps = [_lwp(r.payload.get("threads", [{}])[0]) if r.payload.get("threads") else None
                 for r in ends]
-    expected_lwps = [threads[0][0], threads[-1][0]][:len(end_lwps)] if threads else []
+    expected_lwps = [threads[0][0]] if threads else []
     if end_lwps != expected_lwps or any(
             r is not None and _first_pc(r.payload) not in (None, pc)
             for r, (_tid, pc) in zip(raws, threads, strict=True)):
@@ -222,18 +228,32 @@ def _source_file(frame: dict[str, Any]) -> str | None:
     return str(name) if name else None
 
 
+DISASM_BACK = 48  # bytes before pc where decoding starts when the function start is far
+
+
+def request_disassembly(session: GdbSession, pc: int) -> int:
+    """Queue the usual first try of :func:`disassembly`, so gdb decodes while
+    crashkit is still reading the stacks."""
+    return session.send(f"-data-disassemble -s {pc - DISASM_BACK:#x} -e {pc + 48:#x} -- 0")
+
+
 def disassembly(session: GdbSession, pc: int, function_offset: int | None,
-                before: int = 8, after: int = 4) -> CrashContext | None:
+                before: int = 8, after: int = 4, queued: int | None = None,
+                ) -> CrashContext | None:
     """A window of instructions around pc. x86 instructions vary in length, so
     decoding starts at the function's start when it is near, else a little
-    before pc, and a start whose decoding does not land on pc is dropped."""
-    starts = []
+    before pc, and a start whose decoding does not land on pc is dropped.
+    ``queued`` is the token of :func:`request_disassembly` for the same pc."""
+    starts: list[int] = []
     if function_offset is not None and 16 <= function_offset <= 4096:
         starts.append(pc - function_offset)
-    starts += [pc - 48, pc]
+    starts += [pc - DISASM_BACK, pc]
     for start in starts:
-        res = session.command(f"-data-disassemble -s {start:#x} -e {pc + 48:#x} -- 0",
-                              check=False)
+        if queued is not None and start == pc - DISASM_BACK:
+            res = session.wait(queued, check=False)
+        else:
+            res = session.command(f"-data-disassemble -s {start:#x} -e {pc + 48:#x} -- 0",
+                                  check=False)
         if res.message != "done":
             continue
         insns = [Instruction(a, str(i.get("inst", "")).strip(), i.get("func-name"),

@@ -17,7 +17,7 @@ SCHEMA = "crashkit/analysis/1"
 def frame_json(f: Frame) -> dict[str, Any]:
     return {
         "index": f.index, "pc": f.pc, "function": f.function,
-        "function_offset": f.function_offset, "module": f.module,
+        "function_offset": f.function_offset, "module": _p(f.module),
         "module_offset": f.module_offset, "file": f.file, "line": f.line,
         "inlined": f.inlined, "signal_frame": f.signal_frame, "source": f.source,
         "args": [{"name": n, "value": v} for n, v in f.args],
@@ -36,32 +36,22 @@ def thread_json(t: Thread) -> dict[str, Any]:
 
 
 def module_json(m: Module) -> dict[str, Any]:
-    return {"path": m.path, "start": m.start, "end": m.end, "build_id": m.build_id,
+    return {"path": _p(m.path), "start": m.start, "end": m.end, "build_id": m.build_id,
             "file_build_id": m.file_build_id, "build_id_match": m.build_id_match,
             "file_status": m.file_status, "deleted": m.deleted}
 
 
-def _clean(value: Any) -> Any:
-    """Bytes that were not UTF-8 (kept as lone surrogates so paths still open)
-    become \\xNN text: lone surrogates are not valid JSON for strict parsers."""
-    if isinstance(value, str):
-        try:
-            raw = value.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:
-            raw = value.encode("utf-8", "replace")
-        return raw.decode("utf-8", "backslashreplace")
-    if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
+def _p(value: str | None) -> str | None:
+    """A path as JSON text. Paths from a core may hold bytes that are not UTF-8;
+    they are kept as lone surrogates (so the file can still be opened) and
+    shown here as \\xNN, since lone surrogates are not valid JSON for strict
+    parsers. Other strings never hold them (they are decoded with 'replace')."""
+    if value is None or value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def analysis_json(a: Analysis) -> dict[str, Any]:
-    return _clean(_analysis_json(a))  # type: ignore[no-any-return]
-
-
-def _analysis_json(a: Analysis) -> dict[str, Any]:
     c = a.core
     p = c.process
     s = c.signal
@@ -70,12 +60,12 @@ def _analysis_json(a: Analysis) -> dict[str, Any]:
         "crashkit_version": __version__,
         "summary": a.summary,
         "core": {
-            "path": c.path, "size": c.size, "truncated": c.truncated,
+            "path": _p(c.path), "size": c.size, "truncated": c.truncated,
             "expected_size": c.expected_size, "arch": c.arch,
             "pid": p.pid if p else None, "ppid": p.ppid if p else None,
             "uid": p.uid if p else None, "gid": p.gid if p else None,
             "program": p.fname if p else None,
-            "exe": c.exe, "execfn": c.execfn,
+            "exe": _p(c.exe), "execfn": c.execfn,
             "cmdline": p.args if p else None,
             "cmdline_truncated": p.args_truncated if p else None,
         },
@@ -85,13 +75,13 @@ def _analysis_json(a: Analysis) -> dict[str, Any]:
             "sender_uid": s.sender_uid, "description": s.description,
         },
         "crash": {
-            "module": a.crash_module,
+            "module": _p(a.crash_module),
             "frame": frame_json(a.crash_frame) if a.crash_frame else None,
         },
         "threads": [thread_json(t) for t in a.threads],
         "modules": [module_json(m) for m in c.modules],
         "mappings": [{"start": m.start, "end": m.end, "file_offset": m.file_offset,
-                      "path": m.path, "deleted": m.deleted} for m in c.mappings],
+                      "path": _p(m.path), "deleted": m.deleted} for m in c.mappings],
         "auxv": dict(c.auxv),
         "gdb_used": a.gdb_used,
         "gdb_error": a.gdb_error,
