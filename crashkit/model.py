@@ -169,6 +169,7 @@ class CoreFacts:
     page_size: int | None
     modules: tuple[Module, ...] = ()
     exec_ranges: tuple[tuple[int, int], ...] = ()  # PT_LOADs with PF_X: where code can be
+    sections: int = 0  # e_shnum: the kernel writes none (but for PN_XNUM), gdb's gcore many
     problems: tuple[str, ...] = ()  # damage seen while reading (bad notes, cut segments)
 
 

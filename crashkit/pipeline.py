@@ -19,6 +19,7 @@ from crashkit.analysis.frames import cut_at_garbage, lookup_addresses, merge, pc
 from crashkit.analysis.verdict import build_analysis
 from crashkit.elf.core import CoreFile
 from crashkit.elf.demangle import demangle
+from crashkit.elf.files import open_regular
 from crashkit.elf.modules import read_modules
 from crashkit.elf.symbols import DEFAULT_DEBUG_DIRS, Symbolizer, host_path
 from crashkit.errors import GdbError
@@ -85,10 +86,13 @@ def _readable_elf(path: str) -> bool:
     """Only an executable gdb can read is handed to it; without one, gdb still
     loads the core and its libraries."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read(4) == b"\x7fELF"
+        fd = open_regular(path)  # never blocks on a FIFO the core names
     except OSError:
         return False
+    try:
+        return os.pread(fd, 4, 0) == b"\x7fELF"
+    finally:
+        os.close(fd)
 
 
 def analyze(path: str, options: Options | None = None, session: GdbSession | None = None,
@@ -199,7 +203,10 @@ def _gdb_threads(session: GdbSession, pending: Pending, threads: tuple[Thread, .
     if out and out[0].frames:
         top = out[0].frames[0]
         queued = pending.disassembly if pending.crash_pc == top.pc else None
-        context = bt.disassembly(session, top.pc, top.function_offset, queued=queued)
+        try:
+            context = bt.disassembly(session, top.pc, top.function_offset, queued=queued)
+        except GdbError as exc:  # the frames already read stay
+            notes.append(f"no disassembly: {exc}")
         if context is not None and not top.trusted:
             context = dataclasses.replace(context, trusted=False)
     return tuple(out), context

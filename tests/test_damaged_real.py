@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from crashkit.errors import CrashkitError
-from crashkit.pipeline import analyze
+from crashkit.pipeline import Options, analyze
 from tests.conftest import fixture
 
 pytestmark = pytest.mark.integration
@@ -53,6 +53,22 @@ def test_real_core_cut_anywhere(manifest: dict[str, Any], tmp_path: Path) -> Non
             assert a.core.exe == fx["exe"]
             assert a.crash_frame is not None and a.crash_frame.module == fx["crash_module"]
     assert partial >= len([c for c in cuts if c >= end])
+
+
+def test_real_core_cut_through_gdb(manifest: dict[str, Any], tmp_path: Path) -> None:
+    """The same, with gdb (the default): a cut core may leave gdb with nothing
+    to unwind, never crashkit without its notes."""
+    fx = fixture(manifest, "nginx-null")
+    full = Path(fx["core"]).read_bytes()
+    end = note_end(full)
+    path = tmp_path / "core"
+    for cut in [end, end + 4096, len(full) // 3, len(full) // 2, len(full) - 4096]:
+        path.write_bytes(full[:cut])
+        a = analyze(str(path), Options(use_gdb=True, gdb_timeout=30))
+        assert a.core.truncated and a.core.signal is not None
+        assert a.core.signal.fault_address == fx["fault_address"]
+        assert a.crash_frame is not None and a.crash_frame.pc == a.threads[0].pc
+        assert a.crash_frame.function == fx["crash_function"]
 
 
 def test_real_core_with_flipped_bytes(manifest: dict[str, Any], tmp_path: Path) -> None:

@@ -71,15 +71,18 @@ def test_core_path_with_blanks_and_quotes(manifest: dict[str, Any], tmp_path: Pa
     assert len(data["threads"][0]["frames"]) >= len(fx["expected_functions"])
 
 
-def test_core_naming_a_fifo_does_not_hang(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [["--no-gdb"], []], ids=["notes", "gdb"])
+def test_core_naming_a_fifo_does_not_hang(tmp_path: Path, mode: list[str]) -> None:
+    """Both as a library and as the executable (AT_ENTRY points into it)."""
     fifo = tmp_path / "libtrap.so"
     os.mkfifo(fifo)
     core = SynthCore(threads=[SynthThread(7, {"rip": 0x7F0010, "rsp": 0x2000})],
-                     files=[(0x7F0000, 0x7F1000, 0, str(fifo))])
+                     files=[(0x7F0000, 0x7F1000, 0, str(fifo))], auxv={9: 0x7F0010})
     path = tmp_path / "core"
     path.write_bytes(core.build())
-    proc = subprocess.run([sys.executable, "-m", "crashkit", "analyze", "--no-gdb", "--json",
-                           str(path)], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run([sys.executable, "-m", "crashkit", "analyze", *mode, "--json",
+                           "--gdb-timeout", "20", str(path)], capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["threads"][0]["frames"][0]["module"] == str(fifo)
@@ -178,3 +181,51 @@ def test_debuginfod_only_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_help_lists_exit_codes() -> None:
     proc = run_cli("analyze", "--help", check=True)
     assert "Exit codes:" in proc.stdout and "--no-gdb" in proc.stdout
+
+
+def test_a_path_in_the_core_cannot_run_gdb_commands(tmp_path: Path) -> None:
+    """A mapped file's name with newlines must not become gdb commands (its
+    directory goes to solib-search-path, its path to the loads)."""
+    canary = tmp_path / "pwned"
+    evil = f"/a\nshell touch {canary}\n/b.so"
+    core = SynthCore(threads=[SynthThread(7, {"rip": 0x7F0010, "rsp": 0x2000})],
+                     files=[(0x7F0000, 0x7F1000, 0, evil)], auxv={9: 0x7F0010})
+    path = tmp_path / "core"
+    path.write_bytes(core.build())
+    proc = run_cli("analyze", "--json", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert not canary.exists()
+    data = json.loads(proc.stdout)
+    assert data["core"]["exe"] == evil
+
+
+@pytest.mark.parametrize("answer", [
+    'print("1^done")\nprint("2^done")\nprint("3^done")\nprint("4^done")\n'
+    'print("5^done,threads=\\"y\\"")\nprint("6^done,stack=\\"x\\"")',
+], ids=["wrong-types"])
+def test_gdb_answering_nonsense_keeps_the_notes(manifest: dict[str, Any], tmp_path: Path,
+                                                answer: str) -> None:
+    fx = fixture(manifest, "nginx-null")
+    script = tmp_path / "nonsense.py"
+    script.write_text("import sys, time\n" + answer + "\nsys.stdout.flush()\ntime.sleep(30)\n")
+    gdb = fake_gdb(tmp_path, f"exec {sys.executable} {script}")
+    proc = run_cli("analyze", fx["core"], "--json", "--gdb", gdb, "--gdb-timeout", "3")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["gdb_used"] is False and data["gdb_error"]
+    assert data["threads"][0]["frames"][0]["function"] == fx["crash_function"]
+    assert data["signal"]["fault_address"] == fx["fault_address"]
+
+
+TRAP = r"""
+__attribute__((noinline)) void breakpoint_left_in(void) { __asm__ volatile("int3"); }
+int main(void) { breakpoint_left_in(); return 0; }
+"""
+
+
+def test_kernel_core_with_sigtrap_is_a_crash(tmp_path: Path) -> None:
+    exe = compile_c(tmp_path, "trap", TRAP)
+    data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
+    assert data["signal"]["name"] == "SIGTRAP"
+    assert data["summary"].startswith(f"trap (pid {data['core']['pid']}) died of SIGTRAP")
+    assert data["crash"]["module"] == str(exe)

@@ -68,10 +68,14 @@ def sent_by_other(facts: CoreFacts) -> bool:
 
 
 def is_snapshot(facts: CoreFacts) -> bool:
-    """A core of a live process (gcore, a debugger): stopped, not crashed."""
+    """A core of a live process (gcore, a debugger): stopped, not crashed.
+    The kernel writes no section headers (one, when there are over 65535
+    segments); gdb's gcore writes many. A kernel core with SIGTRAP is a
+    crash (an int3 or a raise(SIGTRAP) with no debugger attached)."""
     s = facts.signal
-    return s is None or (s.number in (SIGSTOP, S.SIGTRAP) and (
-        s.code is None or s.code <= 0 or s.code == S.SI_KERNEL))
+    if s is None or s.number == SIGSTOP:
+        return True
+    return facts.sections > 1 and s.number == S.SIGTRAP
 
 
 def why(facts: CoreFacts, crashed: Thread | None) -> str:
@@ -95,8 +99,8 @@ def why(facts: CoreFacts, crashed: Thread | None) -> str:
                 text += " — a call through a NULL function pointer"
             return text
         sp = crashed.sp
-        if sp is not None and sp - STACK_GUARD_REACH <= addr < sp + 4096 and \
-                s.number == S.SIGSEGV:
+        if sp is not None and addr >= S.NULL_PAGE_LIMIT and s.number == S.SIGSEGV and \
+                sp - STACK_GUARD_REACH <= addr < sp + 4096:
             return (f"{s.name}: a stack overflow — the fault at {addr:#x} is just below the "
                     "stack pointer (runaway recursion, or a very large local variable)")
     return s.description

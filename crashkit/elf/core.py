@@ -273,12 +273,16 @@ class CoreFile:
         auxv: dict[str, int] = {}
         mappings: list[Mapping] = []
         page_size: int | None = None
+        prstatus_seen = 0
         for note in self.iter_notes(problems):
             if note.name not in ("CORE", "LINUX"):
                 continue
             try:
                 if note.type == L.NT_PRSTATUS and note.name == "CORE":
-                    threads.append(self._prstatus(note, first=not threads))
+                    prstatus_seen += 1
+                    # The kernel writes the thread that took the signal first;
+                    # if that note is unreadable, no other thread is it.
+                    threads.append(self._prstatus(note, first=prstatus_seen == 1))
                 elif note.type == L.NT_PRPSINFO and process is None:
                     process = self._prpsinfo(note)
                 elif note.type == L.NT_SIGINFO and siginfo is None:
@@ -303,14 +307,21 @@ class CoreFile:
             problems.append("no NT_PRSTATUS note: no thread registers")
         exe = self._exe_path(auxv, mappings)
         execfn = self.read_cstring(auxv["AT_EXECFN"]) if "AT_EXECFN" in auxv else None
-        if exe is None and execfn:
+        if exe is None and execfn and execfn.startswith("/"):
+            # Without NT_FILE, the path given to execve() is the best guess; a
+            # relative one would be resolved against the analyst's directory.
             exe = execfn
+        if not mappings:
+            problems.append("no NT_FILE note: the mapped files are unknown, so the executable "
+                            "and libraries gdb reads cannot be checked against the crashed "
+                            "build")
         expected = self.expected_size
         truncated = self.size < expected
         if truncated:
             problems.append(f"core is truncated: {self.size} of {expected} bytes present "
                             "(RLIMIT_CORE, a full disk, or an interrupted copy)")
         return CoreFacts(
+            sections=int(self._elf.header["e_shnum"]),
             path=os.path.abspath(self.path), size=self.size, expected_size=expected,
             truncated=truncated,
             arch=self.arch.name, process=process, signal=siginfo, threads=tuple(threads),

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from crashkit.errors import GdbError
 from crashkit.gdb.session import GdbSession, MiResult
 from crashkit.model import CrashContext, GdbFrame, Instruction
 
@@ -45,6 +46,10 @@ class Load:
     core: int
 
 
+def _plain_dir(path: str) -> bool:
+    return ":" not in path and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in path)
+
+
 def start_load(session: GdbSession, exe: str | None, core: str, sysroot: str | None = None,
                debug_dirs: Sequence[str] = (), solib_dirs: Sequence[str] = ()) -> Load:
     """Queue loading the executable (when there is one on disk) and the core
@@ -53,9 +58,11 @@ def start_load(session: GdbSession, exe: str | None, core: str, sysroot: str | N
     map names by a relative path (dlopen("./x.so")) or by another alias of
     the same directory (/lib vs /usr/lib on merged-/usr systems)."""
     settings = session.configure(sysroot, debug_dirs)
-    if solib_dirs:
-        settings.append(session.send(
-            f"-gdb-set solib-search-path {':'.join(os.path.abspath(d) for d in solib_dirs)}"))
+    # A directory from the core that cannot be written as one element of a
+    # ':'-separated list, on one line, is left out.
+    dirs = [os.path.abspath(d) for d in solib_dirs if _plain_dir(d)]
+    if dirs:
+        settings.append(session.send(f"-gdb-set solib-search-path {':'.join(dirs)}"))
     exe_token = session.send(f"-file-exec-and-symbols {mi_quote(exe)}") if exe else None
     core_token = session.send(f"-target-select core {_plain_core_path(session, core)}")
     return Load(settings, exe_token, core_token)
@@ -127,6 +134,18 @@ def request_all(session: GdbSession, exe: str | None, core: str, n_threads: int,
 def collect(session: GdbSession, pending: Pending, threads: Sequence[tuple[int, int | None]],
             *, max_frames: int, full_frames: int, redact: Callable[[str], str],
             ) -> tuple[list[tuple[list[GdbFrame], str | None]], list[str]]:
+    """See :func:`_collect`; MI records of unexpected shapes become a GdbError."""
+    try:
+        return _collect(session, pending, threads, max_frames=max_frames,
+                        full_frames=full_frames, redact=redact)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        raise GdbError(f"gdb's answer had an unexpected shape ({type(exc).__name__}: {exc}); "
+                       "is --gdb really gdb?") from None
+
+
+def _collect(session: GdbSession, pending: Pending, threads: Sequence[tuple[int, int | None]],
+             *, max_frames: int, full_frames: int, redact: Callable[[str], str],
+             ) -> tuple[list[tuple[list[GdbFrame], str | None]], list[str]]:
     """gdb's frames for each (tid, pc) thread of the notes, in that order
     (at most ``max_frames``, and a note when there were more), with gdb's
     error for a thread it could not unwind; and gdb's warnings."""
@@ -240,6 +259,15 @@ def request_disassembly(session: GdbSession, pc: int) -> int:
 def disassembly(session: GdbSession, pc: int, function_offset: int | None,
                 before: int = 8, after: int = 4, queued: int | None = None,
                 ) -> CrashContext | None:
+    """See :func:`_disassembly`; MI records of unexpected shapes give None."""
+    try:
+        return _disassembly(session, pc, function_offset, before, after, queued)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+        return None
+
+
+def _disassembly(session: GdbSession, pc: int, function_offset: int | None,
+                 before: int, after: int, queued: int | None) -> CrashContext | None:
     """A window of instructions around pc. x86 instructions vary in length, so
     decoding starts at the function's start when it is near, else a little
     before pc, and a start whose decoding does not land on pc is dropped.
@@ -269,10 +297,12 @@ def disassembly(session: GdbSession, pc: int, function_offset: int | None,
 
 # gdb prints char data as "strings", 'c' characters (with <repeats N times>)
 # and escapes such as '\\000' inside either.
-_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.[0-7]{0,2})\'')
+_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"|(?:-?\d+ )?\'(?:[^\'\\]|\\.[0-7]{0,2})\'')
 
 
 def redact_strings(value: str) -> str:
     """Hide the contents of string and character values: they may hold cookies,
     passwords or keys. Structure (pointers, numbers, repeat counts) stays."""
-    return _LITERAL.sub(lambda m: m.group(0)[0] + "<redacted>" + m.group(0)[0], value)
+    # A char prints as its code and its glyph (104 'h'): both go.
+    return _LITERAL.sub(lambda m: '"<redacted>"' if m.group(0).startswith('"')
+                        else "'<redacted>'", value)

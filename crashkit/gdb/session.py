@@ -106,7 +106,14 @@ class GdbSession:
 
     # -- commands ---------------------------------------------------------------
     def send(self, cmd: str) -> int:
-        """Queue one MI command without waiting; returns its token for :meth:`wait`."""
+        """Queue one MI command without waiting; returns its token for :meth:`wait`.
+
+        Arguments often come from the core (paths of mapped files): a newline
+        in one would end this command and start another of the core's
+        choosing (``shell …``), so any control character is refused here."""
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in cmd):
+            raise GdbError("refusing to send gdb a command with a control character in it "
+                           "(from a path in the core?)", command=repr(cmd))
         self._token += 1
         token = self._token
         self._pending[token] = cmd
@@ -149,8 +156,14 @@ class GdbSession:
                 self._proc.kill()
                 raise GdbError(f"gdb did not answer {cmd.split()[0]} within {limit:g} s; "
                                "it was stopped", command=cmd)
-            wfds = [self._proc.stdin] if self._outbox else []
-            readable, writable, _ = select.select([self._proc.stdout], wfds, [], remaining)
+            poller = select.poll()  # poll, not select: descriptors may be above 1023
+            poller.register(self._proc.stdout, select.POLLIN)
+            if self._outbox:
+                poller.register(self._proc.stdin, select.POLLOUT)
+            events = dict(poller.poll(remaining * 1000))
+            writable = events.get(self._proc.stdin, 0) & (select.POLLOUT | select.POLLERR)
+            readable = events.get(self._proc.stdout, 0) & (select.POLLIN | select.POLLHUP |
+                                                            select.POLLERR)
             if writable:
                 try:
                     n = os.write(self._proc.stdin, self._outbox)

@@ -56,7 +56,7 @@ class SafetyFlags:
 def _private_dir() -> str:
     """An empty 0700 directory for gdb's HOME and cwd (tempfile.mkdtemp's
     contract, without importing tempfile on the path that starts gdb)."""
-    base = os.environ.get("TMPDIR") or "/tmp"
+    base = os.path.abspath(os.environ.get("TMPDIR") or "/tmp")
     for _ in range(100):
         path = os.path.join(base, f"crashkit-gdb-home-{os.getpid()}-{os.urandom(4).hex()}")
         try:
@@ -105,16 +105,28 @@ def gdb_env(s: SafetyFlags, home: str | None) -> dict[str, str]:
     return env
 
 
+def _open_fds() -> list[int]:
+    try:
+        return [int(n) for n in os.listdir("/proc/self/fd")]
+    except OSError:
+        return []
+
+
 class GdbProcess:
     """gdb's pid and pipes; its own session (so a kill takes its children too)."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         in_r, self.stdin = os.pipe()  # both ends close-on-exec; dup2 clears it on 0/1/2
         self.stdout, out_w = os.pipe()
+        # Descriptors our own parent left open without close-on-exec are not
+        # gdb's business; SIGPIPE and SIGXFSZ may be ignored by that parent.
+        ours = {in_r, out_w, self.stdin, self.stdout}
+        strays = [(os.POSIX_SPAWN_CLOSE, fd) for fd in _open_fds() if fd > 2 and fd not in ours]
         try:
-            self.pid = os.posix_spawn(argv[0], argv, env, setsid=True, file_actions=[
+            self.pid = os.posix_spawn(argv[0], argv, env, setsid=True, setsigdef=(13, 25),
+                                      file_actions=[
                 (os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
-                (os.POSIX_SPAWN_DUP2, out_w, 2)])
+                (os.POSIX_SPAWN_DUP2, out_w, 2), *strays])
         except OSError:
             for fd in (in_r, out_w, self.stdin, self.stdout):
                 os.close(fd)
@@ -132,13 +144,19 @@ class GdbProcess:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:
-                self.returncode = -1
+                # Not ours to reap (SIGCHLD ignored by our parent): ask the kernel.
+                try:
+                    os.kill(self.pid, 0)
+                except ProcessLookupError:
+                    self.returncode = -SIGKILL
                 return self.returncode
             if pid:
                 self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
     def kill(self) -> None:
+        if self.returncode is not None:
+            return  # reaped: its pid may belong to another process by now
         try:  # noqa: SIM105 - contextlib is an import this module avoids
             os.killpg(self.pid, SIGKILL)
         except (ProcessLookupError, PermissionError):
