@@ -23,7 +23,8 @@ EXIT_CODES_HELP = """\b
 Exit codes:
   0  the command did its job (warnings such as a build-id mismatch included)
   1  it ran and found something that needs attention
-  2  bad input or usage (one line on stderr names the file and the problem)"""
+  2  bad input or usage, or output that could not be written (one line on
+     stderr names the file and the problem)"""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -103,11 +104,16 @@ def analyze(core: str, exe: str | None, sysroot: str | None, debug_dirs: tuple[s
         # Indented for a person at a terminal; compact (and several times
         # faster: CPython's C encoder does not indent) for a pipe or a file.
         indent = 2 if sys.stdout.isatty() else None
-        click.echo(json.dumps(analysis_json(result), indent=indent))
+        _OUTPUT.append(json.dumps(analysis_json(result), indent=indent))
     else:
         from crashkit.render.text import render
 
-        click.echo(render(result))
+        _OUTPUT.append(render(result))
+
+
+# What a command prints goes out after click returns (see main): click turns
+# a broken pipe inside a command into exit 1, which scripts would misread.
+_OUTPUT: list[str] = []
 
 
 def _exit_on_signal(signo: int, _frame: object) -> None:
@@ -123,6 +129,9 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signo, _exit_on_signal)
     try:
         cli.main(args=argv, prog_name="crashkit", standalone_mode=False)
+        for text in _OUTPUT:
+            sys.stdout.write(text + "\n")
+        sys.stdout.flush()
     except click.exceptions.Abort:
         click.echo("crashkit: interrupted", err=True)
         sys.exit(130)
@@ -135,8 +144,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"crashkit: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except BrokenPipeError:
-        # The reader went away (| head); not an error worth a message.
-        sys.stderr.close()
+        # The reader went away (| head, | true); not an error worth a message.
+        # Point stdout at /dev/null so the final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)
     except OSError as exc:  # writing the output (a full disk, /dev/full)
         click.echo(f"crashkit: error: {exc.filename or 'output'}: {exc.strerror}", err=True)

@@ -59,7 +59,10 @@ class Frame:
     source: FrameSource = "elf"
     args: tuple[tuple[str, str], ...] = ()
     locals: tuple[tuple[str, str], ...] = ()
-    trusted: bool = True  # False when the module on disk is not the build that crashed
+    trusted: bool = True  # False in, and beyond, a module whose file is another build
+    other_build: bool = False  # this frame's module on disk is another build than the crashed
+    elf_symbol: str | None = None  # the ELF symbol covering pc, when gdb named it otherwise
+    elf_offset: int | None = None
 
 
 @dataclass(frozen=True)

@@ -148,8 +148,6 @@ def describe(signo: int, code: int | None, fault_address: int | None,
         return text
     if sender_pid is not None:
         who = f"process {sender_pid}" + (f" (uid {sender_uid})" if sender_uid is not None else "")
-        if code == -6 and signo == SIGABRT:
-            return f"{name}: the program aborted itself (abort() or a failed assertion), {meaning}"
         return f"{name}: {meaning}; sender {who}"
     if code == SI_KERNEL and signo == SIGSEGV:
         return (f"{name}: general protection fault raised by the kernel; the address is not "

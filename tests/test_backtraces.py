@@ -156,6 +156,12 @@ def test_mismatched_library_is_not_trusted(manifest: dict[str, Any]) -> None:
     # Its frames, and every frame gdb unwound through it, are untrusted.
     assert [f["trusted"] for f in frames] == [True] * first + [False] * (len(frames) - first)
     assert data["context"]["trusted"] is False
+    # JSON never gives the other build's names as the frame's own.
+    for f in frames[first:]:
+        if f["module"] == fx["mismatch_library"]:
+            assert f["function"] is None and f["file"] is None and f["line"] is None
+            assert f["other_build"]["function"] is not None
+    assert frames[first]["other_build"]["function"] != fx["crash_function"]
     top = frames[0]
     m = next(m for m in data["mappings"] if m["start"] <= top["pc"] < m["end"])
     offset = top["pc"] - m["start"] + m["file_offset"]

@@ -143,7 +143,8 @@ def test_text_summary(case: dict[str, Any]) -> None:
         assert f"at address {fx['fault_address']:#x}" in first
     if fx["sender_pid"] is not None and fx["sender_pid"] != fx["pid"]:
         assert first.endswith("Another process killed it: not a bug in the code that was "
-                              f"running; it was in {fx['crash_function']}()")
+                              f"running; it was in {fx['crash_function']}() "
+                              f"[{Path(fx['crash_module']).name}]")
     elif fx.get("crash_function") and case["name"] != "mismatch":
         module = Path(fx["crash_module"]).name
         assert f", in {fx['crash_function']}() [{module}]" in first

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from crashkit.analysis.frames import cut_at_garbage, lookup_addresses, merge, pc_frame
-from crashkit.model import GdbFrame, Symbol
+from crashkit.analysis.verdict import blame_frame
+from crashkit.model import Frame, GdbFrame, Symbol
 
 LIB, EXE, BAD = "/usr/lib/libx.so", "/usr/sbin/prog", "/opt/rebuilt.so"
 
@@ -47,16 +48,43 @@ def test_merge_sources_and_offsets() -> None:
     assert [f.index for f in frames] == [0, 1, 2, 3]
 
 
-def test_gdb_name_differing_from_elf_keeps_gdb_name_without_offset() -> None:
+def test_gdb_name_differing_from_elf_keeps_both() -> None:
     frames = merge([GdbFrame(0x1000, "__GI_raise")], [sym(LIB, 0x10, "raise", 0x8)], set())
-    assert (frames[0].function, frames[0].function_offset) == ("__GI_raise", None)
+    f = frames[0]
+    assert (f.function, f.function_offset) == ("__GI_raise", None)
+    assert (f.elf_symbol, f.elf_offset) == ("raise", 0x8)
 
 
 def test_trust_stops_at_the_first_mismatched_module() -> None:
     raw = [GdbFrame(0x1000, "a"), GdbFrame(0x2005, "b"), GdbFrame(0x3005, "c")]
     symbols = [sym(LIB, 0x0), sym(BAD, 0x4), sym(EXE, 0x4)]
-    assert [f.trusted for f in merge(raw, symbols, {BAD})] == [True, False, False]
+    merged = merge(raw, symbols, {BAD})
+    assert [f.trusted for f in merged] == [True, False, False]
+    assert [f.other_build for f in merged] == [False, True, False]
     assert [f.trusted for f in merge(raw, symbols, set())] == [True, True, True]
+
+
+def frame(module: str | None, function: str) -> Frame:
+    return Frame(index=0, pc=0x1000, function=function, module=module, module_offset=0)
+
+
+def test_blame_skips_the_c_runtime() -> None:
+    libc = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+    frames = [frame(libc, "__strlen_avx2"), frame(LIB, "copy"), frame(EXE, "main")]
+    assert blame_frame(frames, EXE) is frames[1]
+    assert blame_frame([frame(libc, "raise"), frame(libc, "abort")], EXE) is None
+
+
+def test_blame_passes_through_the_host_to_the_plug_in_that_called_it() -> None:
+    """nginx's ngx_vslprintf() crashing on a module's bad format string: the
+    module is at fault; a crash in the host with no module on the stack is
+    the host's."""
+    mod = "/usr/lib/nginx/modules/ngx_http_x_module.so"
+    frames = [frame(EXE, "ngx_vslprintf"), frame(EXE, "ngx_log_error_core"),
+              frame(mod, "x_handler"), frame(EXE, "ngx_http_core_content_phase")]
+    assert blame_frame(frames, EXE) is frames[2]
+    alone = [frame(EXE, "ngx_vslprintf"), frame(EXE, "main")]
+    assert blame_frame(alone, EXE) is alone[0]
 
 
 def test_signal_frame_is_named_and_flagged() -> None:

@@ -229,3 +229,28 @@ def test_kernel_core_with_sigtrap_is_a_crash(tmp_path: Path) -> None:
     assert data["signal"]["name"] == "SIGTRAP"
     assert data["summary"].startswith(f"trap (pid {data['core']['pid']}) died of SIGTRAP")
     assert data["crash"]["module"] == str(exe)
+
+
+def test_output_to_a_closed_pipe_is_not_an_error(manifest: dict[str, Any]) -> None:
+    fx = fixture(manifest, "mt-64")
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-m", "crashkit", "analyze", fx["core"]],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None
+        proc.stdout.close()  # like `| true`: the reader is gone before the output
+        assert proc.wait(timeout=60) == 0
+        assert proc.stderr is not None and proc.stderr.read() == b""
+
+
+def test_stale_gdb_directories_are_removed(manifest: dict[str, Any], tmp_path: Path) -> None:
+    """A crashkit killed with SIGKILL leaves its gdb directory; the next run removes it."""
+    fx = fixture(manifest, "nginx-null")
+    tmpdir = tmp_path / "tmp"
+    stale = tmpdir / "crashkit-gdb-home-999999999-dead"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "sub" / "f").write_text("x")
+    alive = tmpdir / f"crashkit-gdb-home-{os.getpid()}-live"
+    alive.mkdir()
+    proc = run_cli("analyze", fx["core"], env={"TMPDIR": str(tmpdir)})
+    assert proc.returncode == 0
+    assert not stale.exists() and alive.exists()

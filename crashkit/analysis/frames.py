@@ -49,32 +49,40 @@ def merge(raw: Sequence[GdbFrame], symbols: Sequence[Symbol], untrusted: set[str
         delta = g.pc - addresses[i]  # the symbol was looked up at pc - delta
         module_offset = sym.module_offset + delta if sym.module_offset is not None else None
         function_offset: int | None = None
+        elf_symbol = elf_offset = None
         if g.signal_frame:
             function, source = SIGNAL_HANDLER, "gdb"
         elif g.function:
             function, source = g.function, "gdb"
-            if sym.function == g.function and sym.function_offset is not None:
-                function_offset = sym.function_offset + delta
+            if sym.function is not None and sym.function_offset is not None:
+                if sym.function == g.function:
+                    function_offset = sym.function_offset + delta
+                else:  # an alias (__GI_abort for abort) or an inlined function's name
+                    elf_symbol, elf_offset = sym.function, sym.function_offset + delta
         elif sym.function:
             function, source = sym.function, "elf"
             function_offset = (sym.function_offset or 0) + delta
         else:
             function, source = None, ("elf" if sym.module else "notes")
-        suspect = suspect or sym.module in untrusted
+        other_build = sym.module in untrusted
+        suspect = suspect or other_build
         frames.append(Frame(
             index=i, pc=g.pc, function=function, module=sym.module,
             module_offset=module_offset, function_offset=function_offset,
             file=g.file, line=g.line, inlined=g.inlined, signal_frame=g.signal_frame,
             source=source, args=g.args, locals=g.locals,  # type: ignore[arg-type]
-            trusted=not suspect))
+            trusted=not suspect, other_build=other_build, elf_symbol=elf_symbol,
+            elf_offset=elf_offset))
     return frames
 
 
 def pc_frame(pc: int, sym: Symbol, untrusted: set[str]) -> Frame:
     """The one frame the notes give without gdb: a thread's pc."""
+    other = sym.module in untrusted
     return Frame(index=0, pc=pc, function=sym.function, module=sym.module,
                  module_offset=sym.module_offset, function_offset=sym.function_offset,
-                 source="elf" if sym.module else "notes", trusted=sym.module not in untrusted)
+                 source="elf" if sym.module else "notes", trusted=not other,
+                 other_build=other)
 
 
 def cut_at_garbage(frames: Sequence[Frame], exec_ranges: Sequence[tuple[int, int]],

@@ -40,12 +40,22 @@ def is_system_library(path: str | None) -> bool:
     return bool(path and _SYSTEM_LIBS.search(path))
 
 
-def blame_frame(frames: Sequence[Frame]) -> Frame | None:
-    """The innermost frame outside the C runtime (the code that passed the bad
-    value). None when the backtrace never leaves it: then it is incomplete
-    (no gdb, a cut stack), and the runtime is not to be blamed for that."""
-    for frame in frames:
+def blame_frame(frames: Sequence[Frame], exe: str | None = None) -> Frame | None:
+    """The frame whose code is most likely at fault.
+
+    The innermost frame outside the C runtime (the code that passed the bad
+    value); and when that is the main program (nginx's own API: a log call
+    with a bad format, a pool written past its end), the innermost plug-in
+    module further out that called into it, since modules misuse the host's
+    API far more often than the host breaks. None when the backtrace never
+    leaves the C runtime: it is then incomplete (no gdb, a cut stack)."""
+    for i, frame in enumerate(frames):
         if frame.module and not is_system_library(frame.module):
+            if exe is not None and frame.module == exe:
+                caller = next((f for f in frames[i + 1:] if f.module and f.module != exe
+                               and not is_system_library(f.module)), None)
+                if caller is not None:
+                    return caller
             return frame
     return None
 
@@ -91,6 +101,11 @@ def why(facts: CoreFacts, crashed: Thread | None) -> str:
                     return f"SIGABRT: {reason}"
     if s.sender_pid == 0 and s.code == S.SI_USER:
         return f"{s.name}: raised by the kernel"
+    own = facts.process is not None and s.sender_pid == facts.process.pid
+    if own and s.number == S.SIGABRT:
+        return f"{s.name}: the program aborted itself (abort(), or a library's failed check)"
+    if own:
+        return f"{s.name}: the program sent it to itself (raise(), kill(getpid(), …))"
     addr = s.fault_address
     if addr is not None and crashed is not None and s.number in (S.SIGSEGV, S.SIGBUS):
         if crashed.pc == addr:
@@ -128,7 +143,7 @@ def summarize(facts: CoreFacts, crashed: Thread | None, blame: Frame | None) -> 
                 f"{where}")
     text = f"{who}{pid} died of {why(facts, crashed)}"
     if sent_by_other(facts):
-        where = f"; it was in {frame_label(crash)}" if crash else ""
+        where = f"; it was in {frame_label(crash)} [{_place(facts, crash)}]" if crash else ""
         return (f"{text}. Another process killed it: not a bug in the code that was "
                 f"running{where}")
     if crash is not None:
@@ -156,6 +171,12 @@ def module_warnings(facts: CoreFacts) -> list[str]:
         elif m.file_status == "missing":
             out.append(f"{m.disk_path or m.path} is not on this host; its frames cannot be "
                        "symbolized")
+        elif m.file_status == "not-elf":
+            out.append(f"{m.disk_path or m.path} on disk is not an ELF file any more "
+                       "(replaced?); its frames cannot be symbolized")
+        elif m.file_status == "unreadable":
+            out.append(f"{m.disk_path or m.path} cannot be read; its frames cannot be "
+                       "symbolized")
     return out
 
 
@@ -164,9 +185,10 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
                    context: CrashContext | None = None) -> Analysis:
     crashed = threads[0] if threads else None
     crash = crashed.frames[0] if crashed and crashed.frames else None
-    blame = (blame_frame(crashed.frames) if crashed and not sent_by_other(facts)
+    blame = (blame_frame(crashed.frames, facts.exe) if crashed and not sent_by_other(facts)
              and not is_snapshot(facts) else None)
-    warnings = [*facts.problems, *module_warnings(facts), *extra_warnings]
+    # The same warning twice (one per module of a partial sysroot) says no more.
+    warnings = list(dict.fromkeys([*facts.problems, *module_warnings(facts), *extra_warnings]))
     return Analysis(core=facts, threads=threads, crash_frame=crash,
                     crash_module=blame.module if blame else None,
                     summary=summarize(facts, crashed, blame), warnings=tuple(warnings),

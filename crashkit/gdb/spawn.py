@@ -57,6 +57,7 @@ def _private_dir() -> str:
     """An empty 0700 directory for gdb's HOME and cwd (tempfile.mkdtemp's
     contract, without importing tempfile on the path that starts gdb)."""
     base = os.path.abspath(os.environ.get("TMPDIR") or "/tmp")
+    _remove_stale(base)
     for _ in range(100):
         path = os.path.join(base, f"crashkit-gdb-home-{os.getpid()}-{os.urandom(4).hex()}")
         try:
@@ -65,6 +66,28 @@ def _private_dir() -> str:
         except FileExistsError:
             continue
     raise GdbError(f"cannot make a private directory for gdb under {base}")
+
+
+def _remove_stale(base: str) -> None:
+    """Directories left by a crashkit that was SIGKILLed (the OOM killer):
+    ours (same uid), and their process is gone."""
+    prefix = "crashkit-gdb-home-"
+    try:
+        names = [n for n in os.listdir(base) if n.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split("-", 1)[0]
+        path = os.path.join(base, name)
+        try:
+            if not pid.isdigit() or os.lstat(path).st_uid != os.getuid() or \
+                    os.path.exists(f"/proc/{pid}"):
+                continue
+        except OSError:
+            continue
+        import shutil  # only now: this module keeps its imports few
+
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def resolve_gdb(path: str) -> str:

@@ -15,10 +15,19 @@ SCHEMA = "crashkit/analysis/1"
 
 
 def frame_json(f: Frame) -> dict[str, Any]:
+    # Names, files and lines read from another build than the crashed one are
+    # never given as the frame's own: a script reading .function must not get
+    # a wrong name. They are kept, labelled, under other_build.
+    own = not f.other_build
     return {
-        "index": f.index, "pc": f.pc, "function": f.function,
-        "function_offset": f.function_offset, "module": _p(f.module),
-        "module_offset": f.module_offset, "file": f.file, "line": f.line,
+        "index": f.index, "pc": f.pc, "function": f.function if own else None,
+        "function_offset": f.function_offset if own else None, "module": _p(f.module),
+        "module_offset": f.module_offset, "file": f.file if own else None,
+        "line": f.line if own else None,
+        "other_build": None if own else {"function": f.function, "file": f.file,
+                                         "line": f.line},
+        "elf_symbol": None if f.elf_symbol is None else {"name": f.elf_symbol,
+                                                         "offset": f.elf_offset},
         "inlined": f.inlined, "signal_frame": f.signal_frame, "source": f.source,
         "args": [{"name": n, "value": v} for n, v in f.args],
         "locals": [{"name": n, "value": v} for n, v in f.locals],
@@ -38,7 +47,7 @@ def thread_json(t: Thread) -> dict[str, Any]:
 def module_json(m: Module) -> dict[str, Any]:
     return {"path": _p(m.path), "start": m.start, "end": m.end, "build_id": m.build_id,
             "file_build_id": m.file_build_id, "build_id_match": m.build_id_match,
-            "file_status": m.file_status, "deleted": m.deleted}
+            "file_status": m.file_status, "deleted": m.deleted, "file": _p(m.disk_path)}
 
 
 def _p(value: str | None) -> str | None:

@@ -19,8 +19,10 @@ def _size(n: int) -> str:
 
 def _frame_line(f: Frame) -> str:
     where = frame_label(f)
-    if f.function and f.trusted and f.function_offset:
+    if f.function and f.trusted and f.function_offset is not None:
         where = f"{f.function}+{f.function_offset:#x}"
+    elif f.function and f.trusted and f.elf_symbol is not None and f.elf_offset is not None:
+        where = f"{f.function} ({f.elf_symbol}+{f.elf_offset:#x})"
     mod = os.path.basename(f.module) if f.module else "?"
     src = f"  {f.file}:{f.line}" if f.file and f.line else ""
     if not f.trusted:
@@ -112,8 +114,10 @@ def render(a: Analysis) -> str:
     exe_mod = next((m for m in c.modules if m.path == c.exe), None)
     exe_bid = ""
     if exe_mod and exe_mod.build_id:
+        disk = "the file on disk" if exe_mod.disk_path in (None, exe_mod.path) else \
+            exe_mod.disk_path
         exe_bid = f" (build-id {exe_mod.build_id[:16]}…"
-        exe_bid += {True: ", matches the file on disk)", False: ", DIFFERS from the file on disk)",
+        exe_bid += {True: f", matches {disk})", False: f", DIFFERS from {disk})",
                     None: ")"}[exe_mod.build_id_match]
     exe_deleted = any(m.deleted for m in c.mappings if m.path == c.exe)
     lines.append(f"  exe       {c.exe or 'unknown'}{exe_bid}"
