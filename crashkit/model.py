@@ -95,6 +95,7 @@ class GdbFrame:
     signal_frame: bool = False
     args: tuple[tuple[str, str], ...] = ()
     locals: tuple[tuple[str, str], ...] = ()
+    level: int | None = None  # gdb's frame number (frames of a deep stack may be skipped)
 
 
 @dataclass(frozen=True)

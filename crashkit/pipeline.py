@@ -135,10 +135,13 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
             gdb_error = str(exc)
 
     facts = read_facts(path, options, on_notes=ask_gdb)
+    other_builds = {m.path: m.build_id for m in facts.modules
+                    if m.build_id_match is False and m.build_id}
     symbolizer = Symbolizer(facts.mappings, sysroot=options.sysroot,
                             debug_dirs=tuple(options.debug_dirs) + DEFAULT_DEBUG_DIRS,
-                            path_map=_path_map(facts, options))
-    untrusted = {m.path for m in facts.modules if m.build_id_match is False}
+                            path_map=_path_map(facts, options), other_builds=other_builds)
+    rescued = frozenset(p for p in other_builds if symbolizer.exact(p))
+    untrusted = {m.path for m in facts.modules if m.build_id_match is False} - rescued
     threads = tuple(
         dataclasses.replace(t, frames=(pc_frame(t.pc, symbolizer.symbolize(t.pc), untrusted),)
                             if t.pc is not None else ())
@@ -151,14 +154,39 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
             # written by gcore leaves out the PT_LOADs of unmodified text).
             code = facts.exec_ranges + tuple((m.start, m.end) for m in facts.mappings)
             threads, context = _gdb_threads(session, pending[0], threads, symbolizer,
-                                            untrusted, options, notes, code)
+                                            untrusted, options, notes, code, rescued)
         except GdbError as exc:
             gdb_error = str(exc)
     if gdb_error:
         notes.append(f"no backtraces: {gdb_error}")
+    notes += _still_written(path, facts) + _debug_dir_layout(options.debug_dirs)
     threads = _demangled(threads)
     return build_analysis(facts, threads, gdb_used=session is not None and not gdb_error,
-                          gdb_error=gdb_error, extra_warnings=notes, context=context)
+                          gdb_error=gdb_error, extra_warnings=notes, context=context,
+                          rescued=rescued)
+
+
+def _still_written(path: str, facts: CoreFacts) -> list[str]:
+    """A core the kernel is still writing looks truncated; say which it is."""
+    import time
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    if st.st_size != facts.size:
+        return [f"the core grew from {facts.size} to {st.st_size} bytes while crashkit read "
+                "it: it is still being written; run again once it stops growing"]
+    if facts.truncated and time.time() - st.st_mtime < 2:
+        return ["the core was written to less than 2 s ago: if the process is still dumping, "
+                "'truncated' only means unfinished; run again once it stops growing"]
+    return []
+
+
+def _debug_dir_layout(debug_dirs: Sequence[str]) -> list[str]:
+    return [f"--debug-dir {d} has no .build-id directory: debug files are looked up as "
+            f"{d}/.build-id/xx/yyyy.debug (xx: the build-id's first two hex digits)"
+            for d in debug_dirs if not os.path.isdir(os.path.join(d, ".build-id"))]
 
 
 def _demangled(threads: tuple[Thread, ...]) -> tuple[Thread, ...]:
@@ -176,7 +204,7 @@ def _demangled(threads: tuple[Thread, ...]) -> tuple[Thread, ...]:
 def _gdb_threads(session: GdbSession, pending: Pending, threads: tuple[Thread, ...],
                  symbolizer: Symbolizer, untrusted: set[str], options: Options,
                  notes: list[str], exec_ranges: tuple[tuple[int, int], ...],
-                 ) -> tuple[tuple[Thread, ...], CrashContext | None]:
+                 rescued: frozenset[str]) -> tuple[tuple[Thread, ...], CrashContext | None]:
     from crashkit.gdb import backtrace as bt
 
     redact = bt.redact_strings if options.redact else (lambda v: v)
@@ -187,7 +215,7 @@ def _gdb_threads(session: GdbSession, pending: Pending, threads: tuple[Thread, .
     out = []
     for t, (raw, error) in zip(threads, per_thread, strict=True):
         symbols = [symbolizer.symbolize(a) for a in lookup_addresses(raw)]
-        frames, cut = cut_at_garbage(merge(raw, symbols, untrusted), exec_ranges)
+        frames, cut = cut_at_garbage(merge(raw, symbols, untrusted, rescued), exec_ranges)
         if cut is not None:
             notes.append(f"thread {t.tid}: backtrace cut at frame #{cut}: gdb guessed pc "
                          f"{raw[cut].pc:#x}, which is not in code (the stack is missing or "

@@ -195,11 +195,21 @@ def test_stack_overflow(tmp_path: Path) -> None:
     data = analyze_json(core, "--max-frames", "100")
     assert "a stack overflow" in data["summary"]
     fr = frames(data)
-    assert len(fr) == 100 and {f["function"] for f in fr} == {"rec"}
+    # The innermost 100 frames, then the outermost ones: where recursion began.
+    assert [f["index"] for f in fr[:100]] == list(range(100))
+    assert {f["function"] for f in fr[:100]} == {"rec"}
+    outer = fr[100:]
+    assert outer and outer[0]["index"] > 1000 and outer[-1]["function"] in ("main", "_start")
+    assert "main" in [f["function"] for f in outer]
+    assert [f["index"] for f in outer] == list(range(outer[0]["index"],
+                                                     outer[0]["index"] + len(outer)))
     assert not any(f["inlined"] for f in fr)
-    assert any("deeper than 100 frames" in w for w in data["warnings"])
+    depth = outer[-1]["index"] + 1
+    assert f"thread {data['threads'][0]['tid']}: the backtrace has {depth} frames; the " \
+        "innermost 100 and the outermost are kept (--max-frames)" in data["warnings"]
     text = run_cli("analyze", core, "--max-frames", "100", check=True).stdout
     assert "the same frame 98 more times (#2 to #99): recursion" in text
+    assert f"frames not shown (#100 to #{outer[0]['index'] - 1}; --max-frames)" in text
 
 
 def test_call_through_null_function_pointer(tmp_path: Path) -> None:
@@ -269,3 +279,44 @@ def test_control_characters_in_argv_are_shown_not_obeyed(tmp_path: Path) -> None
     assert "\x1b" not in text and "\x07" not in text
     assert "\\x1b]0;TITLE\\x07b\\x1b[2J\\x0aforged line" in text
     assert not any(line.startswith("forged line") for line in text.splitlines())
+
+
+LIB_V1 = r"""
+__attribute__((noinline)) int lib_depth(int *p) { return *p + 1; }
+int lib_entry(int *p) { return lib_depth(p) * 2; }
+"""
+LIB_V2 = r"""
+__attribute__((noinline)) int totally_new_helper(int x) { return x * 7 + 3; }
+__attribute__((noinline)) int another_new_one(int x) { return totally_new_helper(x) - 1; }
+__attribute__((noinline)) int lib_depth(int *p) { return another_new_one(*p) + 1; }
+int lib_entry(int *p) { return lib_depth(p) * 2; }
+"""
+
+
+def test_debug_file_of_the_crashed_build_rescues_a_replaced_library(tmp_path: Path) -> None:
+    """The library was rebuilt after the crash, but --debug-dir holds the debug
+    file of the build that crashed: names come from it and are trusted."""
+    from crashkit.elf.buildid import file_build_id
+
+    build(tmp_path, "libdepth.so", LIB_V1, "-shared", "-fPIC", "-O1")
+    lib = tmp_path / "libdepth.so"
+    old_id = file_build_id(str(lib)).build_id
+    assert old_id
+    debug = tmp_path / "debug" / ".build-id" / old_id[:2] / f"{old_id[2:]}.debug"
+    debug.parent.mkdir(parents=True)
+    subprocess.run(["objcopy", "--only-keep-debug", str(lib), str(debug)], check=True)
+    exe = build(tmp_path, "prog", MAIN, f"-L{tmp_path}", "-ldepth", f"-Wl,-rpath,{tmp_path}")
+    core = str(crash_for_core([str(exe)], tmp_path))
+    build(tmp_path, "libdepth.so", LIB_V2, "-shared", "-fPIC", "-O1")  # the upgrade
+
+    plain = analyze_json(core)
+    top = frames(plain)[0]
+    assert top["trusted"] is False and top["function"] is None
+
+    data = analyze_json(core, "--debug-dir", str(tmp_path / "debug"))
+    top = frames(data)[0]
+    assert (top["function"], top["source"], top["trusted"]) == ("lib_depth", "elf", True)
+    assert top["file"] is None  # gdb's lines came from the other build
+    assert "in lib_depth() [libdepth.so]" in data["summary"]
+    assert any(w.startswith(f"build-id mismatch: {lib} on disk is another build, but a debug "
+                            f"file of the crashed build ({old_id})") for w in data["warnings"])

@@ -35,12 +35,15 @@ def lookup_addresses(raw: Sequence[GdbFrame]) -> list[int]:
 
 
 def merge(raw: Sequence[GdbFrame], symbols: Sequence[Symbol], untrusted: set[str],
-          ) -> list[Frame]:
+          prefer_elf: frozenset[str] = frozenset()) -> list[Frame]:
     """Model frames from gdb's frames and the symbols of :func:`lookup_addresses`.
 
     ``untrusted`` holds the paths of modules whose file on disk is another
     build than the crashed one: their frames are untrusted, and so is every
     frame outside them, since gdb unwound those with that file's unwind data.
+    ``prefer_elf`` holds modules whose file on disk is another build but whose
+    ELF symbols come from a debug file of the crashed build: there the ELF
+    name wins over gdb's (gdb read the wrong file), and gdb's lines are dropped.
     """
     frames: list[Frame] = []
     suspect = False
@@ -48,10 +51,17 @@ def merge(raw: Sequence[GdbFrame], symbols: Sequence[Symbol], untrusted: set[str
     for i, (g, sym) in enumerate(zip(raw, symbols, strict=True)):
         delta = g.pc - addresses[i]  # the symbol was looked up at pc - delta
         module_offset = sym.module_offset + delta if sym.module_offset is not None else None
+        function: str | None
         function_offset: int | None = None
         elf_symbol = elf_offset = None
+        file, line = g.file, g.line
         if g.signal_frame:
             function, source = SIGNAL_HANDLER, "gdb"
+        elif sym.module in prefer_elf:
+            function, source = sym.function, "elf"
+            function_offset = (sym.function_offset + delta) if sym.function_offset is not None \
+                else None
+            file = line = None
         elif g.function:
             function, source = g.function, "gdb"
             if sym.function is not None and sym.function_offset is not None:
@@ -67,9 +77,10 @@ def merge(raw: Sequence[GdbFrame], symbols: Sequence[Symbol], untrusted: set[str
         other_build = sym.module in untrusted
         suspect = suspect or other_build
         frames.append(Frame(
-            index=i, pc=g.pc, function=function, module=sym.module,
+            index=g.level if g.level is not None else i, pc=g.pc, function=function,
+            module=sym.module,
             module_offset=module_offset, function_offset=function_offset,
-            file=g.file, line=g.line, inlined=g.inlined, signal_frame=g.signal_frame,
+            file=file, line=line, inlined=g.inlined, signal_frame=g.signal_frame,
             source=source, args=g.args, locals=g.locals,  # type: ignore[arg-type]
             trusted=not suspect, other_build=other_build, elf_symbol=elf_symbol,
             elf_offset=elf_offset))

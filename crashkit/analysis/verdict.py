@@ -154,7 +154,7 @@ def summarize(facts: CoreFacts, crashed: Thread | None, blame: Frame | None) -> 
     return text
 
 
-def module_warnings(facts: CoreFacts) -> list[str]:
+def module_warnings(facts: CoreFacts, rescued: frozenset[str] = frozenset()) -> list[str]:
     out = []
     if facts.exe and any(m.deleted for m in facts.mappings if m.path == facts.exe):
         exe = next((m for m in facts.modules if m.path == facts.exe), None)
@@ -162,7 +162,11 @@ def module_warnings(facts: CoreFacts) -> list[str]:
             out.append(f"{facts.exe} was deleted or replaced after the process started (an "
                        "upgrade?): the file now at that path may not be the build that crashed")
     for m in facts.modules:
-        if m.build_id_match is False:
+        if m.build_id_match is False and m.path in rescued:
+            out.append(f"build-id mismatch: {m.path} on disk is another build, but a debug "
+                       f"file of the crashed build ({m.build_id}) was found: names come from "
+                       "it (gdb's unwinding still used the file on disk)")
+        elif m.build_id_match is False:
             where = m.disk_path if m.disk_path and m.disk_path != m.path else m.path
             out.append(f"BUILD-ID MISMATCH: {where} on disk is {m.file_build_id}, the crashed "
                        f"process had {m.build_id}; names, lines and instructions from this "
@@ -182,13 +186,15 @@ def module_warnings(facts: CoreFacts) -> list[str]:
 
 def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: bool,
                    gdb_error: str | None = None, extra_warnings: Sequence[str] = (),
-                   context: CrashContext | None = None) -> Analysis:
+                   context: CrashContext | None = None,
+                   rescued: frozenset[str] = frozenset()) -> Analysis:
     crashed = threads[0] if threads else None
     crash = crashed.frames[0] if crashed and crashed.frames else None
     blame = (blame_frame(crashed.frames, facts.exe) if crashed and not sent_by_other(facts)
              and not is_snapshot(facts) else None)
     # The same warning twice (one per module of a partial sysroot) says no more.
-    warnings = list(dict.fromkeys([*facts.problems, *module_warnings(facts), *extra_warnings]))
+    warnings = list(dict.fromkeys([*facts.problems, *module_warnings(facts, rescued),
+                                   *extra_warnings]))
     return Analysis(core=facts, threads=threads, crash_frame=crash,
                     crash_module=blame.module if blame else None,
                     summary=summarize(facts, crashed, blame), warnings=tuple(warnings),

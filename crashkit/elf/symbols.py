@@ -64,6 +64,11 @@ class ElfImage:
             self._loads = [(p.offset, p.filesz, p.vaddr) for p in phdrs if p.type == L.PT_LOAD]
         return self._loads
 
+    def lowest_vaddr(self) -> int | None:
+        """The page where the image's first PT_LOAD starts."""
+        loads = self._load_headers()
+        return min(v for _o, _f, v in loads) & ~0xFFF if loads else None
+
     def vaddr_of_offset(self, file_offset: int) -> int | None:
         for offset, filesz, vaddr in self._load_headers():
             if offset <= file_offset < offset + max(filesz, 1):
@@ -93,17 +98,7 @@ class ElfImage:
             result = file_build_id(self.path)
         except OSError:
             return None
-        if not result.build_id or len(result.build_id) < 4:
-            return None
-        bid = result.build_id
-        for d in self._debug_dirs:
-            candidate = os.path.join(d, ".build-id", bid[:2], bid[2:] + ".debug")
-            try:
-                if file_build_id(candidate).build_id == bid:
-                    return candidate
-            except OSError:
-                continue
-        return None
+        return find_debug_file(result.build_id, self._debug_dirs)
 
     def lookup(self, vaddr: int) -> tuple[str | None, int | None, str | None]:
         """(function, offset in function, table used) for a virtual address in this file."""
@@ -159,18 +154,43 @@ def _function_table(path: str, names: Iterable[str], debug: bool = False) -> _Ta
     return None
 
 
+def find_debug_file(build_id: str | None, debug_dirs: Sequence[str]) -> str | None:
+    """The separate debug file for ``build_id`` in gdb's layout
+    (DIR/.build-id/xx/rest.debug), checked to carry that build-id."""
+    if not build_id or len(build_id) < 4:
+        return None
+    for d in debug_dirs:
+        candidate = os.path.join(d, ".build-id", build_id[:2], build_id[2:] + ".debug")
+        try:
+            if file_build_id(candidate).build_id == build_id:
+                return candidate
+        except OSError:
+            continue
+    return None
+
+
 class Symbolizer:
-    """Turns addresses of the crashed process into :class:`Symbol` values."""
+    """Turns addresses of the crashed process into :class:`Symbol` values.
+
+    ``other_builds`` maps the modules whose file on disk is another build than
+    the crashed one to the crashed build-id: when a debug file for that
+    build-id is found, it is read instead of the file (see :meth:`exact`)."""
 
     def __init__(self, mappings: Sequence[Mapping], *, sysroot: str | None = None,
                  debug_dirs: Sequence[str] = DEFAULT_DEBUG_DIRS,
-                 path_map: dict[str, str] | None = None) -> None:
+                 path_map: dict[str, str] | None = None,
+                 other_builds: dict[str, str] | None = None) -> None:
         self._maps = sorted(mappings, key=lambda m: m.start)
         self._starts = [m.start for m in self._maps]
         self._sysroot = sysroot
         self._debug_dirs = tuple(debug_dirs)
         self._path_map = path_map or {}
         self._images: dict[str, ElfImage] = {}
+        self._other_builds = other_builds or {}
+        self._exact: set[str] = set()
+        self._lowest: dict[str, int] = {}
+        for m in self._maps:
+            self._lowest.setdefault(m.path, m.start)
 
     def mapping_of(self, address: int) -> Mapping | None:
         i = bisect.bisect_right(self._starts, address) - 1
@@ -185,8 +205,19 @@ class Symbolizer:
 
     def image(self, core_path: str) -> ElfImage:
         if core_path not in self._images:
-            self._images[core_path] = ElfImage(self.disk_path(core_path), self._debug_dirs)
+            path = self.disk_path(core_path)
+            debug = find_debug_file(self._other_builds.get(core_path), self._debug_dirs)
+            if debug is not None:  # the crashed build's own symbols and headers
+                path = debug
+                self._exact.add(core_path)
+            self._images[core_path] = ElfImage(path, self._debug_dirs)
         return self._images[core_path]
+
+    def exact(self, core_path: str) -> bool:
+        """Whether a module of another build on disk is read from a debug file
+        of the crashed build instead (so its names can be trusted)."""
+        self.image(core_path)
+        return core_path in self._exact
 
     def symbolize(self, address: int) -> Symbol:
         m = self.mapping_of(address)
@@ -194,7 +225,13 @@ class Symbolizer:
             return Symbol(None, None, None, None)
         file_offset = address - m.start + m.file_offset
         img = self.image(m.path)
-        vaddr = img.vaddr_of_offset(file_offset)
+        if m.path in self._exact:
+            # A debug file's PT_LOADs keep their addresses but not their file
+            # offsets: place the address by the load bias instead.
+            low = img.lowest_vaddr()
+            vaddr = address - (self._lowest[m.path] - low) if low is not None else None
+        else:
+            vaddr = img.vaddr_of_offset(file_offset)
         if vaddr is None:
             return Symbol(m.path, file_offset, None, None)
         function, offset, table = img.lookup(vaddr)

@@ -172,12 +172,33 @@ def _collect(session: GdbSession, pending: Pending, threads: Sequence[tuple[int,
         error = result.payload.get("msg") if result.message == "error" else None
         raw = result.payload.get("stack", []) if result.message == "done" else []
         if len(raw) > max_frames:
-            warnings.append(f"thread {threads[len(out)][0]}: the backtrace is deeper than "
-                            f"{max_frames} frames; the innermost {max_frames} are kept "
+            raw = raw[:max_frames] + _outermost(session, gid, max_frames)
+            total = _int(raw[-1].get("level"))
+            depth = f"{total + 1} frames" if total is not None and total >= max_frames \
+                else f"more than {max_frames} frames"
+            warnings.append(f"thread {threads[len(out)][0]}: the backtrace has {depth}; the "
+                            f"innermost {max_frames} and the outermost are kept "
                             "(--max-frames)")
-            raw = raw[:max_frames]
         out.append((_frames(session, gid, raw, full_frames, redact), error))
     return out, warnings
+
+
+OUTERMOST = 16  # frames kept from the far end of a backtrace deeper than --max-frames
+MAX_DEPTH = 1_000_000
+
+
+def _outermost(session: GdbSession, gdb_id: str, max_frames: int) -> list[dict[str, Any]]:
+    """The outermost frames of a deep stack (where a runaway recursion was
+    entered), or nothing if gdb cannot say."""
+    res = session.command(f"-stack-info-depth --thread {gdb_id} {MAX_DEPTH}", check=False)
+    depth = _int(res.payload.get("depth")) if res.message == "done" else None
+    if depth is None or depth <= max_frames:
+        return []
+    low = max(max_frames, depth - OUTERMOST)
+    tail = session.command(f"-stack-list-frames --thread {gdb_id} {low} {depth - 1}",
+                           check=False)
+    frames = tail.payload.get("stack", []) if tail.message == "done" else []
+    return list(frames) if isinstance(frames, list) else []
 
 
 def _first_pc(payload: dict[str, Any]) -> int | None:
@@ -230,10 +251,12 @@ def _frames(session: GdbSession, gdb_id: str, raw: list[dict[str, Any]], full_fr
         # and is another function (recursion repeats one pc and one function).
         inlined = (not signal_frame and i + 1 < len(raw) and pcs[i + 1] == pc
                    and raw[i + 1].get("func") != func)
+        level = _int(fr.get("level"))
         frames.append(GdbFrame(
             pc=pc, function=str(func) if func and func != "??" else None,
             file=_source_file(fr), line=_int(fr.get("line")), inlined=inlined,
-            signal_frame=signal_frame, args=args.get(i, ()), locals=locals_))
+            signal_frame=signal_frame, args=args.get(i, ()), locals=locals_,
+            level=level if level is not None else i))
     return frames
 
 

@@ -47,8 +47,12 @@ def _frame_lines(frames: Sequence[Frame]) -> list[str]:
     i = 0
     while i < len(frames):
         f = frames[i]
+        if i and f.index > frames[i - 1].index + 1:
+            lines.append(f"  … {f.index - frames[i - 1].index - 1} frames not shown "
+                         f"(#{frames[i - 1].index + 1} to #{f.index - 1}; --max-frames)")
         run = 1
-        while i + run < len(frames) and _same_call(frames[i + run], f):
+        while i + run < len(frames) and _same_call(frames[i + run], f) and \
+                frames[i + run].index == f.index + run:
             run += 1
         lines.append(_frame_line(f))
         for kind, values in (("arg", f.args), ("local", f.locals)):
