@@ -46,6 +46,7 @@ class SynthCore:
     files: list[tuple[int, int, int, str]] = field(default_factory=list)  # start,end,pgoff,path
     loads: list[tuple[int, bytes]] = field(default_factory=list)  # vaddr, data
     extra_notes: list[bytes] = field(default_factory=list)
+    empty_loads: int = 0  # PT_LOADs with no data (unreadable memory), e.g. 70,000 for PN_XNUM
 
     def regnames(self) -> tuple[str, ...]:
         return A64_REGS if self.machine == EM_AARCH64 else X86_REGS
@@ -78,7 +79,7 @@ class SynthCore:
 
     def build(self) -> bytes:
         notes = self.notes()
-        phnum = 1 + len(self.loads)
+        phnum = 1 + len(self.loads) + self.empty_loads
         data_off = 64 + 56 * phnum
         phdrs = struct.pack("<IIQQQQQQ", 4, 0, data_off, 0, 0, len(notes), 0, 4)
         off = data_off + len(notes)
@@ -88,13 +89,24 @@ class SynthCore:
             phdrs += struct.pack("<IIQQQQQQ", 1, 5, off, vaddr, 0, len(data), len(data), 4096)
             blobs.append((off, data))
             off = (off + len(data) + 4095) & ~4095
+        phdrs += b"".join(struct.pack("<IIQQQQQQ", 1, 4, off, 0x10000000 + i * 0x1000, 0, 0,
+                                      0x1000, 4096) for i in range(self.empty_loads))
+        # More than 65534 segments: e_phnum is PN_XNUM and the count is in
+        # section header 0's sh_info, at the end of the file (fs/binfmt_elf.c).
+        xnum = phnum >= 0xFFFF
+        image_end = off
         ident = b"\x7fELF" + bytes([self.elf_class, 1, 1, 0]) + b"\0" * 8
-        ehdr = ident + struct.pack("<HHIQQQIHHHHHH", self.e_type, self.machine, 1, 0, 64, 0, 0,
-                                   64, 56, phnum, 0, 0, 0)
+        ehdr = ident + struct.pack("<HHIQQQIHHHHHH", self.e_type, self.machine, 1, 0, 64,
+                                   image_end if xnum else 0, 0, 64, 56,
+                                   0xFFFF if xnum else phnum, 64 if xnum else 0,
+                                   1 if xnum else 0, 0)
         image = bytearray(ehdr + phdrs + notes)
         for o, d in blobs:
             image += b"\0" * (o - len(image))
             image += d
+        if xnum:
+            image += b"\0" * (image_end - len(image))
+            image += struct.pack("<IIQQQQIIQQ", 0, 0, 0, 0, 0, 0, 0, phnum, 0, 0)
         return bytes(image)
 
 

@@ -128,10 +128,16 @@ def test_context_has_faulting_instruction(manifest: dict[str, Any]) -> None:
 def test_full_gives_args_and_locals(manifest: dict[str, Any]) -> None:
     fx = fixture(manifest, "nginx-null")
     frames = crashing(analyze_json(fx["core"], "--full"))
-    assert any(f["args"] for f in frames[:5])
-    for f in frames:
-        for v in f["args"] + f["locals"]:
-            assert set(v) == {"name", "value"}
+    top = frames[0]
+    assert top["function"] == "crashkit_faulty_tag_length"
+    # The NULL pointer the module dereferenced, as gdb prints it.
+    assert ("tag", "0x0") in [(a["name"], a["value"]) for a in top["args"]]
+    handler = next(f for f in frames if f["function"] == "ngx_http_crashkit_handler")
+    assert "r" in [a["name"] for a in handler["args"]]
+    # Only the innermost --full-frames (5) frames carry them.
+    assert not any(f["args"] or f["locals"] for f in frames[5:])
+    plain = crashing(analyze_json(fx["core"]))
+    assert not any(f["args"] or f["locals"] for f in plain)
 
 
 def test_truncated_core_keeps_notes_frame(manifest: dict[str, Any]) -> None:

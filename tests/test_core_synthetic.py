@@ -166,3 +166,20 @@ def test_cut_at_every_byte(tmp_path: Path) -> None:
     assert a.core.signal.fault_address == 0xDEAD000 and a.core.exe == "/usr/bin/worker"
     mods = {m.path: m for m in a.core.modules}
     assert LIB not in mods or mods[LIB].build_id is None  # its page was cut off
+
+
+def test_more_than_65534_segments(tmp_path: Path) -> None:
+    """PN_XNUM: the count is in section header 0; a cut that loses it still
+    gives the notes (the count is derived from where the notes begin)."""
+    c = aarch64_core()
+    c.empty_loads = 70_000
+    full = c.build()
+    with CoreFile(write(tmp_path, full)) as core:
+        facts = core.facts()
+    assert len(core.segments) == 70_002 and not facts.truncated
+    assert [t.tid for t in facts.threads] == [101, 102]
+    cut = write(tmp_path, full[:-64], "core.cut")
+    a = analyze(cut)
+    assert a.core.truncated and a.core.expected_size == len(full)
+    assert a.core.signal is not None and a.core.signal.fault_address == 0xDEAD000
+    assert [t.tid for t in a.threads] == [101, 102]

@@ -151,15 +151,31 @@ class CoreFile:
     def _layout(self) -> L.ArchLayout:
         return L.ARCHES[self.machine]
 
+    def _count_from_notes(self, phoff: int) -> int | None:
+        """With over 65534 segments the count lives in a section header at the
+        end of the file, the first thing a cut loses. The kernel writes the
+        note segment first and its data right after the program headers, so
+        the first header tells how many there are."""
+        if self._elf.header["e_phnum"] != 0xFFFF:
+            return None
+        first = parse_phdrs(self._pread(phoff, L.ELF64_PHDR.size))
+        if not first or first[0].type != L.PT_NOTE or first[0].offset <= phoff:
+            return None
+        count = (first[0].offset - phoff) // L.ELF64_PHDR.size
+        return count if count >= 0xFFFF else None
+
     def _read_segments(self) -> tuple[list[Segment], list[Segment]]:
         ehdr = self._elf.header
         phoff, phentsize = ehdr["e_phoff"], ehdr["e_phentsize"]
         if phentsize != L.ELF64_PHDR.size:
             raise self._fail(f"program header entries are {phentsize} bytes, not 56")
         try:
-            count = self._elf.num_segments()
+            count = int(self._elf.num_segments())
         except L.ELF_ERRORS as exc:
-            raise self._fail(f"cannot read the program header count: {exc}") from None
+            derived = self._count_from_notes(phoff)
+            if derived is None:
+                raise self._fail(f"cannot read the program header count: {exc}") from None
+            count = derived
         if count == 0:
             raise self._fail("core has no program headers")
         end = phoff + count * phentsize
@@ -193,8 +209,8 @@ class CoreFile:
     def expected_size(self) -> int:
         end = max((s.offset + s.filesz for s in self.segments), default=0)
         ehdr = self._elf.header
-        if ehdr["e_shoff"] and ehdr["e_shnum"]:
-            end = max(end, ehdr["e_shoff"] + ehdr["e_shnum"] * ehdr["e_shentsize"])
+        if ehdr["e_shoff"]:  # e_shnum may be 0 with PN_XNUM: header 0 is still there
+            end = max(end, ehdr["e_shoff"] + max(ehdr["e_shnum"], 1) * ehdr["e_shentsize"])
         return max(end, int(ehdr["e_phoff"]) + len(self.segments) * L.ELF64_PHDR.size)
 
     def read_memory(self, address: int, size: int) -> bytes:
