@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,16 @@ def crash_for_core(argv: list[str], cwd: Path) -> Path:
     if not new:
         unavailable(f"no core appeared in {where} (core_pattern {pattern!r})")
     return max(new, key=lambda p: p.stat().st_mtime)
+
+
+def compile_program(d: Path, name: str, source: str, *flags: str, cxx: bool = False,
+                    opt: str = "-O2") -> Path:
+    """Compile ``source`` (C, or C++ with ``cxx``) with debug info into d/name."""
+    compiler = "g++" if cxx else "gcc"
+    if shutil.which(compiler) is None:
+        unavailable(f"{compiler} is not installed")
+    src = d / f"{name}.{'cc' if cxx else 'c'}"
+    src.write_text(source)
+    out = d / name
+    subprocess.run([compiler, "-g", opt, "-o", str(out), str(src), *flags], check=True)
+    return out

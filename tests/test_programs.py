@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import analyze_json, crash_for_core, run_cli, unavailable
+from tests.conftest import analyze_json, compile_program, crash_for_core, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -57,13 +57,7 @@ int main(void) { int *volatile p = (int *)0x40; printf("%d\n", lib_entry(p)); re
 
 
 def build(d: Path, name: str, source: str, *flags: str) -> Path:
-    if shutil.which("gcc") is None:
-        unavailable("gcc is not installed")
-    src = d / f"{name}.c"
-    src.write_text(source)
-    out = d / name
-    subprocess.run(["gcc", "-g", "-O2", "-o", str(out), str(src), *flags], check=True)
-    return out
+    return compile_program(d, name, source, *flags)
 
 
 def frames(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -180,13 +174,7 @@ int main(void) {
 
 
 def build_cxx(d: Path, name: str, source: str, *flags: str) -> Path:
-    if shutil.which("g++") is None:
-        unavailable("g++ is not installed")
-    src = d / f"{name}.cc"
-    src.write_text(source)
-    out = d / name
-    subprocess.run(["g++", "-g", "-O1", "-o", str(out), str(src), *flags], check=True)
-    return out
+    return compile_program(d, name, source, *flags, cxx=True, opt="-O1")
 
 
 def test_stack_overflow(tmp_path: Path) -> None:

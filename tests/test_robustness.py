@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 
 from crashkit.gdb.spawn import SafetyFlags, gdb_env
-from tests.conftest import analyze_json, crash_for_core, fixture, run_cli, unavailable
+from tests.conftest import (
+    analyze_json,
+    compile_program,
+    crash_for_core,
+    fixture,
+    run_cli,
+    unavailable,
+)
 from tests.elfwriter import SynthCore, SynthThread
 
 pytestmark = pytest.mark.integration
@@ -131,11 +138,7 @@ int main(void) {
 
 
 def compile_c(d: Path, name: str, source: str) -> Path:
-    if shutil.which("gcc") is None:
-        unavailable("gcc is not installed")
-    (d / f"{name}.c").write_text(source)
-    subprocess.run(["gcc", "-g", "-O0", "-o", str(d / name), str(d / f"{name}.c")], check=True)
-    return d / name
+    return compile_program(d, name, source, opt="-O0")
 
 
 def test_gcore_snapshot_is_not_a_crash(tmp_path: Path) -> None:
