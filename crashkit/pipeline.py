@@ -103,11 +103,48 @@ def analyze(path: str, options: Options | None = None, session: GdbSession | Non
     options = options or Options()
     if session is None and gdb_error is None:
         session, gdb_error = start_gdb(options)
+    if session is not None:
+        session, gdb_error = _gdb_for_arch(path, options, session)
     try:
         return _analyze(path, options, session, gdb_error)
     finally:
         if session is not None:
             session.close()
+
+
+_HOST_MACHINE = {"x86_64": 62, "aarch64": 183}
+_MACHINE_NAMES = {62: "x86-64", 183: "aarch64"}
+
+
+def _gdb_for_arch(path: str, options: Options, session: GdbSession,
+                  ) -> tuple[GdbSession | None, str | None]:
+    """Debian's gdb reads only the host's architecture (and silently decodes
+    another's as its own). For a foreign core, use gdb-multiarch if there is
+    one, else go without gdb and say how to get it."""
+    import platform
+
+    try:
+        fd = open_regular(path)
+        try:
+            head = os.pread(fd, 20, 0)
+        finally:
+            os.close(fd)
+    except OSError:
+        return session, None  # the reader will explain
+    machine = int.from_bytes(head[18:20], "little") if len(head) == 20 else None
+    host = _HOST_MACHINE.get(platform.machine())
+    if machine is None or host is None or machine == host or machine not in _MACHINE_NAMES:
+        return session, None
+    session.close()
+    if options.gdb != "gdb":
+        return start_gdb(options)  # the user chose a gdb: trust it with the arch
+    import shutil
+
+    if shutil.which("gdb-multiarch") is None:
+        return None, (f"the core is {_MACHINE_NAMES[machine]}, and gdb here reads "
+                      f"{_MACHINE_NAMES[host]} only; install gdb-multiarch "
+                      "(apt-get install gdb-multiarch) or pass --gdb")
+    return start_gdb(dataclasses.replace(options, gdb="gdb-multiarch"))
 
 
 def _analyze(path: str, options: Options, session: GdbSession | None,
