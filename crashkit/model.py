@@ -174,6 +174,8 @@ class CoreFacts:
     modules: tuple[Module, ...] = ()
     exec_ranges: tuple[tuple[int, int], ...] = ()  # PT_LOADs with PF_X: where code can be
     sections: int = 0  # e_shnum: the kernel writes none (but for PN_XNUM), gdb's gcore many
+    memory_ranges: tuple[tuple[int, int], ...] = ()  # every PT_LOAD: memory the process had
+    notes_complete: bool = True  # False when the note segment was cut or damaged
     problems: tuple[str, ...] = ()  # damage seen while reading (bad notes, cut segments)
 
 

@@ -272,6 +272,12 @@ def _gdb_threads(session: GdbSession, pending: Pending, threads: tuple[Thread, .
             context = bt.disassembly(session, top.pc, top.function_offset, queued=queued)
         except GdbError as exc:  # the frames already read stay
             notes.append(f"no disassembly: {exc}")
+        # gdb reads code from the files, not the core: with the file gone it
+        # decodes whatever it finds (zeros), which is not the crashed code.
+        if context is not None and top.module and symbolizer.image(top.module).missing():
+            notes.append(f"no disassembly: {top.module} is not on this host, and the core "
+                         "does not hold its code")
+            context = None
         if context is not None and not top.trusted:
             context = dataclasses.replace(context, trusted=False)
     return tuple(out), context

@@ -308,3 +308,76 @@ def test_debug_file_of_the_crashed_build_rescues_a_replaced_library(tmp_path: Pa
     assert "in lib_depth() [libdepth.so]" in data["summary"]
     assert any(w.startswith(f"build-id mismatch: {lib} on disk is another build, but a debug "
                             f"file of the crashed build ({old_id})") for w in data["warnings"])
+
+
+SMASH = r"""
+#include <string.h>
+__attribute__((noinline)) void copy_name(const char *src) {
+    char buf[8];
+    memcpy(buf, src, strlen(src));  /* no bounds check */
+    __asm__ volatile("" : : "r"(buf) : "memory");
+}
+int main(void) { copy_name("a name far longer than eight bytes"); return 0; }
+"""
+
+HEAP_JUMP = r"""
+#include <stdlib.h>
+#include <string.h>
+int main(void) {
+    unsigned char *code = malloc(64);
+    memset(code, 0xc3, 64);           /* ret, but the heap is not executable */
+    ((void (*)(void))code)();
+    return 0;
+}
+"""
+
+BUS = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(void) {
+    int fd = open("data.bin", O_RDWR | O_CREAT | O_TRUNC, 0600);
+    ftruncate(fd, 8192);
+    volatile char *p = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ftruncate(fd, 0);                 /* the file shrinks under its mapping */
+    printf("%d\n", p[4096 + 16]);
+    return 0;
+}
+"""
+
+TRAP_UD2 = r"""
+__attribute__((noinline)) int unreachable_state(int s) { if (s > 1) __builtin_trap(); return s; }
+int main(int argc, char **argv) { (void)argv; return unreachable_state(argc + 1); }
+"""
+
+
+def test_stack_protector_is_not_called_fortify(tmp_path: Path) -> None:
+    exe = build(tmp_path, "smash", SMASH, "-fstack-protector-all", "-U_FORTIFY_SOURCE",
+                "-D_FORTIFY_SOURCE=0", "-O0")
+    data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
+    assert "died of SIGABRT: stack smashing detected by the stack protector" in data["summary"]
+    assert data["crash"]["module"] == str(exe)
+
+
+def test_jump_into_the_heap(tmp_path: Path) -> None:
+    exe = build(tmp_path, "heapjump", HEAP_JUMP, "-O0")
+    data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
+    assert "jumped to" in data["summary"] and "which is not code" in data["summary"]
+    assert "[non-executable memory: heap, stack or data]" in data["summary"]
+
+
+def test_sigbus_names_the_file(tmp_path: Path) -> None:
+    exe = build(tmp_path, "bus", BUS, "-O0")
+    data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
+    assert data["signal"]["name"] == "SIGBUS"
+    assert f"in the mapped file {tmp_path / 'data.bin'} at offset 0x1010" in data["summary"]
+
+
+def test_trap_instruction(tmp_path: Path) -> None:
+    exe = build(tmp_path, "ud2", TRAP_UD2)
+    data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
+    assert data["signal"]["name"] == "SIGILL"
+    assert "a trap instruction (ud2, __builtin_trap()" in data["summary"]
+    assert "in unreachable_state()" in data["summary"]
+    assert data["context"]["faulting_instruction"] == "ud2"

@@ -257,3 +257,25 @@ def test_stale_gdb_directories_are_removed(manifest: dict[str, Any], tmp_path: P
     proc = run_cli("analyze", fx["core"], env={"TMPDIR": str(tmpdir)})
     assert proc.returncode == 0
     assert not stale.exists() and alive.exists()
+
+
+def test_cut_notes_give_a_lower_bound_on_threads(manifest: dict[str, Any], tmp_path: Path) -> None:
+    """A core cut inside its notes does not claim to know the thread count."""
+    fx = fixture(manifest, "mt-plugin")
+    full = Path(fx["core"]).read_bytes()
+    path = tmp_path / "core"
+    path.write_bytes(full[:6000])
+    text = run_cli("analyze", str(path), "--no-gdb", check=True).stdout
+    line = next(x for x in text.splitlines() if x.lstrip().startswith("crashed"))
+    assert "of at least" in line and "(the notes are cut)" in line
+    assert "(the only thread)" not in text
+
+
+def test_no_disassembly_from_a_missing_executable(tmp_path: Path) -> None:
+    exe = compile_c(tmp_path, "trap", TRAP)
+    core = crash_for_core([str(exe)], tmp_path)
+    exe.rename(tmp_path / "moved-away")
+    data = analyze_json(str(core))
+    assert data["context"] is None
+    assert any(w.startswith(f"no disassembly: {exe} is not on this host")
+               for w in data["warnings"])

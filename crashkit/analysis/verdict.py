@@ -19,18 +19,20 @@ _SYSTEM_LIBS = re.compile(
     r"(\.so|-[0-9.]+\.so)[^/]*$")
 
 # How the C runtime kills a process on purpose, by the function that does it
-# (glibc, libstdc++). The first match, innermost first, names the reason.
+# (glibc, libstdc++). Tried in this order over the whole backtrace: the
+# stack protector's __stack_chk_fail calls __fortify_fail to print its
+# message, so the more specific reason must win over the frame order.
 _RUNTIME_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"__assert_fail|__assert_perror_fail"), "a failed assertion (assert())"),
     (re.compile(r"__stack_chk_fail"),
      "stack smashing detected by the stack protector (a buffer overflow on the stack)"),
-    (re.compile(r"__fortify_fail|__chk_fail"),
-     "a buffer overflow caught by _FORTIFY_SOURCE"),
     (re.compile(r"malloc_printerr"),
      "heap corruption caught by glibc's malloc (a double free, or a write past a block)"),
     (re.compile(r"std::terminate|__cxa_throw|__cxxabiv1|__verbose_terminate_handler|"
                 r"__cxa_rethrow|__cxa_pure_virtual"),
      "an uncaught C++ exception (std::terminate)"),
+    (re.compile(r"__fortify_fail|__chk_fail"),
+     "a buffer overflow caught by _FORTIFY_SOURCE"),
 )
 
 STACK_GUARD_REACH = 64 * 1024  # how far below sp a stack-overflow fault lands
@@ -50,6 +52,9 @@ def blame_frame(frames: Sequence[Frame], exe: str | None = None) -> Frame | None
     API far more often than the host breaks. None when the backtrace never
     leaves the C runtime: it is then incomplete (no gdb, a cut stack)."""
     for i, frame in enumerate(frames):
+        # An inlined frame (a header's strcpy wrapper) is its caller's code.
+        if frame.inlined:
+            continue
         if frame.module and not is_system_library(frame.module):
             if exe is not None and frame.module == exe:
                 caller = next((f for f in frames[i + 1:] if f.module and f.module != exe
@@ -95,10 +100,9 @@ def why(facts: CoreFacts, crashed: Thread | None) -> str:
         return "no signal recorded"
     frames = crashed.frames if crashed else ()
     if s.number == S.SIGABRT:
-        for frame in frames:
-            for pattern, reason in _RUNTIME_REASONS:
-                if frame.function and pattern.search(frame.function):
-                    return f"SIGABRT: {reason}"
+        for pattern, reason in _RUNTIME_REASONS:
+            if any(f.function and pattern.search(f.function) for f in frames):
+                return f"SIGABRT: {reason}"
     if s.sender_pid == 0 and s.code == S.SI_USER:
         return f"{s.name}: raised by the kernel"
     own = facts.process is not None and s.sender_pid == facts.process.pid
@@ -113,11 +117,22 @@ def why(facts: CoreFacts, crashed: Thread | None) -> str:
             if addr < S.NULL_PAGE_LIMIT:
                 text += " — a call through a NULL function pointer"
             return text
+        mapped = next((m for m in facts.mappings if m.start <= addr < m.end), None)
+        if s.number == S.SIGBUS and mapped is not None:
+            return (f"{s.description}, in the mapped file {mapped.path} at offset "
+                    f"{addr - mapped.start + mapped.file_offset:#x} (the file is shorter than "
+                    "its mapping: truncated while mapped?)")
         sp = crashed.sp
         if sp is not None and addr >= S.NULL_PAGE_LIMIT and s.number == S.SIGSEGV and \
                 sp - STACK_GUARD_REACH <= addr < sp + 4096:
             return (f"{s.name}: a stack overflow — the fault at {addr:#x} is just below the "
                     "stack pointer (runaway recursion, or a very large local variable)")
+    if s.number == S.SIGILL and s.code in (1, 2):  # ILL_ILLOPC, ILL_ILLOPN
+        return (f"{s.description} — a trap instruction (ud2, __builtin_trap(), "
+                "__builtin_unreachable() reached) or code that is not code")
+    if s.number == S.SIGTRAP and s.code == S.SI_KERNEL:
+        return (f"{s.name}: a breakpoint instruction (int3) was executed with no debugger "
+                "attached; the pc is just after it")
     return s.description
 
 
@@ -128,6 +143,8 @@ def _place(facts: CoreFacts, frame: Frame) -> str:
         return "mapping unknown: the core has no NT_FILE note"
     if any(lo <= frame.pc < hi for lo, hi in facts.exec_ranges):
         return "anonymous executable memory (JIT code?)"
+    if any(lo <= frame.pc < hi for lo, hi in facts.memory_ranges):
+        return "non-executable memory: heap, stack or data"
     return "unmapped memory"
 
 

@@ -290,6 +290,7 @@ class CoreFile:
         mappings: list[Mapping] = []
         page_size: int | None = None
         prstatus_seen = 0
+        before = len(problems)
         for note in self.iter_notes(problems):
             if note.name not in ("CORE", "LINUX"):
                 continue
@@ -309,6 +310,7 @@ class CoreFile:
                     page_size, mappings = self._nt_file(note)
             except _BadNote as exc:
                 problems.append(f"note at file offset {note.offset:#x}: {exc}")
+        notes_complete = len(problems) == before
         if siginfo is None and threads:
             # No NT_SIGINFO (gcore, old kernels): pr_cursig still names the signal.
             cursig = threads[0].cursig
@@ -344,6 +346,8 @@ class CoreFile:
             mappings=tuple(mappings), auxv=auxv, exe=exe, execfn=execfn, page_size=page_size,
             exec_ranges=tuple((s.vaddr, s.vaddr + s.memsz) for s in self._loads
                               if s.flags & PF_X),
+            memory_ranges=tuple((s.vaddr, s.vaddr + s.memsz) for s in self._loads),
+            notes_complete=notes_complete,
             problems=tuple(problems))
 
     def _prstatus(self, note: RawNote, *, first: bool) -> Thread:

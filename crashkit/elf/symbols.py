@@ -64,6 +64,10 @@ class ElfImage:
             self._loads = [(p.offset, p.filesz, p.vaddr) for p in phdrs if p.type == L.PT_LOAD]
         return self._loads
 
+    def missing(self) -> bool:
+        """Whether the file cannot be read as an ELF image at all."""
+        return not self._load_headers()
+
     def lowest_vaddr(self) -> int | None:
         """The page where the image's first PT_LOAD starts."""
         loads = self._load_headers()

@@ -179,7 +179,12 @@ def _collect(session: GdbSession, pending: Pending, threads: Sequence[tuple[int,
             warnings.append(f"thread {threads[len(out)][0]}: the backtrace has {depth}; the "
                             f"innermost {max_frames} and the outermost are kept "
                             "(--max-frames)")
-        out.append((_frames(session, gid, raw, full_frames, redact), error))
+        try:
+            values = _full_values(session, gid, raw, full_frames, redact)
+        except GdbError as exc:  # the frames already read stay; gdb is gone now
+            warnings.append(f"no arguments or locals: {exc}")
+            values, full_frames = {}, 0
+        out.append((_frames(raw, values), error))
     return out, warnings
 
 
@@ -216,22 +221,44 @@ def _int(value: Any) -> int | None:
 def _values(items: Iterable[Any], redact: Callable[[str], str]) -> tuple[tuple[str, str], ...]:
     out = []
     for item in items:
-        if isinstance(item, dict) and "name" in item:
+        # gdb adds name@entry (the value at function entry) beside each
+        # argument it can recover it for: once is enough.
+        if isinstance(item, dict) and "name" in item and not str(item["name"]).endswith(
+                "@entry"):
             out.append((str(item["name"]), redact(str(item.get("value", item.get("type", ""))))))
     return tuple(out)
 
 
-def _frames(session: GdbSession, gdb_id: str, raw: list[dict[str, Any]], full_frames: int,
-            redact: Callable[[str], str]) -> list[GdbFrame]:
-    args: dict[int, tuple[tuple[str, str], ...]] = {}
-    if full_frames and raw:
-        top = min(full_frames, len(raw)) - 1
+Values = tuple[tuple[str, str], ...]  # (name, value) pairs
+
+
+def _full_values(session: GdbSession, gdb_id: str, raw: list[dict[str, Any]],
+                 full_frames: int, redact: Callable[[str], str],
+                 ) -> dict[int, tuple[Values, Values]]:
+    """(arguments, locals) of the innermost ``full_frames`` frames, by position."""
+    out: dict[int, tuple[Values, Values]] = {}
+    if not full_frames or not raw:
+        return out
+    top = min(full_frames, len(raw)) - 1
+    args: dict[int, Values] = {}
+    res = session.command(
+        f"-stack-list-arguments --thread {gdb_id} --skip-unavailable 1 0 {top}", check=False)
+    for fr in res.payload.get("stack-args", []) if res.message == "done" else []:
+        level = _int(fr.get("level"))
+        if level is not None:
+            args[level] = _values(fr.get("args", []), redact)
+    for i in range(top + 1):
         res = session.command(
-            f"-stack-list-arguments --thread {gdb_id} --skip-unavailable 1 0 {top}", check=False)
-        for fr in res.payload.get("stack-args", []) if res.message == "done" else []:
-            level = _int(fr.get("level"))
-            if level is not None:
-                args[level] = _values(fr.get("args", []), redact)
+            f"-stack-list-locals --thread {gdb_id} --frame {i} --skip-unavailable 1",
+            check=False)
+        locals_ = _values(res.payload.get("locals", []), redact) if res.message == "done" \
+            else ()
+        out[i] = (args.get(i, ()), locals_)
+    return out
+
+
+def _frames(raw: list[dict[str, Any]], values: dict[int, tuple[Values, Values]],
+            ) -> list[GdbFrame]:
     pcs = [_int(fr.get("addr")) for fr in raw]
     frames: list[GdbFrame] = []
     for i, fr in enumerate(raw):
@@ -240,13 +267,7 @@ def _frames(session: GdbSession, gdb_id: str, raw: list[dict[str, Any]], full_fr
             continue
         func = fr.get("func")
         signal_frame = func == SIGNAL_HANDLER
-        locals_: tuple[tuple[str, str], ...] = ()
-        if full_frames and i < full_frames:
-            res = session.command(
-                f"-stack-list-locals --thread {gdb_id} --frame {i} --skip-unavailable 1",
-                check=False)
-            if res.message == "done":
-                locals_ = _values(res.payload.get("locals", []), redact)
+        args, locals_ = values.get(i, ((), ()))
         # An inlined frame shares its pc with the frame it was inlined into,
         # and is another function (recursion repeats one pc and one function).
         inlined = (not signal_frame and i + 1 < len(raw) and pcs[i + 1] == pc
@@ -255,7 +276,7 @@ def _frames(session: GdbSession, gdb_id: str, raw: list[dict[str, Any]], full_fr
         frames.append(GdbFrame(
             pc=pc, function=str(func) if func and func != "??" else None,
             file=_source_file(fr), line=_int(fr.get("line")), inlined=inlined,
-            signal_frame=signal_frame, args=args.get(i, ()), locals=locals_,
+            signal_frame=signal_frame, args=args, locals=locals_,
             level=level if level is not None else i))
     return frames
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from crashkit.analysis.verdict import frame_label
+from crashkit.analysis.verdict import frame_label, is_snapshot, sent_by_other
 from crashkit.model import Analysis, Frame, Thread
 
 
@@ -70,18 +70,32 @@ def _stack_key(t: Thread) -> tuple[str, ...]:
     return tuple(frame_label(f) for f in t.frames)
 
 
-def _other_threads(threads: Sequence[Thread]) -> list[str]:
-    """Threads with identical stacks (idle workers) are shown once, with a count."""
+def _other_threads(threads: Sequence[Thread], stacks: bool) -> list[str]:
+    """Threads with identical stacks (idle workers) are shown once, with a count.
+    Without gdb only each thread's pc is known, and the grouping says so."""
     groups: dict[tuple[str, ...], list[Thread]] = {}
     for t in threads:
         groups.setdefault(_stack_key(t), []).append(t)
+    what = "stack" if stacks else "pc"
     lines: list[str] = []
     for members in sorted(groups.values(), key=len, reverse=True):
+        members = sorted(members, key=lambda t: t.tid)
         tids = ", ".join(str(t.tid) for t in members[:8]) + (", …" if len(members) > 8 else "")
-        head = (f"{len(members)} threads with this stack ({tids}):" if len(members) > 1
+        head = (f"{len(members)} threads with this {what} ({tids}):" if len(members) > 1
                 else f"Thread {members[0].tid}:")
         lines += ["", head]
         lines += [_frame_line(f) for f in members[0].frames] or ["  (no frames)"]
+    return lines
+
+
+def _registers(t: Thread) -> list[str]:
+    regs = t.registers
+    shown = [r for r in ("rip", "rsp", "rbp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8",
+                         "r9", "r12", "r13", "r14", "r15", "pc", "sp", "x29", "x30", "x0",
+                         "x1", "x2", "x3") if r in regs]
+    lines = ["", "Registers:"]
+    for i in range(0, len(shown), 4):
+        lines.append("  " + "  ".join(f"{r:>3} {regs[r]:#018x}" for r in shown[i:i + 4]))
     return lines
 
 
@@ -89,15 +103,7 @@ def _context(a: Analysis) -> list[str]:
     ctx = a.context
     if ctx is None:
         return []
-    crashed = a.threads[0]
-    regs = crashed.registers
-    shown = [r for r in ("rip", "rsp", "rbp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8",
-                         "r9", "r12", "r13", "r14", "r15", "pc", "sp", "x29", "x30", "x0",
-                         "x1", "x2", "x3") if r in regs]
-    lines = ["", "Registers:"]
-    for i in range(0, len(shown), 4):
-        lines.append("  " + "  ".join(f"{r:>3} {regs[r]:#018x}" for r in shown[i:i + 4]))
-    lines += ["", "Instructions:" if ctx.trusted else
+    lines = ["", "Instructions:" if ctx.trusted else
               "Instructions (from the file on disk, which is NOT the build that crashed):"]
     for ins in ctx.instructions:
         mark = "=>" if ins.address == ctx.pc else "  "
@@ -133,14 +139,21 @@ def render(a: Analysis) -> str:
         if s.fault_address is not None:
             extra = f", fault address {s.fault_address:#x}"
         if s.sender_pid is not None:
-            extra = f", sent by pid {s.sender_pid} uid {s.sender_uid}"
+            own = c.process is not None and s.sender_pid == c.process.pid
+            extra = (", sent by the process to itself" if own else
+                     ", raised by the kernel" if s.sender_pid == 0 else
+                     f", sent by pid {s.sender_pid} uid {s.sender_uid}")
         lines.append(f"  signal    {s.name} ({s.number}){code}{extra}")
     if a.crash_module:
         lines.append(f"  at fault  {a.crash_module}")
     if a.threads:
         n = len(a.threads)
-        lines.append(f"  crashed   thread {a.threads[0].tid}"
-                     + (f" of {n} threads" if n > 1 else " (the only thread)"))
+        label = "stopped" if is_snapshot(c) else "signalled" if sent_by_other(c) else "crashed"
+        if not c.notes_complete:
+            count = f" of at least {n} threads (the notes are cut)"
+        else:
+            count = f" of {n} threads" if n > 1 else " (the only thread)"
+        lines.append(f"  {label:<9} thread {a.threads[0].tid}{count}")
     if c.truncated:
         lines.append(f"  core      TRUNCATED: {_size(c.size)} of {_size(c.expected_size)}")
     else:
@@ -152,12 +165,16 @@ def render(a: Analysis) -> str:
                  + (f", {gone} deleted or replaced since loaded" if gone else ""))
     if a.threads:
         t = a.threads[0]
-        lines += ["", f"Crashing thread {t.tid}:"]
+        title = (f"Thread {t.tid} (current when the snapshot was taken):" if is_snapshot(c)
+                 else f"Thread {t.tid}, which received the signal:" if sent_by_other(c)
+                 else f"Crashing thread {t.tid}:")
+        lines += ["", title]
         lines += _frame_lines(t.frames)
         if not a.gdb_used:
             lines.append("  (pc only: backtraces need gdb)")
+        lines += _registers(t)
         lines += _context(a)
-        lines += _other_threads(a.threads[1:])
+        lines += _other_threads(a.threads[1:], stacks=a.gdb_used)
     if a.warnings:
         lines += ["", "Warnings:"]
         lines += [f"  ! {w}" for w in a.warnings]
