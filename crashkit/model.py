@@ -192,3 +192,6 @@ class Analysis:
     gdb_used: bool = False
     gdb_error: str | None = None
     context: CrashContext | None = None
+    cause: str = ""  # why it died, in words (the summary's middle)
+    blame: Frame | None = None  # the frame whose code is most likely at fault
+    kind: str = "crash"  # crash, killed (by another process) or snapshot

@@ -71,13 +71,18 @@ def test_blame_goes_past_libc(manifest: dict[str, Any]) -> None:
         data = analyze_json(fx["core"])
         assert crashing(data)[0]["module"] == fx["libc"]
         assert data["crash"]["module"] == fx["module"]
+        assert data["crash"]["kind"] == "crash"
+        assert data["crash"]["blamed_frame"]["function"] == fx["caller_function"]
         assert f"called from {fx['caller_function']}()" in data["summary"]
 
 
 def test_killed_by_another_process_blames_nobody(manifest: dict[str, Any]) -> None:
     fx = fixture(manifest, "nginx-kill")
     data = analyze_json(fx["core"])
-    assert data["crash"]["module"] is None
+    assert data["crash"]["module"] is None and data["crash"]["blamed_frame"] is None
+    assert data["crash"]["kind"] == "killed"
+    assert data["crash"]["cause"] == (f"SIGSEGV: sent by kill() from a process; sender process "
+                                      f"{fx['sender_pid']} (uid 0)")
     assert "Another process killed it" in data["summary"]
     assert f"sender process {fx['sender_pid']}" in data["summary"]
 

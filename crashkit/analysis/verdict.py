@@ -212,7 +212,9 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
     # The same warning twice (one per module of a partial sysroot) says no more.
     warnings = list(dict.fromkeys([*facts.problems, *module_warnings(facts, rescued),
                                    *extra_warnings]))
+    kind = "snapshot" if is_snapshot(facts) else "killed" if sent_by_other(facts) else "crash"
     return Analysis(core=facts, threads=threads, crash_frame=crash,
                     crash_module=blame.module if blame else None,
                     summary=summarize(facts, crashed, blame), warnings=tuple(warnings),
-                    gdb_used=gdb_used, gdb_error=gdb_error, context=context)
+                    gdb_used=gdb_used, gdb_error=gdb_error, context=context,
+                    cause=why(facts, crashed), blame=blame, kind=kind)

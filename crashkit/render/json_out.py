@@ -84,8 +84,11 @@ def analysis_json(a: Analysis) -> dict[str, Any]:
             "sender_uid": s.sender_uid, "description": s.description,
         },
         "crash": {
+            "kind": a.kind,
+            "cause": a.cause,
             "module": _p(a.crash_module),
             "frame": frame_json(a.crash_frame) if a.crash_frame else None,
+            "blamed_frame": frame_json(a.blame) if a.blame else None,
         },
         "threads": [thread_json(t) for t in a.threads],
         "modules": [module_json(m) for m in c.modules],
