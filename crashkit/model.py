@@ -35,14 +35,6 @@ class Symbol:
     function_offset: int | None  # address minus the symbol's start
     symbol_table: str | None = None  # ".symtab", ".dynsym", or a debug file's path
 
-    def describe(self, address: int) -> str:
-        if self.function is not None:
-            off = f"+{self.function_offset:#x}" if self.function_offset else ""
-            return f"{self.function}{off}"
-        if self.module is not None and self.module_offset is not None:
-            return f"{self.module.rsplit('/', 1)[-1]}+{self.module_offset:#x}"
-        return f"{address:#x}"
-
 
 @dataclass(frozen=True)
 class Frame:

@@ -1,1 +1,1 @@
-"""Pure functions over the model, plus the ``analyze`` pipeline that ties readers together."""
+"""Pure functions over the model: frames merged with symbols, trust, verdicts."""
