@@ -142,7 +142,6 @@ class Module:
     build_id_match: bool | None  # None when either side is unknown
     file_status: FileStatus
     deleted: bool = False
-    is_elf: bool | None = None  # None: the first page was not in the core
     disk_path: str | None = None  # where the file was looked for on this host
 
 

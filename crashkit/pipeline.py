@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 
 from crashkit.analysis.frames import cut_at_garbage, lookup_addresses, merge, pc_frame
 from crashkit.analysis.verdict import build_analysis
+from crashkit.elf import layouts as L
 from crashkit.elf.core import CoreFile
 from crashkit.elf.demangle import demangle
-from crashkit.elf.files import open_regular
+from crashkit.elf.files import is_elf, regular_file
 from crashkit.elf.modules import read_modules
 from crashkit.elf.symbols import DEFAULT_DEBUG_DIRS, Symbolizer, host_path
 from crashkit.errors import GdbError
@@ -86,13 +87,10 @@ def _readable_elf(path: str) -> bool:
     """Only an executable gdb can read is handed to it; without one, gdb still
     loads the core and its libraries."""
     try:
-        fd = open_regular(path)  # never blocks on a FIFO the core names
+        with regular_file(path) as (read, _size):  # never blocks on a FIFO the core names
+            return is_elf(read)
     except OSError:
         return False
-    try:
-        return os.pread(fd, 4, 0) == b"\x7fELF"
-    finally:
-        os.close(fd)
 
 
 def analyze(path: str, options: Options | None = None, session: GdbSession | None = None,
@@ -112,8 +110,7 @@ def analyze(path: str, options: Options | None = None, session: GdbSession | Non
             session.close()
 
 
-_HOST_MACHINE = {"x86_64": 62, "aarch64": 183}
-_MACHINE_NAMES = {62: "x86-64", 183: "aarch64"}
+_HOST_MACHINE = {"x86_64": L.EM_X86_64, "aarch64": L.EM_AARCH64}  # platform.machine()
 
 
 def _gdb_for_arch(path: str, options: Options, session: GdbSession,
@@ -124,16 +121,13 @@ def _gdb_for_arch(path: str, options: Options, session: GdbSession,
     import platform
 
     try:
-        fd = open_regular(path)
-        try:
-            head = os.pread(fd, 20, 0)
-        finally:
-            os.close(fd)
+        with regular_file(path) as (read, _size):
+            head = read(0, 20)
     except OSError:
         return session, None  # the reader will explain
     machine = int.from_bytes(head[18:20], "little") if len(head) == 20 else None
     host = _HOST_MACHINE.get(platform.machine())
-    if machine is None or host is None or machine == host or machine not in _MACHINE_NAMES:
+    if machine is None or host is None or machine == host or machine not in L.ARCHES:
         return session, None
     session.close()
     if options.gdb != "gdb":
@@ -141,8 +135,8 @@ def _gdb_for_arch(path: str, options: Options, session: GdbSession,
     import shutil
 
     if shutil.which("gdb-multiarch") is None:
-        return None, (f"the core is {_MACHINE_NAMES[machine]}, and gdb here reads "
-                      f"{_MACHINE_NAMES[host]} only; install gdb-multiarch "
+        return None, (f"the core is {L.ARCHES[machine].name}, and gdb here reads "
+                      f"{L.ARCHES[host].name} only; install gdb-multiarch "
                       "(apt-get install gdb-multiarch) or pass --gdb")
     return start_gdb(dataclasses.replace(options, gdb="gdb-multiarch"))
 
@@ -178,7 +172,7 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
                             debug_dirs=tuple(options.debug_dirs) + DEFAULT_DEBUG_DIRS,
                             path_map=_path_map(facts, options), other_builds=other_builds)
     rescued = frozenset(p for p in other_builds if symbolizer.exact(p))
-    untrusted = {m.path for m in facts.modules if m.build_id_match is False} - rescued
+    untrusted = set(other_builds) - rescued
     threads = tuple(
         dataclasses.replace(t, frames=(pc_frame(t.pc, symbolizer.symbolize(t.pc), untrusted),)
                             if t.pc is not None else ())

@@ -8,11 +8,10 @@ in the core even when the rest of its text is not.
 
 from __future__ import annotations
 
-import os
 from typing import Literal, NamedTuple
 
 from crashkit.elf import layouts as L
-from crashkit.elf.files import Reader, fd_reader, is_elf, open_regular, read_phdrs
+from crashkit.elf.files import Reader, is_elf, read_phdrs, regular_file
 from crashkit.errors import MemoryReadError
 
 MAX_NOTE_SEGMENT = 64 * 1024
@@ -77,9 +76,5 @@ def _find_build_id(data: bytes) -> str | None:
 def file_build_id(path: str) -> BuildIdResult:
     """Build-id of an ELF file on disk; raises OSError if it cannot be opened
     or is not a regular file."""
-    fd = open_regular(path)
-    try:
-        read, size = fd_reader(fd)
+    with regular_file(path) as (read, size):
         return build_id_from_reader(read, 0, limit=size)
-    finally:
-        os.close(fd)

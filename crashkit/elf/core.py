@@ -20,7 +20,7 @@ from elftools.elf.elffile import ELFFile
 from crashkit import signals
 from crashkit.elf import layouts as L
 from crashkit.elf.buildid import BuildIdResult, build_id_from_reader
-from crashkit.elf.files import parse_phdrs
+from crashkit.elf.files import ProgramHeader, open_regular, parse_phdrs
 from crashkit.errors import CoreFormatError, InputError, MemoryReadError, UnsupportedCoreError
 from crashkit.model import CoreFacts, Mapping, ProcessInfo, SignalInfo, Thread
 
@@ -37,15 +37,6 @@ _COMPRESSED_MAGIC = {
     b"\x04\x22\x4d\x18": ("lz4", "lz4 -d"),
     b"BZh": ("bzip2", "bzip2 -d"),
 }
-
-
-@dataclass(frozen=True)
-class Segment:
-    vaddr: int
-    memsz: int
-    offset: int
-    filesz: int
-    flags: int
 
 
 @dataclass(frozen=True)
@@ -68,8 +59,8 @@ def open_core_file(path: str) -> BinaryIO:
         raise InputError("is a directory, not a core file", path=path)
     if not stat.S_ISREG(st.st_mode):
         raise InputError("is not a regular file", path=path)
-    try:
-        return open(path, "rb")
+    try:  # checked again on the descriptor: the path may have changed since stat()
+        return os.fdopen(open_regular(path), "rb")
     except OSError as exc:
         raise InputError(f"cannot open: {exc.strerror}", path=path) from None
 
@@ -164,7 +155,7 @@ class CoreFile:
         count = (first[0].offset - phoff) // L.ELF64_PHDR.size
         return count if count >= 0xFFFF else None
 
-    def _read_segments(self) -> tuple[list[Segment], list[Segment]]:
+    def _read_segments(self) -> tuple[list[ProgramHeader], list[ProgramHeader]]:
         ehdr = self._elf.header
         phoff, phentsize = ehdr["e_phoff"], ehdr["e_phentsize"]
         if phentsize != L.ELF64_PHDR.size:
@@ -185,14 +176,13 @@ class CoreFile:
                 offset=phoff)
         # Decoded with struct rather than pyelftools' per-segment objects: a
         # core can have tens of thousands of PT_LOADs and this stays linear and fast.
-        loads: list[Segment] = []
-        notes: list[Segment] = []
+        loads: list[ProgramHeader] = []
+        notes: list[ProgramHeader] = []
         for ph in parse_phdrs(self._pread(phoff, count * phentsize)):
-            seg = Segment(ph.vaddr, ph.memsz, ph.offset, ph.filesz, ph.flags)
             if ph.type == L.PT_LOAD:
-                loads.append(seg)
+                loads.append(ph)
             elif ph.type == L.PT_NOTE:
-                notes.append(seg)
+                notes.append(ph)
         if not notes:
             raise self._fail("core has no PT_NOTE segment, so no threads, signal or mappings")
         return loads, notes

@@ -10,7 +10,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 from crashkit.elf import layouts as L
@@ -38,6 +39,16 @@ def fd_reader(fd: int) -> tuple[Reader, int]:
         return os.pread(fd, min(n, size - offset), offset)
 
     return read, size
+
+
+@contextmanager
+def regular_file(path: str) -> Iterator[tuple[Reader, int]]:
+    """(read, size) of a regular file opened with :func:`open_regular`."""
+    fd = open_regular(path)
+    try:
+        yield fd_reader(fd)
+    finally:
+        os.close(fd)
 
 
 class ProgramHeader(NamedTuple):

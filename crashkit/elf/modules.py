@@ -44,14 +44,12 @@ def read_modules(core: CoreFile, mappings: Sequence[Mapping], *, sysroot: str | 
         deleted = any(m.deleted for m in maps)
         disk = path_map.get(path) or host_path(path, sysroot)
         status, on_disk = _disk_build_id(disk)
-        is_elf = None if in_core is None or in_core.status == "unreadable" else True
-        if is_elf is None and status != "ok":
+        if (in_core is None or in_core.status == "unreadable") and status != "ok":
             continue  # neither the core nor the disk shows it is an ELF file
         core_id = in_core.build_id if in_core else None
         file_id = on_disk.build_id if on_disk and status == "ok" else None
         match = (core_id == file_id) if core_id and file_id else None
         out.append(Module(path=path, start=maps[0].start, end=max(m.end for m in maps),
                           build_id=core_id, file_build_id=file_id, build_id_match=match,
-                          file_status=status, deleted=deleted, is_elf=is_elf,
-                          disk_path=disk))
+                          file_status=status, deleted=deleted, disk_path=disk))
     return tuple(out)

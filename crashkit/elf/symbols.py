@@ -18,10 +18,10 @@ from elftools.elf.elffile import ELFFile
 
 from crashkit.elf import layouts as L
 from crashkit.elf.buildid import file_build_id
-from crashkit.elf.files import fd_reader, open_regular, read_phdrs
+from crashkit.elf.files import open_regular, read_phdrs, regular_file
 from crashkit.model import Mapping, Symbol
 
-STT_FUNC, STT_GNU_IFUNC, STT_NOTYPE = 2, 10, 0
+STT_FUNC, STT_GNU_IFUNC = 2, 10
 DEFAULT_DEBUG_DIRS = ("/usr/lib/debug",)
 
 
@@ -53,11 +53,8 @@ class ElfImage:
         if self._loads is None:
             self._loads = []
             try:
-                fd = open_regular(self.path)
-                try:
-                    phdrs = read_phdrs(fd_reader(fd)[0]) or []
-                finally:
-                    os.close(fd)
+                with regular_file(self.path) as (read, _size):
+                    phdrs = read_phdrs(read) or []
             except L.READ_ERRORS:
                 self._failed = True
                 return self._loads

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crashkit.errors import GdbError
-from crashkit.gdb.session import GdbSession, MiResult
+from crashkit.gdb.session import GdbSession, MiResult, has_control
 from crashkit.model import CrashContext, GdbFrame, Instruction
 
 SIGNAL_HANDLER = "<signal handler called>"
@@ -47,7 +47,7 @@ class Load:
 
 
 def _plain_dir(path: str) -> bool:
-    return ":" not in path and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in path)
+    return ":" not in path and not has_control(path)
 
 
 def start_load(session: GdbSession, exe: str | None, core: str, sysroot: str | None = None,

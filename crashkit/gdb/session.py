@@ -26,6 +26,11 @@ DEFAULT_TIMEOUT = 60.0
 MAX_LINE = 256 << 20  # a single MI line longer than this is not gdb talking
 
 
+def has_control(text: str) -> bool:
+    """Whether ``text`` holds a character that could end or bend an MI line."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+
+
 @dataclass(frozen=True)
 class GdbOptions:
     gdb: str = "gdb"
@@ -111,7 +116,7 @@ class GdbSession:
         Arguments often come from the core (paths of mapped files): a newline
         in one would end this command and start another of the core's
         choosing (``shell …``), so any control character is refused here."""
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in cmd):
+        if has_control(cmd):
             raise GdbError("refusing to send gdb a command with a control character in it "
                            "(from a path in the core?)", command=repr(cmd))
         self._token += 1
