@@ -1,0 +1,215 @@
+"""A real nginx (Debian's /usr/sbin/nginx) run by a test on 127.0.0.1.
+
+Each instance lives in its own prefix directory with its own pid file, error
+log and temp paths, listens on ports found free at run time, and is stopped
+(master and workers) when the test ends, whatever happened.
+
+    with LiveNginx(tmp_path / "ngx", conf_text) as ngx:
+        status, body = http_get(f"http://127.0.0.1:{port}/")
+
+``conf_text`` may use ``{prefix}`` for the prefix directory; see
+``basic_conf`` for a complete small configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+NGINX = "/usr/sbin/nginx"
+WORKER_USER = "www-data"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def basic_conf(port: int, *, main: str = "", http: str = "", server: str = "",
+               worker_connections: int = 64, load_module: str | None = None) -> str:
+    """A small, complete nginx.conf: one worker, one server on 127.0.0.1:port.
+
+    ``main``, ``http`` and ``server`` are inserted into those contexts.
+    """
+    head = f"load_module {load_module};\n" if load_module else ""
+    return f"""{head}user {WORKER_USER};
+worker_processes 1;
+error_log {{prefix}}/error.log info;
+pid {{prefix}}/nginx.pid;
+lock_file {{prefix}}/nginx.lock;
+{main}
+events {{
+    worker_connections {worker_connections};
+}}
+
+http {{
+    access_log off;
+    client_body_temp_path {{prefix}}/tmp/body;
+    proxy_temp_path {{prefix}}/tmp/proxy;
+    fastcgi_temp_path {{prefix}}/tmp/fastcgi;
+    uwsgi_temp_path {{prefix}}/tmp/uwsgi;
+    scgi_temp_path {{prefix}}/tmp/scgi;
+{http}
+    server {{
+        listen 127.0.0.1:{port};
+        server_name crashkit.test;
+{server}
+    }}
+}}
+"""
+
+
+def http_get(url: str, headers: dict[str, str] | None = None,
+             timeout: float = 10.0) -> tuple[int, bytes]:
+    """(status, body); status 0 when the connection failed or was cut."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return int(resp.status), resp.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return 0, b""
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                         text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class LiveNginx:
+    """nginx started in the foreground (``daemon off``) from a config file.
+
+    ``conf`` is the text of the config (written to prefix/nginx.conf) or a
+    Path to an existing config (used in place).  The master is our child.
+    """
+
+    def __init__(self, prefix: Path, conf: str | Path, *, error_log: Path | None = None,
+                 start_timeout: float = 15.0) -> None:
+        self.prefix = prefix
+        prefix.mkdir(parents=True, exist_ok=True)
+        (prefix / "tmp").mkdir(exist_ok=True)
+        if isinstance(conf, Path):
+            self.conf = conf
+        else:
+            self.conf = prefix / "nginx.conf"
+            self.conf.write_text(conf.replace("{prefix}", str(prefix)))
+        self.error_log = error_log or prefix / "error.log"
+        self.start_timeout = start_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.output = prefix / "nginx.out"
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> LiveNginx:
+        if os.geteuid() != 0:
+            raise RuntimeError("LiveNginx needs root (workers run as www-data)")
+        pwd.getpwnam(WORKER_USER)
+        self.error_log.touch()
+        with open(self.output, "wb") as out:
+            self.proc = subprocess.Popen(
+                [NGINX, "-p", f"{self.prefix}/", "-c", str(self.conf), "-e", str(self.error_log),
+                 "-g", "daemon off; master_process on;"],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nginx exited {self.proc.returncode} at start: "
+                                   f"{self.output.read_text(errors='replace')[-2000:]}")
+            if self.worker_pids():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nginx started no worker within {self.start_timeout} s")
+
+    @property
+    def master_pid(self) -> int:
+        assert self.proc is not None, "not started"
+        return self.proc.pid
+
+    def worker_pids(self) -> list[int]:
+        """Worker processes of this master that run as the worker user."""
+        if self.proc is None:
+            return []
+        uid = pwd.getpwnam(WORKER_USER).pw_uid
+        pids = []
+        for pid in _children(self.proc.pid):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("Uid:") and int(line.split()[1]) == uid:
+                    pids.append(pid)
+        return pids
+
+    def reload(self, timeout: float = 15.0) -> None:
+        """SIGHUP the master and wait until its workers are new ones."""
+        old = set(self.worker_pids())
+        os.kill(self.master_pid, signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = set(self.worker_pids())
+            if now and not now & old:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("nginx did not replace its workers after SIGHUP")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        kids = _children(self.proc.pid)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        for pid in kids:
+            try:
+                if os.readlink(f"/proc/{pid}/exe") == NGINX and _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.proc = None
+
+    def __enter__(self) -> LiveNginx:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- observations ------------------------------------------------------
+    def log(self) -> str:
+        return self.error_log.read_text(errors="replace")
+
+    def wait_log(self, needle: str, timeout: float = 10.0) -> str:
+        """The first error-log line containing ``needle`` (waits for it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.log().splitlines():
+                if needle in line:
+                    return line
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{needle!r} not in {self.error_log} after {timeout} s")
+            time.sleep(0.05)
