@@ -64,11 +64,18 @@ def cli() -> None:
               show_default=True, help="Deepest backtrace kept per thread.")
 @click.option("--show-secrets", is_flag=True,
               help="Do not redact string values in arguments and locals.")
+@click.option("--error-log", metavar="PATH",
+              help="nginx's error log: show the crashed process's last lines from it (an "
+                   "assertion's message, the module's last words).")
+@click.option("--no-host", "no_host", is_flag=True,
+              help="Do not look up this host's package database or the signal's sender "
+                   "(for a core from another host without --sysroot).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the analysis as JSON (schema crashkit/analysis/1, see README).")
 def analyze(core: str, exe: str | None, sysroot: str | None, debug_dirs: tuple[str, ...],
             no_gdb: bool, gdb_path: str, gdb_timeout: float, debuginfod: bool, full: bool,
-            full_frames: int, max_frames: int, show_secrets: bool, as_json: bool) -> None:
+            full_frames: int, max_frames: int, show_secrets: bool, error_log: str | None,
+            no_host: bool, as_json: bool) -> None:
     """Tell what crashed in CORE and whose code is at fault.
 
     From the core's own notes: program, process, signal and why, the faulting
@@ -85,13 +92,16 @@ def analyze(core: str, exe: str | None, sysroot: str | None, debug_dirs: tuple[s
     if exe is not None and not os.path.isfile(exe):
         raise InputError("--exe: no such file" if not os.path.exists(exe) else
                          "--exe: not a regular file", path=exe)
+    if error_log is not None and not os.path.isfile(error_log):
+        raise InputError("--error-log: no such file" if not os.path.exists(error_log) else
+                         "--error-log: not a regular file", path=error_log)
     for option, directory in [("--sysroot", sysroot)] + [("--debug-dir", d) for d in debug_dirs]:
         if directory is not None and not os.path.isdir(directory):
             raise InputError(f"{option}: no such directory", path=directory)
     options = Options(exe=exe, sysroot=sysroot, debug_dirs=debug_dirs, use_gdb=not no_gdb,
                       gdb=gdb_path, gdb_timeout=gdb_timeout, debuginfod=debuginfod,
                       full_frames=full_frames if full else 0, max_frames=max_frames,
-                      redact=not show_secrets)
+                      redact=not show_secrets, error_log=error_log, host_facts=not no_host)
     # Usually gdb is running already (crashkit.launch); otherwise it starts here.
     session, gdb_error = start_gdb(options)
     result = run_analysis(core, options, session=session, gdb_error=gdb_error)

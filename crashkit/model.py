@@ -168,6 +168,66 @@ class CoreFacts:
     memory_ranges: tuple[tuple[int, int], ...] = ()  # every PT_LOAD: memory the process had
     notes_complete: bool = True  # False when the note segment was cut or damaged
     problems: tuple[str, ...] = ()  # damage seen while reading (bad notes, cut segments)
+    # Every PT_LOAD as (start, end, protection "rwx" with "-" for a missing right).
+    segments: tuple[tuple[int, int, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Meaning:
+    """What the signal means, from the signal, si_code, fault address,
+    registers, mappings and the runtime's abort machinery on the stack."""
+
+    kind: str  # a stable key: null-pointer, near-null, wild-pointer, stack-overflow, …
+    text: str  # in words: "SIGSEGV: a NULL pointer dereference (address 0x0)"
+
+
+@dataclass(frozen=True)
+class Package:
+    """The distribution package that installed a file (dpkg's database)."""
+
+    name: str
+    version: str | None
+    source: str | None = None  # the source package, when it differs from ``name``
+    homepage: str | None = None
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """Facts about the files and processes a core names, read on this host
+    (none with --sysroot, where this host is not the crashed one)."""
+
+    packages: dict[str, Package] = field(default_factory=dict)  # by path in the core
+    sender_command: str | None = None  # what the signal's sender runs now, if it still exists
+    sender_user: str | None = None  # the sender uid's name
+    log_lines: tuple[str, ...] = ()  # the crashed pid's last error-log lines
+    log_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whose bug it is, in one sentence and as fields."""
+
+    kind: str  # Meaning.kind
+    summary: str  # the one sentence
+    module: str | None  # path of the module at fault (None: nobody's code, or unknown)
+    function: str | None
+    origin: str | None  # nginx, nginx-module, third-party-module, library, program, plugin…
+    confidence: str  # high, medium, low, or none (no module to blame)
+    reason: str  # why this module: "first non-system frame, 2 frames below the crash"
+    frame: int | None = None  # index of the blamed frame in the crashing thread
+    module_offset: int | None = None  # the blamed pc's offset in the module's file
+    package: Package | None = None
+    report_to: str | None = None  # who should get the bug report
+
+
+@dataclass(frozen=True)
+class Signature:
+    """Groups crashes of one bug: same top frames, same signature."""
+
+    text: str  # "SIGSEGV | mod.so!func | mod.so!caller | nginx!ngx_http_core_content_phase"
+    hash: str  # first 16 hex digits of the text's SHA-256
+    frames: tuple[str, ...]
+    basis: str  # backtrace (from gdb's unwinding), pc (only the crashing pc), none
 
 
 @dataclass(frozen=True)
@@ -186,3 +246,7 @@ class Analysis:
     cause: str = ""  # why it died, in words (the summary's middle)
     blame: Frame | None = None  # the frame whose code is most likely at fault
     kind: str = "crash"  # crash, killed (by another process) or snapshot
+    meaning: Meaning | None = None
+    verdict: Verdict | None = None
+    signature: Signature | None = None
+    host: HostFacts = field(default_factory=HostFacts)

@@ -24,7 +24,7 @@ from crashkit.elf.files import is_elf, regular_file
 from crashkit.elf.modules import read_modules
 from crashkit.elf.symbols import DEFAULT_DEBUG_DIRS, Symbolizer, host_path
 from crashkit.errors import GdbError
-from crashkit.model import Analysis, CoreFacts, CrashContext, Thread
+from crashkit.model import Analysis, CoreFacts, CrashContext, HostFacts, Package, Thread
 
 if TYPE_CHECKING:
     from crashkit.gdb.backtrace import Pending
@@ -43,6 +43,8 @@ class Options:
     full_frames: int = 0  # arguments and locals for this many innermost frames
     max_frames: int = 256
     redact: bool = True
+    error_log: str | None = None  # nginx's error log, for the crashed pid's last lines
+    host_facts: bool = True  # look up packages and the signal's sender on this host
 
 
 def start_gdb(options: Options) -> tuple[GdbSession | None, str | None]:
@@ -146,9 +148,12 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
     from crashkit.gdb import backtrace as bt
 
     pending: list[Pending] = []
+    lookups: list[Callable[[], HostFacts]] = []
 
     def ask_gdb(facts: CoreFacts) -> None:
         nonlocal gdb_error
+        # dpkg's database is read while gdb works.
+        lookups.append(_host_lookup(facts, options))
         if session is None:
             return
         exe = options.exe
@@ -192,9 +197,51 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
         notes.append(f"no backtraces: {gdb_error}")
     notes += _still_written(path, facts) + _debug_dir_layout(options.debug_dirs)
     threads = _demangled(threads)
+    host = lookups[0]() if lookups else HostFacts()
     return build_analysis(facts, threads, gdb_used=session is not None and not gdb_error,
                           gdb_error=gdb_error, extra_warnings=notes, context=context,
-                          rescued=rescued)
+                          rescued=rescued, host=host)
+
+
+def _host_lookup(facts: CoreFacts, options: Options) -> Callable[[], HostFacts]:
+    """Start reading this host's facts about the core; the returned function
+    waits for them. With --sysroot the packages come from the sysroot's dpkg
+    database, and the processes and users of this host say nothing."""
+    import threading
+
+    from crashkit.host import hostfacts as H
+
+    log = (H.last_log_lines(options.error_log, facts.process.pid)
+           if options.error_log and facts.process else ())
+    if not options.host_facts:
+        return lambda: HostFacts(log_lines=log, log_path=options.error_log)
+    admindir = None
+    if options.sysroot:
+        admindir = os.path.join(options.sysroot, "var/lib/dpkg")
+        if not os.path.isdir(admindir):
+            admindir = None
+    paths = list(dict.fromkeys(m.path for m in facts.mappings))
+    result: dict[str, Package] = {}
+
+    def work() -> None:
+        if admindir or not options.sysroot:
+            result.update(H.dpkg_packages(paths, admindir))
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    s = facts.signal
+    sender_command = sender_user = None
+    if s is not None and s.sender_pid and not options.sysroot and (
+            facts.process is None or s.sender_pid != facts.process.pid):
+        sender_command = H.process_command(s.sender_pid)
+        sender_user = H.user_name(s.sender_uid) if s.sender_uid is not None else None
+
+    def finish() -> HostFacts:
+        thread.join(H.DPKG_TIMEOUT * 2 + 1)
+        return HostFacts(packages=dict(result), sender_command=sender_command,
+                         sender_user=sender_user, log_lines=log, log_path=options.error_log)
+
+    return finish
 
 
 def _still_written(path: str, facts: CoreFacts) -> list[str]:

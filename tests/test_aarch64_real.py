@@ -74,4 +74,4 @@ def test_without_a_gdb_for_the_arch(core: str, tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert "the core is aarch64, and gdb here reads x86-64 only; install gdb-multiarch" \
         in proc.stderr
-    assert proc.stdout.startswith("a (pid 22941) died of SIGSEGV")
+    assert proc.stdout.splitlines()[1].startswith("a (pid 22941) died of SIGSEGV")

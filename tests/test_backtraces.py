@@ -233,7 +233,7 @@ def test_missing_gdb_says_how_to_install(manifest: dict[str, Any]) -> None:
     proc = run_cli("analyze", fx["core"], "--gdb", "/nonexistent/gdb")
     assert proc.returncode == 0
     assert "apt-get install gdb" in proc.stderr
-    assert proc.stdout.startswith("nginx (pid ")
+    assert proc.stdout.splitlines()[1].startswith("nginx (pid ")
 
 
 @pytest.mark.parametrize("body", [None, "exec sleep 600"], ids=["normal", "gdb-hangs"])

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from crashkit.analysis.frames import cut_at_garbage, lookup_addresses, merge, pc_frame
-from crashkit.analysis.verdict import blame_frame
-from crashkit.model import Frame, GdbFrame, Symbol
+from crashkit.model import GdbFrame, Symbol
 
 LIB, EXE, BAD = "/usr/lib/libx.so", "/usr/sbin/prog", "/opt/rebuilt.so"
 
@@ -62,29 +61,6 @@ def test_trust_stops_at_the_first_mismatched_module() -> None:
     assert [f.trusted for f in merged] == [True, False, False]
     assert [f.other_build for f in merged] == [False, True, False]
     assert [f.trusted for f in merge(raw, symbols, set())] == [True, True, True]
-
-
-def frame(module: str | None, function: str) -> Frame:
-    return Frame(index=0, pc=0x1000, function=function, module=module, module_offset=0)
-
-
-def test_blame_skips_the_c_runtime() -> None:
-    libc = "/usr/lib/x86_64-linux-gnu/libc.so.6"
-    frames = [frame(libc, "__strlen_avx2"), frame(LIB, "copy"), frame(EXE, "main")]
-    assert blame_frame(frames, EXE) is frames[1]
-    assert blame_frame([frame(libc, "raise"), frame(libc, "abort")], EXE) is None
-
-
-def test_blame_passes_through_the_host_to_the_plug_in_that_called_it() -> None:
-    """nginx's ngx_vslprintf() crashing on a module's bad format string: the
-    module is at fault; a crash in the host with no module on the stack is
-    the host's."""
-    mod = "/usr/lib/nginx/modules/ngx_http_x_module.so"
-    frames = [frame(EXE, "ngx_vslprintf"), frame(EXE, "ngx_log_error_core"),
-              frame(mod, "x_handler"), frame(EXE, "ngx_http_core_content_phase")]
-    assert blame_frame(frames, EXE) is frames[2]
-    alone = [frame(EXE, "ngx_vslprintf"), frame(EXE, "main")]
-    assert blame_frame(alone, EXE) is alone[0]
 
 
 def test_signal_frame_is_named_and_flagged() -> None:

@@ -31,7 +31,7 @@ def x86_kill_core() -> SynthCore:
 def test_text_output(tmp_path: Path, name: str, make) -> None:  # type: ignore[no-untyped-def]
     core = tmp_path / "core"
     core.write_bytes(make().build())
-    out = run_cli("analyze", "--no-gdb", str(core), check=True).stdout
+    out = run_cli("analyze", "--no-gdb", "--no-host", str(core), check=True).stdout
     golden = GOLDEN / f"{name}.txt"
     if os.environ.get("CRASHKIT_UPDATE_GOLDEN"):
         golden.write_text(out)

@@ -4,136 +4,28 @@ over the model."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 
-from crashkit import signals as S
-from crashkit.model import Analysis, CoreFacts, CrashContext, Frame, Thread
-
-SIGSTOP = 19
-
-# Libraries whose frames are rarely the culprit: a crash inside them almost
-# always comes from a bad argument passed by the caller.
-_SYSTEM_LIBS = re.compile(
-    r"/(ld-linux[^/]*|libc|libpthread|libm|libdl|librt|libgcc_s|libstdc\+\+|libasan)"
-    r"(\.so|-[0-9.]+\.so)[^/]*$")
-
-# How the C runtime kills a process on purpose, by the function that does it
-# (glibc, libstdc++). Tried in this order over the whole backtrace: the
-# stack protector's __stack_chk_fail calls __fortify_fail to print its
-# message, so the more specific reason must win over the frame order.
-_RUNTIME_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"__assert_fail|__assert_perror_fail"), "a failed assertion (assert())"),
-    (re.compile(r"__stack_chk_fail"),
-     "stack smashing detected by the stack protector (a buffer overflow on the stack)"),
-    (re.compile(r"malloc_printerr"),
-     "heap corruption caught by glibc's malloc (a double free, or a write past a block)"),
-    (re.compile(r"std::terminate|__cxa_throw|__cxxabiv1|__verbose_terminate_handler|"
-                r"__cxa_rethrow|__cxa_pure_virtual"),
-     "an uncaught C++ exception (std::terminate)"),
-    (re.compile(r"__fortify_fail|__chk_fail"),
-     "a buffer overflow caught by _FORTIFY_SOURCE"),
+from crashkit.analysis.attribution import (
+    Blame,
+    blame,
+    describe_module,
+    frame_label,
+    origin,
+    report_to,
 )
-
-STACK_GUARD_REACH = 64 * 1024  # how far below sp a stack-overflow fault lands
-
-
-def is_system_library(path: str | None) -> bool:
-    return bool(path and _SYSTEM_LIBS.search(path))
-
-
-def blame_frame(frames: Sequence[Frame], exe: str | None = None) -> Frame | None:
-    """The frame whose code is most likely at fault.
-
-    The innermost frame outside the C runtime (the code that passed the bad
-    value); and when that is the main program (nginx's own API: a log call
-    with a bad format, a pool written past its end), the innermost plug-in
-    module further out that called into it, since modules misuse the host's
-    API far more often than the host breaks. None when the backtrace never
-    leaves the C runtime: it is then incomplete (no gdb, a cut stack)."""
-    for i, frame in enumerate(frames):
-        # An inlined frame (a header's strcpy wrapper) is its caller's code.
-        if frame.inlined:
-            continue
-        if frame.module and not is_system_library(frame.module):
-            if exe is not None and frame.module == exe:
-                caller = next((f for f in frames[i + 1:] if f.module and f.module != exe
-                               and not is_system_library(f.module)), None)
-                if caller is not None:
-                    return caller
-            return frame
-    return None
-
-
-def frame_label(frame: Frame) -> str:
-    if frame.function and frame.trusted:
-        name = frame.function
-        return name if "(" in name or name.startswith("<") else f"{name}()"
-    if frame.module and frame.module_offset is not None:
-        return f"{os.path.basename(frame.module)}+{frame.module_offset:#x}"
-    return f"{frame.pc:#x}"
-
-
-def sent_by_other(facts: CoreFacts) -> bool:
-    """The signal came from another process (kill -SEGV, a supervisor): the
-    code that was running is a bystander. Pid 0 is the kernel itself
-    (SIGXFSZ, SIGPIPE…), which acts on what the process did."""
-    s, p = facts.signal, facts.process
-    return bool(s and s.sender_pid and (p is None or s.sender_pid != p.pid))
-
-
-def is_snapshot(facts: CoreFacts) -> bool:
-    """A core of a live process (gcore, a debugger): stopped, not crashed.
-    The kernel writes no section headers (one, when there are over 65535
-    segments); gdb's gcore writes many. A kernel core with SIGTRAP is a
-    crash (an int3 or a raise(SIGTRAP) with no debugger attached)."""
-    s = facts.signal
-    if s is None or s.number == SIGSTOP:
-        return True
-    return facts.sections > 1 and s.number == S.SIGTRAP
-
-
-def why(facts: CoreFacts, crashed: Thread | None) -> str:
-    """What killed the process, in words, using the backtrace where it knows more."""
-    s = facts.signal
-    if s is None:
-        return "no signal recorded"
-    frames = crashed.frames if crashed else ()
-    if s.number == S.SIGABRT:
-        for pattern, reason in _RUNTIME_REASONS:
-            if any(f.function and pattern.search(f.function) for f in frames):
-                return f"SIGABRT: {reason}"
-    if s.sender_pid == 0 and s.code == S.SI_USER:
-        return f"{s.name}: raised by the kernel"
-    own = facts.process is not None and s.sender_pid == facts.process.pid
-    if own and s.number == S.SIGABRT:
-        return f"{s.name}: the program aborted itself (abort(), or a library's failed check)"
-    if own:
-        return f"{s.name}: the program sent it to itself (raise(), kill(getpid(), …))"
-    addr = s.fault_address
-    if addr is not None and crashed is not None and s.number in (S.SIGSEGV, S.SIGBUS):
-        if crashed.pc == addr:
-            text = f"{s.name}: jumped to {addr:#x}, which is not code"
-            if addr < S.NULL_PAGE_LIMIT:
-                text += " — a call through a NULL function pointer"
-            return text
-        mapped = next((m for m in facts.mappings if m.start <= addr < m.end), None)
-        if s.number == S.SIGBUS and mapped is not None:
-            return (f"{s.description}, in the mapped file {mapped.path} at offset "
-                    f"{addr - mapped.start + mapped.file_offset:#x} (the file is shorter than "
-                    "its mapping: truncated while mapped?)")
-        sp = crashed.sp
-        if sp is not None and addr >= S.NULL_PAGE_LIMIT and s.number == S.SIGSEGV and \
-                sp - STACK_GUARD_REACH <= addr < sp + 4096:
-            return (f"{s.name}: a stack overflow — the fault at {addr:#x} is just below the "
-                    "stack pointer (runaway recursion, or a very large local variable)")
-    if s.number == S.SIGILL and s.code in (1, 2):  # ILL_ILLOPC, ILL_ILLOPN
-        return (f"{s.description} — a trap instruction (ud2, __builtin_trap(), "
-                "__builtin_unreachable() reached) or code that is not code")
-    if s.number == S.SIGTRAP and s.code == S.SI_KERNEL:
-        return (f"{s.name}: a breakpoint instruction (int3) was executed with no debugger "
-                "attached; the pc is just after it")
-    return s.description
+from crashkit.analysis.meaning import is_snapshot, sent_by_other, signal_meaning
+from crashkit.analysis.signature import make_signature, normalize_function
+from crashkit.model import (
+    Analysis,
+    CoreFacts,
+    CrashContext,
+    Frame,
+    HostFacts,
+    Meaning,
+    Thread,
+    Verdict,
+)
 
 
 def _place(facts: CoreFacts, frame: Frame) -> str:
@@ -148,7 +40,8 @@ def _place(facts: CoreFacts, frame: Frame) -> str:
     return "unmapped memory"
 
 
-def summarize(facts: CoreFacts, crashed: Thread | None, blame: Frame | None) -> str:
+def summarize(facts: CoreFacts, crashed: Thread | None, blamed: Frame | None,
+              meaning: Meaning) -> str:
     crash = crashed.frames[0] if crashed and crashed.frames else None
     who = os.path.basename(facts.exe) if facts.exe else (
         facts.process.fname if facts.process else "?")
@@ -158,17 +51,118 @@ def summarize(facts: CoreFacts, crashed: Thread | None, blame: Frame | None) -> 
         where = f"; it was in {frame_label(crash)}" if crash else ""
         return (f"{who}{pid}: a snapshot taken {how} (gcore or a debugger), not a crash"
                 f"{where}")
-    text = f"{who}{pid} died of {why(facts, crashed)}"
+    text = f"{who}{pid} died of {meaning.text}"
     if sent_by_other(facts):
         where = f"; it was in {frame_label(crash)} [{_place(facts, crash)}]" if crash else ""
         return (f"{text}. Another process killed it: not a bug in the code that was "
                 f"running{where}")
     if crash is not None:
         text += f", in {frame_label(crash)} [{_place(facts, crash)}]"
-        if blame is not None and blame is not crash and blame.module != crash.module:
-            text += (f", called from {frame_label(blame)} "
-                     f"[{os.path.basename(blame.module or '?')}]")
+        if blamed is not None and blamed is not crash and blamed.module != crash.module:
+            text += (f", called from {frame_label(blamed)} "
+                     f"[{os.path.basename(blamed.module or '?')}]")
     return text
+
+
+# The verdict's first words, by Meaning.kind.
+TITLES = {
+    "null-pointer": "NULL pointer dereference",
+    "near-null": "NULL pointer dereference",
+    "null-function-pointer": "Call through a NULL function pointer",
+    "bad-jump": "Jump to a bad address",
+    "wild-pointer": "Bad pointer",
+    "write-read-only": "Write to read-only memory",
+    "guard-page": "Access to a guard page",
+    "access-denied": "Memory access denied",
+    "stack-overflow": "Stack overflow",
+    "bus-mapped-file": "Bus error on a mapped file that shrank",
+    "misaligned-access": "Misaligned memory access",
+    "bus-error": "Bus error",
+    "assertion": "Failed assertion",
+    "stack-protector": "Stack buffer overflow caught by the stack protector",
+    "heap-corruption": "Heap corruption caught by glibc's malloc",
+    "uncaught-exception": "Uncaught C++ exception",
+    "fortify": "Buffer overflow caught by _FORTIFY_SOURCE",
+    "abort": "abort()",
+    "self-signal": "A signal the program sent itself",
+    "sent-by-kernel": "A signal from the kernel",
+    "illegal-instruction": "Illegal instruction",
+    "breakpoint": "Breakpoint trap with no debugger",
+    "divide-by-zero": "Integer division by zero",
+    "arithmetic": "Arithmetic exception",
+    "seccomp": "System call forbidden by seccomp",
+}
+# Deliberate stops: the frame that raised the signal is machinery, the
+# interesting place is its caller.
+ON_PURPOSE = frozenset({"assertion", "stack-protector", "heap-corruption",
+                        "uncaught-exception", "fortify", "abort", "self-signal"})
+
+
+def _short_label(frame: Frame, facts: CoreFacts) -> str:
+    """A frame's name for the verdict: glibc's CPU variants by the function
+    they implement (strlen(), not __strlen_evex())."""
+    if frame.function and frame.trusted and origin(frame.module, facts) == "system":
+        return f"{normalize_function(frame.function)}()"
+    return frame_label(frame)
+
+
+def _sender(facts: CoreFacts, host: HostFacts) -> str:
+    s = facts.signal
+    if s is None or s.sender_pid is None:
+        return "another process"
+    who = f"pid {s.sender_pid}"
+    if s.sender_uid is not None:
+        who += (f" of user {host.sender_user}, uid {s.sender_uid}" if host.sender_user
+                else f", uid {s.sender_uid}")
+    if host.sender_command:
+        who += f"; that pid now runs {host.sender_command!r}"
+    return f"another process ({who})"
+
+
+def make_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, found: Blame,
+                 host: HostFacts) -> Verdict:
+    s = facts.signal
+    crash = crashed.frames[0] if crashed and crashed.frames else None
+    if is_snapshot(facts):
+        how = s.name if s else "no signal"
+        return Verdict(kind=meaning.kind, module=None, function=None, origin=None,
+                       confidence="none", reason="a core of a live process, not a crash",
+                       summary=f"Not a crash: a snapshot of a live process ({how}), taken by "
+                               "gcore or a debugger.")
+    if sent_by_other(facts):
+        sig = s.name if s else "a signal"
+        return Verdict(kind=meaning.kind, module=None, function=None, origin=None,
+                       confidence="none", reason=f"{sig} was sent by {_sender(facts, host)}",
+                       summary=f"Not a bug in the code that was running: {sig} was sent by "
+                               f"{_sender(facts, host)}.")
+    title = TITLES.get(meaning.kind, s.name if s else "A crash")
+    frame = found.frame
+    kind = origin(frame.module, facts, host.packages.get(frame.module or "")) if frame else None
+    package = host.packages.get(frame.module) if frame and frame.module else None
+    place = ""
+    if crash is not None and meaning.kind not in ON_PURPOSE and (
+            frame is None or crash is not frame):
+        place = f" in {_short_label(crash, facts)}"
+        if crash.module and (frame is None or crash.module != frame.module):
+            place += f" [{os.path.basename(crash.module)}]"
+    if frame is not None and kind != "system":
+        place += (", called from " if place else " in ") + frame_label(frame)
+        whose = f"{describe_module(frame.module or '?', kind)} is at fault"
+    elif frame is not None:
+        whose = "the code at fault is unknown"
+    else:
+        whose = "no module is at fault" if found.confidence == "none" else \
+            "the code at fault is unknown"
+    summary = f"{title}{place}: {whose} ({found.confidence} confidence)."
+    at_fault = frame is not None and kind != "system"
+    return Verdict(
+        kind=meaning.kind, summary=summary, module=frame.module if frame and at_fault else None,
+        function=frame.function if frame and at_fault and frame.function and frame.trusted
+        else None, origin=kind if at_fault else None, confidence=found.confidence,
+        reason=found.reason,
+        frame=frame.index if frame else None, package=package,
+        module_offset=frame.module_offset if frame and at_fault else None,
+        report_to=report_to(frame.module, kind, package) if frame and at_fault else None)
 
 
 def module_warnings(facts: CoreFacts, rescued: frozenset[str] = frozenset()) -> list[str]:
@@ -204,17 +198,28 @@ def module_warnings(facts: CoreFacts, rescued: frozenset[str] = frozenset()) -> 
 def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: bool,
                    gdb_error: str | None = None, extra_warnings: Sequence[str] = (),
                    context: CrashContext | None = None,
-                   rescued: frozenset[str] = frozenset()) -> Analysis:
+                   rescued: frozenset[str] = frozenset(),
+                   host: HostFacts | None = None) -> Analysis:
+    host = host or HostFacts()
     crashed = threads[0] if threads else None
-    crash = crashed.frames[0] if crashed and crashed.frames else None
-    blame = (blame_frame(crashed.frames, facts.exe) if crashed and not sent_by_other(facts)
-             and not is_snapshot(facts) else None)
+    frames = crashed.frames if crashed else ()
+    unwound = gdb_used and any(f.source != "notes" for f in frames) and len(frames) > 1
+    meaning = signal_meaning(facts, crashed)
+    killed, snapshot = sent_by_other(facts), is_snapshot(facts)
+    found = (Blame(None, "none", "not a crash") if killed or snapshot
+             else blame(frames, facts, unwound=unwound))
+    verdict = make_verdict(facts, crashed, meaning, found, host)
+    signature = None if snapshot else make_signature(
+        facts.signal.name if facts.signal else "no signal", frames, unwound=unwound,
+        killed=killed)
     # The same warning twice (one per module of a partial sysroot) says no more.
     warnings = list(dict.fromkeys([*facts.problems, *module_warnings(facts, rescued),
                                    *extra_warnings]))
-    kind = "snapshot" if is_snapshot(facts) else "killed" if sent_by_other(facts) else "crash"
-    return Analysis(core=facts, threads=threads, crash_frame=crash,
-                    crash_module=blame.module if blame else None,
-                    summary=summarize(facts, crashed, blame), warnings=tuple(warnings),
-                    gdb_used=gdb_used, gdb_error=gdb_error, context=context,
-                    cause=why(facts, crashed), blame=blame, kind=kind)
+    kind = "snapshot" if snapshot else "killed" if killed else "crash"
+    return Analysis(core=facts, threads=threads, crash_frame=frames[0] if frames else None,
+                    crash_module=verdict.module, summary=summarize(facts, crashed, found.frame,
+                                                                   meaning),
+                    warnings=tuple(warnings), gdb_used=gdb_used, gdb_error=gdb_error,
+                    context=context, cause=meaning.text,
+                    blame=found.frame if verdict.module else None, kind=kind,
+                    meaning=meaning, verdict=verdict, signature=signature, host=host)

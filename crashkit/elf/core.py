@@ -28,7 +28,12 @@ from crashkit.model import CoreFacts, Mapping, ProcessInfo, SignalInfo, Thread
 # KiB per thread, so even 10,000 threads fit.
 MAX_NOTES_BYTES = 128 * 1024 * 1024
 DELETED = " (deleted)"
-PF_X = 1
+PF_X, PF_W, PF_R = 1, 2, 4
+
+
+def _rwx(flags: int) -> str:
+    return "".join(c if flags & bit else "-" for c, bit in (("r", PF_R), ("w", PF_W), ("x", PF_X)))
+
 
 _COMPRESSED_MAGIC = {
     b"\x28\xb5\x2f\xfd": ("zstd", "zstd -d"),
@@ -337,6 +342,7 @@ class CoreFile:
             exec_ranges=tuple((s.vaddr, s.vaddr + s.memsz) for s in self._loads
                               if s.flags & PF_X),
             memory_ranges=tuple((s.vaddr, s.vaddr + s.memsz) for s in self._loads),
+            segments=tuple((s.vaddr, s.vaddr + s.memsz, _rwx(s.flags)) for s in self._loads),
             notes_complete=notes_complete,
             problems=tuple(problems))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from crashkit import __version__
-from crashkit.model import Analysis, Frame, Module, Thread
+from crashkit.model import Analysis, Frame, Module, Package, Thread, Verdict
 
 SCHEMA = "crashkit/analysis/1"
 
@@ -44,8 +44,9 @@ def thread_json(t: Thread) -> dict[str, Any]:
             "frames": [frame_json(f) for f in t.frames]}
 
 
-def module_json(m: Module) -> dict[str, Any]:
-    return {"path": _p(m.path), "start": m.start, "end": m.end, "build_id": m.build_id,
+def module_json(m: Module, package: Package | None = None) -> dict[str, Any]:
+    return {"package": package_json(package), "path": _p(m.path), "start": m.start,
+            "end": m.end, "build_id": m.build_id,
             "file_build_id": m.file_build_id, "build_id_match": m.build_id_match,
             "file_status": m.file_status, "deleted": m.deleted, "file": _p(m.disk_path)}
 
@@ -60,6 +61,26 @@ def _p(value: str | None) -> str | None:
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def package_json(p: Package | None) -> dict[str, Any] | None:
+    return None if p is None else {"name": p.name, "version": p.version, "source": p.source,
+                                   "homepage": p.homepage}
+
+
+def verdict_json(a: Analysis, v: Verdict) -> dict[str, Any]:
+    s = a.core.signal
+    sender = None
+    if a.kind == "killed" and s is not None:
+        sender = {"pid": s.sender_pid, "uid": s.sender_uid, "user": a.host.sender_user,
+                  "command_now": a.host.sender_command}
+    return {"summary": v.summary, "kind": v.kind, "module": _p(v.module),
+            "function": v.function, "module_offset": v.module_offset, "origin": v.origin,
+            "confidence": v.confidence,
+            "reason": v.reason, "frame": v.frame, "package": package_json(v.package),
+            "report_to": v.report_to, "sender": sender,
+            "log": {"path": _p(a.host.log_path), "lines": list(a.host.log_lines)}
+            if a.host.log_path else None}
+
+
 def analysis_json(a: Analysis) -> dict[str, Any]:
     c = a.core
     p = c.process
@@ -68,6 +89,10 @@ def analysis_json(a: Analysis) -> dict[str, Any]:
         "schema": SCHEMA,
         "crashkit_version": __version__,
         "summary": a.summary,
+        "verdict": verdict_json(a, a.verdict) if a.verdict else None,
+        "signature": None if a.signature is None else {
+            "text": a.signature.text, "hash": a.signature.hash,
+            "frames": list(a.signature.frames), "basis": a.signature.basis},
         "core": {
             "path": _p(c.path), "size": c.size, "truncated": c.truncated,
             "expected_size": c.expected_size, "arch": c.arch,
@@ -91,7 +116,7 @@ def analysis_json(a: Analysis) -> dict[str, Any]:
             "blamed_frame": frame_json(a.blame) if a.blame else None,
         },
         "threads": [thread_json(t) for t in a.threads],
-        "modules": [module_json(m) for m in c.modules],
+        "modules": [module_json(m, a.host.packages.get(m.path)) for m in c.modules],
         "mappings": [{"start": m.start, "end": m.end, "file_offset": m.file_offset,
                       "path": _p(m.path), "deleted": m.deleted} for m in c.mappings],
         "auxv": dict(c.auxv),

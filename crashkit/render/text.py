@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from crashkit.analysis.verdict import frame_label, is_snapshot, sent_by_other
+from crashkit.analysis.attribution import frame_label
+from crashkit.analysis.meaning import is_snapshot, sent_by_other
 from crashkit.model import Analysis, Frame, Thread
 
 
@@ -114,7 +115,8 @@ def _context(a: Analysis) -> list[str]:
 
 def render(a: Analysis) -> str:
     c = a.core
-    lines = [a.summary, ""]
+    v = a.verdict
+    lines = [v.summary, a.summary, ""] if v else [a.summary, ""]
     if c.process:
         p = c.process
         args = (p.args or p.fname) + (" …(the kernel keeps 79 bytes)" if p.args_truncated
@@ -144,8 +146,16 @@ def render(a: Analysis) -> str:
                      ", raised by the kernel" if s.sender_pid == 0 else
                      f", sent by pid {s.sender_pid} uid {s.sender_uid}")
         lines.append(f"  signal    {s.name} ({s.number}){code}{extra}")
-    if a.crash_module:
-        lines.append(f"  at fault  {a.crash_module}")
+    if v is not None and v.module:
+        pkg = f" (package {v.package.name} {v.package.version or ''})".replace(" )", ")") \
+            if v.package else ""
+        lines.append(f"  at fault  {v.module}{pkg}")
+    if v is not None:
+        lines.append(f"  why       {v.reason}")
+        if v.report_to:
+            lines.append(f"  report to {v.report_to}")
+    if a.signature is not None:
+        lines.append(f"  signature {a.signature.hash}  {a.signature.text}")
     if a.threads:
         n = len(a.threads)
         label = "stopped" if is_snapshot(c) else "signalled" if sent_by_other(c) else "crashed"
@@ -175,6 +185,11 @@ def render(a: Analysis) -> str:
         lines += _registers(t)
         lines += _context(a)
         lines += _other_threads(a.threads[1:], stacks=a.gdb_used)
+    if a.host.log_path:
+        lines += ["", f"Last lines of pid {c.process.pid if c.process else '?'} in "
+                      f"{a.host.log_path}:"]
+        lines += [f"  {line}" for line in a.host.log_lines] or ["  (none: another log, or "
+                                                                 "another host?)"]
     if a.warnings:
         lines += ["", "Warnings:"]
         lines += [f"  ! {w}" for w in a.warnings]

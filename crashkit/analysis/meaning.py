@@ -1,0 +1,173 @@
+"""What a signal means: pure functions over the core's facts and the crashing
+thread's backtrace.
+
+The kernel's siginfo says which signal, how it was raised (si_code) and, for
+faults, which address; the registers say where the stack and the pc were; the
+PT_LOAD segments say what was mapped there and with which rights; the frames
+say whether the C runtime killed the process on purpose. Together they turn
+"SIGSEGV" into "NULL pointer dereference", "stack overflow" or "write to
+read-only memory".
+"""
+
+from __future__ import annotations
+
+import re
+
+from crashkit import signals as S
+from crashkit.model import CoreFacts, Meaning, Thread
+
+SIGSTOP = 19
+SEGV_MAPERR, SEGV_ACCERR = 1, 2
+BUS_ADRALN, BUS_ADRERR = 1, 2
+FPE_INTDIV, FPE_INTOVF = 1, 2
+SYS_SECCOMP = 1
+STACK_GUARD_REACH = 64 * 1024  # how far below sp a stack-overflow fault lands
+
+# How the C runtime kills a process on purpose, by the function that does it
+# (glibc, libstdc++), with the meaning's kind. Tried in this order over the
+# whole backtrace: the stack protector's __stack_chk_fail calls __fortify_fail
+# to print its message, so the more specific reason must win over frame order.
+RUNTIME_REASONS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r"__assert_fail|__assert_perror_fail"), "assertion",
+     "a failed assertion (assert())"),
+    (re.compile(r"__stack_chk_fail"), "stack-protector",
+     "stack smashing detected by the stack protector (a buffer overflow on the stack)"),
+    (re.compile(r"malloc_printerr"), "heap-corruption",
+     "heap corruption caught by glibc's malloc (a double free, or a write past a block)"),
+    (re.compile(r"std::terminate|__cxa_throw|__cxxabiv1|__verbose_terminate_handler|"
+                r"__cxa_rethrow|__cxa_pure_virtual"), "uncaught-exception",
+     "an uncaught C++ exception (std::terminate)"),
+    (re.compile(r"__fortify_fail|__chk_fail"), "fortify",
+     "a buffer overflow caught by _FORTIFY_SOURCE"),
+)
+
+
+def sent_by_other(facts: CoreFacts) -> bool:
+    """The signal came from another process (kill -SEGV, a supervisor): the
+    code that was running is a bystander. Pid 0 is the kernel itself
+    (SIGXFSZ, SIGPIPE…), which acts on what the process did."""
+    s, p = facts.signal, facts.process
+    return bool(s and s.sender_pid and (p is None or s.sender_pid != p.pid))
+
+
+def is_snapshot(facts: CoreFacts) -> bool:
+    """A core of a live process (gcore, a debugger): stopped, not crashed.
+    The kernel writes no section headers (one, when there are over 65535
+    segments); gdb's gcore writes many. A kernel core with SIGTRAP is a
+    crash (an int3 or a raise(SIGTRAP) with no debugger attached)."""
+    s = facts.signal
+    if s is None or s.number == SIGSTOP:
+        return True
+    return facts.sections > 1 and s.number == S.SIGTRAP
+
+
+def segment_at(facts: CoreFacts, address: int) -> tuple[int, int, str] | None:
+    return next((seg for seg in facts.segments if seg[0] <= address < seg[1]), None)
+
+
+def signal_meaning(facts: CoreFacts, crashed: Thread | None) -> Meaning:
+    s = facts.signal
+    if s is None:
+        return Meaning("unknown", "no signal recorded")
+    if is_snapshot(facts):
+        return Meaning("snapshot", f"{s.name}: stopped for a snapshot (gcore or a debugger)")
+    frames = crashed.frames if crashed else ()
+    if s.number == S.SIGABRT:
+        for pattern, kind, reason in RUNTIME_REASONS:
+            if any(f.function and pattern.search(f.function) for f in frames):
+                return Meaning(kind, f"SIGABRT: {reason}")
+    if sent_by_other(facts):
+        return Meaning("sent-by-process", s.description)
+    if s.sender_pid == 0 and s.code == S.SI_USER:
+        return Meaning("sent-by-kernel", f"{s.name}: raised by the kernel")
+    own = facts.process is not None and s.sender_pid == facts.process.pid
+    if own and s.number == S.SIGABRT:
+        return Meaning("abort", f"{s.name}: the program aborted itself (abort(), or a "
+                                "library's failed check)")
+    if own:
+        return Meaning("self-signal", f"{s.name}: the program sent it to itself (raise(), "
+                                      "kill(getpid(), …))")
+    if s.fault_address is not None and s.number in (S.SIGSEGV, S.SIGBUS):
+        found = _memory_fault(facts, crashed, s.number, s.code or 0, s.fault_address)
+        if found is not None:
+            return found
+    return _other_fault(s.number, s.code, s.description)
+
+
+def _memory_fault(facts: CoreFacts, crashed: Thread | None, signo: int, code: int,
+                  addr: int) -> Meaning | None:
+    name = S.signal_name(signo)
+    if crashed is not None and crashed.pc == addr:
+        if addr < S.NULL_PAGE_LIMIT:
+            return Meaning("null-function-pointer",
+                           f"{name}: jumped to {addr:#x}, which is not code — a call through "
+                           "a NULL function pointer")
+        return Meaning("bad-jump", f"{name}: jumped to {addr:#x}, which is not code (a "
+                                   "corrupted function pointer or return address)")
+    if signo == S.SIGBUS:
+        mapped = next((m for m in facts.mappings if m.start <= addr < m.end), None)
+        if mapped is not None:
+            return Meaning("bus-mapped-file",
+                           f"{name}: {S.code_meaning(signo, code) or 'bus error'}, in the mapped "
+                           f"file {mapped.path} at offset "
+                           f"{addr - mapped.start + mapped.file_offset:#x} (the file is shorter "
+                           "than its mapping: truncated while mapped?)")
+        if code == BUS_ADRALN:
+            return Meaning("misaligned-access", f"{name}: a misaligned access at {addr:#x}")
+        return None
+    sp = crashed.sp if crashed is not None else None
+    if sp is not None and addr >= S.NULL_PAGE_LIMIT and \
+            sp - STACK_GUARD_REACH <= addr < sp + 4096:
+        return Meaning("stack-overflow",
+                       f"{name}: a stack overflow — the fault at {addr:#x} is just below the "
+                       "stack pointer (runaway recursion, or a very large local variable)")
+    if code == SEGV_MAPERR:
+        if addr == 0:
+            return Meaning("null-pointer", f"{name}: a NULL pointer dereference (address 0x0)")
+        if addr < S.NULL_PAGE_LIMIT:
+            return Meaning("near-null",
+                           f"{name}: a NULL pointer dereference at address {addr:#x} (a struct "
+                           f"field or an array element {addr:#x} bytes past a NULL pointer)")
+        return Meaning("wild-pointer",
+                       f"{name}: address {addr:#x} is not mapped — a wild, dangling or "
+                       "corrupted pointer (or an index far past an array's end)")
+    if code == SEGV_ACCERR:
+        seg = segment_at(facts, addr)
+        prot = seg[2] if seg else None
+        if prot == "---":
+            return Meaning("guard-page",
+                           f"{name}: an access to a guard page at {addr:#x} (mapped with no "
+                           "rights: past the end of a buffer, or another thread's stack "
+                           "overflow)")
+        if prot is not None and "r" in prot and "w" not in prot:
+            return Meaning("write-read-only",
+                           f"{name}: a write to read-only memory at {addr:#x} (a string "
+                           "literal, a const table, or code)")
+        return Meaning("access-denied",
+                       f"{name}: {S.code_meaning(signo, code)} at address {addr:#x}")
+    return None
+
+
+def _other_fault(signo: int, code: int | None, description: str) -> Meaning:
+    if signo == S.SIGSEGV and code == S.SI_KERNEL:
+        return Meaning("wild-pointer", description)  # a general protection fault
+    if signo == S.SIGILL:
+        if code in (1, 2):  # ILL_ILLOPC, ILL_ILLOPN
+            return Meaning("illegal-instruction",
+                           f"{description} — a trap instruction (ud2, __builtin_trap(), "
+                           "__builtin_unreachable() reached) or code that is not code")
+        return Meaning("illegal-instruction", description)
+    if signo == S.SIGTRAP and code == S.SI_KERNEL:
+        return Meaning("breakpoint", "SIGTRAP: a breakpoint instruction (int3) was executed "
+                                     "with no debugger attached; the pc is just after it")
+    if signo == S.SIGFPE:
+        if code == FPE_INTDIV:
+            return Meaning("divide-by-zero", f"{description} (an integer division by zero, or "
+                                             "INT_MIN / -1)")
+        return Meaning("arithmetic", description)
+    if signo == S.SIGSYS and code == SYS_SECCOMP:
+        return Meaning("seccomp", f"{description}: a system call forbidden by a seccomp "
+                                  "filter")
+    if signo == S.SIGBUS:
+        return Meaning("bus-error", description)
+    return Meaning("other", description)

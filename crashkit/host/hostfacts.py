@@ -1,0 +1,149 @@
+"""Facts about the files and processes a core names, read on this host: which
+package installed each mapped file (dpkg's database), what the signal's
+sender is now, and the crashed process's last lines in nginx's error log.
+
+Nothing here is required: every lookup that cannot be done (no dpkg, a
+sysroot, a sender that has exited) leaves its fact out.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterable
+
+from crashkit.errors import InputError
+from crashkit.model import Package
+
+DPKG_TIMEOUT = 10.0
+_GLOB = re.compile(r"[*?\[\]\\\s]")
+# Debian merged /bin, /sbin and /lib into /usr; dpkg still knows many files by
+# their old path, the kernel maps them by the new one (or the other way).
+_MERGED = (("/usr/lib/", "/lib/"), ("/usr/lib64/", "/lib64/"), ("/usr/bin/", "/bin/"),
+           ("/usr/sbin/", "/sbin/"))
+
+
+def _aliases(path: str) -> list[str]:
+    out = [path]
+    for new, old in _MERGED:
+        if path.startswith(new):
+            out.append(old + path[len(new):])
+        elif path.startswith(old):
+            out.append(new + path[len(old):])
+    return out
+
+
+def dpkg_packages(paths: Iterable[str], admindir: str | None = None) -> dict[str, Package]:
+    """The package of each path dpkg knows, with its version and source."""
+    import shutil
+
+    dpkg = shutil.which("dpkg-query")
+    if dpkg is None:
+        return {}
+    wanted: dict[str, str] = {}  # query path -> path in the core
+    for path in paths:
+        if path.startswith("/") and not _GLOB.search(path) and path.isprintable():
+            for alias in _aliases(path):
+                wanted.setdefault(alias, path)
+    if not wanted:
+        return {}
+    admin = [f"--admindir={admindir}"] if admindir else []
+    owner: dict[str, str] = {}
+    out = _run([dpkg, *admin, "-S", *wanted])
+    for line in out.splitlines():
+        names, sep, file = line.partition(": ")
+        if not sep or line.startswith(("diversion ", "local diversion")) or file not in wanted:
+            continue
+        owner.setdefault(wanted[file], names.split(",")[0].strip())
+    if not owner:
+        return {}
+    fields = "${binary:Package}\t${Package}\t${Version}\t${source:Package}\t${Homepage}\n"
+    info: dict[str, Package] = {}
+    for line in _run([dpkg, *admin, "-W", "-f", fields, *sorted(set(owner.values()))]
+                     ).splitlines():
+        parts = line.split("\t")
+        if len(parts) != 5:
+            continue
+        binary, name, version, source, homepage = parts
+        pkg = Package(name=name, version=version or None,
+                      source=source if source and source != name else None,
+                      homepage=homepage or None)
+        info[binary] = info[name] = pkg
+    return {path: info[name] for path, name in owner.items() if name in info}
+
+
+def _run(argv: list[str]) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=DPKG_TIMEOUT,
+                              errors="replace", env={**os.environ, "LC_ALL": "C"})
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return proc.stdout  # exit 1 only means some paths are unknown
+
+
+def process_command(pid: int) -> str | None:
+    """What pid runs now (its command line), or None when it has exited."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read(4096)
+    except OSError:
+        return None
+    text = raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+    if not text:  # a kernel thread, or a zombie
+        try:
+            with open(f"/proc/{pid}/comm", "rb") as f:
+                text = "[" + f.read(64).strip().decode("utf-8", "replace") + "]"
+        except OSError:
+            return None
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def user_name(uid: int) -> str | None:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, OverflowError):
+        return None
+
+
+LOG_TAIL = 8 * 1024 * 1024  # how much of the end of an error log is read
+LOG_LINES = 5
+_NGINX_LINE = re.compile(rb"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[\w+\] (\d+)#\d+: ")
+
+
+def last_log_lines(path: str, pid: int, limit: int = LOG_LINES) -> tuple[str, ...]:
+    """The crashed process's last lines in nginx's error log, up to and
+    including the master's "worker process PID exited on signal" line.
+
+    A worker's own messages carry its pid ("2026/11/24 04:21:15 [alert]
+    PID#TID: ..."); what it wrote to stderr (glibc's assertion message, a
+    module's fprintf) has no prefix, since nginx points stderr at the log."""
+    from crashkit.elf.files import regular_file
+
+    try:
+        with regular_file(path) as (read, size):
+            start = max(0, size - LOG_TAIL)
+            data = read(start, size - start)
+    except FileNotFoundError:
+        raise InputError("--error-log: no such file", path=path) from None
+    except OSError as exc:
+        raise InputError(f"--error-log: cannot read it ({exc.strerror or exc})",
+                         path=path) from None
+    lines = data.split(b"\n")
+    if start:
+        lines = lines[1:]  # the first one is cut
+    exited = re.compile(rb"worker process %d exited on signal" % pid)
+    own = b" %d#" % pid
+    end = next((i for i in range(len(lines) - 1, -1, -1) if exited.search(lines[i])), None)
+    picked: list[bytes] = []
+    stop = end if end is not None else len(lines)
+    for line in reversed(lines[:stop]):
+        if len(picked) == limit:
+            break
+        m = _NGINX_LINE.match(line)
+        if (m and m.group(1) == own[1:-1]) or (not m and line.strip()):
+            picked.append(line)
+    out = [*reversed(picked)] + ([lines[end]] if end is not None else [])
+    return tuple(line.decode("utf-8", "replace").rstrip("\r")[:1000] for line in out)
