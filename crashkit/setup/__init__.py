@@ -113,18 +113,23 @@ def run(opts: Options) -> Result:
                       system_planned=tuple(plan_files(remedies, opts.system_root)))
 
     notes = []
-    dir_state = coredir.prepare(core_dir, worker)
+    prepared: list[coredir.CoreDir] = []
+
+    def prepare_dir() -> None:  # only once nginx accepted the candidates
+        prepared.append(coredir.prepare(core_dir, worker))
+
     files: tuple[FileResult, ...] = ()
     if plan.edits:
-        done = _replace(cfg, opts.nginx, plan.edits, new_stamp())
+        done = _replace(cfg, opts.nginx, plan.edits, new_stamp(), prepare_dir)
         files = tuple(FileResult(r.path, e.diff(), r.backup)
                       for r, e in zip(done, plan.edits, strict=True))
     else:
+        prepare_dir()
         notes.append("nginx config: nothing to change (worker_rlimit_core and "
                      "working_directory already set)")
     system = tuple(apply_remedies(remedies, opts.system_root)) if opts.system and remedies else ()
     reloaded = reload_nginx(cfg, opts.nginx) if opts.reload else None
-    return Result("apply", location, cfg, worker, workers, plan, dir_state, checks, files,
+    return Result("apply", location, cfg, worker, workers, plan, prepared[0], checks, files,
                   bool(plan.edits), system=system, reload=reloaded, notes=tuple(notes))
 
 

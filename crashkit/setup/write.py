@@ -25,7 +25,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from crashkit.errors import CrashkitError, InputError
@@ -130,15 +130,22 @@ def nginx_test(nginx: str, root: str, replacements: Mapping[str, str] | None = N
         if cmd[0] == "unshare" and ("unshare:" in output or "mount:" in output):
             raise CrashkitError("cannot validate a changed included file: a private mount "
                                 f"namespace is needed (needs root with CAP_SYS_ADMIN): {output}")
-        raise ValidationError(_first_error(output), path=root, output=output)
+        what = ("the changed config fails nginx -t, nothing replaced" if replacements
+                else "the config fails nginx -t; fix it first, nothing changed")
+        raise ValidationError(f"{what}: {_first_error(output)}", path=root, output=output)
     return output
 
 
+_LOG_PREFIX = re.compile(r"^(?:nginx: )?(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?"
+                         r"\[(?:emerg|alert|crit)\] (?:\d+#\d+: )?")
+
+
 def _first_error(output: str) -> str:
-    """nginx's own error line ("[emerg] ..."), the one line a person needs."""
+    """nginx's own error message ("[emerg] ..." without the log prefix): one line."""
     for line in output.splitlines():
-        if "[emerg]" in line or "[alert]" in line or "[crit]" in line:
-            return line.split("] ", 1)[-1].strip() if line.startswith("nginx: [") else line
+        m = _LOG_PREFIX.match(line)
+        if m:
+            return line[m.end():].strip()
     lines = [x for x in output.splitlines() if x.strip()]
     return lines[0] if lines else "nginx -t failed"
 
@@ -176,12 +183,14 @@ def _remove(paths: list[str]) -> None:
 
 
 def replace_validated(cfg: NginxConfig, nginx: str, edits: tuple[FileEdit, ...],
-                      backup_stamp: str | None) -> list[Replaced]:
+                      backup_stamp: str | None,
+                      before_replace: Callable[[], object] | None = None) -> list[Replaced]:
     """Write candidates, validate the whole config with them, back up, replace.
 
     Nothing is replaced unless nginx accepts the candidates. Each file is
     replaced by a rename, so a kill at any point leaves it old or new, never
     partial. ``backup_stamp`` None means no backup (undo restores one).
+    ``before_replace`` runs once the candidates passed (and may refuse by raising).
     """
     candidates = {e.path: candidate_path(e.path) for e in edits}
     backups = {e.path: backup_path(e.path, backup_stamp) for e in edits} if backup_stamp else {}
@@ -195,6 +204,8 @@ def replace_validated(cfg: NginxConfig, nginx: str, edits: tuple[FileEdit, ...],
             if read_text(e.path) != e.before:
                 raise InputError("changed while crashkit was working on it; nothing replaced, "
                                  "run crashkit setup again", path=e.path)
+        if before_replace is not None:
+            before_replace()
         for e in edits:
             if e.path in backups:
                 tmp = backups[e.path] + ".tmp"
