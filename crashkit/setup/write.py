@@ -245,7 +245,7 @@ def latest_backups(cfg: NginxConfig) -> tuple[str, dict[str, str]] | None:
 
 @dataclass(frozen=True)
 class Reload:
-    method: str  # "systemctl" or "signal"
+    method: str  # "systemctl", "signal", or "none" (nginx not running)
     pid: int | None
     detail: str
 
@@ -256,8 +256,8 @@ def reload_nginx(cfg: NginxConfig, nginx: str) -> Reload:
     pidfile = pid_path(cfg)
     master = nginx_master(pidfile)
     if master is None:
-        raise InputError("nginx is not running (no live nginx master in the pid file); "
-                         "nothing to reload", path=pidfile)
+        return Reload("none", None, f"nginx is not running (no live master in {pidfile}): "
+                                    "the new settings apply when it starts")
     if systemd_running() and _systemd_main_pid("nginx.service") == master:
         proc = subprocess.run(["systemctl", "reload", "nginx.service"], capture_output=True,
                               text=True, timeout=120)
