@@ -1,0 +1,384 @@
+"""Read an nginx configuration: find it, parse it (crossplane, includes followed), query it.
+
+The reader returns :class:`NginxConfig`, a tree of :class:`Directive` records
+with every ``include`` expanded in place (the ``include`` directive itself is
+kept, followed by what it pulled in), each directive carrying the file and
+line it came from. The query functions below answer what crashkit's commands
+ask (worker user, limits, pid file, logs, listen addresses, upstreams); they
+apply nginx's own defaults where a directive is absent.
+
+Paths in the answers are as nginx would use them: relative ones are resolved
+against the prefix (``-p``, else the build's ``--prefix``), as nginx does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import crossplane
+from crossplane.errors import NgxParserBaseException
+from crossplane.ext.lua import LuaBlockPlugin
+
+from crashkit.errors import InputError
+
+DEFAULT_CONF = "/etc/nginx/nginx.conf"
+DEFAULT_NGINX = "nginx"
+# nginx's compiled-in defaults when ./configure was given no --user/--group
+# (auto/unix): "nobody", and the group "nogroup" where it exists (Debian).
+DEFAULT_USER = "nobody"
+DEFAULT_WORKER_CONNECTIONS = 512
+
+# *_by_lua_block bodies are Lua, not nginx syntax; without this crossplane
+# would read their braces as blocks.
+LuaBlockPlugin().register_extension()
+
+
+# ---------------------------------------------------------------- model
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """What ``nginx -V`` says about the binary's compiled-in paths and user."""
+
+    version: str | None
+    prefix: str | None
+    conf_path: str | None
+    pid_path: str | None
+    error_log_path: str | None
+    user: str | None
+    group: str | None
+    configure_args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConfigLocation:
+    path: str
+    source: Literal["option", "nginx -V", "default"]
+
+
+@dataclass(frozen=True)
+class Directive:
+    name: str
+    args: tuple[str, ...]
+    file: str
+    line: int
+    context: tuple[str, ...]  # names of the enclosing blocks; () is the main context
+    block: tuple[Directive, ...] | None = None  # None: a simple directive
+    includes: tuple[str, ...] = ()  # for ``include``: the files it pulled in
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class NginxConfig:
+    root: str
+    files: tuple[str, ...]  # every file read, the root first
+    directives: tuple[Directive, ...]  # the main context, includes expanded
+    build: BuildInfo | None = None
+
+    def walk(self) -> Iterator[Directive]:
+        """Every directive, depth first, in file order."""
+        def _walk(items: tuple[Directive, ...]) -> Iterator[Directive]:
+            for d in items:
+                yield d
+                if d.block:
+                    yield from _walk(d.block)
+        return _walk(self.directives)
+
+    def find(self, name: str, context: tuple[str, ...] | None = None) -> tuple[Directive, ...]:
+        """Directives named ``name`` (in exactly ``context`` when given)."""
+        return tuple(d for d in self.walk()
+                     if d.name == name and (context is None or d.context == context))
+
+    @property
+    def prefix(self) -> str:
+        if self.build is not None and self.build.prefix:
+            return self.build.prefix
+        return os.path.dirname(self.root)
+
+
+@dataclass(frozen=True)
+class WorkerUser:
+    user: str
+    group: str
+    directive: Directive | None  # None: nginx's default applies
+
+
+@dataclass(frozen=True)
+class LogTarget:
+    path: str  # a file path, or "stderr", "syslog:...", "memory:..."
+    level: str | None
+    directive: Directive | None
+
+
+@dataclass(frozen=True)
+class Listen:
+    address: str  # as written: "80", "127.0.0.1:8080", "[::]:443", "unix:/run/x.sock"
+    options: tuple[str, ...]
+    directive: Directive
+
+
+@dataclass(frozen=True)
+class UpstreamTarget:
+    kind: str  # proxy_pass, fastcgi_pass, uwsgi_pass, grpc_pass, scgi_pass, server
+    target: str  # as written
+    unix_socket: str | None  # the socket path for unix: targets
+    upstream: str | None  # the enclosing ``upstream`` block's name, for ``server``
+    directive: Directive
+
+
+# ---------------------------------------------------------------- nginx -V
+
+_VERSION_RE = re.compile(r"nginx version: \S+/(\S+)")
+
+
+def parse_build_info(text: str) -> BuildInfo:
+    """Parse ``nginx -V`` output (nginx prints it on stderr)."""
+    version = _VERSION_RE.search(text)
+    args: tuple[str, ...] = ()
+    for line in text.splitlines():
+        if line.startswith("configure arguments:"):
+            args = tuple(_split_configure_args(line.split(":", 1)[1]))
+    opts: dict[str, str] = {}
+    for arg in args:
+        if arg.startswith("--") and "=" in arg:
+            key, value = arg[2:].split("=", 1)
+            opts[key] = value
+    return BuildInfo(version=version.group(1) if version else None,
+                     prefix=opts.get("prefix"), conf_path=opts.get("conf-path"),
+                     pid_path=opts.get("pid-path"), error_log_path=opts.get("error-log-path"),
+                     user=opts.get("user"), group=opts.get("group"), configure_args=args)
+
+
+def _split_configure_args(text: str) -> list[str]:
+    # ./configure's arguments as nginx echoes them: shell words, single quotes
+    # around values with spaces (--with-cc-opt='-g -O2').
+    import shlex
+
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def build_info(nginx: str = DEFAULT_NGINX) -> BuildInfo | None:
+    """``nginx -V`` of the given binary; None when it cannot be run."""
+    try:
+        proc = subprocess.run([nginx, "-V"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return parse_build_info(proc.stderr + proc.stdout)
+
+
+def find_config(conf: str | None, build: BuildInfo | None) -> ConfigLocation:
+    """The config to use: ``--conf``, else nginx's --conf-path, else the Debian default."""
+    if conf:
+        return ConfigLocation(conf, "option")
+    if build is not None and build.conf_path:
+        return ConfigLocation(build.conf_path, "nginx -V")
+    return ConfigLocation(DEFAULT_CONF, "default")
+
+
+# ---------------------------------------------------------------- parsing
+
+def load_config(path: str, build: BuildInfo | None = None) -> NginxConfig:
+    """Parse ``path`` and every file it includes.
+
+    Raises InputError naming the file (and line) for a missing or unreadable
+    file and for syntax errors. Directive names and argument counts are left
+    to ``nginx -t``: modules add directives crossplane does not know.
+    """
+    path = os.path.abspath(path)
+    if not os.path.exists(path):
+        raise InputError("nginx config not found", path=path)
+    if os.path.isdir(path):
+        raise InputError("is a directory, not an nginx config file", path=path)
+    if not os.access(path, os.R_OK):
+        raise InputError("nginx config is not readable", path=path)
+    payload = crossplane.parse(path, onerror=lambda e: e, catch_errors=False,
+                               check_ctx=False, check_args=False)
+    if payload["errors"]:
+        raise _input_error(payload["errors"][0])
+    configs: list[dict[str, Any]] = payload["config"]
+    files = tuple(c["file"] for c in configs)
+
+    def convert(stmts: list[dict[str, Any]], file: str, ctx: tuple[str, ...],
+                seen: frozenset[int]) -> list[Directive]:
+        out: list[Directive] = []
+        for s in stmts:
+            name = s["directive"]
+            block = None
+            if "block" in s:
+                block = tuple(convert(s["block"], file, (*ctx, name), seen))
+            included = tuple(configs[i]["file"] for i in s.get("includes", ()))
+            out.append(Directive(name, tuple(s["args"]), file, s["line"], ctx, block, included))
+            for index in s.get("includes", ()):
+                if index in seen:  # an include loop: nginx would fail on it anyway
+                    continue
+                out.extend(convert(configs[index]["parsed"], configs[index]["file"], ctx,
+                                   seen | {index}))
+        return out
+
+    return NginxConfig(root=path, files=files,
+                       directives=tuple(convert(configs[0]["parsed"], path, (), frozenset({0}))),
+                       build=build)
+
+
+def _input_error(err: dict[str, Any]) -> InputError:
+    exc = err.get("callback")
+    if isinstance(exc, NgxParserBaseException):
+        where = f"line {exc.lineno}: " if exc.lineno else ""
+        return InputError(f"{where}{exc.strerror}", path=exc.filename or err["file"])
+    if isinstance(exc, OSError):
+        target = exc.filename or err["file"]
+        reason = (exc.strerror or str(exc)).lower()
+        if target != err["file"] and err.get("line"):
+            return InputError(f"cannot read included file: {reason} "
+                              f"(include at {err['file']}:{err['line']})", path=target)
+        return InputError(f"cannot read: {reason}", path=target)
+    line = f"line {err['line']}: " if err.get("line") else ""
+    return InputError(f"{line}{err['error']}", path=err["file"])
+
+
+# ---------------------------------------------------------------- queries
+
+def main_directives(cfg: NginxConfig) -> tuple[Directive, ...]:
+    """The main context's directives (includes expanded; ``include`` lines left out)."""
+    return tuple(d for d in cfg.directives if d.name != "include")
+
+
+def _last(cfg: NginxConfig, name: str, context: tuple[str, ...] = ()) -> Directive | None:
+    found = cfg.find(name, context)
+    return found[-1] if found else None
+
+
+def worker_user(cfg: NginxConfig) -> WorkerUser:
+    """The user and group the workers run as (``user``; nginx's default when absent)."""
+    d = _last(cfg, "user")
+    if d is not None and d.args:
+        # "user name;" means the group of the same name (ngx_set_user).
+        return WorkerUser(d.args[0], d.args[1] if len(d.args) > 1 else d.args[0], d)
+    user = (cfg.build.user if cfg.build else None) or DEFAULT_USER
+    group = cfg.build.group if cfg.build else None
+    if not group:
+        group = _default_group(user)
+    return WorkerUser(user, group, None)
+
+
+def _default_group(user: str) -> str:
+    # auto/unix: for "nobody", the group "nogroup" when /etc/group has it.
+    if user != "nobody":
+        return user
+    import grp
+
+    try:
+        grp.getgrnam("nogroup")
+        return "nogroup"
+    except KeyError:
+        return "nobody"
+
+
+def worker_processes(cfg: NginxConfig) -> str:
+    """The ``worker_processes`` value as written ("auto" or a number); nginx's default 1."""
+    d = _last(cfg, "worker_processes")
+    return d.args[0] if d is not None and d.args else "1"
+
+
+def worker_process_count(cfg: NginxConfig) -> int:
+    """How many workers nginx starts here ("auto": one per online CPU, as nginx counts)."""
+    value = worker_processes(cfg)
+    if value == "auto":
+        return os.cpu_count() or 1
+    try:
+        return max(int(value), 1)
+    except ValueError:
+        return 1
+
+
+def worker_connections(cfg: NginxConfig) -> int:
+    d = _last(cfg, "worker_connections", ("events",))
+    try:
+        return int(d.args[0]) if d is not None and d.args else DEFAULT_WORKER_CONNECTIONS
+    except ValueError:
+        return DEFAULT_WORKER_CONNECTIONS
+
+
+def worker_rlimit_nofile(cfg: NginxConfig) -> int | None:
+    d = _last(cfg, "worker_rlimit_nofile")
+    try:
+        return int(d.args[0]) if d is not None and d.args else None
+    except ValueError:
+        return None
+
+
+def resolve(cfg: NginxConfig, path: str) -> str:
+    """A path from the config as nginx opens it (relative to the prefix)."""
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(cfg.prefix, path))
+
+
+def pid_path(cfg: NginxConfig) -> str:
+    """The master's pid file (``pid``; the build's --pid-path when absent)."""
+    d = _last(cfg, "pid")
+    if d is not None and d.args:
+        return resolve(cfg, d.args[0])
+    if cfg.build is not None and cfg.build.pid_path:
+        return resolve(cfg, cfg.build.pid_path)
+    return resolve(cfg, "logs/nginx.pid")
+
+
+def error_logs(cfg: NginxConfig) -> tuple[LogTarget, ...]:
+    """Every ``error_log`` in any context; the build's default when there is none."""
+    out = []
+    for d in cfg.find("error_log"):
+        if not d.args:
+            continue
+        target = d.args[0]
+        if target != "stderr" and not target.startswith(("syslog:", "memory:")):
+            target = resolve(cfg, target)
+        out.append(LogTarget(target, d.args[1] if len(d.args) > 1 else None, d))
+    if not out:
+        default = (cfg.build.error_log_path if cfg.build else None) or "logs/error.log"
+        out.append(LogTarget(default if default == "stderr" else resolve(cfg, default),
+                             None, None))
+    return tuple(out)
+
+
+def listens(cfg: NginxConfig) -> tuple[Listen, ...]:
+    """``listen`` directives of every server block (http, stream, mail)."""
+    return tuple(Listen(d.args[0], d.args[1:], d) for d in cfg.find("listen")
+                 if d.args and d.context and d.context[-1] == "server")
+
+
+_PASS_DIRECTIVES = ("proxy_pass", "fastcgi_pass", "uwsgi_pass", "scgi_pass", "grpc_pass")
+
+
+def upstream_targets(cfg: NginxConfig) -> tuple[UpstreamTarget, ...]:
+    """Where nginx connects: *_pass targets and ``server`` lines of upstream blocks."""
+    out: list[UpstreamTarget] = []
+    for d in cfg.walk():
+        if d.name in _PASS_DIRECTIVES and d.args:
+            out.append(UpstreamTarget(d.name, d.args[0], _unix_socket(d.args[0]), None, d))
+    for up in cfg.find("upstream"):
+        for d in up.block or ():
+            if d.name == "server" and d.args:
+                out.append(UpstreamTarget("server", d.args[0], _unix_socket(d.args[0]),
+                                          up.args[0] if up.args else None, d))
+    return tuple(out)
+
+
+def _unix_socket(target: str) -> str | None:
+    """The socket path of "unix:/path", "http://unix:/path:/uri", "grpc://unix:..."."""
+    rest = target.split("://", 1)[1] if "://" in target else target
+    if not rest.startswith("unix:"):
+        return None
+    path = rest[len("unix:"):]
+    # In URLs the socket path ends at the next ":" (http://unix:/tmp/s.sock:/uri).
+    return path.split(":", 1)[0] if "://" in target else path
