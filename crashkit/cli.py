@@ -37,45 +37,88 @@ def cli() -> None:
     """
 
 
+_CORE_OPTIONS = [
+    click.option("--exe", "exe", metavar="PATH",
+                 help="Executable to use instead of the path recorded in the core."),
+    click.option("--sysroot", metavar="DIR",
+                 help="Look up the core's files under DIR (a copy of the crashed host's "
+                      "files)."),
+    click.option("--debug-dir", "debug_dirs", metavar="DIR", multiple=True,
+                 help="Extra directory with separate debug files (.build-id/xx/yyyy.debug). "
+                      "Repeatable; /usr/lib/debug is always searched."),
+    click.option("--no-gdb", is_flag=True,
+                 help="Skip gdb: only the core's notes and ELF symbol tables (pc of each "
+                      "thread, no backtraces). Fast and flat in the core's size."),
+    click.option("--gdb", "gdb_path", metavar="PATH", default="gdb", show_default=True,
+                 help="The gdb to run."),
+    click.option("--gdb-timeout", metavar="SECONDS", type=click.FloatRange(min=0.1),
+                 default=60.0, show_default=True, help="Longest wait for any one gdb command."),
+    click.option("--debuginfod", is_flag=True,
+                 help="Let gdb fetch debug info from DEBUGINFOD_URLS servers (off by default: "
+                      "the core's build-ids would be sent over the network)."),
+    click.option("--max-frames", metavar="N", type=click.IntRange(min=1), default=256,
+                 show_default=True, help="Deepest backtrace kept per thread."),
+    click.option("--error-log", metavar="PATH",
+                 help="nginx's error log: the crashed process's last lines (an assertion's "
+                      "message, the module's last words)."),
+    click.option("--no-host", "no_host", is_flag=True,
+                 help="Do not look up this host's package database or the signal's sender "
+                      "(for a core from another host without --sysroot)."),
+]
+
+
+def core_options(f: F) -> F:
+    """The options every command that reads a core takes."""
+    for option in reversed(_CORE_OPTIONS):
+        f = option(f)
+    return f
+
+
+def _analysis_options(kw: dict[str, Any], *, full_frames: int, redact: bool) -> Any:
+    from crashkit.pipeline import Options
+
+    # Checked here rather than by click, for one-line errors like every other.
+    for option, path in (("--exe", kw["exe"]), ("--error-log", kw["error_log"])):
+        if path is not None and not os.path.isfile(path):
+            raise InputError(f"{option}: no such file" if not os.path.exists(path) else
+                             f"{option}: not a regular file", path=path)
+    dirs = [("--sysroot", kw["sysroot"])] + [("--debug-dir", d) for d in kw["debug_dirs"]]
+    for option, directory in dirs:
+        if directory is not None and not os.path.isdir(directory):
+            raise InputError(f"{option}: no such directory", path=directory)
+    return Options(exe=kw["exe"], sysroot=kw["sysroot"], debug_dirs=kw["debug_dirs"],
+                   use_gdb=not kw["no_gdb"], gdb=kw["gdb_path"], gdb_timeout=kw["gdb_timeout"],
+                   debuginfod=kw["debuginfod"], full_frames=full_frames,
+                   max_frames=kw["max_frames"], redact=redact, error_log=kw["error_log"],
+                   host_facts=not kw["no_host"])
+
+
+def _run_analysis(core: str, options: Any) -> Any:
+    from crashkit.pipeline import analyze as run_analysis
+    from crashkit.pipeline import start_gdb
+
+    # Usually gdb is running already (crashkit.launch); otherwise it starts here.
+    session, gdb_error = start_gdb(options)
+    result = run_analysis(core, options, session=session, gdb_error=gdb_error)
+    if result.gdb_error:
+        click.echo(f"crashkit: warning: {result.gdb_error}; showing what the core's notes hold",
+                   err=True)
+    return result
+
+
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("core")
-@click.option("--exe", "exe", metavar="PATH",
-              help="Executable to use instead of the path recorded in the core.")
-@click.option("--sysroot", metavar="DIR",
-              help="Look up the core's files under DIR (a copy of the crashed host's files).")
-@click.option("--debug-dir", "debug_dirs", metavar="DIR", multiple=True,
-              help="Extra directory with separate debug files (.build-id/xx/yyyy.debug). "
-                   "Repeatable; /usr/lib/debug is always searched.")
-@click.option("--no-gdb", is_flag=True,
-              help="Skip gdb: only the core's notes and ELF symbol tables (pc of each thread, "
-                   "no backtraces). Fast and flat in the core's size.")
-@click.option("--gdb", "gdb_path", metavar="PATH", default="gdb", show_default=True,
-              help="The gdb to run.")
-@click.option("--gdb-timeout", metavar="SECONDS", type=click.FloatRange(min=0.1), default=60.0,
-              show_default=True, help="Longest wait for any one gdb command.")
-@click.option("--debuginfod", is_flag=True,
-              help="Let gdb fetch debug info from DEBUGINFOD_URLS servers (off by default: "
-                   "the core's build-ids would be sent over the network).")
+@core_options
 @click.option("--full", "full", is_flag=True,
               help="Arguments and locals of the innermost frames (--full-frames of them).")
 @click.option("--full-frames", metavar="N", type=click.IntRange(min=1), default=5,
               show_default=True, help="How many frames --full covers.")
-@click.option("--max-frames", metavar="N", type=click.IntRange(min=1), default=256,
-              show_default=True, help="Deepest backtrace kept per thread.")
 @click.option("--show-secrets", is_flag=True,
               help="Do not redact string values in arguments and locals.")
-@click.option("--error-log", metavar="PATH",
-              help="nginx's error log: show the crashed process's last lines from it (an "
-                   "assertion's message, the module's last words).")
-@click.option("--no-host", "no_host", is_flag=True,
-              help="Do not look up this host's package database or the signal's sender "
-                   "(for a core from another host without --sysroot).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the analysis as JSON (schema crashkit/analysis/1, see README).")
-def analyze(core: str, exe: str | None, sysroot: str | None, debug_dirs: tuple[str, ...],
-            no_gdb: bool, gdb_path: str, gdb_timeout: float, debuginfod: bool, full: bool,
-            full_frames: int, max_frames: int, show_secrets: bool, error_log: str | None,
-            no_host: bool, as_json: bool) -> None:
+def analyze(core: str, full: bool, full_frames: int, show_secrets: bool, as_json: bool,
+            **kw: Any) -> None:
     """Tell what crashed in CORE and whose code is at fault.
 
     From the core's own notes: program, process, signal and why, the faulting
@@ -83,31 +126,12 @@ def analyze(core: str, exe: str | None, sysroot: str | None, debug_dirs: tuple[s
     against the file on disk), and whether the core is complete. Through gdb
     (safe mode: no gdbinit, no auto-loaded scripts, no debuginfod): every
     thread's backtrace, with names gdb cannot give filled in from ELF symbol
-    tables, and the instructions around the crash.
+    tables, and the instructions around the crash. The first line is the
+    verdict: what happened and whose code is at fault.
     """
-    from crashkit.pipeline import Options, start_gdb
-    from crashkit.pipeline import analyze as run_analysis
-
-    # Checked here rather than by click, for one-line errors like every other.
-    if exe is not None and not os.path.isfile(exe):
-        raise InputError("--exe: no such file" if not os.path.exists(exe) else
-                         "--exe: not a regular file", path=exe)
-    if error_log is not None and not os.path.isfile(error_log):
-        raise InputError("--error-log: no such file" if not os.path.exists(error_log) else
-                         "--error-log: not a regular file", path=error_log)
-    for option, directory in [("--sysroot", sysroot)] + [("--debug-dir", d) for d in debug_dirs]:
-        if directory is not None and not os.path.isdir(directory):
-            raise InputError(f"{option}: no such directory", path=directory)
-    options = Options(exe=exe, sysroot=sysroot, debug_dirs=debug_dirs, use_gdb=not no_gdb,
-                      gdb=gdb_path, gdb_timeout=gdb_timeout, debuginfod=debuginfod,
-                      full_frames=full_frames if full else 0, max_frames=max_frames,
-                      redact=not show_secrets, error_log=error_log, host_facts=not no_host)
-    # Usually gdb is running already (crashkit.launch); otherwise it starts here.
-    session, gdb_error = start_gdb(options)
-    result = run_analysis(core, options, session=session, gdb_error=gdb_error)
-    if result.gdb_error:
-        click.echo(f"crashkit: warning: {result.gdb_error}; showing what the core's notes hold",
-                   err=True)
+    options = _analysis_options(kw, full_frames=full_frames if full else 0,
+                                redact=not show_secrets)
+    result = _run_analysis(core, options)
     if as_json:
         from crashkit.render.json_out import analysis_json
 
@@ -119,6 +143,91 @@ def analyze(core: str, exe: str | None, sysroot: str | None, debug_dirs: tuple[s
         from crashkit.render.text import render
 
         _OUTPUT.append(render(result))
+
+
+def _formats(value: str) -> tuple[str, ...]:
+    from crashkit.report.bundle import FORMATS
+
+    wanted = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    unknown = [v for v in wanted if v not in FORMATS]
+    if unknown or not wanted:
+        raise InputError(f"--format: {', '.join(unknown) or 'nothing'} is not one of "
+                         f"{', '.join(FORMATS)}")
+    return wanted
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("core")
+@click.option("--out", "out_dir", metavar="DIR", default=".", show_default=True,
+              help="Where to write the bundle (crashkit-report-PROGRAM-PID-SIG.tar.gz).")
+@click.option("--format", "formats", metavar="LIST", default="md,html,json", show_default=True,
+              help="Which reports to include: md (report.md, an issue body), html "
+                   "(report.html), json (analysis.json).")
+@click.option("--include-core", is_flag=True,
+              help="Put the core itself in the bundle. It holds the process's memory (TLS "
+                   "keys, cookies, request data): share such a bundle privately.")
+@click.option("--no-redact", is_flag=True,
+              help="Keep strings from process memory and secrets from the config and logs.")
+@click.option("--template-dir", metavar="DIR",
+              help="Templates that override the shipped ones (report.md.j2, report.html.j2).")
+@click.option("--conf", metavar="PATH",
+              help="The crashed nginx's config (default: the one `nginx -V` names).")
+@click.option("--nginx", "nginx_path", metavar="PATH", default="nginx", show_default=True,
+              help="The nginx binary for nginx -V and nginx -T.")
+@core_options
+@click.option("--json", "as_json", is_flag=True,
+              help="Print what was written as JSON (schema crashkit/report/1).")
+def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact: bool,
+           template_dir: str | None, conf: str | None, nginx_path: str, as_json: bool,
+           **kw: Any) -> None:
+    """Write a bug-report bundle for CORE, ready to attach upstream.
+
+    A .tar.gz (mode 0600) with report.md (an issue body for GitHub or GitLab),
+    report.html, analysis.json, every thread's backtrace with locals, the
+    registers and instructions at the crash, the module list with packages,
+    nginx -V, nginx -T, the error log around the crash and the system's
+    versions. Strings from process memory, secrets in the config and
+    secret-looking values in logs are redacted (<redacted:N>, N their length)
+    unless --no-redact. The core goes in only with --include-core.
+    """
+    from crashkit.report.bundle import FULL_FRAMES, ReportOptions, make_report
+
+    wanted = _formats(formats)
+    if template_dir is not None and not os.path.isdir(template_dir):
+        raise InputError("--template-dir: no such directory", path=template_dir)
+    if conf is not None and not os.path.isfile(conf):
+        raise InputError("--conf: no such file" if not os.path.exists(conf) else
+                         "--conf: not a regular file", path=conf)
+    if not os.path.isdir(out_dir):
+        raise InputError("--out: no such directory", path=out_dir)
+    options = _analysis_options(kw, full_frames=FULL_FRAMES, redact=not no_redact)
+    if no_redact:
+        click.echo("crashkit: warning: --no-redact: the bundle may hold passwords, cookies and "
+                   "keys from the process's memory and the config", err=True)
+    if include_core:
+        click.echo("crashkit: warning: --include-core: the bundle holds the process's memory; "
+                   "share it privately, never on a public tracker", err=True)
+    def progress(message: str) -> None:
+        if sys.stderr.isatty():
+            click.echo(f"crashkit: {message}…", err=True)
+
+    progress("analyzing the core")
+    result = _run_analysis(core, options)
+    done = make_report(result, ReportOptions(
+        out_dir=out_dir, formats=wanted, include_core=include_core, redact=not no_redact,
+        template_dir=template_dir, conf=conf, error_log=kw["error_log"], nginx=nginx_path),
+        progress=progress)
+    for note in done.notes:
+        click.echo(f"crashkit: note: {note}", err=True)
+    if as_json:
+        _OUTPUT.append(json.dumps({
+            "schema": "crashkit/report/1", "bundle": os.path.abspath(done.bundle),
+            "size": done.size, "files": list(done.files), "redacted": not no_redact,
+            "include_core": include_core, "verdict": done.verdict, "notes": list(done.notes)},
+            indent=2 if sys.stdout.isatty() else None))
+    else:
+        _OUTPUT.append(f"{done.verdict}\n\nwrote {done.bundle} ({done.size} bytes): "
+                       f"{', '.join(done.files)}")
 
 
 SETUP_EXIT_HELP = """\b

@@ -25,6 +25,7 @@ from crashkit.elf.modules import read_modules
 from crashkit.elf.symbols import DEFAULT_DEBUG_DIRS, Symbolizer, host_path
 from crashkit.errors import GdbError
 from crashkit.model import Analysis, CoreFacts, CrashContext, HostFacts, Package, Thread
+from crashkit.redact import gdb_value
 
 if TYPE_CHECKING:
     from crashkit.gdb.backtrace import Pending
@@ -285,7 +286,7 @@ def _gdb_threads(session: GdbSession, pending: Pending, threads: tuple[Thread, .
                  rescued: frozenset[str]) -> tuple[tuple[Thread, ...], CrashContext | None]:
     from crashkit.gdb import backtrace as bt
 
-    redact = bt.redact_strings if options.redact else (lambda v: v)
+    redact = gdb_value if options.redact else (lambda v: v)
     per_thread, warnings = bt.collect(
         session, pending, [(t.tid, t.pc) for t in threads], max_frames=options.max_frames,
         full_frames=options.full_frames, redact=redact)

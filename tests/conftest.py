@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,25 @@ def compile_program(d: Path, name: str, source: str, *flags: str, cxx: bool = Fa
     out = d / name
     subprocess.run([compiler, "-g", opt, "-o", str(out), str(src), *flags], check=True)
     return out
+
+
+@pytest.fixture
+def core_dir() -> Iterator[Path]:
+    """A directory a live nginx worker (www-data) can write its core into: not
+    under pytest's tmp_path, whose parents only root may enter."""
+    import pwd
+    import tempfile
+
+    if os.geteuid() != 0:
+        unavailable("a live nginx needs root")
+    www = pwd.getpwnam("www-data")
+    top = Path(tempfile.mkdtemp(prefix="crashkit-live-"))
+    top.chmod(0o711)
+    d = top / "cores"
+    d.mkdir()
+    os.chown(d, www.pw_uid, www.pw_gid)
+    d.chmod(0o700)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

@@ -261,3 +261,17 @@ def debian_tree(dest: Path) -> Path:
             if new != text:
                 f.write_text(new, errors="surrogateescape")
     return root / "nginx.conf"
+
+
+def crash_worker(ngx: LiveNginx, url: str, core_dir: Path,
+                 headers: dict[str, str] | None = None, timeout: float = 30.0) -> Path:
+    """Request ``url`` (a location that crashes the worker) and return the
+    core the worker left in ``core_dir`` (its working_directory)."""
+    status, _ = http_get(url, headers)
+    assert status == 0, f"the worker answered {status} instead of dying"
+    line = ngx.wait_log("exited on signal", timeout)
+    assert line.endswith("(core dumped)"), line
+    # The kernel has written the whole core when the master sees the exit.
+    cores = [p for p in core_dir.iterdir() if p.name.startswith("core")]
+    assert len(cores) == 1, f"cores in {core_dir}: {cores}"
+    return cores[0]

@@ -168,7 +168,8 @@ def test_string_values_are_redacted_unless_asked(tmp_path: Path) -> None:
     caller = next(f for f in frames if f["function"] == "check_password")
     password = next(a for a in caller["args"] if a["name"] == "password")
     assert "hunter2" not in json.dumps(frames)
-    assert password["value"].endswith('"<redacted>"')
+    # The marker keeps the length: "hunter2-very-secret" is 19 characters.
+    assert password["value"].endswith('"<redacted:19>"')
     shown = analyze_json(core, "--full", "--show-secrets")["threads"][0]["frames"]
     caller = next(f for f in shown if f["function"] == "check_password")
     assert any('"hunter2-very-secret"' in a["value"] for a in caller["args"])

@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +14,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from tests.conftest import analyze_json, fixture, run_cli, unavailable
-from tests.live_nginx import NGINX, WORKER_USER, LiveNginx, basic_conf, free_port, http_get
+from tests.live_nginx import NGINX, LiveNginx, basic_conf, crash_worker, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -153,24 +150,6 @@ def test_package_of_a_packaged_module(manifest: dict[str, Any]) -> None:
     assert pkgs["ngx_http_crashkit_test_module.so"] is None
 
 
-@pytest.fixture
-def core_dir() -> Iterator[Path]:
-    """A directory the nginx worker (www-data) can write its core into."""
-    if os.geteuid() != 0:
-        unavailable("a live nginx needs root")
-    www = pwd.getpwnam(WORKER_USER)
-    top = Path(tempfile.mkdtemp(prefix="crashkit-live-"))
-    top.chmod(0o711)
-    d = top / "cores"
-    d.mkdir()
-    os.chown(d, www.pw_uid, www.pw_gid)
-    d.chmod(0o700)
-    try:
-        yield d
-    finally:
-        shutil.rmtree(top, ignore_errors=True)
-
-
 def test_a_fresh_crash_of_the_same_bug_shares_the_signature(
         manifest: dict[str, Any], tmp_path: Path, core_dir: Path) -> None:
     """Crash Debian's nginx again with the same module bug: another process,
@@ -183,13 +162,8 @@ def test_a_fresh_crash_of_the_same_bug_shares_the_signature(
                       main=f"worker_rlimit_core 500M;\nworking_directory {core_dir};",
                       server="location /null { crashkit_crash null; }")
     with LiveNginx(tmp_path / "ngx", conf) as ngx:
-        status, _ = http_get(f"http://127.0.0.1:{port}/null")
-        assert status == 0  # the worker died mid-request
-        line = ngx.wait_log("exited on signal 11")
-        assert line.endswith("(core dumped)"), line
-    cores = [p for p in core_dir.iterdir() if p.name.startswith("core")]
-    assert len(cores) == 1
-    fresh = verdict_of(str(cores[0]))
+        core = crash_worker(ngx, f"http://127.0.0.1:{port}/null", core_dir)
+    fresh = verdict_of(str(core))
     old = verdict_of(fx["core"])
     assert fresh["core"]["pid"] != old["core"]["pid"]
     assert fresh["signature"] == old["signature"]

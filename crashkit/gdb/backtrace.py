@@ -339,14 +339,3 @@ def _disassembly(session: GdbSession, pc: int, function_offset: int | None,
     return None
 
 
-# gdb prints char data as "strings", 'c' characters (with <repeats N times>)
-# and escapes such as '\\000' inside either.
-_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"|(?:-?\d+ )?\'(?:[^\'\\]|\\.[0-7]{0,2})\'')
-
-
-def redact_strings(value: str) -> str:
-    """Hide the contents of string and character values: they may hold cookies,
-    passwords or keys. Structure (pointers, numbers, repeat counts) stays."""
-    # A char prints as its code and its glyph (104 'h'): both go.
-    return _LITERAL.sub(lambda m: '"<redacted>"' if m.group(0).startswith('"')
-                        else "'<redacted>'", value)

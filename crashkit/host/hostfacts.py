@@ -113,13 +113,8 @@ LOG_LINES = 5
 _NGINX_LINE = re.compile(rb"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[\w+\] (\d+)#\d+: ")
 
 
-def last_log_lines(path: str, pid: int, limit: int = LOG_LINES) -> tuple[str, ...]:
-    """The crashed process's last lines in nginx's error log, up to and
-    including the master's "worker process PID exited on signal" line.
-
-    A worker's own messages carry its pid ("2026/11/24 04:21:15 [alert]
-    PID#TID: ..."); what it wrote to stderr (glibc's assertion message, a
-    module's fprintf) has no prefix, since nginx points stderr at the log."""
+def _tail_lines(path: str, option: str = "--error-log") -> list[bytes]:
+    """The lines of the last LOG_TAIL bytes of a log."""
     from crashkit.elf.files import regular_file
 
     try:
@@ -127,23 +122,54 @@ def last_log_lines(path: str, pid: int, limit: int = LOG_LINES) -> tuple[str, ..
             start = max(0, size - LOG_TAIL)
             data = read(start, size - start)
     except FileNotFoundError:
-        raise InputError("--error-log: no such file", path=path) from None
+        raise InputError(f"{option}: no such file", path=path) from None
     except OSError as exc:
-        raise InputError(f"--error-log: cannot read it ({exc.strerror or exc})",
+        raise InputError(f"{option}: cannot read it ({exc.strerror or exc})",
                          path=path) from None
     lines = data.split(b"\n")
-    if start:
-        lines = lines[1:]  # the first one is cut
+    return lines[1:] if start else lines  # the first one is cut
+
+
+def _exit_line(lines: list[bytes], pid: int) -> int | None:
+    """Index of the master's "worker process PID exited on signal" line."""
     exited = re.compile(rb"worker process %d exited on signal" % pid)
-    own = b" %d#" % pid
-    end = next((i for i in range(len(lines) - 1, -1, -1) if exited.search(lines[i])), None)
+    return next((i for i in range(len(lines) - 1, -1, -1) if exited.search(lines[i])), None)
+
+
+def _decode(line: bytes) -> str:
+    return line.decode("utf-8", "replace").rstrip("\r")[:4000]
+
+
+def last_log_lines(path: str, pid: int, limit: int = LOG_LINES) -> tuple[str, ...]:
+    """The crashed process's last lines in nginx's error log, up to and
+    including the master's "worker process PID exited on signal" line.
+
+    A worker's own messages carry its pid ("2026/11/24 04:21:15 [alert]
+    PID#TID: ..."); what it wrote to stderr (glibc's assertion message, a
+    module's fprintf) has no prefix, since nginx points stderr at the log."""
+    lines = _tail_lines(path)
+    own = b"%d" % pid
+    end = _exit_line(lines, pid)
     picked: list[bytes] = []
-    stop = end if end is not None else len(lines)
-    for line in reversed(lines[:stop]):
+    for line in reversed(lines[:end if end is not None else len(lines)]):
         if len(picked) == limit:
             break
         m = _NGINX_LINE.match(line)
-        if (m and m.group(1) == own[1:-1]) or (not m and line.strip()):
+        if (m and m.group(1) == own) or (not m and line.strip()):
             picked.append(line)
     out = [*reversed(picked)] + ([lines[end]] if end is not None else [])
-    return tuple(line.decode("utf-8", "replace").rstrip("\r")[:1000] for line in out)
+    return tuple(_decode(line)[:1000] for line in out)
+
+
+def log_excerpt(path: str, pid: int, before: int = 40, after: int = 5,
+                ) -> tuple[tuple[str, ...], bool]:
+    """Lines around the crash: up to ``before`` lines before the master's
+    "exited on signal" line for pid and ``after`` after it; (lines, True).
+    Without that line, the log's last ``before`` lines and False."""
+    lines = _tail_lines(path)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    end = _exit_line(lines, pid)
+    if end is None:
+        return tuple(_decode(x) for x in lines[-before:]), False
+    return tuple(_decode(x) for x in lines[max(0, end - before):end + 1 + after]), True

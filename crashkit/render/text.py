@@ -113,6 +113,31 @@ def _context(a: Analysis) -> list[str]:
     return lines
 
 
+def full_backtrace(a: Analysis) -> str:
+    """Every thread, one after the other, with arguments and locals: the
+    ``bt full`` a maintainer asks for."""
+    lines: list[str] = []
+    for t in a.threads:
+        label = " (received the signal)" if t.crashed else ""
+        lines += [f"Thread {t.tid}{label}" + (f" [{t.name}]" if t.name else "") + ":"]
+        lines += _frame_lines(t.frames) or ["  (no frames)"]
+        lines.append("")
+    return "\n".join(visible(line) for line in lines)
+
+
+def crash_site(a: Analysis) -> str:
+    """The crashing thread's registers and the instructions around its pc."""
+    lines = _registers(a.threads[0])[1:] if a.threads else ["(no threads)"]
+    lines += _context(a) or ["", "(no disassembly: gdb was not used or could not read the code)"]
+    return "\n".join(visible(line) for line in lines)
+
+
+def crashing_frames(a: Analysis) -> str:
+    """The crashing thread's frames as the text output shows them."""
+    return "\n".join(visible(line) for line in _frame_lines(a.threads[0].frames)) \
+        if a.threads else ""
+
+
 def render(a: Analysis) -> str:
     c = a.core
     v = a.verdict
@@ -194,7 +219,7 @@ def render(a: Analysis) -> str:
         lines += ["", "Warnings:"]
         lines += [f"  ! {w}" for w in a.warnings]
     # Each entry is one line: a newline inside a value is shown, not obeyed.
-    return "\n".join(_visible(line) for line in lines)
+    return "\n".join(visible(line) for line in lines)
 
 
 # C0 and C1 control characters but tab: a core's strings (argv, paths) must
@@ -202,7 +227,7 @@ def render(a: Analysis) -> str:
 _CONTROL = dict.fromkeys([*range(0x00, 0x09), *range(0x0A, 0x20), 0x7F, *range(0x80, 0xA0)])
 
 
-def _visible(line: str) -> str:
+def visible(line: str) -> str:
     if not any(ord(c) in _CONTROL or 0xDC80 <= ord(c) <= 0xDCFF for c in line):
         return line
     out = []

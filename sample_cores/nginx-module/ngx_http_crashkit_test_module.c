@@ -8,6 +8,8 @@
  *     location /null  { crashkit_crash null;  }   SIGSEGV, NULL->len (addr 0x10)
  *     location /libc  { crashkit_crash libc;  }   SIGSEGV inside libc (strlen(NULL))
  *     location /abort { crashkit_crash abort; }   SIGABRT via abort()
+ *     location /hdrs  { crashkit_crash headers; } SIGSEGV in a function whose
+ *                     arguments are the Authorization and Cookie values
  *     location /ok    { crashkit_crash none;  }   200 "ok"
  *
  * Before crashing, the module writes one line to error.log (level notice)
@@ -41,6 +43,7 @@
 #define CRASHKIT_MODE_NULL   1
 #define CRASHKIT_MODE_LIBC   2
 #define CRASHKIT_MODE_ABORT  3
+#define CRASHKIT_MODE_HEADERS 4
 
 #define CRASHKIT_MAGIC       0x6b736863UL   /* "chsk" */
 
@@ -212,6 +215,26 @@ crashkit_copy_header(ngx_http_request_t *r, u_char *dst, const u_char *src)
 }
 
 
+/*
+ * BUG: looks the session up through a table pointer that was never set.
+ * Built without optimization so that gdb shows its arguments: the request's
+ * Authorization and Cookie values, which a bug report must not carry.
+ */
+CRASHKIT_NOINLINE __attribute__((optimize("O0"))) size_t
+crashkit_session_lookup(ngx_http_request_t *r, const u_char *authorization,
+    const u_char *cookie)
+{
+    crashkit_tag_t *volatile  table = NULL;
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "crashkit: crashing mode=headers pid=%P "
+                  "function=crashkit_session_lookup", ngx_pid);
+
+    return table->len + (authorization ? authorization[0] : 0)
+           + (cookie ? cookie[0] : 0);
+}
+
+
 CRASHKIT_NOINLINE void
 crashkit_check_invariant(ngx_http_request_t *r, crashkit_state_t *st)
 {
@@ -300,6 +323,13 @@ ngx_http_crashkit_handler(ngx_http_request_t *r)
                                               h ? h->value.data : NULL);
         break;
 
+    case CRASHKIT_MODE_HEADERS:
+        h = crashkit_find_header(r, "Authorization");
+        buf = h ? h->value.data : NULL;
+        h = crashkit_find_header(r, "Cookie");
+        rc = (ngx_int_t) crashkit_session_lookup(r, buf, h ? h->value.data : NULL);
+        break;
+
     case CRASHKIT_MODE_ABORT:
         /* pcalloc: magic is 0, the invariant "magic == CRASHKIT_MAGIC" fails */
         st = ngx_pcalloc(r->pool, sizeof(crashkit_state_t));
@@ -342,6 +372,9 @@ ngx_http_crashkit_crash(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     } else if (ngx_strcmp(value[1].data, "libc") == 0) {
         ckcf->mode = CRASHKIT_MODE_LIBC;
+
+    } else if (ngx_strcmp(value[1].data, "headers") == 0) {
+        ckcf->mode = CRASHKIT_MODE_HEADERS;
 
     } else if (ngx_strcmp(value[1].data, "abort") == 0) {
         ckcf->mode = CRASHKIT_MODE_ABORT;

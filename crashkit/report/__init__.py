@@ -1,0 +1,1 @@
+"""crashkit report: bug-report bundles (model, templates, redaction, tar.gz)."""

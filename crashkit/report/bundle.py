@@ -1,0 +1,289 @@
+"""``crashkit report``: a bug-report bundle (.tar.gz, mode 0600) built from a
+core, the host's nginx and its logs, with secrets redacted by default."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import tarfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from crashkit import __version__
+from crashkit import redact as R
+from crashkit.errors import InputError
+from crashkit.model import Analysis
+
+FORMATS = ("md", "html", "json")
+FULL_FRAMES = 64  # frames per thread with arguments and locals in backtrace-full.txt
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    out_dir: str = "."
+    formats: tuple[str, ...] = FORMATS
+    include_core: bool = False
+    redact: bool = True
+    template_dir: str | None = None
+    conf: str | None = None  # None: the one `nginx -V` names
+    error_log: str | None = None  # None: the one the config names
+    nginx: str = "nginx"
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    bundle: str
+    files: tuple[str, ...]
+    size: int
+    notes: tuple[str, ...]  # what could not be included, and why
+    verdict: str
+
+
+def shipped_templates() -> Path:
+    """reports/templates: inside the installed package (crashkit.report_templates),
+    or at the top of a source checkout."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("crashkit.report_templates")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parent.parent.parent / "reports" / "templates"
+
+
+def template_environment(template_dir: str | None) -> object:
+    import jinja2
+
+    loaders: list[jinja2.BaseLoader] = []
+    if template_dir is not None:
+        loaders.append(jinja2.FileSystemLoader(template_dir))
+    loaders.append(jinja2.FileSystemLoader(str(shipped_templates())))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined,
+        autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    # Markdown: a table cell ends at "|" and at a newline.
+    env.filters["cell"] = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
+    return env
+
+
+def render_template(env: object, name: str, **context: object) -> str:
+    import jinja2
+
+    assert isinstance(env, jinja2.Environment)
+    try:
+        return env.get_template(name).render(**context)
+    except jinja2.TemplateNotFound:
+        raise InputError(f"template {name} not found", path=str(shipped_templates())) from None
+    except jinja2.TemplateError as exc:
+        where = getattr(exc, "filename", None) or name
+        line = getattr(exc, "lineno", None)
+        raise InputError(f"template error{f' at line {line}' if line else ''}: {exc}",
+                         path=where) from None
+
+
+def _redacted_process(a: Analysis) -> Analysis:
+    """Command lines can carry passwords (--password=…, token=…)."""
+    p = a.core.process
+    if p is None:
+        return a
+    core = dataclasses.replace(a.core, process=dataclasses.replace(p, args=R.text_secrets(
+        p.args)))
+    return dataclasses.replace(a, core=core)
+
+
+def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
+                 files: dict[str, str]) -> str | None:
+    """nginx-V.txt, nginx-T.txt and the error log excerpt; returns the log path."""
+    from crashkit.nginx import config as C
+    from crashkit.nginx import dump
+
+    build = C.build_info(options.nginx)
+    version = dump.version_text(options.nginx)
+    exe = next((m for m in a.core.modules if m.path == a.core.exe), None)
+    if version is None:
+        notes.append(f"nginx-V.txt: `{options.nginx} -V` could not be run here")
+    else:
+        files["nginx-V.txt"] = version
+        if exe is not None and exe.build_id_match is not True:
+            notes.append("nginx-V.txt describes the nginx installed here, which may not be "
+                         "the build that crashed (its build-id differs or is unknown)")
+    where = C.find_config(options.conf, build)
+    try:
+        cfg = C.load_config(where.path, build)
+    except InputError:
+        if options.conf is not None:
+            raise  # the user named it: a bad one is bad input
+        notes.append(f"nginx-T.txt: no readable nginx config at {where.path} (--conf)")
+        cfg = None
+    if cfg is not None:
+        pairs, how = dump.config_dump(options.nginx, cfg.root, cfg.files)
+        chunks = [f"# crashkit: {how}\n"]
+        for path, text in pairs:
+            if options.redact:
+                text = R.config_text(text, _lex)
+            chunks.append(f"# configuration file {path}:\n{text}\n")
+        files["nginx-T.txt"] = "".join(chunks)
+    if options.error_log is not None:
+        return options.error_log
+    if cfg is not None:
+        logs = [t.path for t in C.error_logs(cfg) if t.path.startswith("/")]
+        found = next((p for p in logs if os.path.isfile(p)), None)
+        if found is None:
+            notes.append("error-log.txt: none of the config's error logs is readable here "
+                         f"({', '.join(logs) or 'none'}); pass --error-log")
+        return found
+    return None
+
+
+def _lex(text: str) -> list[tuple[str, list[tuple[str, int, int]]]]:
+    from crashkit.nginx.text import statements
+
+    return [(s.name.value, [(t.value, t.start, t.end) for t in s.args])
+            for s in statements(text)]
+
+
+def collect(a: Analysis, options: ReportOptions, notes: list[str],
+            ) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Every text file of the bundle but the reports, by name, and the
+    environment (what, version) pairs."""
+    from crashkit.analysis.attribution import is_nginx
+    from crashkit.host import hostfacts, system
+    from crashkit.render.json_out import analysis_json
+    from crashkit.render.text import crash_site, full_backtrace
+
+    files: dict[str, str] = {}
+    files["analysis.json"] = json.dumps(analysis_json(a), indent=2) + "\n"
+    files["backtrace-full.txt"] = full_backtrace(a) + "\n"
+    files["crash-site.txt"] = crash_site(a) + "\n"
+    log = None
+    if is_nginx(a.core):
+        try:
+            log = _nginx_files(a, options, notes, files)
+        except InputError as exc:
+            if options.conf is not None or options.error_log is not None:
+                raise
+            notes.append(f"nginx files left out: {exc}")
+    elif options.error_log is not None:
+        log = options.error_log
+    if log is not None and a.core.process is not None:
+        lines, found = hostfacts.log_excerpt(log, a.core.process.pid)
+        if options.redact:
+            lines = tuple(R.request_line(line) for line in lines)
+        head = (f"# {log}: lines around the exit of pid {a.core.process.pid}\n" if found else
+                f"# {log}: pid {a.core.process.pid} does not appear; its last lines\n")
+        files["error-log.txt"] = head + "\n".join(lines) + "\n"
+        if not found:
+            notes.append(f"error-log.txt: {log} does not mention pid {a.core.process.pid}'s "
+                         "exit: another log, or rotated since?")
+    environment = system.system_facts()
+    nginx_v = files.get("nginx-V.txt", "").splitlines()
+    if nginx_v:
+        environment.insert(0, ("nginx", nginx_v[0].split(": ", 1)[-1]))
+    files["system.txt"] = "".join(f"{k}: {v}\n" for k, v in environment)
+    return files, environment
+
+
+DESCRIPTIONS = {
+    "report.md": "the bug report, ready to paste into a GitHub or GitLab issue",
+    "report.html": "the same report, self-contained, for a browser",
+    "analysis.json": "crashkit analyze --json of the core (schema crashkit/analysis/1)",
+    "backtrace-full.txt": "every thread's backtrace with arguments and locals",
+    "crash-site.txt": "the crashing thread's registers and the instructions around the pc",
+    "modules.txt": "every mapped module: path, build-id, package and version",
+    "nginx-V.txt": "nginx -V: version, compiler and configure arguments",
+    "nginx-T.txt": "the whole nginx configuration (nginx -T)",
+    "error-log.txt": "nginx's error log around the crash",
+    "system.txt": "kernel, distribution, C library and OpenSSL versions",
+}
+
+
+def make_report(a: Analysis, options: ReportOptions,
+                progress: Callable[[str], None] = lambda _m: None) -> ReportResult:
+    from crashkit.report.model import build_model, module_rows
+
+    notes: list[str] = []
+    if options.redact:
+        a = _redacted_process(a)
+    progress("collecting nginx and system facts")
+    files, environment = collect(a, options, notes)
+    rows = module_rows(a)
+    width = max((len(r.path) for r in rows), default=4)
+    files["modules.txt"] = "".join(
+        f"{r.path:<{width}}  {r.build_id:<40}  {r.package}  [{r.on_disk}"
+        f"{', deleted' if r.deleted else ''}]\n" for r in rows)
+    wanted = ["report.md"] * ("md" in options.formats) + \
+        ["report.html"] * ("html" in options.formats)
+    if "json" not in options.formats:
+        files.pop("analysis.json")
+    names = sorted([*wanted, *files], key=lambda n: list(DESCRIPTIONS).index(n))
+    listing = [(n, DESCRIPTIONS[n]) for n in names]
+    if options.include_core:
+        listing.append((os.path.basename(a.core.path), "the core file (process memory: "
+                                                       "handle as a secret)"))
+    model = build_model(a, environment=environment, files=listing, redacted=options.redact,
+                        generator=f"crashkit {__version__}")
+    env = template_environment(options.template_dir)
+    progress("rendering the reports")
+    for name in wanted:
+        files[name] = render_template(env, f"{name}.j2", r=model)
+    progress("writing the bundle")
+    bundle = write_bundle(a, files, names, options)
+    return ReportResult(bundle=bundle, files=tuple(n for n, _ in listing),
+                        size=os.path.getsize(bundle), notes=tuple(notes),
+                        verdict=model.verdict)
+
+
+def bundle_name(a: Analysis) -> str:
+    p = a.core.process
+    who = "".join(c if c.isalnum() or c in "-_." else "_"
+                  for c in (p.fname if p else "core"))[:32] or "core"
+    tag = a.signature.hash[:8] if a.signature else "nosig"
+    return f"crashkit-report-{who}-{p.pid if p else 0}-{tag}"
+
+
+def write_bundle(a: Analysis, files: dict[str, str], order: Sequence[str],
+                 options: ReportOptions) -> str:
+    """The .tar.gz, written to a hidden temporary file beside it and renamed
+    into place: a reader sees the whole bundle or none. Mode 0600 from the
+    first byte: it may hold secrets the redaction missed."""
+    out = Path(options.out_dir)
+    if not out.is_dir():
+        raise InputError("--out: no such directory" if not out.exists() else
+                         "--out: not a directory", path=str(out))
+    top = bundle_name(a)
+    final = out / f"{top}.tar.gz"
+    tmp = out / f".{top}.tar.gz.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise InputError(f"--out: cannot write here ({exc.strerror})", path=str(out)) from None
+    now = time.time()
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+                for name in order:
+                    data = files[name].encode("utf-8", "surrogateescape")
+                    info = tarfile.TarInfo(f"{top}/{name}")
+                    info.size, info.mode, info.mtime = len(data), 0o600, now
+                    tar.addfile(info, io.BytesIO(data))
+                if options.include_core:
+                    tar.add(a.core.path, arcname=f"{top}/{os.path.basename(a.core.path)}",
+                            recursive=False, filter=_private)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return str(final)
+
+
+def _private(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mode = 0o600
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info

@@ -1,0 +1,185 @@
+"""What the report templates see: plain, already-formatted data. Templates
+only lay it out; every fact and sentence is decided here or in the analysis."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass
+from typing import TypeVar
+
+from crashkit.analysis.attribution import describe_module
+from crashkit.analysis.verdict import TITLES
+from crashkit.model import Analysis, Package
+from crashkit.render.text import crash_site, crashing_frames, visible
+
+
+@dataclass(frozen=True)
+class Fact:
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ModuleRow:
+    path: str
+    build_id: str  # "unknown" when the core does not hold it
+    on_disk: str  # "same build", "OTHER BUILD (…)", "missing", …
+    package: str  # "nginx 1.22.1-9+deb12u11", or "-"
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class ReportModel:
+    title: str
+    verdict: str  # the verdict sentence
+    what_happened: str
+    facts: tuple[Fact, ...]  # signal, meaning, process, confidence, signature …
+    report_to: str
+    blamed: ModuleRow | None
+    backtrace: str  # the crashing thread, as the text output shows it
+    crash_site: str  # registers and instructions
+    modules: tuple[ModuleRow, ...]
+    environment: tuple[Fact, ...]
+    files: tuple[Fact, ...]  # what the bundle holds
+    attach_if_asked: tuple[str, ...]
+    warnings: tuple[str, ...]
+    redacted: bool
+    generator: str
+    fence: str  # a Markdown code fence longer than any run of backticks in the blocks
+
+
+def package_label(p: Package | None) -> str:
+    if p is None:
+        return "-"
+    return f"{p.name} {p.version}" if p.version else p.name
+
+
+def module_rows(a: Analysis) -> tuple[ModuleRow, ...]:
+    rows = []
+    for m in a.core.modules:
+        if m.build_id_match is True:
+            disk = "same build"
+        elif m.build_id_match is False:
+            disk = f"OTHER BUILD on disk ({m.file_build_id})"
+        else:
+            disk = {"missing": "not on this host", "unreadable": "unreadable",
+                    "not-elf": "not an ELF file now"}.get(m.file_status, "not compared")
+        rows.append(ModuleRow(path=m.path, build_id=m.build_id or "unknown", on_disk=disk,
+                              package=package_label(a.host.packages.get(m.path)),
+                              deleted=m.deleted))
+    return tuple(rows)
+
+
+def title(a: Analysis) -> str:
+    v = a.verdict
+    p = a.core.process
+    who = p.fname if p else os.path.basename(a.core.exe or "?")
+    if p and "worker process" in p.args and who == "nginx":
+        who = "nginx worker"
+    s = a.core.signal
+    sig = s.name if s else "no signal"
+    if v is None or a.kind == "snapshot":
+        return f"{who}: snapshot ({sig}), not a crash"
+    if a.kind == "killed":
+        sender = f" (pid {s.sender_pid})" if s and s.sender_pid else ""
+        return f"{who} killed by {sig} from another process{sender}"
+    what = TITLES.get(v.kind, sig)
+    if v.module is None:
+        return f"{who} crash: {what}"
+    where = f"{v.function}()" if v.function else (
+        f"{os.path.basename(v.module)}+{v.module_offset:#x}" if v.module_offset is not None
+        else os.path.basename(v.module))
+    return f"{who} crash: {what} in {where} ({os.path.basename(v.module)})"
+
+
+def build_model(a: Analysis, *, environment: list[tuple[str, str]],
+                files: list[tuple[str, str]], redacted: bool, generator: str) -> ReportModel:
+    v = a.verdict
+    s = a.core.signal
+    p = a.core.process
+    facts: list[Fact] = []
+    if s is not None:
+        detail = [f"{s.name} ({s.number})"]
+        if s.code_name:
+            detail.append(s.code_name)
+        if s.fault_address is not None:
+            detail.append(f"fault address {s.fault_address:#x}")
+        if s.sender_pid is not None and (p is None or s.sender_pid != p.pid):
+            detail.append(f"sent by pid {s.sender_pid} (uid {s.sender_uid})")
+        facts.append(Fact("signal", ", ".join(detail)))
+    if a.meaning is not None:
+        facts.append(Fact("meaning", a.meaning.text))
+    if p is not None:
+        facts.append(Fact("process", f"{p.args or p.fname} (pid {p.pid}, uid {p.uid})"))
+    if a.core.exe:
+        facts.append(Fact("executable", a.core.exe))
+    if v is not None:
+        facts.append(Fact("confidence", f"{v.confidence}: {v.reason}"))
+    if a.signature is not None:
+        facts.append(Fact("crash signature", f"{a.signature.hash} ({a.signature.text})"))
+    facts.append(Fact("core", f"{a.core.size} bytes" + (
+        f", TRUNCATED (expected {a.core.expected_size})" if a.core.truncated else "")))
+    blamed = None
+    if v is not None and v.module:
+        blamed = next((r for r in module_rows(a) if r.path == v.module), None)
+    if v is not None and v.report_to:
+        report_to = v.report_to
+    elif a.kind == "killed":
+        report_to = ("nobody upstream: another process sent the signal. Find out why that "
+                     "process (see the signal's sender) killed the worker.")
+    elif a.kind == "snapshot":
+        report_to = "nobody: this core is a snapshot of a live process, not a crash."
+    else:
+        report_to = ("unknown yet: the code at fault could not be named (see confidence). "
+                     "A core with a complete stack, or gdb with the exact binaries, is "
+                     "needed first.")
+    attach = [
+        "the core file itself: `crashkit report --include-core` (it holds the process's "
+        "memory: request data, cookies, TLS keys. Share it privately, never on a public "
+        "tracker)",
+        "the exact binaries and their debug files (matched by the build-ids listed above)",
+        "the request or traffic that triggers the crash, if it can be reproduced",
+    ]
+    if redacted:
+        attach.append("values redacted from this report (`<redacted:N>`, N is the length), "
+                      "if the maintainer needs one: check it yourself first")
+    if blamed is not None and v is not None:
+        attach.insert(1, f"the source or version of {describe_module(blamed.path, v.origin)}")
+    return _shown(_model(a, facts, blamed, report_to, attach, environment, files, redacted,
+                         generator))
+
+
+T = TypeVar("T")
+_MULTILINE = frozenset({"backtrace", "crash_site"})  # escaped line by line already
+
+
+def _shown(value: T) -> T:
+    """Every string, control characters shown as \\xNN: names and paths come
+    from the core, and a newline in one must not start a Markdown heading."""
+    if isinstance(value, str):
+        return visible(value)  # type: ignore[return-value]
+    if isinstance(value, tuple):
+        return tuple(_shown(v) for v in value)  # type: ignore[return-value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{
+            f.name: _shown(getattr(value, f.name)) for f in dataclasses.fields(value)
+            if f.name not in _MULTILINE})
+    return value
+
+
+def _model(a: Analysis, facts: list[Fact], blamed: ModuleRow | None, report_to: str,
+           attach: list[str], environment: list[tuple[str, str]], files: list[tuple[str, str]],
+           redacted: bool, generator: str) -> ReportModel:
+    v = a.verdict
+    backtrace, site = crashing_frames(a), crash_site(a)
+    ticks = max((len(run) for run in re.findall(r"`+", backtrace + site)), default=0)
+    return ReportModel(
+        fence="`" * max(3, ticks + 1), title=title(a),
+        verdict=v.summary if v else a.summary, what_happened=a.summary,
+        facts=tuple(facts), report_to=report_to, blamed=blamed,
+        backtrace=backtrace, crash_site=site, modules=module_rows(a),
+        environment=tuple(Fact(n, x) for n, x in environment),
+        files=tuple(Fact(n, x) for n, x in files), attach_if_asked=tuple(attach),
+        warnings=a.warnings, redacted=redacted, generator=generator)

@@ -1,0 +1,238 @@
+"""crashkit report: bundles from real crashes of Debian's nginx, secrets kept
+out byte for byte, templates, bad input, and a non-editable install."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import stat
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, fixture, run_cli, unavailable
+from tests.live_nginx import LiveNginx, basic_conf, crash_worker, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def make_bundle(core: str, out: Path, *args: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Run crashkit report; (its --json answer, the bundle's files by name)."""
+    out.mkdir(exist_ok=True)
+    proc = run_cli("report", core, "--out", str(out), "--json", *args, check=True)
+    answer: dict[str, Any] = json.loads(proc.stdout)
+    bundle = Path(answer["bundle"])
+    assert bundle.parent == out.resolve()
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o600
+    files = {}
+    with tarfile.open(bundle) as tar:
+        for member in tar.getmembers():
+            assert member.isfile() and stat.S_IMODE(member.mode) == 0o600
+            top, name = member.name.split("/", 1)
+            assert top == bundle.name.removesuffix(".tar.gz")
+            data = tar.extractfile(member)
+            assert data is not None
+            files[name] = data.read()
+    assert sorted(files) == sorted(answer["files"])
+    return answer, files
+
+
+@pytest.fixture(scope="module")
+def secret_crash(manifest: dict[str, Any], tmp_path_factory: pytest.TempPathFactory,
+                 ) -> Iterator[dict[str, Any]]:
+    """Debian's nginx with the buggy module crashes while it handles a request
+    that carries a bearer token, a session cookie and a token in the query;
+    its config holds an API key in a proxy_set_header."""
+    if os.geteuid() != 0:
+        unavailable("a live nginx needs root")
+    import pwd
+    import tempfile
+
+    fx = fixture(manifest, "nginx-null")
+    tmp = tmp_path_factory.mktemp("secret")
+    top = Path(tempfile.mkdtemp(prefix="crashkit-report-"))
+    top.chmod(0o711)
+    core_dir = top / "cores"
+    core_dir.mkdir()
+    www = pwd.getpwnam("www-data")
+    os.chown(core_dir, www.pw_uid, www.pw_gid)
+    case = {
+        "token": secrets.token_urlsafe(24),
+        "cookie": secrets.token_hex(16),
+        "query": secrets.token_urlsafe(18),
+        "config_secret": secrets.token_urlsafe(20),
+    }
+    port = free_port()
+    conf = basic_conf(
+        port, load_module=fx["module"],
+        main=f"worker_rlimit_core 500M;\nworking_directory {core_dir};",
+        server=f"""
+        location /hdrs {{ crashkit_crash headers; }}
+        location /api {{
+            # the backend wants its key
+            proxy_set_header X-Api-Key "{case['config_secret']}";
+            proxy_pass http://127.0.0.1:9;
+        }}""")
+    try:
+        with LiveNginx(tmp / "ngx", conf) as ngx:
+            core = crash_worker(
+                ngx, f"http://127.0.0.1:{port}/hdrs?access_token={case['query']}&page=2",
+                core_dir, headers={"Authorization": f"Bearer {case['token']}",
+                                   "Cookie": f"session={case['cookie']}"})
+            case.update(core=str(core), conf=str(ngx.conf), log=str(ngx.error_log), tmp=tmp)
+            yield case
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def secrets_in(case: dict[str, Any]) -> list[bytes]:
+    return [case[k].encode() for k in ("token", "cookie", "query", "config_secret")]
+
+
+def test_no_file_in_the_bundle_holds_a_secret(secret_crash: dict[str, Any]) -> None:
+    answer, files = make_bundle(secret_crash["core"], secret_crash["tmp"] / "out",
+                                "--conf", secret_crash["conf"])
+    assert answer["redacted"] is True and answer["include_core"] is False
+    assert {"report.md", "report.html", "analysis.json", "backtrace-full.txt",
+            "crash-site.txt", "modules.txt", "nginx-V.txt", "nginx-T.txt", "error-log.txt",
+            "system.txt"} == set(files)
+    for name, data in files.items():
+        for secret in secrets_in(secret_crash):
+            assert secret not in data, f"{name} holds a secret"
+    # They were there to be found, and the markers keep their lengths.
+    bt = files["backtrace-full.txt"].decode()
+    auth = len(f"Bearer {secret_crash['token']}")
+    assert 'authorization = 0x' in bt and f'"<redacted:{auth}>"' in bt
+    assert f'"<redacted:{len("session=" + secret_crash["cookie"])}>"' in bt
+    conf = files["nginx-T.txt"].decode()
+    assert f'proxy_set_header X-Api-Key <redacted:{len(secret_crash["config_secret"])}>;' \
+        in conf
+    assert "# the backend wants its key" in conf  # comments and layout stay
+    log = files["error-log.txt"].decode()
+    assert f"access_token=<redacted:{len(secret_crash['query'])}>&page=<redacted:1>" in log
+    assert "crashkit: crashing mode=headers" in log
+
+
+def test_without_redaction_the_secrets_are_there(secret_crash: dict[str, Any]) -> None:
+    """The control: the same bundle with --no-redact does carry them, so the
+    test above can fail."""
+    proc = run_cli("report", secret_crash["core"], "--out", str(secret_crash["tmp"]),
+                   "--conf", secret_crash["conf"], "--no-redact", "--json")
+    assert proc.returncode == 0
+    assert "--no-redact: the bundle may hold passwords" in proc.stderr
+    with tarfile.open(json.loads(proc.stdout)["bundle"]) as tar:
+        text = b"".join(tar.extractfile(m).read() for m in tar.getmembers())  # type: ignore[union-attr]
+    for secret in secrets_in(secret_crash):
+        assert secret in text
+
+
+def test_the_report_names_the_module_and_has_the_backtrace(
+        secret_crash: dict[str, Any]) -> None:
+    _, files = make_bundle(secret_crash["core"], secret_crash["tmp"] / "out2",
+                           "--conf", secret_crash["conf"], "--format", "md")
+    md = files["report.md"].decode()
+    lines = md.splitlines()
+    assert lines[0] == ("# nginx worker crash: NULL pointer dereference in "
+                        "crashkit_session_lookup() (ngx_http_crashkit_test_module.so)")
+    assert lines[2].startswith("**Verdict:** NULL pointer dereference in "
+                               "crashkit_session_lookup(): the third-party nginx module")
+    assert "  #0  0x" in md and "crashkit_session_lookup+0x" in md
+    assert "ngx_http_core_content_phase" in md
+    assert "report.html" not in files and "analysis.json" not in files
+
+
+def test_include_core(manifest: dict[str, Any], tmp_path: Path) -> None:
+    fx = fixture(manifest, "nginx-kill")
+    proc = run_cli("report", fx["core"], "--out", str(tmp_path), "--include-core",
+                   "--format", "json", "--json")
+    assert proc.returncode == 0 and "--include-core: the bundle holds" in proc.stderr
+    bundle = json.loads(proc.stdout)["bundle"]
+    with tarfile.open(bundle) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("/core"))
+        assert stat.S_IMODE(member.mode) == 0o600 and member.size == Path(fx["core"]).stat().st_size
+        analysis = json.loads(tar.extractfile(  # type: ignore[union-attr]
+            next(m for m in tar.getmembers() if m.name.endswith("/analysis.json"))).read())
+    assert analysis["verdict"]["kind"] == "sent-by-process"
+
+
+def test_template_dir_overrides_one_template(manifest: dict[str, Any], tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "report.md.j2").write_text("CUSTOM {{ r.title }}\n{{ r.verdict }}\n")
+    _, files = make_bundle(fixture(manifest, "nginx-null")["core"], tmp_path / "out",
+                           "--template-dir", str(templates), "--format", "md,html")
+    md = files["report.md"].decode().splitlines()
+    assert md[0] == ("CUSTOM nginx worker crash: NULL pointer dereference in "
+                     "crashkit_faulty_tag_length() (ngx_http_crashkit_test_module.so)")
+    assert files["report.html"].startswith(b"<!DOCTYPE html>")  # the shipped one
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--format", "md,pdf"], "crashkit: error: --format: pdf is not one of md, html, json"),
+    (["--out", "/nonexistent/dir"], "crashkit: error: /nonexistent/dir: --out: no such directory"),
+    (["--conf", "/nonexistent.conf"], "crashkit: error: /nonexistent.conf: --conf: no such file"),
+])
+def test_bad_options_are_one_line_and_write_nothing(manifest: dict[str, Any], tmp_path: Path,
+                                                    args: list[str], message: str) -> None:
+    proc = run_cli("report", fixture(manifest, "nginx-null")["core"], "--out", str(tmp_path),
+                   *args)
+    assert (proc.returncode, proc.stderr, proc.stdout) == (2, message + "\n", "")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_broken_template_names_itself(manifest: dict[str, Any], tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "report.md.j2").write_text("{{ r.title }\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_cli("report", fixture(manifest, "nginx-null")["core"], "--out", str(out),
+                   "--template-dir", str(templates))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"crashkit: error: {templates / 'report.md.j2'}: template "
+                                  "error at line 1")
+    assert list(out.iterdir()) == []  # no bundle, no temporary file
+
+
+def test_a_non_editable_install_renders_reports(manifest: dict[str, Any],
+                                                tmp_path: Path) -> None:
+    """pip install . (a real wheel, no source tree on the path) ships the
+    templates and every package."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for name in ("crashkit", "reports"):
+        shutil.copytree(ROOT / name, src / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    target = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                          "--disable-pip-version-check", "--target", str(target), str(src)],
+                         capture_output=True, text=True, timeout=300)
+    if pip.returncode != 0:
+        unavailable(f"pip install . failed: {pip.stderr[-1500:]}")
+    wanted = {str(p.parent.relative_to(ROOT)) for p in (ROOT / "crashkit").rglob("__init__.py")}
+    got = {str(p.parent.relative_to(target)) for p in (target / "crashkit").rglob("__init__.py")}
+    assert got == wanted
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    proc = subprocess.run([sys.executable, "-c", "import crashkit, sys; print(crashkit.__file__)"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, check=True)
+    assert proc.stdout.strip() == str(target / "crashkit" / "__init__.py")
+    proc = subprocess.run([sys.executable, "-m", "crashkit", "report",
+                           fixture(manifest, "nginx-null")["core"], "--out", str(out), "--json"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    with tarfile.open(json.loads(proc.stdout)["bundle"]) as tar:
+        names = [m.name.split("/", 1)[1] for m in tar.getmembers()]
+        html = tar.extractfile(  # type: ignore[union-attr]
+            next(m for m in tar.getmembers() if m.name.endswith("report.html"))).read()
+    assert "report.md" in names and b"crashkit_faulty_tag_length" in html

@@ -1,0 +1,176 @@
+"""report.md against golden files, from synthetic models (no gdb, no host
+facts: the same bytes on every machine), and the redaction rules."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from crashkit import redact as R
+from crashkit import signals as S
+from crashkit.analysis.verdict import build_analysis
+from crashkit.model import (
+    CoreFacts,
+    Frame,
+    HostFacts,
+    Module,
+    Package,
+    ProcessInfo,
+    SignalInfo,
+    Thread,
+)
+from crashkit.report.bundle import render_template, template_environment
+from crashkit.report.model import build_model
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+NGINX = "/usr/sbin/nginx"
+LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+MOD = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+ENVIRONMENT = [("nginx", "nginx/1.22.1"), ("kernel", "Linux 6.1.0-27-amd64 (x86_64)"),
+               ("distribution", "Debian GNU/Linux 12 (bookworm)"), ("C library", "glibc 2.36")]
+FILES = [("report.md", "the bug report"), ("analysis.json", "the analysis")]
+
+
+def module(path: str, bid: str) -> Module:
+    return Module(path=path, start=0x1000, end=0x2000, build_id=bid, file_build_id=bid,
+                  build_id_match=True, file_status="ok")
+
+
+def analysis(sig: SignalInfo, frames: list[Frame], host: HostFacts) -> object:
+    thread = Thread(tid=4242, crashed=True, registers={"rip": 0x7F00_0000_1234,
+                                                       "rsp": 0x7FFC_0000_0000},
+                    pc=frames[0].pc, sp=0x7FFC_0000_0000, fp=None, cursig=sig.number,
+                    frames=tuple(frames))
+    facts = CoreFacts(
+        path="/var/lib/crashkit/cores/core.4242", size=1560576, expected_size=1560576,
+        truncated=False, arch="x86-64",
+        process=ProcessInfo(pid=4242, ppid=4200, uid=33, gid=33, fname="nginx",
+                            args="nginx: worker process", state="R"),
+        signal=sig, threads=(thread,), mappings=(), auxv={}, exe=NGINX, execfn=NGINX,
+        page_size=4096,
+        modules=(module(NGINX, "74429228deec622306ed48e0188056aed01ba01f"),
+                 module(LIBC, "93ac61ec5a8eb1396f9fbd350e3169a558528a40"),
+                 module(MOD, "1f95d5498d283b79505861523e20b3db2afdf518")))
+    return build_analysis(facts, (thread,), gdb_used=True, host=host)
+
+
+def frame(i: int, module_path: str, fn: str, off: int, **kw: object) -> Frame:
+    return Frame(index=i, pc=0x7F00_0000_1000 + 0x100 * i, function=fn, module=module_path,
+                 module_offset=off, function_offset=0x10, source="gdb", **kw)  # type: ignore[arg-type]
+
+
+CASES = {
+    "report-echo-module.md": lambda: analysis(
+        SignalInfo(11, "SIGSEGV", 1, "SEGV_MAPERR", 0, 0, None, None,
+                   S.describe(11, 1, 0, None, None)),
+        [frame(0, LIBC, "__strlen_avx2", 0x15D, file="../sysdeps/x86_64/multiarch/strlen-avx2.S",
+               line=74),
+         frame(1, MOD, "ngx_http_echo_exec_echo", 0x4A2B,
+               args=(("r", "0x55d0c0de1000"), ("value", '0x55d0c0de2000 "<redacted:31>"'))),
+         frame(2, NGINX, "ngx_http_core_content_phase", 0x6CA10)],
+        HostFacts(packages={MOD: Package("libnginx-mod-http-echo", "0.63-6"),
+                            NGINX: Package("nginx", "1.22.1-9+deb12u1")})),
+    "report-kill.md": lambda: analysis(
+        SignalInfo(11, "SIGSEGV", 0, "SI_USER", 0, None, 999, 0,
+                   S.describe(11, 0, None, 999, 0)),
+        [frame(0, LIBC, "epoll_wait", 0x1234)], HostFacts(sender_user="root")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_report_md_golden(name: str) -> None:
+    a = CASES[name]()
+    model = build_model(a, environment=ENVIRONMENT, files=FILES,  # type: ignore[arg-type]
+                        redacted=True, generator="crashkit 0.1.0")
+    out = render_template(template_environment(None), "report.md.j2", r=model)
+    golden = GOLDEN / name
+    if os.environ.get("CRASHKIT_UPDATE_GOLDEN"):
+        golden.write_text(out)
+    assert out == golden.read_text()
+
+
+def test_markdown_fence_outgrows_backticks_in_the_content() -> None:
+    """A function name with backticks (a hostile binary) cannot close the
+    code block and inject Markdown."""
+    a = analysis(SignalInfo(11, "SIGSEGV", 1, "SEGV_MAPERR", 0, 0, None, None, "x"),
+                 [frame(0, MOD, "evil```\n# injected", 0x10)], HostFacts())
+    model = build_model(a, environment=[], files=[], redacted=True,  # type: ignore[arg-type]
+                        generator="crashkit")
+    assert model.fence == "````"
+    out = render_template(template_environment(None), "report.md.j2", r=model)
+    assert "\n# injected" not in out  # the newline is shown as \x0a
+
+
+def test_html_escapes_what_the_core_says() -> None:
+    a = analysis(SignalInfo(11, "SIGSEGV", 1, "SEGV_MAPERR", 0, 0, None, None, "x"),
+                 [frame(0, MOD, "<script>alert(1)</script>", 0x10)], HostFacts())
+    model = build_model(a, environment=[], files=[], redacted=True,  # type: ignore[arg-type]
+                        generator="crashkit")
+    html = render_template(template_environment(None), "report.html.j2", r=model)
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+# -- redaction rules -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ('0x55 "Bearer abc"', '0x55 "<redacted:10>"'),
+    ('0x55 "a\\"b\\000c"', '0x55 "<redacted:5>"'),
+    ("{len = 5, data = 0x60 \"hello\"}", '{len = 5, data = 0x60 "<redacted:5>"}'),
+    ("104 'h'", "'<redacted:1>'"),
+    ("'x' <repeats 30 times>", "'<redacted:1>' <repeats 30 times>"),
+    ("0x0", "0x0"),
+])
+def test_gdb_values(value: str, shown: str) -> None:
+    assert R.gdb_value(value) == shown
+
+
+def _lex(text: str) -> list[tuple[str, list[tuple[str, int, int]]]]:
+    from crashkit.report.bundle import _lex as lex
+
+    return lex(text)
+
+
+def test_config_secrets_are_redacted_in_place() -> None:
+    conf = (
+        "# keys below\n"
+        "env API_TOKEN=s3cr3t-env;  # trailing comment\n"
+        "http {\n"
+        "    proxy_set_header Authorization \"Bearer tok-123\";\n"
+        "    proxy_set_header Host $host;\n"
+        "    fastcgi_param DB_PASSWORD hunter2;\n"
+        "    more_set_headers \"X-Api-Key: k-999\";\n"
+        "    secure_link_secret lnk-555;\n"
+        "    set $session_key 'abc def';\n"
+        "    auth_basic_user_file /etc/nginx/htpasswd;\n"
+        "    add_header X-Frame-Options DENY;\n"
+        "}\n")
+    out = R.config_text(conf, _lex)
+    for secret in ("s3cr3t-env", "tok-123", "hunter2", "k-999", "lnk-555", "abc def"):
+        assert secret not in out
+    assert out.splitlines() == [
+        "# keys below",
+        "env API_TOKEN=<redacted:10>;  # trailing comment",
+        "http {",
+        "    proxy_set_header Authorization <redacted:14>;",
+        "    proxy_set_header Host $host;",
+        "    fastcgi_param DB_PASSWORD <redacted:7>;",
+        '    more_set_headers "X-Api-Key: <redacted:5>";',
+        "    secure_link_secret <redacted:7>;",
+        "    set $session_key <redacted:7>;",
+        "    auth_basic_user_file /etc/nginx/htpasswd;",
+        "    add_header X-Frame-Options DENY;",
+        "}",
+    ]
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ('request: "GET /a?token=xyz&id=7 HTTP/1.1"',
+     'request: "GET /a?token=<redacted:3>&id=<redacted:1> HTTP/1.1"'),
+    ("/usr/bin/app --password=hunter2 --port 80", "/usr/bin/app --password=<redacted:7> --port 80"),
+    ("Authorization: Bearer abc.def.ghi", "Authorization: Bearer <redacted:11>"),
+    ("plain words, nothing secret", "plain words, nothing secret"),
+])
+def test_log_and_command_line_secrets(text: str, shown: str) -> None:
+    assert R.request_line(text) == shown
