@@ -25,6 +25,7 @@ SUID_DUMPABLE = "fs.suid_dumpable"
 NGINX_UNIT = "nginx.service"
 SYSTEMD_COREDUMP_DIR = "/var/lib/systemd/coredump"
 APPORT_DIR = "/var/crash"
+SYSCTL_DROPIN = "etc/sysctl.d/60-crashkit-cores.conf"  # relative to the system root
 _CAP_SYS_RESOURCE = 24
 
 
@@ -260,7 +261,8 @@ def check_core_uses_pid(pattern: str | None, value: str | None) -> Check:
     return Check(CORE_USES_PID, "warn",
                  f"0: every core is named {pattern or 'core'!r}, so each crash overwrites the "
                  "previous worker's core (and workers often crash in a burst)",
-                 fix=f"sysctl -w {CORE_USES_PID}=1",
+                 fix=f"sysctl -w {CORE_USES_PID}=1 && echo '{CORE_USES_PID} = 1' >> "
+                     f"/{SYSCTL_DROPIN} (or: crashkit setup --apply --system)",
                  remedy=Remedy("sysctl", CORE_USES_PID, "1"))
 
 
