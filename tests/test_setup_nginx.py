@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from tests.conftest import ROOT, run_cli, unavailable
@@ -43,11 +44,14 @@ def cores() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
+SCHEMA = json.loads((ROOT / "crashkit" / "schema" / "setup-1.json").read_text())
+
+
 def setup(*args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     proc = run_cli("setup", "--json", *args)
     assert proc.returncode in (0, 1), proc.stderr
     data: dict[str, Any] = json.loads(proc.stdout)
-    assert data["schema"] == "crashkit/setup/1"
+    jsonschema.validate(data, SCHEMA)
     assert proc.returncode == (1 if data["needs_attention"] else 0)
     return proc, data
 
@@ -232,6 +236,17 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path: Path, cores: Path) -> None:
 
     line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-limit", "lots"))
     assert "--core-limit" in line
+
+    # pytest's tmp_path lies under a 0700 directory: www-data could not chdir there.
+    conf = simple_conf(tmp_path / "d")
+    before = conf.read_bytes()
+    hidden = tmp_path / "d" / "cores"
+    proc = run_cli("setup", "--conf", str(conf), "--core-dir", str(hidden), "--json")
+    assert proc.returncode == 1 and json.loads(proc.stdout)["core_dir"]["worker_can_reach"] is False
+    line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-dir", str(hidden),
+                                  "--apply"))
+    assert f"{hidden}: www-data cannot reach this directory" in line
+    assert conf.read_bytes() == before and not hidden.exists()
     assert not cores.exists()
 
 

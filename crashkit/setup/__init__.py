@@ -74,7 +74,8 @@ class Result:
     @property
     def needs_attention(self) -> bool:
         """Exit 1: the dry run found changes to make, or a check still warns or fails."""
-        if self.mode == "dry-run" and (self.changed or (self.core_dir and self.core_dir.actions)):
+        if self.mode == "dry-run" and (self.changed or (self.core_dir and (
+                self.core_dir.actions or self.core_dir.worker_can_reach is False))):
             return True
         return any(c.needs_attention and not self._fixed(c) for c in self.checks)
 
@@ -102,6 +103,10 @@ def run(opts: Options) -> Result:
     texts = {os.path.realpath(f): read_text(os.path.realpath(f)) for f in cfg.files}
     plan = plan_core_directives(cfg, texts, core_dir, core_limit)
     dir_state = coredir.inspect(core_dir, worker)
+    if opts.apply and dir_state.worker_can_reach is False:
+        raise InputError(f"{worker.user} cannot reach this directory (one above it is not "
+                         "searchable by that user): its workers could not chdir there; choose "
+                         "another --core-dir", path=core_dir)
     master = nginx_master(pid_path(cfg))
     checks = tuple(core_checks(CoreSetting(worker.user, worker.uid, worker.gid, core_dir,
                                            plan.core_limit_bytes, workers, master)))

@@ -18,7 +18,7 @@ import stat
 from dataclasses import dataclass
 
 from crashkit.errors import InputError
-from crashkit.host.coredump import user_can_write
+from crashkit.host.coredump import existing_parent, user_access, user_can_write
 from crashkit.nginx.config import WorkerUser
 
 MODE = 0o700
@@ -39,7 +39,8 @@ class CoreDir:
     owner: str | None  # "user:group" now, None when missing
     mode: str | None  # "0700"
     actions: tuple[str, ...]  # what --apply does (did) to it
-    worker_can_write: bool | None  # None: not known (missing, or we are not root)
+    worker_can_write: bool | None  # now; None: missing, or not known (we are not root)
+    worker_can_reach: bool | None  # can the worker pass through the directories above it?
 
 
 def resolve_worker(w: WorkerUser) -> Worker:
@@ -59,12 +60,15 @@ def inspect(path: str, worker: Worker) -> CoreDir:
     """The directory's state now and what --apply must do to it."""
     if not os.path.isabs(path):
         raise InputError("the core directory must be an absolute path", path=path)
+    # Missing directories above it are created by root, mode 0755.
+    reach = user_access(existing_parent(os.path.dirname(path)), worker.uid, worker.gid,
+                        os.X_OK)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return CoreDir(path, False, None, None,
                        (f"create {path} owned by {worker.user}:{worker.group}, mode 0700",),
-                       None)
+                       None, reach)
     if not stat.S_ISDIR(st.st_mode):
         kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
         raise InputError(f"the core directory exists but is {kind}", path=path)
@@ -75,7 +79,7 @@ def inspect(path: str, worker: Worker) -> CoreDir:
         actions.append(f"chmod 0700 {path} (now {stat.S_IMODE(st.st_mode):04o})")
     return CoreDir(path, True, f"{_name(st.st_uid, pwd)}:{_name(st.st_gid, grp)}",
                    f"{stat.S_IMODE(st.st_mode):04o}", tuple(actions),
-                   user_can_write(path, worker.uid, worker.gid))
+                   user_can_write(path, worker.uid, worker.gid), reach)
 
 
 def _name(ident: int, db: object) -> str:

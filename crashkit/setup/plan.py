@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from crashkit.errors import InputError
 from crashkit.nginx.config import Directive, NginxConfig
 from crashkit.nginx.text import Statement, line_span, newline_of, quote, statements
 
@@ -184,7 +185,8 @@ def _statement_at(text: str, path: str, d: Directive) -> Statement:
     same_line = [s for s in statements(text, path)
                  if s.depth == 0 and s.line == d.line and s.name.value == d.name]
     if not same_line:  # crossplane and this lexer disagree: never guess an edit
-        raise ValueError(f"{path}:{d.line}: cannot locate {d.name} in the file's text")
+        raise InputError(f"line {d.line}: cannot locate {d.name} in the file's text; "
+                         "set it by hand", path=path)
     return same_line[0]
 
 
