@@ -15,6 +15,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,3 +274,51 @@ def test_killed_half_way_leaves_old_or_new(tmp_path: Path, cores: Path) -> None:
     assert data["changed"] is True and conf.read_bytes() == new
     assert not (tmp_path / ".nginx.conf.crashkit-new").exists()
     assert False in seen  # the early kills landed before the replace
+
+
+def test_existing_working_directory_kept_only_when_fit(tmp_path: Path, cores: Path) -> None:
+    # Fit: outside scratch areas, nothing for others, writable by www-data. It
+    # is kept as it is, never chowned (it may serve other purposes).
+    fit = Path(tempfile.mkdtemp(prefix="crashkit-test-", dir="/var/lib"))
+    try:
+        shutil.chown(fit, WORKER_USER, WORKER_USER)
+        fit.chmod(0o770)
+        conf = simple_conf(tmp_path / "a", main=f"working_directory {fit};\n")
+        _, data = setup("--conf", str(conf), "--apply")
+        assert data["core_dir"]["path"] == str(fit) and data["core_dir"]["actions"] == []
+        assert [(c["directive"], c["old"]) for c in data["changes"]] == [
+            ("worker_rlimit_core", None)]
+        assert stat.S_IMODE(fit.stat().st_mode) == 0o770  # untouched
+    finally:
+        shutil.rmtree(fit)
+    # Under /tmp (cleaned; PrivateTmp): replaced by the default, in a dry run here.
+    conf = simple_conf(tmp_path / "b", main=f"working_directory {cores.parent};\n")
+    _, data = setup("--conf", str(conf))
+    assert [(c["directive"], c["old"], c["new"]) for c in data["changes"]] == [
+        ("working_directory", str(cores.parent), "/var/lib/crashkit/cores"),
+        ("worker_rlimit_core", None, "2G")]
+
+
+def test_a_busy_directory_is_never_taken_over(tmp_path: Path, cores: Path) -> None:
+    busy = cores.parent / "www"
+    busy.mkdir()
+    (busy / "index.html").write_text("hello")
+    conf = simple_conf(tmp_path)
+    line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-dir", str(busy),
+                                  "--apply"))
+    assert f"{busy}: the core directory holds other files ('index.html', ...)" in line
+    assert busy.stat().st_uid == 0
+
+
+def test_symlinked_main_file_validated_where_it_is_named(tmp_path: Path, cores: Path) -> None:
+    # nginx resolves relative includes against the directory of -c: the link's.
+    real = simple_conf(tmp_path / "real", main="include extra.conf;\n")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "extra.conf").write_text("worker_priority 0;\n")
+    link = tmp_path / "etc" / "nginx.conf"
+    link.symlink_to(real)
+    assert nginx_t(link).returncode == 0 and nginx_t(real).returncode != 0
+    _, data = setup("--conf", str(link), "--core-dir", str(cores), "--apply")
+    assert [f["path"] for f in data["files"]] == [str(real)]
+    assert link.is_symlink() and "worker_rlimit_core 2G;" in real.read_text()
+    assert nginx_t(link).returncode == 0

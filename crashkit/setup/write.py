@@ -109,14 +109,18 @@ def check_names(cfg: NginxConfig, paths: list[str]) -> None:
 # ---------------------------------------------------------------- nginx -t
 
 def nginx_test(nginx: str, root: str, replacements: Mapping[str, str] | None = None) -> str:
-    """Run ``nginx -t`` on the config rooted at ``root``, each original in
-    ``replacements`` replaced by its candidate. Returns nginx's output; raises
-    ValidationError when the config fails."""
+    """Run ``nginx -t`` on the config rooted at ``root`` (as the user names it),
+    each original in ``replacements`` (real paths) replaced by its candidate.
+    Returns nginx's output; raises ValidationError when the config fails."""
     replacements = dict(replacements or {})
+    real_root = os.path.realpath(root)
     if not replacements:
         cmd = [nginx, "-t", "-c", root]
-    elif set(replacements) == {root}:
-        cmd = [nginx, "-t", "-c", replacements[root]]
+    elif (set(replacements) == {real_root}
+          and os.path.dirname(real_root) == os.path.dirname(root)):
+        # Beside the original: relative includes resolve against the same
+        # directory (nginx's conf prefix is the directory of -c).
+        cmd = [nginx, "-t", "-c", replacements[real_root]]
     else:
         pairs = [x for orig, cand in replacements.items() for x in (cand, orig)]
         cmd = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _NS_SCRIPT,
@@ -195,11 +199,10 @@ def replace_validated(cfg: NginxConfig, nginx: str, edits: tuple[FileEdit, ...],
     candidates = {e.path: candidate_path(e.path) for e in edits}
     backups = {e.path: backup_path(e.path, backup_stamp) for e in edits} if backup_stamp else {}
     check_names(cfg, [*candidates.values(), *backups.values()])
-    root = os.path.realpath(cfg.root)
     try:
         for e in edits:
             _write_beside(candidates[e.path], to_bytes(e.after), like=e.path)
-        nginx_test(nginx, root, {p: c for p, c in candidates.items()})
+        nginx_test(nginx, cfg.root, candidates)
         for e in edits:
             if read_text(e.path) != e.before:
                 raise InputError("changed while crashkit was working on it; nothing replaced, "
