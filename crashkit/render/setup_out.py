@@ -40,7 +40,8 @@ def setup_json(r: Result) -> dict[str, Any]:
         + [{"kind": k, "path": p, "content": c, "applied": False, "live": None}
            for k, p, c in r.system_planned],
         "reload": None if r.reload is None else {"method": r.reload.method,
-                                                 "pid": r.reload.pid},
+                                                 "pid": r.reload.pid,
+                                                 "detail": r.reload.detail},
         "notes": list(r.notes),
         "needs_attention": r.needs_attention,
     }

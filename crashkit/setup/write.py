@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from crashkit.errors import CrashkitError, InputError
-from crashkit.host.coredump import nginx_master, systemd_running
+from crashkit.host.coredump import children, nginx_master, systemd_running
 from crashkit.nginx.config import NginxConfig, pid_path
 from crashkit.nginx.text import read_text, to_bytes
 from crashkit.setup.plan import FileEdit
@@ -267,8 +267,17 @@ def reload_nginx(cfg: NginxConfig, nginx: str) -> Reload:
         if proc.returncode != 0:
             raise CrashkitError(f"systemctl reload nginx failed: {proc.stderr.strip()}")
         return Reload("systemctl", master, "systemctl reload nginx.service")
+    before = set(children(master))
     os.kill(master, signal.SIGHUP)
-    return Reload("signal", master, f"SIGHUP to the nginx master, PID {master}")
+    # A master that accepted the new config starts new workers at once.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if set(children(master)) - before:
+            return Reload("signal", master, f"SIGHUP to the nginx master, PID {master}; "
+                                            "new workers started")
+        time.sleep(0.05)
+    return Reload("signal", master, f"SIGHUP sent to the nginx master, PID {master}, but no "
+                                    "new worker started within 10 s: see nginx's error log")
 
 
 def _systemd_main_pid(unit: str) -> int | None:
