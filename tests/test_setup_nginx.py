@@ -156,6 +156,21 @@ def test_directives_in_an_included_file_are_updated_there(tmp_path: Path, cores:
         ".core.conf.crashkit"]
 
 
+def test_included_candidate_is_what_nginx_validates(tmp_path: Path, cores: Path) -> None:
+    # The candidate of an included file is seen by nginx -t in its place (a
+    # private mount namespace): a value nginx rejects there replaces nothing.
+    conf = simple_conf(tmp_path, main="include core.d/*.conf;\n")
+    (tmp_path / "core.d").mkdir()
+    inc = tmp_path / "core.d" / "core.conf"
+    inc.write_text("worker_rlimit_core 64m;\n")
+    before = inc.read_bytes()
+    line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-dir", str(cores),
+                                  "--core-limit", "99999999999999999999g", "--apply"))
+    assert "changed config fails nginx -t, nothing replaced" in line
+    assert f'invalid value in {inc}:1' in line  # the candidate, seen at the original's path
+    assert inc.read_bytes() == before and hidden_crashkit_files(tmp_path) == []
+
+
 def test_nginx_skips_hidden_files_in_include_globs(tmp_path: Path) -> None:
     # The ground truth behind the candidate and backup names: a broken hidden
     # file in an included directory does not break nginx -t.
