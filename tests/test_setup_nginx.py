@@ -24,6 +24,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from crashkit.nginx.config import ConfigLocation, build_info, find_config, parse_build_info
 from tests.conftest import ROOT, run_cli, unavailable
 from tests.live_nginx import NGINX, WORKER_USER, debian_tree, reachable_dir
 
@@ -337,3 +338,17 @@ def test_symlinked_main_file_validated_where_it_is_named(tmp_path: Path, cores: 
     assert [f["path"] for f in data["files"]] == [str(real)]
     assert link.is_symlink() and "worker_rlimit_core 2G;" in real.read_text()
     assert nginx_t(link).returncode == 0
+
+
+def test_config_found_from_nginx_v() -> None:
+    build = build_info(NGINX)
+    assert build is not None and build.conf_path == "/etc/nginx/nginx.conf"
+    assert build.prefix == "/usr/share/nginx" and build.pid_path == "/run/nginx.pid"
+    assert "--with-compat" in build.configure_args
+    assert find_config(None, build) == ConfigLocation("/etc/nginx/nginx.conf", "nginx -V")
+    other = parse_build_info("nginx version: nginx/1.25.0\nconfigure arguments: "
+                             "--prefix=/opt/ngx --with-cc-opt='-O2 -g'\n")
+    assert (other.version, other.prefix, other.conf_path) == ("1.25.0", "/opt/ngx", None)
+    assert other.configure_args == ("--prefix=/opt/ngx", "--with-cc-opt=-O2 -g")
+    assert find_config(None, other).source == "default"
+    assert find_config("/x.conf", build) == ConfigLocation("/x.conf", "option")
