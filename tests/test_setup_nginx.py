@@ -24,7 +24,14 @@ from typing import Any
 import jsonschema
 import pytest
 
-from crashkit.nginx.config import ConfigLocation, build_info, find_config, parse_build_info
+from crashkit.nginx.config import (
+    ConfigLocation,
+    build_info,
+    find_config,
+    load_config,
+    parse_build_info,
+)
+from crashkit.setup.write import ValidationError, candidate_path, validate_copies
 from tests.conftest import ROOT, run_cli, unavailable
 from tests.live_nginx import NGINX, WORKER_USER, debian_tree, reachable_dir
 
@@ -352,3 +359,24 @@ def test_config_found_from_nginx_v() -> None:
     assert other.configure_args == ("--prefix=/opt/ngx", "--with-cc-opt=-O2 -g")
     assert find_config(None, other).source == "default"
     assert find_config("/x.conf", build) == ConfigLocation("/x.conf", "option")
+
+
+def test_validation_on_copies_where_no_mount_namespace(tmp_path: Path) -> None:
+    """The fallback for hosts without CAP_SYS_ADMIN, on Debian's tree: the
+    candidate of a symlinked site file, seen through include globs."""
+    conf = debian_tree(tmp_path)
+    cfg = load_config(str(conf))
+    site = os.path.realpath(tmp_path / "etc-nginx" / "sites-enabled" / "default")
+    candidate = Path(candidate_path(site))
+    good = Path(site).read_text().replace("listen 80 default_server;",
+                                          "listen 127.0.0.1:1 default_server;")
+    candidate.write_text(good)
+    output = validate_copies(NGINX, cfg, {site: str(candidate)})
+    assert f"the configuration file {conf} syntax is ok" in output
+    candidate.write_text(good.replace("root /var/www/html;", "root /var/www/html"))
+    with pytest.raises(ValidationError) as err:
+        validate_copies(NGINX, cfg, {site: str(candidate)})
+    assert "changed config fails nginx -t, nothing replaced" in str(err.value)
+    assert f"in {site}:" in str(err.value)  # the real file named, not its copy
+    candidate.unlink()
+    assert hidden_crashkit_files(tmp_path) == []
