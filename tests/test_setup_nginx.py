@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import stat
@@ -24,6 +25,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from crashkit.errors import InputError
 from crashkit.nginx.config import (
     ConfigLocation,
     build_info,
@@ -380,3 +382,39 @@ def test_validation_on_copies_where_no_mount_namespace(tmp_path: Path) -> None:
     assert f"in {site}:" in str(err.value)  # the real file named, not its copy
     candidate.unlink()
     assert hidden_crashkit_files(tmp_path) == []
+
+
+def test_unreadable_include_for_a_user_without_rights() -> None:
+    # The reader, in a child that became "nobody" (this venv's python lives
+    # under /root, which nobody cannot run, so not through the CLI).
+    base = reachable_dir("setup-perm")
+    try:
+        conf = simple_conf(base / "c", main="include secret.conf;\n")
+        (base / "c").chmod(0o755)
+        secret = base / "c" / "secret.conf"
+        secret.write_text("worker_priority 0;\n")
+        secret.chmod(0o600)
+        nobody = pwd.getpwnam("nobody")
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            message = "no error"
+            try:
+                os.setgroups([])
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+                load_config(str(conf))
+            except InputError as exc:
+                message = str(exc)
+            finally:
+                os.write(w, message.encode())
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r) as f:
+            message = f.read()
+        os.waitpid(pid, 0)
+        assert message == (f"{secret}: cannot read included file: permission denied "
+                           f"(include at {conf}:5)")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
