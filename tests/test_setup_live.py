@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from tests.conftest import fixture, run_cli, unavailable
 from tests.live_nginx import LiveNginx, basic_conf, free_port, http_get, reachable_dir
+from tests.test_setup_nginx import SCHEMA
 
 pytestmark = pytest.mark.integration
 
@@ -56,8 +58,11 @@ def test_apply_reload_then_a_crash_leaves_a_core_that_analyze_reads(
                            "--apply", "--reload", "--json")
             assert proc.returncode in (0, 1), proc.stderr
             data = json.loads(proc.stdout)
+            jsonschema.validate(data, SCHEMA)
             assert data["changed"] is True
-            assert data["reload"] == {"method": "signal", "pid": ngx.master_pid}
+            assert (data["reload"]["method"], data["reload"]["pid"]) == ("signal",
+                                                                          ngx.master_pid)
+            assert data["reload"]["detail"].endswith("new workers started")
             hard = next(c for c in data["checks"] if c["name"].startswith("RLIMIT_CORE"))
             assert hard["status"] == "ok"  # the master is running: its limit was read
             # The reload replaced the workers with ones that have the new settings.

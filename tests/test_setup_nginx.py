@@ -10,18 +10,30 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
+from crashkit.errors import InputError
+from crashkit.nginx.config import (
+    ConfigLocation,
+    build_info,
+    find_config,
+    load_config,
+    parse_build_info,
+)
+from crashkit.setup.write import ValidationError, candidate_path, validate_copies
 from tests.conftest import ROOT, run_cli, unavailable
 from tests.live_nginx import NGINX, WORKER_USER, debian_tree, reachable_dir
 
@@ -43,11 +55,14 @@ def cores() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
+SCHEMA = json.loads((ROOT / "crashkit" / "schema" / "setup-1.json").read_text())
+
+
 def setup(*args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     proc = run_cli("setup", "--json", *args)
     assert proc.returncode in (0, 1), proc.stderr
     data: dict[str, Any] = json.loads(proc.stdout)
-    assert data["schema"] == "crashkit/setup/1"
+    jsonschema.validate(data, SCHEMA)
     assert proc.returncode == (1 if data["needs_attention"] else 0)
     return proc, data
 
@@ -151,6 +166,21 @@ def test_directives_in_an_included_file_are_updated_there(tmp_path: Path, cores:
         ".core.conf.crashkit"]
 
 
+def test_included_candidate_is_what_nginx_validates(tmp_path: Path, cores: Path) -> None:
+    # The candidate of an included file is seen by nginx -t in its place (a
+    # private mount namespace): a value nginx rejects there replaces nothing.
+    conf = simple_conf(tmp_path, main="include core.d/*.conf;\n")
+    (tmp_path / "core.d").mkdir()
+    inc = tmp_path / "core.d" / "core.conf"
+    inc.write_text("worker_rlimit_core 64m;\n")
+    before = inc.read_bytes()
+    line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-dir", str(cores),
+                                  "--core-limit", "99999999999999999999g", "--apply"))
+    assert "changed config fails nginx -t, nothing replaced" in line
+    assert f'invalid value in {inc}:1' in line  # the candidate, seen at the original's path
+    assert inc.read_bytes() == before and hidden_crashkit_files(tmp_path) == []
+
+
 def test_nginx_skips_hidden_files_in_include_globs(tmp_path: Path) -> None:
     # The ground truth behind the candidate and backup names: a broken hidden
     # file in an included directory does not break nginx -t.
@@ -232,6 +262,17 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path: Path, cores: Path) -> None:
 
     line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-limit", "lots"))
     assert "--core-limit" in line
+
+    # pytest's tmp_path lies under a 0700 directory: www-data could not chdir there.
+    conf = simple_conf(tmp_path / "d")
+    before = conf.read_bytes()
+    hidden = tmp_path / "d" / "cores"
+    proc = run_cli("setup", "--conf", str(conf), "--core-dir", str(hidden), "--json")
+    assert proc.returncode == 1 and json.loads(proc.stdout)["core_dir"]["worker_can_reach"] is False
+    line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-dir", str(hidden),
+                                  "--apply"))
+    assert f"{hidden}: www-data cannot reach this directory" in line
+    assert conf.read_bytes() == before and not hidden.exists()
     assert not cores.exists()
 
 
@@ -257,4 +298,123 @@ def test_killed_half_way_leaves_old_or_new(tmp_path: Path, cores: Path) -> None:
     _, data = setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
     assert data["changed"] is True and conf.read_bytes() == new
     assert not (tmp_path / ".nginx.conf.crashkit-new").exists()
-    assert seen  # at least one kill happened
+    assert False in seen  # the early kills landed before the replace
+
+
+def test_existing_working_directory_kept_only_when_fit(tmp_path: Path, cores: Path) -> None:
+    # Fit: outside scratch areas, nothing for others, writable by www-data. It
+    # is kept as it is, never chowned (it may serve other purposes).
+    fit = Path(tempfile.mkdtemp(prefix="crashkit-test-", dir="/var/lib"))
+    try:
+        shutil.chown(fit, WORKER_USER, WORKER_USER)
+        fit.chmod(0o770)
+        conf = simple_conf(tmp_path / "a", main=f"working_directory {fit};\n")
+        _, data = setup("--conf", str(conf), "--apply")
+        assert data["core_dir"]["path"] == str(fit) and data["core_dir"]["actions"] == []
+        assert [(c["directive"], c["old"]) for c in data["changes"]] == [
+            ("worker_rlimit_core", None)]
+        assert stat.S_IMODE(fit.stat().st_mode) == 0o770  # untouched
+    finally:
+        shutil.rmtree(fit)
+    # Under /tmp (cleaned; PrivateTmp): replaced by the default, in a dry run here.
+    conf = simple_conf(tmp_path / "b", main=f"working_directory {cores.parent};\n")
+    _, data = setup("--conf", str(conf))
+    assert [(c["directive"], c["old"], c["new"]) for c in data["changes"]] == [
+        ("working_directory", str(cores.parent), "/var/lib/crashkit/cores"),
+        ("worker_rlimit_core", None, "2G")]
+
+
+def test_a_busy_directory_is_never_taken_over(tmp_path: Path, cores: Path) -> None:
+    busy = cores.parent / "www"
+    busy.mkdir()
+    (busy / "index.html").write_text("hello")
+    conf = simple_conf(tmp_path)
+    line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-dir", str(busy),
+                                  "--apply"))
+    assert f"{busy}: the core directory holds other files ('index.html', ...)" in line
+    assert busy.stat().st_uid == 0
+
+
+def test_symlinked_main_file_validated_where_it_is_named(tmp_path: Path, cores: Path) -> None:
+    # nginx resolves relative includes against the directory of -c: the link's.
+    real = simple_conf(tmp_path / "real", main="include extra.conf;\n")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "extra.conf").write_text("worker_priority 0;\n")
+    link = tmp_path / "etc" / "nginx.conf"
+    link.symlink_to(real)
+    assert nginx_t(link).returncode == 0 and nginx_t(real).returncode != 0
+    _, data = setup("--conf", str(link), "--core-dir", str(cores), "--apply")
+    assert [f["path"] for f in data["files"]] == [str(real)]
+    assert link.is_symlink() and "worker_rlimit_core 2G;" in real.read_text()
+    assert nginx_t(link).returncode == 0
+
+
+def test_config_found_from_nginx_v() -> None:
+    build = build_info(NGINX)
+    assert build is not None and build.conf_path == "/etc/nginx/nginx.conf"
+    assert build.prefix == "/usr/share/nginx" and build.pid_path == "/run/nginx.pid"
+    assert "--with-compat" in build.configure_args
+    assert find_config(None, build) == ConfigLocation("/etc/nginx/nginx.conf", "nginx -V")
+    other = parse_build_info("nginx version: nginx/1.25.0\nconfigure arguments: "
+                             "--prefix=/opt/ngx --with-cc-opt='-O2 -g'\n")
+    assert (other.version, other.prefix, other.conf_path) == ("1.25.0", "/opt/ngx", None)
+    assert other.configure_args == ("--prefix=/opt/ngx", "--with-cc-opt=-O2 -g")
+    assert find_config(None, other).source == "default"
+    assert find_config("/x.conf", build) == ConfigLocation("/x.conf", "option")
+
+
+def test_validation_on_copies_where_no_mount_namespace(tmp_path: Path) -> None:
+    """The fallback for hosts without CAP_SYS_ADMIN, on Debian's tree: the
+    candidate of a symlinked site file, seen through include globs."""
+    conf = debian_tree(tmp_path)
+    cfg = load_config(str(conf))
+    site = os.path.realpath(tmp_path / "etc-nginx" / "sites-enabled" / "default")
+    candidate = Path(candidate_path(site))
+    good = Path(site).read_text().replace("listen 80 default_server;",
+                                          "listen 127.0.0.1:1 default_server;")
+    candidate.write_text(good)
+    output = validate_copies(NGINX, cfg, {site: str(candidate)})
+    assert f"the configuration file {conf} syntax is ok" in output
+    candidate.write_text(good.replace("root /var/www/html;", "root /var/www/html"))
+    with pytest.raises(ValidationError) as err:
+        validate_copies(NGINX, cfg, {site: str(candidate)})
+    assert "changed config fails nginx -t, nothing replaced" in str(err.value)
+    assert f"in {site}:" in str(err.value)  # the real file named, not its copy
+    candidate.unlink()
+    assert hidden_crashkit_files(tmp_path) == []
+
+
+def test_unreadable_include_for_a_user_without_rights() -> None:
+    # The reader, in a child that became "nobody" (this venv's python lives
+    # under /root, which nobody cannot run, so not through the CLI).
+    base = reachable_dir("setup-perm")
+    try:
+        conf = simple_conf(base / "c", main="include secret.conf;\n")
+        (base / "c").chmod(0o755)
+        secret = base / "c" / "secret.conf"
+        secret.write_text("worker_priority 0;\n")
+        secret.chmod(0o600)
+        nobody = pwd.getpwnam("nobody")
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            message = "no error"
+            try:
+                os.setgroups([])
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+                load_config(str(conf))
+            except InputError as exc:
+                message = str(exc)
+            finally:
+                os.write(w, message.encode())
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r) as f:
+            message = f.read()
+        os.waitpid(pid, 0)
+        assert message == (f"{secret}: cannot read included file: permission denied "
+                           f"(include at {conf}:5)")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

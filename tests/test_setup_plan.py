@@ -8,7 +8,6 @@ a stray space or a lost comment fails it.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -101,18 +100,15 @@ def test_plan_is_idempotent(tmp_path: Path) -> None:
 
 
 def test_choose_values_keeps_a_larger_limit_and_a_fit_directory(tmp_path: Path) -> None:
-    # Not under /tmp: a working_directory there is replaced (tmp cleaners, PrivateTmp).
-    build = Path(__file__).resolve().parent.parent / "build"
-    build.mkdir(exist_ok=True)
-    fit = Path(tempfile.mkdtemp(prefix="cores-", dir=build))
     conf = tmp_path / "nginx.conf"
-    conf.write_text(f"worker_rlimit_core 8G;\nworking_directory {fit};\nevents {{}}\n")
+    conf.write_text("worker_rlimit_core 8G;\nworking_directory /srv/cores;\nevents {}\n")
     cfg = load_config(str(conf))
-    assert choose_values(cfg, None, None) == (str(fit), "8G")
-    assert choose_values(cfg, "/x", "1G") == ("/x", "1G")
-    conf.write_text("worker_rlimit_core 10m;\nworking_directory /tmp;\nevents {}\n")
-    assert choose_values(load_config(str(conf)), None, None) == ("/var/lib/crashkit/cores", "2G")
-    fit.rmdir()
+    assert choose_values(cfg, None, None, lambda p: p == "/srv/cores") == ("/srv/cores", "8G")
+    assert choose_values(cfg, None, None, lambda p: False) == ("/var/lib/crashkit/cores", "8G")
+    assert choose_values(cfg, "/x", "1G", lambda p: True) == ("/x", "1G")
+    conf.write_text("worker_rlimit_core 10m;\nevents {}\n")
+    assert choose_values(load_config(str(conf)), None, None, lambda p: True) == (
+        "/var/lib/crashkit/cores", "2G")
 
 
 def test_lexer_follows_nginx_tokens() -> None:

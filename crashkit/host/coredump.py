@@ -25,6 +25,7 @@ SUID_DUMPABLE = "fs.suid_dumpable"
 NGINX_UNIT = "nginx.service"
 SYSTEMD_COREDUMP_DIR = "/var/lib/systemd/coredump"
 APPORT_DIR = "/var/crash"
+SYSCTL_DROPIN = "etc/sysctl.d/60-crashkit-cores.conf"  # relative to the system root
 _CAP_SYS_RESOURCE = 24
 
 
@@ -166,6 +167,11 @@ def user_can_write(path: str, uid: int, gid: int) -> bool | None:
     Asked the kernel in a child that switched to that user; None when we are
     not root and cannot switch.
     """
+    return user_access(path, uid, gid, os.W_OK | os.X_OK)
+
+
+def user_access(path: str, uid: int, gid: int, mode: int) -> bool | None:
+    """os.access(path, mode) as uid:gid would get it (None when we cannot switch user)."""
     if os.geteuid() != 0:
         return None
     pid = os.fork()
@@ -174,14 +180,14 @@ def user_can_write(path: str, uid: int, gid: int) -> bool | None:
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
-            os._exit(0 if os.access(path, os.W_OK | os.X_OK) else 1)
+            os._exit(0 if os.access(path, mode) else 1)
         except BaseException:  # noqa: BLE001 - a forked child must never return
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) == 0
 
 
-def _existing_parent(path: str) -> str:
+def existing_parent(path: str) -> str:
     path = os.path.abspath(path)
     while not os.path.exists(path):
         path = os.path.dirname(path)
@@ -235,7 +241,7 @@ def check_core_pattern(pattern: str | None, s: CoreSetting) -> Check:
     name = pattern or "core"
     if os.path.isabs(name):
         target = os.path.dirname(name)
-        can = user_can_write(_existing_parent(target), s.uid, s.gid)
+        can = user_can_write(existing_parent(target), s.uid, s.gid)
         detail = (f"cores are written to {name} (an absolute pattern: working_directory "
                   "does not decide where they go)")
         if can is False:
@@ -260,7 +266,8 @@ def check_core_uses_pid(pattern: str | None, value: str | None) -> Check:
     return Check(CORE_USES_PID, "warn",
                  f"0: every core is named {pattern or 'core'!r}, so each crash overwrites the "
                  "previous worker's core (and workers often crash in a burst)",
-                 fix=f"sysctl -w {CORE_USES_PID}=1",
+                 fix=f"sysctl -w {CORE_USES_PID}=1 && echo '{CORE_USES_PID} = 1' >> "
+                     f"/{SYSCTL_DROPIN} (or: crashkit setup --apply --system)",
                  remedy=Remedy("sysctl", CORE_USES_PID, "1"))
 
 
@@ -330,7 +337,7 @@ def check_disk_space(pattern: str | None, s: CoreSetting) -> Check:
         where = os.path.dirname(pattern)
     else:
         where = s.core_dir
-    probe = _existing_parent(where)
+    probe = existing_parent(where)
     usage = shutil.disk_usage(probe)
     sizes = [resident_bytes(p) for p in children(s.master_pid)] if s.master_pid else []
     measured = max((x for x in sizes if x is not None), default=None)

@@ -24,7 +24,8 @@ def setup_json(r: Result) -> dict[str, Any]:
         "core_dir": None if r.core_dir is None else {
             "path": r.core_dir.path, "exists": r.core_dir.exists, "owner": r.core_dir.owner,
             "mode": r.core_dir.mode, "actions": list(r.core_dir.actions),
-            "worker_can_write": r.core_dir.worker_can_write},
+            "worker_can_write": r.core_dir.worker_can_write,
+            "worker_can_reach": r.core_dir.worker_can_reach},
         "core_limit": None if plan is None else {"value": plan.core_limit,
                                                  "bytes": plan.core_limit_bytes},
         "changes": [] if plan is None else [
@@ -39,7 +40,8 @@ def setup_json(r: Result) -> dict[str, Any]:
         + [{"kind": k, "path": p, "content": c, "applied": False, "live": None}
            for k, p, c in r.system_planned],
         "reload": None if r.reload is None else {"method": r.reload.method,
-                                                 "pid": r.reload.pid},
+                                                 "pid": r.reload.pid,
+                                                 "detail": r.reload.detail},
         "notes": list(r.notes),
         "needs_attention": r.needs_attention,
     }
@@ -63,6 +65,9 @@ def render_setup(r: Result) -> str:
         add(f"core directory: {d.path} ({state})")
         for a in d.actions:
             add(f"  {verb}: {a}")
+        if d.worker_can_reach is False:
+            add(f"  PROBLEM: {r.worker.user} cannot pass through the directories above it; "
+                "--apply refuses it (choose another --core-dir)")
     if r.plan is not None and r.plan.changes:
         add("nginx config:")
         for ch in r.plan.changes:

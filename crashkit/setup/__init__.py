@@ -28,7 +28,14 @@ from crashkit.nginx.config import (
 )
 from crashkit.nginx.text import read_text
 from crashkit.setup import coredir
-from crashkit.setup.plan import FileEdit, NginxPlan, choose_values, parse_size, plan_core_directives
+from crashkit.setup.plan import (
+    DEFAULT_CORE_DIR,
+    FileEdit,
+    NginxPlan,
+    choose_values,
+    parse_size,
+    plan_core_directives,
+)
 from crashkit.setup.system import SystemChange, apply_remedies, plan_files
 from crashkit.setup.write import Reload, latest_backups, new_stamp, nginx_test, reload_nginx
 from crashkit.setup.write import replace_validated as _replace
@@ -74,7 +81,8 @@ class Result:
     @property
     def needs_attention(self) -> bool:
         """Exit 1: the dry run found changes to make, or a check still warns or fails."""
-        if self.mode == "dry-run" and (self.changed or (self.core_dir and self.core_dir.actions)):
+        if self.mode == "dry-run" and (self.changed or (self.core_dir and (
+                self.core_dir.actions or self.core_dir.worker_can_reach is False))):
             return True
         return any(c.needs_attention and not self._fixed(c) for c in self.checks)
 
@@ -96,12 +104,19 @@ def run(opts: Options) -> Result:
     if opts.undo:  # the backups are validated before they go back; the live file may fail
         return _undo(opts, location, cfg, worker, workers)
     # A config that already fails is the user's to fix: change nothing.
-    nginx_test(opts.nginx, os.path.realpath(cfg.root))
+    nginx_test(opts.nginx, cfg.root)
 
-    core_dir, core_limit = choose_values(cfg, opts.core_dir, opts.core_limit)
+    core_dir, core_limit = choose_values(cfg, opts.core_dir, opts.core_limit,
+                                         lambda p: coredir.fit_as_is(p, worker))
+    # A working_directory kept as it is (fit, not asked for) is never chowned.
+    manage = opts.core_dir is not None or core_dir == DEFAULT_CORE_DIR
     texts = {os.path.realpath(f): read_text(os.path.realpath(f)) for f in cfg.files}
     plan = plan_core_directives(cfg, texts, core_dir, core_limit)
-    dir_state = coredir.inspect(core_dir, worker)
+    dir_state = coredir.inspect(core_dir, worker, manage)
+    if opts.apply and dir_state.worker_can_reach is False:
+        raise InputError(f"{worker.user} cannot reach this directory (one above it is not "
+                         "searchable by that user): its workers could not chdir there; choose "
+                         "another --core-dir", path=core_dir)
     master = nginx_master(pid_path(cfg))
     checks = tuple(core_checks(CoreSetting(worker.user, worker.uid, worker.gid, core_dir,
                                            plan.core_limit_bytes, workers, master)))
@@ -116,7 +131,7 @@ def run(opts: Options) -> Result:
     prepared: list[coredir.CoreDir] = []
 
     def prepare_dir() -> None:  # only once nginx accepted the candidates
-        prepared.append(coredir.prepare(core_dir, worker))
+        prepared.append(coredir.prepare(core_dir, worker, manage))
 
     files: tuple[FileResult, ...] = ()
     if plan.edits:

@@ -18,7 +18,7 @@ import stat
 from dataclasses import dataclass
 
 from crashkit.errors import InputError
-from crashkit.host.coredump import user_can_write
+from crashkit.host.coredump import existing_parent, user_access, user_can_write
 from crashkit.nginx.config import WorkerUser
 
 MODE = 0o700
@@ -39,7 +39,8 @@ class CoreDir:
     owner: str | None  # "user:group" now, None when missing
     mode: str | None  # "0700"
     actions: tuple[str, ...]  # what --apply does (did) to it
-    worker_can_write: bool | None  # None: not known (missing, or we are not root)
+    worker_can_write: bool | None  # now; None: missing, or not known (we are not root)
+    worker_can_reach: bool | None  # can the worker pass through the directories above it?
 
 
 def resolve_worker(w: WorkerUser) -> Worker:
@@ -55,27 +56,64 @@ def resolve_worker(w: WorkerUser) -> Worker:
     return Worker(w.user, w.group, uid, gid)
 
 
-def inspect(path: str, worker: Worker) -> CoreDir:
-    """The directory's state now and what --apply must do to it."""
+_SCRATCH = ("/tmp/", "/var/tmp/", "/dev/shm/")
+
+
+def fit_as_is(path: str, worker: Worker) -> bool:
+    """Does an existing working_directory already serve as a core directory?
+
+    Absolute, not in a scratch area (cleaned, or private to a systemd unit),
+    nothing for "other" users, and writable by the worker user. Such a
+    directory is kept and never chowned or chmodded: it may serve other uses.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (os.path.isabs(path) and stat.S_ISDIR(st.st_mode) and not st.st_mode & 0o007
+            and not (path.rstrip("/") + "/").startswith(_SCRATCH)
+            and user_can_write(path, worker.uid, worker.gid) is True)
+
+
+def inspect(path: str, worker: Worker, manage: bool = True) -> CoreDir:
+    """The directory's state now and what --apply must do to it.
+
+    ``manage`` False (a kept working_directory): report it, change nothing.
+    A directory that must change hands may only hold cores: pointing
+    --core-dir at a busy directory (/, /var/www) must not chown it.
+    """
     if not os.path.isabs(path):
         raise InputError("the core directory must be an absolute path", path=path)
+    # Missing directories above it are created by root, mode 0755.
+    reach = user_access(existing_parent(os.path.dirname(path)), worker.uid, worker.gid,
+                        os.X_OK)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return CoreDir(path, False, None, None,
                        (f"create {path} owned by {worker.user}:{worker.group}, mode 0700",),
-                       None)
+                       None, reach)
     if not stat.S_ISDIR(st.st_mode):
         kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
         raise InputError(f"the core directory exists but is {kind}", path=path)
-    actions = []
+    actions: list[str] = []
+    if not manage:
+        return CoreDir(path, True, f"{_name(st.st_uid, pwd)}:{_name(st.st_gid, grp)}",
+                       f"{stat.S_IMODE(st.st_mode):04o}", (),
+                       user_can_write(path, worker.uid, worker.gid), reach)
     if (st.st_uid, st.st_gid) != (worker.uid, worker.gid):
         actions.append(f"chown {worker.user}:{worker.group} {path}")
     if stat.S_IMODE(st.st_mode) != MODE:
         actions.append(f"chmod 0700 {path} (now {stat.S_IMODE(st.st_mode):04o})")
+    if actions:
+        others = [n for n in os.listdir(path) if not n.startswith("core")]
+        if others:
+            raise InputError(f"the core directory holds other files ({others[0]!r}, ...); "
+                             "crashkit only takes over an empty directory or one of cores: "
+                             "choose a dedicated --core-dir", path=path)
     return CoreDir(path, True, f"{_name(st.st_uid, pwd)}:{_name(st.st_gid, grp)}",
                    f"{stat.S_IMODE(st.st_mode):04o}", tuple(actions),
-                   user_can_write(path, worker.uid, worker.gid))
+                   user_can_write(path, worker.uid, worker.gid), reach)
 
 
 def _name(ident: int, db: object) -> str:
@@ -87,8 +125,11 @@ def _name(ident: int, db: object) -> str:
         return str(ident)
 
 
-def prepare(path: str, worker: Worker) -> CoreDir:
+def prepare(path: str, worker: Worker, manage: bool = True) -> CoreDir:
     """Create or fix the directory, then prove the worker user can write there."""
+    if not manage:
+        return inspect(path, worker, manage=False)
+    inspect(path, worker)  # the same refusals as the plan, on the state now
     if not os.path.isdir(path):
         parent = os.path.dirname(path)
         os.makedirs(parent, mode=0o755, exist_ok=True)

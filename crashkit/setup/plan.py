@@ -14,9 +14,10 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from crashkit.errors import InputError
 from crashkit.nginx.config import Directive, NginxConfig
 from crashkit.nginx.text import Statement, line_span, newline_of, quote, statements
 
@@ -78,19 +79,20 @@ class NginxPlan:
     edits: tuple[FileEdit, ...]
 
 
-def choose_values(cfg: NginxConfig, core_dir: str | None,
-                  core_limit: str | None) -> tuple[str, str]:
+def choose_values(cfg: NginxConfig, core_dir: str | None, core_limit: str | None,
+                  fit: Callable[[str], bool]) -> tuple[str, str]:
     """The directory and limit to configure.
 
     Explicit options win. Otherwise an existing ``working_directory`` is kept
-    when it is not world-writable (else the default directory replaces it), and
-    an existing ``worker_rlimit_core`` is kept when it is at least the default.
+    when ``fit(path)`` says it already serves (see coredir.fit_as_is), else the
+    default directory replaces it; an existing ``worker_rlimit_core`` is kept
+    when it is at least the default.
     """
     have_dir = _main(cfg, WORKDIR)
     have_limit = _main(cfg, RLIMIT_CORE)
     if core_dir is None:
         core_dir = DEFAULT_CORE_DIR
-        if have_dir is not None and have_dir.args and _usable_existing_dir(have_dir.args[0]):
+        if have_dir is not None and len(have_dir.args) == 1 and fit(have_dir.args[0]):
             core_dir = have_dir.args[0]
     if core_limit is None:
         core_limit = DEFAULT_CORE_LIMIT
@@ -99,14 +101,6 @@ def choose_values(cfg: NginxConfig, core_dir: str | None,
             if current is not None and current >= (parse_size(DEFAULT_CORE_LIMIT) or 0):
                 core_limit = have_limit.args[0]
     return core_dir, core_limit
-
-
-def _usable_existing_dir(path: str) -> bool:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return os.path.isabs(path) and not (st.st_mode & 0o002) and not path.startswith("/tmp/")
 
 
 def _main(cfg: NginxConfig, name: str) -> Directive | None:
@@ -184,7 +178,8 @@ def _statement_at(text: str, path: str, d: Directive) -> Statement:
     same_line = [s for s in statements(text, path)
                  if s.depth == 0 and s.line == d.line and s.name.value == d.name]
     if not same_line:  # crossplane and this lexer disagree: never guess an edit
-        raise ValueError(f"{path}:{d.line}: cannot locate {d.name} in the file's text")
+        raise InputError(f"line {d.line}: cannot locate {d.name} in the file's text; "
+                         "set it by hand", path=path)
     return same_line[0]
 
 

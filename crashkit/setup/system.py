@@ -16,9 +16,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from crashkit.errors import CrashkitError
-from crashkit.host.coredump import NGINX_UNIT, Remedy, read_sysctl, systemd_running
+from crashkit.host.coredump import (
+    NGINX_UNIT,
+    SYSCTL_DROPIN,
+    Remedy,
+    read_sysctl,
+    systemd_running,
+)
 
-SYSCTL_DROPIN = "etc/sysctl.d/60-crashkit-cores.conf"
+__all__ = ["SYSCTL_DROPIN", "SYSTEMD_DROPIN", "SystemChange", "apply_remedies", "plan_files"]
 SYSTEMD_DROPIN = f"etc/systemd/system/{NGINX_UNIT}.d/crashkit-core.conf"
 
 
