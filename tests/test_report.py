@@ -236,3 +236,22 @@ def test_a_non_editable_install_renders_reports(manifest: dict[str, Any],
         html = tar.extractfile(  # type: ignore[union-attr]
             next(m for m in tar.getmembers() if m.name.endswith("report.html"))).read()
     assert "report.md" in names and b"crashkit_faulty_tag_length" in html
+
+
+def test_a_log_that_does_not_mention_the_crash_is_left_out(manifest: dict[str, Any],
+                                                           tmp_path: Path) -> None:
+    """Another instance's error log would only mislead (and tell about other
+    traffic): it is named in a note, not copied."""
+    fx, other = fixture(manifest, "nginx-null"), fixture(manifest, "nginx-libc")
+    answer, files = make_bundle(fx["core"], tmp_path / "out", "--error-log", other["error_log"],
+                                "--format", "md")
+    assert "error-log.txt" not in files
+    assert answer["notes"][0].startswith(f"error-log.txt left out: {other['error_log']} does "
+                                         f"not mention the exit of pid {fx['pid']}")
+    # With its own log, the excerpt ends a few lines after the master's line.
+    _, files = make_bundle(fx["core"], tmp_path / "own", "--error-log", fx["error_log"],
+                           "--format", "md")
+    log = files["error-log.txt"].decode().splitlines()
+    exit_line = next(i for i, line in enumerate(log)
+                     if f"worker process {fx['pid']} exited on signal 11" in line)
+    assert exit_line > 0 and len(log) - exit_line - 1 <= 5

@@ -170,15 +170,21 @@ def collect(a: Analysis, options: ReportOptions, notes: list[str],
     elif options.error_log is not None:
         log = options.error_log
     if log is not None and a.core.process is not None:
-        lines, found = hostfacts.log_excerpt(log, a.core.process.pid)
-        if options.redact:
-            lines = tuple(R.request_line(line) for line in lines)
-        head = (f"# {log}: lines around the exit of pid {a.core.process.pid}\n" if found else
-                f"# {log}: pid {a.core.process.pid} does not appear; its last lines\n")
-        files["error-log.txt"] = head + "\n".join(lines) + "\n"
-        if not found:
-            notes.append(f"error-log.txt: {log} does not mention pid {a.core.process.pid}'s "
-                         "exit: another log, or rotated since?")
+        pid = a.core.process.pid
+        lines, found = hostfacts.log_excerpt(log, pid)
+        if found:
+            if options.redact:
+                lines = tuple(R.request_line(line) for line in lines)
+            files["error-log.txt"] = (f"# {log}: lines around the exit of pid {pid}\n"
+                                      + "\n".join(lines) + "\n")
+        else:
+            # Another instance's log (or rotated since): its lines would only
+            # mislead, and may say things about other traffic.
+            notes.append(f"error-log.txt left out: {log} does not mention the exit of pid "
+                         f"{pid} (another nginx's log, or rotated since?); pass --error-log")
+            if options.conf is None and "nginx-T.txt" in files:
+                notes.append("nginx-T.txt is the config nginx -V names, which may not be the "
+                             "crashed nginx's; pass --conf")
     environment = system.system_facts()
     nginx_v = files.get("nginx-V.txt", "").splitlines()
     if nginx_v:
