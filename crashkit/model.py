@@ -170,6 +170,9 @@ class CoreFacts:
     problems: tuple[str, ...] = ()  # damage seen while reading (bad notes, cut segments)
     # Every PT_LOAD as (start, end, protection "rwx" with "-" for a missing right).
     segments: tuple[tuple[int, int, str], ...] = ()
+    # The crashing thread's stack from sp up (64-bit words, at most 16 KiB), for
+    # a stack scan when the stack cannot be unwound.
+    crash_stack: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

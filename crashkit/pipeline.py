@@ -15,7 +15,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from crashkit.analysis.frames import cut_at_garbage, lookup_addresses, merge, pc_frame
+from crashkit.analysis.attribution import is_system_library
+from crashkit.analysis.frames import (
+    cut_at_garbage,
+    lookup_addresses,
+    merge,
+    pc_frame,
+    scan_for_caller,
+)
 from crashkit.analysis.verdict import build_analysis
 from crashkit.elf import layouts as L
 from crashkit.elf.core import CoreFile
@@ -77,7 +84,12 @@ def read_facts(path: str, options: Options,
             on_notes(facts)
         modules = read_modules(core, facts.mappings, sysroot=options.sysroot,
                                path_map=_path_map(facts, options))
-    return dataclasses.replace(facts, modules=modules)
+        sp = facts.threads[0].sp if facts.threads else None
+        stack = core.stack_words(sp, STACK_SCAN_BYTES) if sp is not None else ()
+    return dataclasses.replace(facts, modules=modules, crash_stack=stack)
+
+
+STACK_SCAN_BYTES = 16 * 1024
 
 
 def _path_map(facts: CoreFacts, options: Options) -> dict[str, str]:
@@ -199,9 +211,16 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
     notes += _still_written(path, facts) + _debug_dir_layout(options.debug_dirs)
     threads = _demangled(threads)
     host = lookups[0]() if lookups else HostFacts()
+    scanned = None
+    top = threads[0].frames if threads else ()
+    if len(top) <= 1 and (not top or top[0].module is None or is_system_library(top[0].module)):
+        # Nothing unwound past a pc in the C runtime (or in no file): look for
+        # a caller's return address on the stack.
+        scanned = scan_for_caller(facts.crash_stack, facts.exec_ranges, symbolizer.symbolize,
+                                  lambda m: m is None or is_system_library(m))
     return build_analysis(facts, threads, gdb_used=session is not None and not gdb_error,
                           gdb_error=gdb_error, extra_warnings=notes, context=context,
-                          rescued=rescued, host=host)
+                          rescued=rescued, host=host, scanned=scanned)
 
 
 def _host_lookup(facts: CoreFacts, options: Options) -> Callable[[], HostFacts]:

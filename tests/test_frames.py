@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from crashkit.analysis.frames import cut_at_garbage, lookup_addresses, merge, pc_frame
+from crashkit.analysis.frames import (
+    SCAN_REACH,
+    cut_at_garbage,
+    lookup_addresses,
+    merge,
+    pc_frame,
+    scan_for_caller,
+)
 from crashkit.model import GdbFrame, Symbol
 
 LIB, EXE, BAD = "/usr/lib/libx.so", "/usr/sbin/prog", "/opt/rebuilt.so"
@@ -86,3 +93,26 @@ def test_pc_frame() -> None:
     f = pc_frame(0x1234, sym(BAD, 0x234, "f", 4), {BAD})
     assert (f.function, f.module_offset, f.source, f.trusted) == ("f", 0x234, "elf", False)
     assert pc_frame(0x5, sym(None, None), set()).source == "notes"
+
+
+def test_stack_scan_takes_the_first_code_pointer_within_reach() -> None:
+    code = [(0x1000, 0x2000), (0x5000, 0x6000)]
+    libc, mod = "/lib/libc.so.6", "/opt/mod.so"
+
+    def symbolize(addr: int) -> Symbol:
+        if 0x5000 <= addr < 0x6000:
+            return Symbol(libc, addr - 0x5000, "memcpy", 4)
+        if 0x1000 <= addr < 0x2000:
+            return Symbol(mod, addr - 0x1000, "mod_copy", addr - 0x1000)
+        return Symbol(None, None, None, None)
+
+    skip = lambda m: m is None or m == libc  # noqa: E731
+    # Data, a libc address, then the module's return address at sp+24.
+    found = scan_for_caller([0x7FFF0000, 0x5010, 0x3000, 0x1234], code, symbolize, skip)
+    assert found is not None
+    frame, offset = found
+    assert (frame.function, frame.module, frame.pc, frame.module_offset, offset) == (
+        "mod_copy", mod, 0x1234, 0x234, 24)
+    # Beyond SCAN_REACH lie stale addresses of earlier calls: not taken.
+    far = [0] * (SCAN_REACH // 8) + [0x1234]
+    assert scan_for_caller(far, code, symbolize, skip) is None

@@ -81,13 +81,20 @@ def test_truncated_core_names_the_plugin(manifest: dict[str, Any]) -> None:
 
 def test_no_gdb_attributes_from_the_pc(manifest: dict[str, Any]) -> None:
     """Without a backtrace, the crashing pc and the mappings still name the
-    module when the pc is in it, at lower confidence; inside libc they cannot."""
+    module when the pc is in it, at lower confidence. Inside libc's strlen()
+    the caller's return address sits at sp: a stack scan finds it, as a
+    low-confidence guess. abort()'s deep frames leave only stale addresses
+    within reach: nobody is named."""
     null = verdict_of(fixture(manifest, "nginx-null")["core"], "--no-gdb")
     assert null["verdict"]["module"] == fixture(manifest, "nginx-null")["module"]
     assert null["verdict"]["confidence"] == "medium"
     assert null["signature"]["basis"] == "pc"
-    libc = verdict_of(fixture(manifest, "nginx-libc")["core"], "--no-gdb")
-    assert (libc["verdict"]["module"], libc["verdict"]["confidence"]) == (None, "low")
+    libc = verdict_of(fixture(manifest, "nginx-libc")["core"], "--no-gdb")["verdict"]
+    assert (libc["module"], libc["function"], libc["confidence"], libc["frame"]) == (
+        fixture(manifest, "nginx-libc")["module"], "crashkit_copy_header", "low", None)
+    assert libc["reason"].startswith("a guess: the stack could not be unwound")
+    abort = verdict_of(fixture(manifest, "nginx-abort")["core"], "--no-gdb")["verdict"]
+    assert (abort["module"], abort["confidence"]) == (None, "low")
 
 
 def test_stripped_module_is_named_with_an_offset(manifest: dict[str, Any]) -> None:

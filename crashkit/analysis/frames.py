@@ -7,7 +7,7 @@ symbol tables; :func:`merge` turns them into model frames.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from crashkit.model import Frame, GdbFrame, Symbol
 
@@ -107,3 +107,32 @@ def cut_at_garbage(frames: Sequence[Frame], exec_ranges: Sequence[tuple[int, int
         if i and not any(lo <= f.pc < hi for lo, hi in exec_ranges):
             return list(frames[:i]), i
     return list(frames), None
+
+
+# How far above sp a return address is looked for. A leaf function of the C
+# runtime (strlen, memcpy: where most crashes in libc happen) keeps its
+# caller's return address at sp or a few words above; deeper in the stack
+# lie stale addresses of earlier calls, which would name the wrong code.
+SCAN_REACH = 64
+
+
+def scan_for_caller(words: Sequence[int], code: Sequence[tuple[int, int]],
+                    symbolize: Callable[[int], Symbol],
+                    skip: Callable[[str | None], bool]) -> tuple[Frame, int] | None:
+    """When the stack cannot be unwound: the first word of the SCAN_REACH
+    bytes above sp that points into code of a module ``skip`` does not
+    reject and that a symbol covers, as (frame, its offset above sp). Such a
+    word is most often the caller's return address, sometimes a function
+    pointer: a guess, which callers must present as one."""
+    for i, word in enumerate(words[:SCAN_REACH // 8]):
+        if not any(lo <= word < hi for lo, hi in code):
+            continue
+        sym = symbolize(word - 1)  # a return address: look up the call
+        if sym.module is None or sym.function is None or skip(sym.module):
+            continue
+        frame = Frame(index=-1, pc=word, function=sym.function, module=sym.module,
+                      module_offset=None if sym.module_offset is None else sym.module_offset + 1,
+                      function_offset=None if sym.function_offset is None
+                      else sym.function_offset + 1, source="elf")
+        return frame, i * 8
+    return None

@@ -160,7 +160,7 @@ def make_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, fou
         function=frame.function if frame and at_fault and frame.function and frame.trusted
         else None, origin=kind if at_fault else None, confidence=found.confidence,
         reason=found.reason,
-        frame=frame.index if frame else None, package=package,
+        frame=frame.index if frame and frame.index >= 0 else None, package=package,
         module_offset=frame.module_offset if frame and at_fault else None,
         report_to=report_to(frame.module, kind, package) if frame and at_fault else None)
 
@@ -199,7 +199,8 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
                    gdb_error: str | None = None, extra_warnings: Sequence[str] = (),
                    context: CrashContext | None = None,
                    rescued: frozenset[str] = frozenset(),
-                   host: HostFacts | None = None) -> Analysis:
+                   host: HostFacts | None = None,
+                   scanned: tuple[Frame, int] | None = None) -> Analysis:
     host = host or HostFacts()
     crashed = threads[0] if threads else None
     frames = crashed.frames if crashed else ()
@@ -208,6 +209,13 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
     killed, snapshot = sent_by_other(facts), is_snapshot(facts)
     found = (Blame(None, "none", "not a crash") if killed or snapshot
              else blame(frames, facts, unwound=unwound))
+    if scanned is not None and not (killed or snapshot) and found.confidence == "low" and (
+            found.frame is None or origin(found.frame.module, facts) == "system"):
+        frame, offset = scanned
+        found = Blame(frame, "low",
+                      f"a guess: the stack could not be unwound, and the first word on it "
+                      f"that points into a module's code ({offset} bytes above sp) is in "
+                      f"{frame_label(frame)}; most often that is the caller's return address")
     verdict = make_verdict(facts, crashed, meaning, found, host)
     signature = None if snapshot else make_signature(
         facts.signal.name if facts.signal else "no signal", frames, unwound=unwound,
@@ -221,5 +229,6 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
                                                                    meaning),
                     warnings=tuple(warnings), gdb_used=gdb_used, gdb_error=gdb_error,
                     context=context, cause=meaning.text,
-                    blame=found.frame if verdict.module else None, kind=kind,
+                    blame=found.frame if verdict.module and verdict.frame is not None else None,
+                    kind=kind,
                     meaning=meaning, verdict=verdict, signature=signature, host=host)

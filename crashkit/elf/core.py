@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import os
 import stat
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -225,6 +226,23 @@ class CoreFile:
             raise MemoryReadError(
                 f"address {address:#x} lies past the end of the truncated core", address=address)
         return data
+
+    def stack_words(self, sp: int, size: int) -> tuple[int, ...]:
+        """The 64-bit words from ``sp`` upwards, as far as the dumped stack
+        goes (at most ``size`` bytes); () when sp's page was not dumped."""
+        i = bisect.bisect_right(self._load_starts, sp) - 1
+        if i < 0:
+            return ()
+        seg = self._loads[i]
+        size = min(size, seg.vaddr + seg.memsz - sp) & ~7
+        while size > 0:
+            try:
+                data = self.read_memory(sp, size)
+            except MemoryReadError:
+                size = (size // 2) & ~7  # cut short: try what is there
+                continue
+            return struct.unpack(f"<{size // 8}Q", data)
+        return ()
 
     def read_cstring(self, address: int, limit: int = 4096) -> str | None:
         out = bytearray()
