@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from tests.conftest import ROOT, fixture, run_cli, unavailable
@@ -22,12 +23,15 @@ from tests.live_nginx import LiveNginx, basic_conf, crash_worker, free_port
 
 pytestmark = pytest.mark.integration
 
+REPORT_SCHEMA = json.loads((ROOT / "crashkit" / "schema" / "report-1.json").read_text())
+
 
 def make_bundle(core: str, out: Path, *args: str) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Run crashkit report; (its --json answer, the bundle's files by name)."""
     out.mkdir(exist_ok=True)
     proc = run_cli("report", core, "--out", str(out), "--json", *args, check=True)
     answer: dict[str, Any] = json.loads(proc.stdout)
+    jsonschema.validate(answer, REPORT_SCHEMA)
     bundle = Path(answer["bundle"])
     assert bundle.parent == out.resolve()
     assert stat.S_IMODE(bundle.stat().st_mode) == 0o600

@@ -135,6 +135,12 @@ def test_bus_error_in_a_mapped_file() -> None:
     assert "/var/cache/nginx/blob at offset 0x4010" in m.text  # 0x3000 + 0x1010
 
 
+def test_misaligned_access_and_seccomp() -> None:
+    assert meaning_of(siginfo(S.SIGBUS, 1, 0x7000_0001)) == "misaligned-access"
+    assert meaning_of(siginfo(S.SIGBUS, 3, 0x7000_0001)) == "bus-error"
+    assert meaning_of(siginfo(S.SIGSYS, 1)) == "seccomp"
+
+
 def test_illegal_instruction_divide_by_zero_breakpoint() -> None:
     assert meaning_of(siginfo(S.SIGILL, 2, 0x1000)) == "illegal-instruction"
     assert meaning_of(siginfo(S.SIGFPE, 1, 0x1000)) == "divide-by-zero"
