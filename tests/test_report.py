@@ -102,7 +102,8 @@ def secrets_in(case: dict[str, Any]) -> list[bytes]:
 
 def test_no_file_in_the_bundle_holds_a_secret(secret_crash: dict[str, Any]) -> None:
     answer, files = make_bundle(secret_crash["core"], secret_crash["tmp"] / "out",
-                                "--conf", secret_crash["conf"])
+                                "--conf", secret_crash["conf"], "--error-log",
+                                secret_crash["log"])
     assert answer["redacted"] is True and answer["include_core"] is False
     assert {"report.md", "report.html", "analysis.json", "backtrace-full.txt",
             "crash-site.txt", "modules.txt", "nginx-V.txt", "nginx-T.txt", "error-log.txt",
@@ -122,6 +123,9 @@ def test_no_file_in_the_bundle_holds_a_secret(secret_crash: dict[str, Any]) -> N
     log = files["error-log.txt"].decode()
     assert f"access_token=<redacted:{len(secret_crash['query'])}>&page=<redacted:1>" in log
     assert "crashkit: crashing mode=headers" in log
+    # --error-log's lines also reach analysis.json (verdict.log), redacted too.
+    lines = json.loads(files["analysis.json"])["verdict"]["log"]["lines"]
+    assert any(f"access_token=<redacted:{len(secret_crash['query'])}>" in x for x in lines)
 
 
 def test_without_redaction_the_secrets_are_there(secret_crash: dict[str, Any]) -> None:

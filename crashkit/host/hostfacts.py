@@ -151,12 +151,21 @@ def last_log_lines(path: str, pid: int, limit: int = LOG_LINES) -> tuple[str, ..
     own = b"%d" % pid
     end = _exit_line(lines, pid)
     picked: list[bytes] = []
+    seen_own = False
     for line in reversed(lines[:end if end is not None else len(lines)]):
         if len(picked) == limit:
             break
         m = _NGINX_LINE.match(line)
-        if (m and m.group(1) == own) or (not m and line.strip()):
+        if m is not None:
+            if m.group(1) == own:
+                picked.append(line)
+                seen_own = True
+        elif line.strip() and end is not None and not seen_own:
+            # stderr output has no prefix: it is the worker's only between
+            # its last own line and the master's line about its exit.
             picked.append(line)
+    if not seen_own and end is None:
+        return ()  # the pid is not in this log
     out = [*reversed(picked)] + ([lines[end]] if end is not None else [])
     return tuple(_decode(line)[:1000] for line in out)
 

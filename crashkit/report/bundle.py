@@ -85,14 +85,17 @@ def render_template(env: object, name: str, **context: object) -> str:
                          path=where) from None
 
 
-def _redacted_process(a: Analysis) -> Analysis:
-    """Command lines can carry passwords (--password=…, token=…)."""
+def _redacted(a: Analysis) -> Analysis:
+    """Command lines can carry passwords (--password=…, token=…), and the
+    error-log lines of --error-log requests with tokens in their query."""
+    host = dataclasses.replace(a.host, log_lines=tuple(R.request_line(line)
+                                                       for line in a.host.log_lines))
     p = a.core.process
     if p is None:
-        return a
+        return dataclasses.replace(a, host=host)
     core = dataclasses.replace(a.core, process=dataclasses.replace(p, args=R.text_secrets(
         p.args)))
-    return dataclasses.replace(a, core=core)
+    return dataclasses.replace(a, core=core, host=host)
 
 
 def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
@@ -213,7 +216,7 @@ def make_report(a: Analysis, options: ReportOptions,
 
     notes: list[str] = []
     if options.redact:
-        a = _redacted_process(a)
+        a = _redacted(a)
     progress("collecting nginx and system facts")
     files, environment = collect(a, options, notes)
     rows = module_rows(a)
