@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 MARK = "<redacted:{}>"
 
@@ -43,7 +44,8 @@ def gdb_value(value: str) -> str:
 
 # Names of headers, parameters, variables and options whose values are secret.
 SECRET_NAME = re.compile(
-    r"(?i)(auth|cookie|token|secret|passw|pwd|api[-_]?key|access[-_]?key|private|"
+    r"(?i)(auth|cookie|token|secret|passw|pwd|(?<![a-z])pw(?![a-z])|api[-_]?key|"
+    r"access[-_]?key|private|"
     r"credential|session|signature|bearer|\bkey\b|_key\b|[-_]key[-_]|^key$|x-amz-security|"
     r"jwt|csrf|xsrf)")
 # Values that say what they are, whatever carries them.
@@ -97,7 +99,29 @@ NAMED_VALUE_DIRECTIVES = frozenset({
 SECRET_DIRECTIVES = frozenset({"secure_link_secret", "secure_link_md5", "auth_jwt_key"})
 
 
-def config_arguments(name: str, args: list[str]) -> list[bool]:
+Token = tuple[str, int, int]  # value, start and end offsets in the text
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One config statement as the redactor needs it."""
+
+    name: Token
+    args: tuple[Token, ...]
+    parent: tuple[str, tuple[str, ...]] | None  # the enclosing block's name and arguments
+
+
+_OPERATORS = frozenset({"=", "!=", "~", "~*", "!~", "!~*", "-f", "!-f", "-d", "!-d", "-e",
+                        "!-e", "-x", "!-x", "(", ")"})
+_MAP_KEYWORDS = frozenset({"default", "hostnames", "include", "volatile"})
+
+
+def _secret_variable(text: str) -> bool:
+    return any(SECRET_NAME.search(v) for v in re.findall(r"\$\{?(\w+)", text))
+
+
+def config_arguments(name: str, args: list[str],
+                     parent: tuple[str, tuple[str, ...]] | None = None) -> list[bool]:
     """Which of a directive's arguments to redact."""
     if name in SECRET_DIRECTIVES:
         return [True] * len(args)
@@ -110,28 +134,46 @@ def config_arguments(name: str, args: list[str]) -> list[bool]:
             out[0] = ":" in args[0] or out[0]
     if name == "env" and args and "=" in args[0]:
         out[0] = True  # env NAME=value: the value (the name is kept below)
+    if name == "if" and any(_secret_variable(a) for a in args):
+        # if ($http_x_token != "s3cret"): the literal it is compared with.
+        out = [not (a.strip("()") in _OPERATORS or "$" in a or not a.strip("()"))
+               for a in args]
+    if parent is not None and parent[0] == "map" and len(parent[1]) >= 2 and \
+            SECRET_NAME.search(parent[1][1]):
+        out = [True] * len(args)  # map … $api_key { key "value"; }: the values
     return out
 
 
-def config_text(text: str, lex: Callable[[str], list[tuple[str, list[tuple[str, int, int]]]]]
-                ) -> str:
+def _map_key_is_secret(name: str, parent: tuple[str, tuple[str, ...]] | None) -> bool:
+    """map $http_x_api_key $ok { "k-123" 1; }: the keys are the secrets."""
+    return (parent is not None and parent[0] == "map" and bool(parent[1])
+            and _secret_variable(parent[1][0]) and name not in _MAP_KEYWORDS)
+
+
+def _replacement(name: str, value: str) -> str:
+    if name == "env" and "=" in value:
+        key = value.split("=", 1)[0]
+        return f"{key}={marker(value[len(key) + 1:])}"
+    if name.startswith("more_set") and ":" in value:
+        key = value.split(":", 1)[0]
+        return f'"{key}: {marker(value[len(key) + 1:].strip())}"'
+    core = value.lstrip("(")
+    tail = len(core) - len(core.rstrip(")"))
+    return value[:len(value) - len(core)] + marker(core[:len(core) - tail]) + ")" * tail
+
+
+def config_text(text: str, lex: Callable[[str], list[Statement]]) -> str:
     """An nginx config's text with secret arguments replaced in place:
-    comments, layout and every other byte stay. ``lex`` gives each statement
-    as (name, [(value, start, end), …]) with offsets into ``text``."""
+    comments, layout and every other byte stay. ``lex`` gives the text's
+    statements with offsets into it."""
     edits: list[tuple[int, int, str]] = []
-    for name, args in lex(text):
-        flags = config_arguments(name, [a[0] for a in args])
-        for (value, start, end), hide in zip(args, flags, strict=True):
-            if not hide:
-                continue
-            if name == "env" and "=" in value:
-                key = value.split("=", 1)[0]
-                edits.append((start, end, f"{key}={marker(value[len(key) + 1:])}"))
-            elif name.startswith("more_set") and ":" in value:
-                key = value.split(":", 1)[0]
-                edits.append((start, end, f'"{key}: {marker(value[len(key) + 1:].strip())}"'))
-            else:
-                edits.append((start, end, marker(value)))
+    for st in lex(text):
+        name = st.name[0]
+        if _map_key_is_secret(name, st.parent):
+            edits.append((st.name[1], st.name[2], marker(name)))
+        flags = config_arguments(name, [a[0] for a in st.args], st.parent)
+        edits += [(start, end, _replacement(name, value))
+                  for (value, start, end), hide in zip(st.args, flags, strict=True) if hide]
     for start, end, new in sorted(edits, reverse=True):
         text = text[:start] + new + text[end:]
     return text

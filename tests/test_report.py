@@ -156,6 +156,19 @@ def test_the_report_names_the_module_and_has_the_backtrace(
     assert "report.html" not in files and "analysis.json" not in files
 
 
+def test_without_conf_the_running_masters_config_is_used(secret_crash: dict[str, Any]) -> None:
+    """The crashed worker's master still runs: its -c, not the config nginx -V
+    names, is the one in the bundle, and its error log is found from it."""
+    answer, files = make_bundle(secret_crash["core"], secret_crash["tmp"] / "out3",
+                                "--format", "md")
+    assert any(n.startswith("nginx-T.txt: the config of the crashed worker's master")
+               and n.endswith(secret_crash["conf"]) for n in answer["notes"])
+    conf = files["nginx-T.txt"].decode()
+    assert conf.startswith(f"# crashkit: nginx -T -c {secret_crash['conf']}\n")
+    assert "location /hdrs { crashkit_crash headers; }" in conf
+    assert "crashkit: crashing mode=headers" in files["error-log.txt"].decode()
+
+
 def test_include_core(manifest: dict[str, Any], tmp_path: Path) -> None:
     fx = fixture(manifest, "nginx-kill")
     proc = run_cli("report", fx["core"], "--out", str(tmp_path), "--include-core",

@@ -126,7 +126,7 @@ def test_gdb_values(value: str, shown: str) -> None:
     assert R.gdb_value(value) == shown
 
 
-def _lex(text: str) -> list[tuple[str, list[tuple[str, int, int]]]]:
+def _lex(text: str) -> list[R.Statement]:
     from crashkit.report.bundle import _lex as lex
 
     return lex(text)
@@ -145,9 +145,19 @@ def test_config_secrets_are_redacted_in_place() -> None:
         "    set $session_key 'abc def';\n"
         "    auth_basic_user_file /etc/nginx/htpasswd;\n"
         "    add_header X-Frame-Options DENY;\n"
+        "    set $upstream_pw \"pw-4242\";\n"
+        "    map $http_x_api_key $api_ok {\n"
+        "        default 0;\n"
+        "        \"map-998877\" 1;\n"
+        "    }\n"
+        "    location / {\n"
+        "        if ($http_x_admin_token != \"if-55\") { return 403; }\n"
+        "        if ($request_method = POST) { return 405; }\n"
+        "    }\n"
         "}\n")
     out = R.config_text(conf, _lex)
-    for secret in ("s3cr3t-env", "tok-123", "hunter2", "k-999", "lnk-555", "abc def"):
+    for secret in ("s3cr3t-env", "tok-123", "hunter2", "k-999", "lnk-555", "abc def",
+                   "pw-4242", "map-998877", "if-55"):
         assert secret not in out
     assert out.splitlines() == [
         "# keys below",
@@ -161,6 +171,15 @@ def test_config_secrets_are_redacted_in_place() -> None:
         "    set $session_key <redacted:7>;",
         "    auth_basic_user_file /etc/nginx/htpasswd;",
         "    add_header X-Frame-Options DENY;",
+        "    set $upstream_pw <redacted:7>;",
+        "    map $http_x_api_key $api_ok {",
+        "        default 0;",
+        "        <redacted:10> 1;",
+        "    }",
+        "    location / {",
+        "        if ($http_x_admin_token != <redacted:5>) { return 403; }",
+        "        if ($request_method = POST) { return 405; }",
+        "    }",
         "}",
     ]
 

@@ -31,7 +31,8 @@ _SYSTEM_LIBS = re.compile(
 MACHINERY = re.compile(
     r"^(__GI_)?(raise|abort|gsignal|__pthread_kill\w*|pthread_kill|__assert_fail\w*|"
     r"__assert_perror_fail|__stack_chk_fail\w*|__fortify_fail\w*|__chk_fail|__libc_message\w*|"
-    r"__libc_fatal|malloc_printerr|std::terminate|__cxa_\w+|__cxxabiv1::\w+|"
+    r"__libc_fatal|malloc_printerr|std::terminate|std::__terminate|__cxa_\w+|__cxxabiv1::\w+|"
+    r"__gxx_personality_v0|"
     r"__gnu_cxx::__verbose_terminate_handler|_Unwind_\w+|__restore_rt|__kernel_rt_sigreturn)"
     r"(\(.*\))?$")
 

@@ -6,7 +6,9 @@ The algorithm (README, "Crash signatures", says why):
 1. Start at the crashing thread's innermost frame.
 2. Skip the signal and abort machinery (raise, abort, __assert_fail,
    __stack_chk_fail, std::terminate, the signal trampoline): it is the same
-   for every abort.
+   for every abort. Skip unnamed frames of the C and C++ runtimes too (the
+   exception internals of a stripped libstdc++): their offsets change with
+   every update of the library.
 3. Name each frame ``module!function``, normalized: glibc's CPU-specific
    variants become the function they implement (``__strlen_evex`` and
    ``__strlen_avx2`` are both ``strlen``), compiler clone suffixes go
@@ -26,7 +28,7 @@ import os
 import re
 from collections.abc import Sequence
 
-from crashkit.analysis.attribution import MACHINERY
+from crashkit.analysis.attribution import MACHINERY, is_system_library
 from crashkit.model import Frame, Signature
 
 DEPTH = 3
@@ -83,6 +85,10 @@ def signature_frames(frames: Sequence[Frame], depth: int = DEPTH) -> list[str]:
     tokens: list[str] = []
     for frame in frames:
         if frame.signal_frame or (frame.function and MACHINERY.match(frame.function)):
+            continue
+        if not (frame.function and frame.trusted) and is_system_library(frame.module):
+            # An unnamed frame of the C or C++ runtime (libstdc++'s exception
+            # internals): its offset changes with every update of the library.
             continue
         token = frame_token(frame)
         if tokens and tokens[-1] == token:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import dataclass
 
 from crashkit.errors import InputError
 from crashkit.host.system import run_text
@@ -17,13 +19,48 @@ def version_text(nginx: str) -> str | None:
     return text if status == 0 and text.strip() else None
 
 
-def config_dump(nginx: str, conf: str, files: tuple[str, ...]) -> tuple[list[tuple[str, str]],
-                                                                        str]:
+@dataclass(frozen=True)
+class MasterOptions:
+    """How a running nginx master was started (its title keeps its options)."""
+
+    pid: int
+    binary: str
+    conf: str | None  # -c
+    prefix: str | None  # -p
+
+
+def running_master(pid: int, started_before: float) -> MasterOptions | None:
+    """The options of nginx master ``pid`` if it still runs and started before
+    ``started_before`` (a crashed worker's parent, not a reused pid)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            title = f.read(8192).split(b"\0")[0].decode("utf-8", "surrogateescape")
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        with open("/proc/stat", "rb") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    head = "nginx: master process "
+    if not title.startswith(head):
+        return None
+    started = btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    if started > started_before:
+        return None
+    # nginx joins its arguments with spaces: a path with a space is lost.
+    words = title[len(head):].split(" ")
+    opts = {flag: words[i + 1] for i, flag in enumerate(words[:-1])
+            if flag in ("-c", "-p")}
+    return MasterOptions(pid, words[0], opts.get("-c"), opts.get("-p"))
+
+
+def config_dump(nginx: str, conf: str, files: tuple[str, ...], prefix: str | None = None,
+                ) -> tuple[list[tuple[str, str]], str]:
     """Every file of the configuration as (path, text), and how it was read:
     ``nginx -T`` (nginx's own view, includes expanded), or, when nginx
     refuses (a config that fails -t, no permission), the files crashkit's
     reader found."""
-    status, out = run_text([nginx, "-T", "-q", "-c", conf])
+    status, out = run_text([nginx, "-T", "-q", *(["-p", prefix] if prefix else []), "-c", conf])
     if status == 0:
         parts = _FILE_MARK.split(out)
         # ["", path1, text1, path2, text2, ...]; nginx ends each file with a newline.

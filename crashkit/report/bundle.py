@@ -115,6 +115,18 @@ def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
             notes.append("nginx-V.txt describes the nginx installed here, which may not be "
                          "the build that crashed (its build-id differs or is unknown)")
     where = C.find_config(options.conf, build)
+    master = None
+    p = a.core.process
+    if options.conf is None and p is not None:
+        # The crashed worker's master may still run: its -c is the config
+        # that crashed, whatever nginx -V says.
+        master = dump.running_master(p.ppid, os.stat(a.core.path).st_mtime)
+        if master is not None and master.conf:
+            conf = master.conf if os.path.isabs(master.conf) or not master.prefix \
+                else os.path.join(master.prefix, master.conf)
+            where = C.ConfigLocation(conf, "option")
+            notes.append(f"nginx-T.txt: the config of the crashed worker's master (pid "
+                         f"{master.pid}, still running): {conf}")
     try:
         cfg = C.load_config(where.path, build)
     except InputError:
@@ -123,7 +135,8 @@ def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
         notes.append(f"nginx-T.txt: no readable nginx config at {where.path} (--conf)")
         cfg = None
     if cfg is not None:
-        pairs, how = dump.config_dump(options.nginx, cfg.root, cfg.files)
+        pairs, how = dump.config_dump(options.nginx, cfg.root, cfg.files,
+                                      master.prefix if master else None)
         chunks = [f"# crashkit: {how}\n"]
         for path, text in pairs:
             if options.redact:
@@ -142,11 +155,21 @@ def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
     return None
 
 
-def _lex(text: str) -> list[tuple[str, list[tuple[str, int, int]]]]:
+def _lex(text: str) -> list[R.Statement]:
+    """The statements of one config file, each with its enclosing block."""
     from crashkit.nginx.text import statements
 
-    return [(s.name.value, [(t.value, t.start, t.end) for t in s.args])
-            for s in statements(text)]
+    out: list[R.Statement] = []
+    blocks: list[tuple[int, tuple[str, tuple[str, ...]]]] = []  # (depth, block)
+    for s in statements(text):
+        while blocks and blocks[-1][0] >= s.depth:
+            blocks.pop()
+        out.append(R.Statement((s.name.value, s.name.start, s.name.end),
+                               tuple((t.value, t.start, t.end) for t in s.args),
+                               blocks[-1][1] if blocks else None))
+        if s.terminator == "{":
+            blocks.append((s.depth, (s.name.value, tuple(t.value for t in s.args))))
+    return out
 
 
 def collect(a: Analysis, options: ReportOptions, notes: list[str],
