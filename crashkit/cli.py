@@ -199,7 +199,8 @@ def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact:
         raise InputError("--conf: no such file" if not os.path.exists(conf) else
                          "--conf: not a regular file", path=conf)
     if not os.path.isdir(out_dir):
-        raise InputError("--out: no such directory", path=out_dir)
+        raise InputError("--out: not a directory" if os.path.exists(out_dir) else
+                         "--out: no such directory", path=out_dir)
     options = _analysis_options(kw, full_frames=FULL_FRAMES, redact=not no_redact)
     if no_redact:
         click.echo("crashkit: warning: --no-redact: the bundle may hold passwords, cookies and "

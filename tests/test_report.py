@@ -40,7 +40,7 @@ def make_bundle(core: str, out: Path, *args: str) -> tuple[dict[str, Any], dict[
         for member in tar.getmembers():
             assert member.isfile() and stat.S_IMODE(member.mode) == 0o600
             top, name = member.name.split("/", 1)
-            assert top == bundle.name.removesuffix(".tar.gz")
+            assert bundle.name.startswith(top)
             data = tar.extractfile(member)
             assert data is not None
             files[name] = data.read()
@@ -183,6 +183,20 @@ def test_include_core(manifest: dict[str, Any], tmp_path: Path) -> None:
     assert analysis["verdict"]["kind"] == "sent-by-process"
 
 
+def test_bundles_never_replace_each_other_and_say_what_they_hold(
+        manifest: dict[str, Any], tmp_path: Path) -> None:
+    core = fixture(manifest, "nginx-kill")["core"]
+    names = []
+    for extra in ([], [], ["--no-redact"], ["--include-core"]):
+        proc = run_cli("report", core, "--out", str(tmp_path), "--format", "md", "--json",
+                       *extra, check=True)
+        names.append(Path(json.loads(proc.stdout)["bundle"]).name)
+    base = names[0].removesuffix(".tar.gz")
+    assert names == [f"{base}.tar.gz", f"{base}-2.tar.gz", f"{base}-UNREDACTED.tar.gz",
+                     f"{base}-with-core.tar.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no temporary files
+
+
 def test_template_dir_overrides_one_template(manifest: dict[str, Any], tmp_path: Path) -> None:
     templates = tmp_path / "templates"
     templates.mkdir()
@@ -198,7 +212,9 @@ def test_template_dir_overrides_one_template(manifest: dict[str, Any], tmp_path:
 @pytest.mark.parametrize(("args", "message"), [
     (["--format", "md,pdf"], "crashkit: error: --format: pdf is not one of md, html, json"),
     (["--out", "/nonexistent/dir"], "crashkit: error: /nonexistent/dir: --out: no such directory"),
-    (["--conf", "/nonexistent.conf"], "crashkit: error: /nonexistent.conf: --conf: no such file"),
+    (["--conf", "/nonexistent.conf"],
+     "crashkit: error: /nonexistent.conf: --conf: no such file"),
+    (["--out", "/etc/hostname"], "crashkit: error: /etc/hostname: --out: not a directory"),
 ])
 def test_bad_options_are_one_line_and_write_nothing(manifest: dict[str, Any], tmp_path: Path,
                                                     args: list[str], message: str) -> None:

@@ -286,8 +286,12 @@ def write_bundle(a: Analysis, files: dict[str, str], order: Sequence[str],
     if not out.is_dir():
         raise InputError("--out: no such directory" if not out.exists() else
                          "--out: not a directory", path=str(out))
-    top = bundle_name(a)
-    final = out / f"{top}.tar.gz"
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError("--out: not writable", path=str(out))
+    # What the bundle holds is in its name: an unredacted one, or one with
+    # the core, must not be mistaken for the one to post.
+    top = bundle_name(a) + ("-UNREDACTED" if not options.redact else "") + (
+        "-with-core" if options.include_core else "")
     tmp = out / f".{top}.tar.gz.{os.getpid()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -307,11 +311,26 @@ def write_bundle(a: Analysis, files: dict[str, str], order: Sequence[str],
                             recursive=False, filter=_private)
             raw.flush()
             os.fsync(raw.fileno())
-        os.replace(tmp, final)
-    except BaseException:
+        return str(_place(tmp, out, top))
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
-    return str(final)
+
+
+def _place(tmp: Path, out: Path, top: str) -> Path:
+    """Give the finished bundle its name without replacing an earlier one
+    (link fails on an existing name): NAME.tar.gz, else NAME-2.tar.gz, …"""
+    for n in range(1, 1000):
+        final = out / (f"{top}.tar.gz" if n == 1 else f"{top}-{n}.tar.gz")
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            continue
+        except OSError:  # a filesystem without hard links: rename, checked first
+            if final.exists():
+                continue
+            os.replace(tmp, final)
+        return final
+    raise InputError("--out: too many bundles of this crash already", path=str(out))
 
 
 def _private(info: tarfile.TarInfo) -> tarfile.TarInfo:
