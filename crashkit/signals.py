@@ -139,6 +139,9 @@ def describe(signo: int, code: int | None, fault_address: int | None,
     if code is None:
         return f"{name} (the core has no siginfo note, so how it was raised is unknown)"
     meaning = code_meaning(signo, code) or f"si_code {code}"
+    if fault_address is not None and signo in (SIGILL, SIGFPE):
+        # Here the kernel reports the instruction, not a data address.
+        return f"{name}: {meaning} (instruction at {fault_address:#x})"
     if fault_address is not None:
         text = f"{name}: {meaning} at address {fault_address:#x}"
         if signo in (SIGSEGV, SIGBUS) and fault_address < NULL_PAGE_LIMIT:

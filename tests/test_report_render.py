@@ -21,6 +21,7 @@ from crashkit.model import (
     SignalInfo,
     Thread,
 )
+from crashkit.nginx.text import redacted_config
 from crashkit.report.bundle import render_template, template_environment
 from crashkit.report.model import build_model
 
@@ -126,12 +127,6 @@ def test_gdb_values(value: str, shown: str) -> None:
     assert R.gdb_value(value) == shown
 
 
-def _lex(text: str) -> list[R.Statement]:
-    from crashkit.report.bundle import _lex as lex
-
-    return lex(text)
-
-
 def test_config_secrets_are_redacted_in_place() -> None:
     conf = (
         "# keys below\n"
@@ -155,7 +150,7 @@ def test_config_secrets_are_redacted_in_place() -> None:
         "        if ($request_method = POST) { return 405; }\n"
         "    }\n"
         "}\n")
-    out = R.config_text(conf, _lex)
+    out = redacted_config(conf)
     for secret in ("s3cr3t-env", "tok-123", "hunter2", "k-999", "lnk-555", "abc def",
                    "pw-4242", "map-998877", "if-55"):
         assert secret not in out
@@ -193,3 +188,18 @@ def test_config_secrets_are_redacted_in_place() -> None:
 ])
 def test_log_and_command_line_secrets(text: str, shown: str) -> None:
     assert R.request_line(text) == shown
+
+
+def test_setup_diffs_do_not_show_secrets_in_their_context() -> None:
+    """People paste setup's dry run into tickets: the lines around a change
+    are config too."""
+    from crashkit.setup.plan import FileEdit
+
+    before = "env API_TOKEN=topsecret-123;\nuser www-data;\nevents {}\n"
+    after = ("env API_TOKEN=topsecret-123;\nuser www-data;\nworker_rlimit_core 2G;\n"
+             "events {}\n")
+    diff = FileEdit("/etc/nginx/nginx.conf", before, after).diff()
+    assert "topsecret-123" not in diff
+    assert diff.splitlines()[2:] == [
+        "@@ -1,3 +1,4 @@", " env API_TOKEN=<redacted:13>;", " user www-data;",
+        "+worker_rlimit_core 2G;", " events {}"]

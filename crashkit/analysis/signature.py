@@ -17,7 +17,9 @@ The algorithm (README, "Crash signatures", says why):
    no name is ``module+0xOFFSET``: the offset in the file, which ASLR does not
    move. A frame in no file is ``[anon]``. Raw addresses never appear.
 4. Collapse runs of one frame (recursion): its depth must not matter.
-5. Keep the first ``DEPTH`` frames, prefix the signal name.
+5. Keep the first ``DEPTH`` frames, prefix the signal name. Without an
+   unwound stack (only the crashing pc), the program's name comes first, so
+   that crashes of different programs in one libc function stay apart.
 6. The hash is the first 16 hex digits of the text's SHA-256.
 """
 
@@ -100,7 +102,7 @@ def signature_frames(frames: Sequence[Frame], depth: int = DEPTH) -> list[str]:
 
 
 def make_signature(signal_name: str, frames: Sequence[Frame], *, unwound: bool,
-                   killed: bool = False) -> Signature:
+                   killed: bool = False, program: str | None = None) -> Signature:
     if killed:
         # Whatever the process was doing is not the problem; every kill by
         # another process is one "bug" for grouping.
@@ -109,6 +111,10 @@ def make_signature(signal_name: str, frames: Sequence[Frame], *, unwound: bool,
     else:
         tokens = signature_frames(frames)
         basis = ("backtrace" if unwound else "pc") if tokens else "none"
+        if basis != "backtrace" and program:
+            # One frame or none says little: at least crashes of different
+            # programs stay apart.
+            tokens.insert(0, f"program:{normalize_module(program)}")
     text = " | ".join([signal_name, *tokens])
     digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return Signature(text=text, hash=digest, frames=tuple(tokens), basis=basis)

@@ -140,7 +140,7 @@ def make_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, fou
     kind = origin(frame.module, facts, host.packages.get(frame.module or "")) if frame else None
     package = host.packages.get(frame.module) if frame and frame.module else None
     place = ""
-    if crash is not None and meaning.kind not in ON_PURPOSE and (
+    if crash is not None and crash.module is not None and meaning.kind not in ON_PURPOSE and (
             frame is None or crash is not frame):
         place = f" in {_short_label(crash, facts)}"
         if crash.module and (frame is None or crash.module != frame.module):
@@ -181,8 +181,8 @@ def module_warnings(facts: CoreFacts, rescued: frozenset[str] = frozenset()) -> 
             where = m.disk_path if m.disk_path and m.disk_path != m.path else m.path
             out.append(f"BUILD-ID MISMATCH: {where} on disk is {m.file_build_id}, the crashed "
                        f"process had {m.build_id}; names, lines and instructions from this "
-                       "file are not trustworthy (install the exact build, or pass "
-                       "--sysroot/--exe)")
+                       "file are not trustworthy (pass the crashed build's debug file with "
+                       "--debug-dir, or its files with --sysroot/--exe)")
         elif m.file_status == "missing":
             out.append(f"{m.disk_path or m.path} is not on this host; its frames cannot be "
                        "symbolized")
@@ -219,7 +219,7 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
     verdict = make_verdict(facts, crashed, meaning, found, host)
     signature = None if snapshot else make_signature(
         facts.signal.name if facts.signal else "no signal", frames, unwound=unwound,
-        killed=killed)
+        killed=killed, program=facts.exe or (facts.process.fname if facts.process else None))
     # The same warning twice (one per module of a partial sysroot) says no more.
     warnings = list(dict.fromkeys([*facts.problems, *module_warnings(facts, rescued),
                                    *extra_warnings]))

@@ -10,7 +10,7 @@ from crashkit.analysis.meaning import is_snapshot, sent_by_other
 from crashkit.model import Analysis, Frame, Thread
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
@@ -190,9 +190,10 @@ def render(a: Analysis) -> str:
             count = f" of {n} threads" if n > 1 else " (the only thread)"
         lines.append(f"  {label:<9} thread {a.threads[0].tid}{count}")
     if c.truncated:
-        lines.append(f"  core      TRUNCATED: {_size(c.size)} of {_size(c.expected_size)}")
+        lines.append(f"  core      TRUNCATED: {human_size(c.size)} of "
+                     f"{human_size(c.expected_size)}")
     else:
-        lines.append(f"  core      {_size(c.size)}, complete, {c.arch}")
+        lines.append(f"  core      {human_size(c.size)}, complete, {c.arch}")
     mism = sum(1 for m in c.modules if m.build_id_match is False)
     gone = sum(1 for m in c.modules if m.deleted)
     lines.append(f"  modules   {len(c.modules)} ELF file{'s' if len(c.modules) != 1 else ''}"

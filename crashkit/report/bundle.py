@@ -103,6 +103,7 @@ def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
     """nginx-V.txt, nginx-T.txt and the error log excerpt; returns the log path."""
     from crashkit.nginx import config as C
     from crashkit.nginx import dump
+    from crashkit.nginx.text import redacted_config
 
     build = C.build_info(options.nginx)
     version = dump.version_text(options.nginx)
@@ -140,7 +141,7 @@ def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
         chunks = [f"# crashkit: {how}\n"]
         for path, text in pairs:
             if options.redact:
-                text = R.config_text(text, _lex)
+                text = redacted_config(text)
             chunks.append(f"# configuration file {path}:\n{text}\n")
         files["nginx-T.txt"] = "".join(chunks)
     if options.error_log is not None:
@@ -153,23 +154,6 @@ def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
                          f"({', '.join(logs) or 'none'}); pass --error-log")
         return found
     return None
-
-
-def _lex(text: str) -> list[R.Statement]:
-    """The statements of one config file, each with its enclosing block."""
-    from crashkit.nginx.text import statements
-
-    out: list[R.Statement] = []
-    blocks: list[tuple[int, tuple[str, tuple[str, ...]]]] = []  # (depth, block)
-    for s in statements(text):
-        while blocks and blocks[-1][0] >= s.depth:
-            blocks.pop()
-        out.append(R.Statement((s.name.value, s.name.start, s.name.end),
-                               tuple((t.value, t.start, t.end) for t in s.args),
-                               blocks[-1][1] if blocks else None))
-        if s.terminator == "{":
-            blocks.append((s.depth, (s.name.value, tuple(t.value for t in s.args))))
-    return out
 
 
 def collect(a: Analysis, options: ReportOptions, notes: list[str],

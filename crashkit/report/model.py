@@ -12,7 +12,7 @@ from typing import TypeVar
 from crashkit.analysis.attribution import describe_module
 from crashkit.analysis.verdict import TITLES
 from crashkit.model import Analysis, Package
-from crashkit.render.text import crash_site, crashing_frames, visible
+from crashkit.render.text import crash_site, crashing_frames, human_size, visible
 
 
 @dataclass(frozen=True)
@@ -119,8 +119,8 @@ def build_model(a: Analysis, *, environment: list[tuple[str, str]],
         facts.append(Fact("confidence", f"{v.confidence}: {v.reason}"))
     if a.signature is not None:
         facts.append(Fact("crash signature", f"{a.signature.hash} ({a.signature.text})"))
-    facts.append(Fact("core", f"{a.core.size} bytes" + (
-        f", TRUNCATED (expected {a.core.expected_size})" if a.core.truncated else "")))
+    facts.append(Fact("core", f"{human_size(a.core.size)} ({a.core.size} bytes)" + (
+        f", TRUNCATED (expected {a.core.expected_size} bytes)" if a.core.truncated else "")))
     blamed = None
     if v is not None and v.module:
         blamed = next((r for r in module_rows(a) if r.path == v.module), None)

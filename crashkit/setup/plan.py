@@ -65,8 +65,13 @@ class FileEdit:
     after: str
 
     def diff(self) -> str:
+        """The unified diff, secrets in its context lines redacted: people
+        paste setup's output into tickets."""
+        from crashkit.nginx.text import redacted_config
+
         return "".join(difflib.unified_diff(
-            self.before.splitlines(keepends=True), self.after.splitlines(keepends=True),
+            redacted_config(self.before).splitlines(keepends=True),
+            redacted_config(self.after).splitlines(keepends=True),
             fromfile=self.path, tofile=f"{self.path} (crashkit setup)"))
 
 
