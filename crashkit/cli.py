@@ -111,9 +111,74 @@ def analyze(core: str, exe: str | None, sysroot: str | None, debug_dirs: tuple[s
         _OUTPUT.append(render(result))
 
 
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option("--error-log", "error_logs", metavar="PATH", multiple=True,
+              help="An nginx error log, plain or gzip-compressed (error.log.2.gz). Repeatable. "
+                   "Default: the error_log files of the nginx config, else "
+                   "/var/log/nginx/error.log.")
+@click.option("--since", metavar="TIME",
+              help="Only lines from TIME on: an ISO time (2026-11-24T04:00, local unless it "
+                   "has an offset) or an age (30m, 2h, 1d, 1w).")
+@click.option("--conf", metavar="PATH",
+              help="nginx config to take error logs, worker user and working_directory from "
+                   "(default: nginx -V's --conf-path).")
+@click.option("--jobs", metavar="N", type=click.IntRange(min=1),
+              help="Processes reading big logs in parallel (default: CPUs, at most 4).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the findings as JSON (schema crashkit/triage/1, see README).")
+def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
+           jobs: int | None, as_json: bool) -> None:
+    """Read nginx error logs and say what needs attention, most severe first.
+
+    Finds: upstreams refusing (111), missing or forbidden unix sockets (2,
+    13), timing out (110) or resetting (104) connections, no live upstreams,
+    worker_connections exhausted, too many open files (24), bind() failing
+    on an address in use (98, and which process holds it), workers dying of
+    a signal (with a core; or SIGKILL, matched against the kernel's OOM-killer
+    lines), and configurations nginx refused ([emerg]). Each with its count,
+    first and last time, top upstreams, clients and requests, and the fix.
+    Exit 1 when there are findings.
+    """
+    from crashkit import triage as run_triage
+    from crashkit.nginx.errorlog import parse_since
+
+    when = None
+    if since is not None:
+        try:
+            when = parse_since(since)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--since") from None
+    facts = run_triage.nginx_facts(conf)
+    paths = list(error_logs) or run_triage.default_logs(facts)
+    result = run_triage.run(paths, since=when, facts=facts,
+                            jobs=jobs or run_triage.jobs_default())
+    _emit(result, as_json)
+    _set_status(1 if result.findings else 0)
+
+
+def _emit(result: object, as_json: bool) -> None:
+    from crashkit.findings import Doctor, Triage
+    from crashkit.render import host
+
+    if as_json:
+        data = host.triage_json(result) if isinstance(result, Triage) else \
+            host.doctor_json(result)  # type: ignore[arg-type]
+        _OUTPUT.append(json.dumps(data, indent=2 if sys.stdout.isatty() else None))
+    elif isinstance(result, Triage):
+        _OUTPUT.append(host.triage_text(result))
+    else:
+        assert isinstance(result, Doctor)
+        _OUTPUT.append(host.doctor_text(result))
+
+
 # What a command prints goes out after click returns (see main): click turns
 # a broken pipe inside a command into exit 1, which scripts would misread.
 _OUTPUT: list[str] = []
+_STATUS: list[int] = [0]  # the exit code a command asks for after its output
+
+
+def _set_status(code: int) -> None:
+    _STATUS[0] = code
 
 
 def _exit_on_signal(signo: int, _frame: object) -> None:
@@ -132,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
         for text in _OUTPUT:
             sys.stdout.write(text + "\n")
         sys.stdout.flush()
+        if _STATUS[0]:
+            sys.exit(_STATUS[0])
     except click.exceptions.Abort:
         click.echo("crashkit: interrupted", err=True)
         sys.exit(130)

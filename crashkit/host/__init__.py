@@ -1,0 +1,1 @@
+"""Readers for the host: kernel settings, process limits, systemd, disk space."""
