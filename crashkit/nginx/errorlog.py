@@ -288,15 +288,44 @@ def plan(paths: Sequence[str], jobs: int, min_split: int = 64 << 20) -> list[Tas
     return tasks
 
 
+class _GzipReads:
+    """``read(size)`` on a gzip stream that keeps what it decompressed before
+    the stream ended early (GzipFile.read would drop it with its EOFError);
+    the EOFError comes with the next read."""
+
+    def __init__(self, f: gzip.GzipFile) -> None:
+        self.f = f
+        self.ended_early = False
+
+    def read(self, size: int) -> bytes:
+        if self.ended_early:
+            raise EOFError("compressed file ended before the end-of-stream marker")
+        parts = []
+        n = 0
+        try:
+            while n < size:
+                part = self.f.read1(size - n)
+                if not part:
+                    break
+                parts.append(part)
+                n += len(part)
+        except EOFError:
+            if not parts:
+                raise
+            self.ended_early = True
+        return b"".join(parts)
+
+
 def _chunks(f: BinaryIO, task: Task, size: int) -> Iterator[bytes]:
     """The raw bytes of a task's lines, in reads of about ``size``."""
+    read = _GzipReads(f).read if isinstance(f, gzip.GzipFile) else f.read
     pos = 0
     if task.start:
         # The line running across ``start`` belongs to the task before.
         f.seek(task.start - 1)
         pos = task.start - 1
         while True:
-            data = f.read(size)
+            data = read(size)
             if not data:
                 return
             nl = data.find(b"\n")
@@ -306,11 +335,11 @@ def _chunks(f: BinaryIO, task: Task, size: int) -> Iterator[bytes]:
                 break
             pos += len(data)
     else:
-        data = f.read(size)
+        data = read(size)
     end = task.end
     while True:
         if not data:
-            data = f.read(size)
+            data = read(size)
             if not data:
                 return
         if end is not None and pos + len(data) >= end:
