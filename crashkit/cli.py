@@ -153,7 +153,9 @@ def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
     result = run_triage.run(paths, since=when, facts=facts,
                             jobs=jobs or run_triage.jobs_default())
     _emit(result, as_json)
-    _set_status(1 if result.findings else 0)
+    if result.findings:
+        global _EXIT
+        _EXIT = 1
 
 
 def _emit(result: object, as_json: bool) -> None:
@@ -171,14 +173,79 @@ def _emit(result: object, as_json: bool) -> None:
         _OUTPUT.append(host.doctor_text(result))
 
 
+SETUP_EXIT_HELP = """\b
+Exit codes:
+  0  done: nothing needs attention (after --apply: applied, checks fine)
+  1  a dry run found changes to make, or an OS check still warns or fails
+  2  bad input (missing config, unreadable include, config failing nginx -t,
+     core directory path that is a file, unknown worker user)"""
+
+
+@cli.command(epilog=SETUP_EXIT_HELP)
+@click.option("--conf", metavar="PATH",
+              help="nginx's main config file. Default: the --conf-path of `nginx -V`, "
+                   "else /etc/nginx/nginx.conf.")
+@click.option("--core-dir", metavar="DIR",
+              help="Where workers dump core (working_directory). Default: the existing "
+                   "working_directory when it is fit, else /var/lib/crashkit/cores.")
+@click.option("--core-limit", metavar="SIZE",
+              help="worker_rlimit_core (nginx size: 2G, 512m). Default: 2G, or a larger "
+                   "existing value.")
+@click.option("--apply", "do_apply", is_flag=True,
+              help="Make the changes: candidate beside each file, nginx -t, backup, atomic "
+                   "replace. Without it: a dry run printing the plan and a diff.")
+@click.option("--reload", "do_reload", is_flag=True,
+              help="Reload nginx afterwards (systemctl where systemd runs it, else SIGHUP "
+                   "to the master in the pid file).")
+@click.option("--undo", is_flag=True,
+              help="Restore the files of the last --apply from their backups (validated "
+                   "with nginx -t first).")
+@click.option("--system", is_flag=True,
+              help="With --apply: also apply the OS-side fixes (sysctl drop-in, systemd "
+                   "LimitCORE drop-in) and say what changed.")
+@click.option("--system-root", metavar="DIR", default="/", show_default=True,
+              help="Write --system's drop-ins under DIR (an image or chroot); anything "
+                   "but / leaves the running system alone.")
+@click.option("--nginx", "nginx_path", metavar="PATH", default="nginx", show_default=True,
+              help="The nginx binary (for nginx -V and nginx -t).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as JSON (schema crashkit/setup/1, see README).")
+def setup(conf: str | None, core_dir: str | None, core_limit: str | None, do_apply: bool,
+          do_reload: bool, undo: bool, system: bool, system_root: str, nginx_path: str,
+          as_json: bool) -> None:
+    """Make nginx workers leave usable core dumps, safely.
+
+    Sets worker_rlimit_core and working_directory in nginx's main context
+    (where they are, or added once), prepares the core directory (owned by the
+    worker user, mode 0700) and checks the OS side: core_pattern,
+    core_uses_pid, suid_dumpable, systemd's LimitCORE, the hard core limit and
+    free disk space. Dry run by default.
+    """
+    from crashkit.render.setup_out import render_setup, setup_json
+    from crashkit.setup import Options, run
+
+    if undo and (do_apply or system or core_dir or core_limit):
+        raise InputError("--undo restores the last backup; it takes no --apply, --system, "
+                         "--core-dir or --core-limit")
+    if (system or do_reload) and not (do_apply or undo):
+        raise InputError("--system and --reload change the host: give --apply too")
+    result = run(Options(conf=conf, core_dir=core_dir, core_limit=core_limit, apply=do_apply,
+                         reload=do_reload, undo=undo, system=system, system_root=system_root,
+                         nginx=nginx_path))
+    if as_json:
+        indent = 2 if sys.stdout.isatty() else None
+        _OUTPUT.append(json.dumps(setup_json(result), indent=indent))
+    else:
+        _OUTPUT.append(render_setup(result))
+    if result.needs_attention:
+        global _EXIT
+        _EXIT = 1
+
+
 # What a command prints goes out after click returns (see main): click turns
 # a broken pipe inside a command into exit 1, which scripts would misread.
 _OUTPUT: list[str] = []
-_STATUS: list[int] = [0]  # the exit code a command asks for after its output
-
-
-def _set_status(code: int) -> None:
-    _STATUS[0] = code
+_EXIT = 0  # set by a command that ran fine but found something needing attention
 
 
 def _exit_on_signal(signo: int, _frame: object) -> None:
@@ -197,8 +264,8 @@ def main(argv: list[str] | None = None) -> None:
         for text in _OUTPUT:
             sys.stdout.write(text + "\n")
         sys.stdout.flush()
-        if _STATUS[0]:
-            sys.exit(_STATUS[0])
+        if _EXIT:
+            sys.exit(_EXIT)
     except click.exceptions.Abort:
         click.echo("crashkit: interrupted", err=True)
         sys.exit(130)

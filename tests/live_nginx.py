@@ -213,3 +213,51 @@ class LiveNginx:
             if time.monotonic() >= deadline:
                 raise AssertionError(f"{needle!r} not in {self.error_log} after {timeout} s")
             time.sleep(0.05)
+
+
+def reachable_dir(name: str) -> Path:
+    """A new empty directory that the worker user can traverse, for core
+    directories and the like: pytest's tmp_path sits under a 0700 directory
+    that www-data cannot enter. Under /tmp/crashkit-tests (mode 0711); the
+    caller removes it."""
+    import tempfile
+
+    base = Path("/tmp/crashkit-tests")
+    base.mkdir(mode=0o711, exist_ok=True)
+    base.chmod(0o711)
+    d = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
+    d.chmod(0o711)
+    return d
+
+
+def debian_tree(dest: Path) -> Path:
+    """A copy of Debian's packaged /etc/nginx under dest/etc-nginx that
+    validates (nginx -t) there: its absolute paths (includes, pid file, logs)
+    point into dest, symlinks inside the tree stay symlinks inside the copy,
+    symlinks out of it (modules-enabled) become copies. Returns the main file."""
+    src = Path("/etc/nginx")
+    root = dest / "etc-nginx"
+    logs = dest / "log"
+    logs.mkdir(parents=True, exist_ok=True)
+    for d, dirs, files in os.walk(src):
+        rel = Path(d).relative_to(src)
+        (root / rel).mkdir(parents=True, exist_ok=True)
+        for name in [*dirs, *files]:
+            s, t = Path(d) / name, root / rel / name
+            if s.is_symlink():
+                target = Path(os.path.realpath(s))
+                if target.is_relative_to(src):
+                    t.symlink_to(root / target.relative_to(src))
+                    continue
+                t.write_bytes(target.read_bytes())
+            elif s.is_file():
+                t.write_bytes(s.read_bytes())
+    for f in root.rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            text = f.read_text(errors="surrogateescape")
+            new = (text.replace("/etc/nginx/", f"{root}/")
+                   .replace("/run/nginx.pid", f"{dest}/nginx.pid")
+                   .replace("/var/log/nginx/", f"{logs}/"))
+            if new != text:
+                f.write_text(new, errors="surrogateescape")
+    return root / "nginx.conf"

@@ -1,0 +1,98 @@
+"""``crashkit setup`` output: text for a person, JSON (schema ``crashkit/setup/1``) for scripts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crashkit import __version__
+from crashkit.setup import Result
+
+SCHEMA = "crashkit/setup/1"
+_MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
+
+
+def setup_json(r: Result) -> dict[str, Any]:
+    plan = r.plan
+    return {
+        "schema": SCHEMA,
+        "crashkit_version": __version__,
+        "mode": r.mode,
+        "config": {"path": r.location.path, "found_by": r.location.source,
+                   "files": list(r.config.files)},
+        "worker": {"user": r.worker.user, "group": r.worker.group, "uid": r.worker.uid,
+                   "gid": r.worker.gid, "processes": r.workers},
+        "core_dir": None if r.core_dir is None else {
+            "path": r.core_dir.path, "exists": r.core_dir.exists, "owner": r.core_dir.owner,
+            "mode": r.core_dir.mode, "actions": list(r.core_dir.actions),
+            "worker_can_write": r.core_dir.worker_can_write,
+            "worker_can_reach": r.core_dir.worker_can_reach},
+        "core_limit": None if plan is None else {"value": plan.core_limit,
+                                                 "bytes": plan.core_limit_bytes},
+        "changes": [] if plan is None else [
+            {"directive": c.directive, "old": c.old, "new": c.new, "file": c.file,
+             "line": c.line} for c in plan.changes],
+        "files": [{"path": f.path, "backup": f.backup, "diff": f.diff} for f in r.files],
+        "changed": r.changed,
+        "checks": [{"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix}
+                   for c in r.checks],
+        "system": [{"kind": s.kind, "path": s.path, "content": s.content, "applied": True,
+                    "live": s.live} for s in r.system]
+        + [{"kind": k, "path": p, "content": c, "applied": False, "live": None}
+           for k, p, c in r.system_planned],
+        "reload": None if r.reload is None else {"method": r.reload.method,
+                                                 "pid": r.reload.pid,
+                                                 "detail": r.reload.detail},
+        "notes": list(r.notes),
+        "needs_attention": r.needs_attention,
+    }
+
+
+def render_setup(r: Result) -> str:
+    out: list[str] = []
+    add = out.append
+    title = {"dry-run": "crashkit setup (dry run: nothing changed; --apply to do it)",
+             "apply": "crashkit setup --apply", "undo": "crashkit setup --undo"}[r.mode]
+    add(title)
+    add(f"config: {r.location.path} (found by {r.location.source}; "
+        f"{len(r.config.files)} file(s))")
+    add(f"workers: {r.workers} x {r.worker.user}:{r.worker.group}")
+    if r.plan is not None:
+        add(f"cores: up to {r.plan.core_limit} each, into {r.plan.core_dir}")
+    if r.core_dir is not None:
+        d = r.core_dir
+        state = f"{d.owner} {d.mode}" if d.exists else "missing"
+        verb = "will" if r.mode == "dry-run" else "did"
+        add(f"core directory: {d.path} ({state})")
+        for a in d.actions:
+            add(f"  {verb}: {a}")
+        if d.worker_can_reach is False:
+            add(f"  PROBLEM: {r.worker.user} cannot pass through the directories above it; "
+                "--apply refuses it (choose another --core-dir)")
+    if r.plan is not None and r.plan.changes:
+        add("nginx config:")
+        for ch in r.plan.changes:
+            verb = "add" if ch.old is None else f"change {ch.old} ->"
+            add(f"  {ch.directive}: {verb} {ch.new} ({ch.file}:{ch.line})")
+    for f in r.files:
+        if r.mode == "apply":
+            add(f"replaced {f.path} (validated with nginx -t; backup {f.backup})")
+        elif r.mode == "undo":
+            add(f"restored {f.path} from {f.backup} (validated with nginx -t)")
+        add(f.diff.rstrip("\n"))
+    for n in r.notes:
+        add(n)
+    if r.checks:
+        add("OS side:")
+        for c in r.checks:
+            add(f"  [{_MARK[c.status]}] {c.name}: {c.detail}")
+            if c.fix and c.needs_attention:
+                add(f"         fix: {c.fix}")
+    for s in r.system:
+        add(f"wrote {s.path}" + (f"; {s.live}" if s.live else ""))
+    for kind, path, _content in r.system_planned:
+        add(f"with --system: would write {path} ({kind})")
+    if r.reload is not None:
+        add(f"reloaded nginx: {r.reload.detail}")
+    if r.needs_attention:
+        add("needs attention: exit status 1")
+    return "\n".join(out)

@@ -1,0 +1,168 @@
+"""``crashkit setup``: make a crashing nginx host leave usable cores.
+
+The steps, in order: find and parse the config; refuse a config that already
+fails ``nginx -t``; plan the main-context directives (:mod:`.plan`); inspect
+the core directory (:mod:`.coredir`); run the OS checks
+(:mod:`crashkit.host.coredump`). A dry run stops there. ``--apply`` prepares
+the directory, then replaces the config files validated (:mod:`.write`);
+``--system`` applies the OS remedies (:mod:`.system`); ``--reload`` reloads
+nginx. ``--undo`` restores the newest backup set instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from crashkit.errors import InputError
+from crashkit.host.coredump import Check, CoreSetting, core_checks, nginx_master
+from crashkit.nginx.config import (
+    ConfigLocation,
+    NginxConfig,
+    build_info,
+    find_config,
+    load_config,
+    pid_path,
+    worker_process_count,
+    worker_user,
+)
+from crashkit.nginx.text import read_text
+from crashkit.setup import coredir
+from crashkit.setup.plan import (
+    DEFAULT_CORE_DIR,
+    FileEdit,
+    NginxPlan,
+    choose_values,
+    parse_size,
+    plan_core_directives,
+)
+from crashkit.setup.system import SystemChange, apply_remedies, plan_files
+from crashkit.setup.write import Reload, latest_backups, new_stamp, nginx_test, reload_nginx
+from crashkit.setup.write import replace_validated as _replace
+
+
+@dataclass(frozen=True)
+class Options:
+    conf: str | None = None
+    core_dir: str | None = None
+    core_limit: str | None = None
+    apply: bool = False
+    reload: bool = False
+    undo: bool = False
+    system: bool = False
+    system_root: str = "/"
+    nginx: str = "nginx"
+
+
+@dataclass(frozen=True)
+class FileResult:
+    path: str
+    diff: str
+    backup: str | None  # the backup written (apply) or restored from (undo)
+
+
+@dataclass(frozen=True)
+class Result:
+    mode: str  # "dry-run", "apply" or "undo"
+    location: ConfigLocation
+    config: NginxConfig
+    worker: coredir.Worker
+    workers: int
+    plan: NginxPlan | None  # None for undo
+    core_dir: coredir.CoreDir | None
+    checks: tuple[Check, ...]
+    files: tuple[FileResult, ...]
+    changed: bool  # files were (or, in a dry run, would be) replaced
+    system: tuple[SystemChange, ...] = ()
+    system_planned: tuple[tuple[str, str, str], ...] = ()  # dry run: (kind, path, content)
+    reload: Reload | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def needs_attention(self) -> bool:
+        """Exit 1: the dry run found changes to make, or a check still warns or fails."""
+        if self.mode == "dry-run" and (self.changed or (self.core_dir and (
+                self.core_dir.actions or self.core_dir.worker_can_reach is False))):
+            return True
+        return any(c.needs_attention and not self._fixed(c) for c in self.checks)
+
+    def _fixed(self, c: Check) -> bool:
+        return c.remedy is not None and any(s.kind == c.remedy.kind for s in self.system)
+
+
+def run(opts: Options) -> Result:
+    if opts.core_limit is not None and parse_size(opts.core_limit) is None:
+        raise InputError(f"--core-limit: not a size nginx accepts: {opts.core_limit!r} "
+                         "(bytes, or a number with k, m or g)")
+    if opts.core_dir is not None and not os.path.isabs(opts.core_dir):
+        raise InputError("--core-dir must be an absolute path", path=opts.core_dir)
+    build = build_info(opts.nginx)
+    location = find_config(opts.conf, build)
+    cfg = load_config(location.path, build)
+    worker = coredir.resolve_worker(worker_user(cfg))
+    workers = worker_process_count(cfg)
+    if opts.undo:  # the backups are validated before they go back; the live file may fail
+        return _undo(opts, location, cfg, worker, workers)
+    # A config that already fails is the user's to fix: change nothing.
+    nginx_test(opts.nginx, cfg.root)
+
+    core_dir, core_limit = choose_values(cfg, opts.core_dir, opts.core_limit,
+                                         lambda p: coredir.fit_as_is(p, worker))
+    # A working_directory kept as it is (fit, not asked for) is never chowned.
+    manage = opts.core_dir is not None or core_dir == DEFAULT_CORE_DIR
+    texts = {os.path.realpath(f): read_text(os.path.realpath(f)) for f in cfg.files}
+    plan = plan_core_directives(cfg, texts, core_dir, core_limit)
+    dir_state = coredir.inspect(core_dir, worker, manage)
+    if opts.apply and dir_state.worker_can_reach is False:
+        raise InputError(f"{worker.user} cannot reach this directory (one above it is not "
+                         "searchable by that user): its workers could not chdir there; choose "
+                         "another --core-dir", path=core_dir)
+    master = nginx_master(pid_path(cfg))
+    checks = tuple(core_checks(CoreSetting(worker.user, worker.uid, worker.gid, core_dir,
+                                           plan.core_limit_bytes, workers, master)))
+    remedies = [c.remedy for c in checks if c.remedy is not None]
+    if not opts.apply:
+        return Result("dry-run", location, cfg, worker, workers, plan, dir_state, checks,
+                      tuple(FileResult(e.path, e.diff(), None) for e in plan.edits),
+                      bool(plan.edits),
+                      system_planned=tuple(plan_files(remedies, opts.system_root)))
+
+    notes = []
+    prepared: list[coredir.CoreDir] = []
+
+    def prepare_dir() -> None:  # only once nginx accepted the candidates
+        prepared.append(coredir.prepare(core_dir, worker, manage))
+
+    files: tuple[FileResult, ...] = ()
+    if plan.edits:
+        done = _replace(cfg, opts.nginx, plan.edits, new_stamp(), prepare_dir)
+        files = tuple(FileResult(r.path, e.diff(), r.backup)
+                      for r, e in zip(done, plan.edits, strict=True))
+    else:
+        prepare_dir()
+        notes.append("nginx config: nothing to change (worker_rlimit_core and "
+                     "working_directory already set)")
+    system = tuple(apply_remedies(remedies, opts.system_root)) if opts.system and remedies else ()
+    reloaded = reload_nginx(cfg, opts.nginx) if opts.reload else None
+    return Result("apply", location, cfg, worker, workers, plan, prepared[0], checks, files,
+                  bool(plan.edits), system=system, reload=reloaded, notes=tuple(notes))
+
+
+def _undo(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: coredir.Worker,
+          workers: int) -> Result:
+    found = latest_backups(cfg)
+    if found is None:
+        return Result("undo", location, cfg, worker, workers, None, None, (), (), False,
+                      notes=("nothing to undo: no crashkit backup beside the config's files",))
+    _stamp, backups = found
+    edits = tuple(FileEdit(path, read_text(path), read_text(backup))
+                  for path, backup in sorted(backups.items()))
+    edits = tuple(e for e in edits if e.before != e.after)
+    if edits:
+        _replace(cfg, opts.nginx, edits, None)
+    for backup in backups.values():  # its content is the live file again
+        os.unlink(backup)
+    files = tuple(FileResult(e.path, e.diff(), backups[e.path]) for e in edits)
+    reloaded = reload_nginx(cfg, opts.nginx) if opts.reload else None
+    return Result("undo", location, cfg, worker, workers, None, None, (), files, bool(edits),
+                  reload=reloaded)

@@ -1,0 +1,223 @@
+"""Plan the nginx side of ``crashkit setup``: pure functions, text in, text out.
+
+:func:`plan_core_directives` decides the values of ``worker_rlimit_core`` and
+``working_directory`` and returns, for every file that must change, its old
+and new text. Existing directives are updated in place (in whichever file of
+the main context holds them); missing ones are added once, beside their
+sibling when it exists, else after the main file's last simple directive
+before its first block. Only the arguments (or the inserted lines) change:
+comments, indentation, line endings and includes stay as they are.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from crashkit.errors import InputError
+from crashkit.nginx.config import Directive, NginxConfig
+from crashkit.nginx.text import Statement, line_span, newline_of, quote, statements
+
+RLIMIT_CORE = "worker_rlimit_core"
+WORKDIR = "working_directory"
+
+# Where cores go by default: persistent state (FHS /var/lib), on the root
+# filesystem rather than a tmpfs, outside /tmp (world-writable; tmp cleaners;
+# systemd's PrivateTmp would hide it), one directory crashkit collect knows.
+DEFAULT_CORE_DIR = "/var/lib/crashkit/cores"
+# A worker's core holds all its dumped memory: heap, the shared-memory zones
+# (caches, limit_req, upstream zones) mapped in every worker, and last of all
+# the stack, which sits at the top of the address space. The kernel writes
+# mappings in address order, so a core cut short by the limit loses the stack
+# first, and with it every backtrace. 2G covers ordinary workers with room for
+# large shared zones, while a burst of crashes still cannot fill a disk
+# unnoticed (setup checks the free space).
+DEFAULT_CORE_LIMIT = "2G"
+
+_SIZE_RE = re.compile(r"^(\d+)([kKmMgG]?)$")
+_SCALE = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_size(text: str) -> int | None:
+    """An nginx size (ngx_parse_offset: bytes, or k/m/g suffixed), None if not one."""
+    m = _SIZE_RE.match(text.strip())
+    if not m:
+        return None
+    return int(m.group(1)) * _SCALE[m.group(2).lower()]
+
+
+@dataclass(frozen=True)
+class Change:
+    directive: str
+    old: str | None  # the value as written before, None when added
+    new: str
+    file: str
+    line: int  # of the existing directive, or the line it is inserted after
+
+
+@dataclass(frozen=True)
+class FileEdit:
+    path: str  # the real file (symlinks resolved): that is what gets replaced
+    before: str
+    after: str
+
+    def diff(self) -> str:
+        return "".join(difflib.unified_diff(
+            self.before.splitlines(keepends=True), self.after.splitlines(keepends=True),
+            fromfile=self.path, tofile=f"{self.path} (crashkit setup)"))
+
+
+@dataclass(frozen=True)
+class NginxPlan:
+    core_dir: str
+    core_limit: str
+    core_limit_bytes: int
+    changes: tuple[Change, ...]
+    edits: tuple[FileEdit, ...]
+
+
+def choose_values(cfg: NginxConfig, core_dir: str | None, core_limit: str | None,
+                  fit: Callable[[str], bool]) -> tuple[str, str]:
+    """The directory and limit to configure.
+
+    Explicit options win. Otherwise an existing ``working_directory`` is kept
+    when ``fit(path)`` says it already serves (see coredir.fit_as_is), else the
+    default directory replaces it; an existing ``worker_rlimit_core`` is kept
+    when it is at least the default.
+    """
+    have_dir = _main(cfg, WORKDIR)
+    have_limit = _main(cfg, RLIMIT_CORE)
+    if core_dir is None:
+        core_dir = DEFAULT_CORE_DIR
+        if have_dir is not None and len(have_dir.args) == 1 and fit(have_dir.args[0]):
+            core_dir = have_dir.args[0]
+    if core_limit is None:
+        core_limit = DEFAULT_CORE_LIMIT
+        if have_limit is not None and have_limit.args:
+            current = parse_size(have_limit.args[0])
+            if current is not None and current >= (parse_size(DEFAULT_CORE_LIMIT) or 0):
+                core_limit = have_limit.args[0]
+    return core_dir, core_limit
+
+
+def _main(cfg: NginxConfig, name: str) -> Directive | None:
+    found = cfg.find(name, ())
+    return found[-1] if found else None
+
+
+def plan_core_directives(cfg: NginxConfig, texts: Mapping[str, str], core_dir: str,
+                         core_limit: str) -> NginxPlan:
+    """The edits that make the main context say ``worker_rlimit_core core_limit`` and
+    ``working_directory core_dir``. ``texts`` maps real file paths to their text."""
+    limit_bytes = parse_size(core_limit)
+    if limit_bytes is None:
+        raise ValueError(f"not an nginx size: {core_limit!r}")
+    wanted = {RLIMIT_CORE: core_limit, WORKDIR: core_dir}
+    new_text = dict(texts)
+    changes: list[Change] = []
+    # (file, offset) -> directives to insert there, in order
+    inserts: dict[tuple[str, int], list[str]] = {}
+    missing: list[str] = []
+    updates: list[tuple[str, int, int, str]] = []  # file, start, end, replacement
+    for name, value in wanted.items():
+        d = _main(cfg, name)
+        if d is None:
+            missing.append(name)
+            continue
+        if _same_value(name, d.args, value):
+            continue
+        path = os.path.realpath(d.file)
+        stmt = _statement_at(texts[path], path, d)
+        start, end = stmt.args[0].start, stmt.args[-1].end
+        updates.append((path, start, end, quote(value)))
+        changes.append(Change(name, " ".join(d.args), value, path, d.line))
+    for name in missing:
+        sibling = _main(cfg, WORKDIR if name == RLIMIT_CORE else RLIMIT_CORE)
+        anchor: Statement | None
+        if sibling is not None:
+            path = os.path.realpath(sibling.file)
+            anchor = _statement_at(texts[path], path, sibling)
+        else:
+            path = os.path.realpath(cfg.root)
+            anchor = _anchor(statements(texts[path], path))
+        offset = anchor.end if anchor is not None else 0
+        inserts.setdefault((path, offset), []).append(f"{name} {quote(wanted[name])};")
+        changes.append(Change(name, None, wanted[name], path,
+                              anchor.line if anchor is not None else 0))
+    # Apply from the end of each file backwards, so earlier offsets stay valid.
+    edits_by_file: dict[str, list[tuple[int, int, str]]] = {}
+    for path, start, end, repl in updates:
+        edits_by_file.setdefault(path, []).append((start, end, repl))
+    for (path, offset), lines in inserts.items():
+        edits_by_file.setdefault(path, []).append(
+            (*_insertion_point(new_text[path], offset),
+             _insertion(new_text[path], offset, lines)))
+    out = []
+    for path, spans in edits_by_file.items():
+        text = new_text[path]
+        for start, end, repl in sorted(spans, reverse=True):
+            text = text[:start] + repl + text[end:]
+        if text != texts[path]:
+            out.append(FileEdit(path, texts[path], text))
+    return NginxPlan(core_dir, core_limit, limit_bytes, tuple(changes), tuple(out))
+
+
+def _same_value(name: str, args: tuple[str, ...], value: str) -> bool:
+    if len(args) != 1:
+        return False
+    if name == RLIMIT_CORE:
+        return parse_size(args[0]) == parse_size(value)
+    return os.path.normpath(args[0]) == os.path.normpath(value)
+
+
+def _statement_at(text: str, path: str, d: Directive) -> Statement:
+    """The statement of ``text`` that crossplane reported as ``d`` (same name and line)."""
+    same_line = [s for s in statements(text, path)
+                 if s.depth == 0 and s.line == d.line and s.name.value == d.name]
+    if not same_line:  # crossplane and this lexer disagree: never guess an edit
+        raise InputError(f"line {d.line}: cannot locate {d.name} in the file's text; "
+                         "set it by hand", path=path)
+    return same_line[0]
+
+
+def _anchor(stmts: list[Statement]) -> Statement | None:
+    """The main file's last simple top-level directive before its first block."""
+    anchor = None
+    for s in stmts:
+        if s.depth != 0:
+            continue
+        if s.terminator == "{":
+            break
+        anchor = s
+    return anchor
+
+
+def _insertion_point(text: str, offset: int) -> tuple[int, int]:
+    """Where the new lines go for an anchor ending at ``offset`` (an empty span)."""
+    if offset == 0:
+        return 0, 0
+    _, line_end = line_span(text, offset)
+    rest = text[offset:line_end].strip()
+    if rest and not rest.startswith("#"):
+        return offset, offset  # more statements follow on that line: stay on it
+    point = line_end + 1 if line_end < len(text) else len(text)
+    return point, point
+
+
+def _insertion(text: str, offset: int, directives: list[str]) -> str:
+    nl = newline_of(text)
+    if offset == 0:
+        return "".join(d + nl for d in directives)
+    line_start, line_end = line_span(text, offset)
+    rest = text[offset:line_end].strip()
+    if rest and not rest.startswith("#"):
+        return "".join(" " + d for d in directives)
+    head = text[line_start:offset]
+    indent = head[:len(head) - len(head.lstrip(" \t"))]
+    body = "".join(indent + d + nl for d in directives)
+    if line_end == len(text):  # the anchor is on a last line without a newline
+        return nl + body.removesuffix(nl)
+    return body

@@ -1,0 +1,99 @@
+"""``crashkit setup --system``: apply the OS-side remedies the checks asked for.
+
+Kernel settings go into one sysctl drop-in (read at boot by systemd-sysctl or
+procps) and are also written to /proc/sys now; systemd's LimitCORE for
+nginx.service goes into a unit drop-in followed by ``systemctl daemon-reload``
+(it takes effect when nginx next starts). ``root`` other than "/" writes the
+drop-ins under that directory (an image, a chroot) and leaves the running
+system alone.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from crashkit.errors import CrashkitError
+from crashkit.host.coredump import (
+    NGINX_UNIT,
+    SYSCTL_DROPIN,
+    Remedy,
+    read_sysctl,
+    systemd_running,
+)
+
+__all__ = ["SYSCTL_DROPIN", "SYSTEMD_DROPIN", "SystemChange", "apply_remedies", "plan_files"]
+SYSTEMD_DROPIN = f"etc/systemd/system/{NGINX_UNIT}.d/crashkit-core.conf"
+
+
+@dataclass(frozen=True)
+class SystemChange:
+    kind: str  # "sysctl" or "systemd"
+    path: str  # the drop-in file
+    content: str
+    live: str | None  # what was done to the running system, None when nothing
+
+
+def plan_files(remedies: Iterable[Remedy], root: str = "/") -> list[tuple[str, str, str]]:
+    """(kind, drop-in path, content) for the given remedies."""
+    sysctls: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    for r in remedies:
+        (sysctls if r.kind == "sysctl" else limits)[r.key] = r.value
+    out = []
+    if sysctls:
+        body = "".join(f"{k} = {v}\n" for k, v in sorted(sysctls.items()))
+        out.append(("sysctl", os.path.join(root, SYSCTL_DROPIN),
+                    "# Written by crashkit setup --system: usable nginx worker cores.\n" + body))
+    if limits:
+        body = "".join(f"{k}={v}\n" for k, v in sorted(limits.items()))
+        out.append(("systemd", os.path.join(root, SYSTEMD_DROPIN),
+                    "# Written by crashkit setup --system: let nginx dump whole cores.\n"
+                    "[Service]\n" + body))
+    return out
+
+
+def _write_file(path: str, content: str) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    tmp = path + ".crashkit-tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(content)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def set_sysctl(key: str, value: str, proc: str = "/proc") -> str:
+    """Write a kernel setting now; returns "old -> new"."""
+    old = read_sysctl(key, proc)
+    path = os.path.join(proc, "sys", *key.split("."))
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(value + "\n")
+    except OSError as exc:
+        raise CrashkitError(f"{path}: cannot set {key}: {exc.strerror}") from exc
+    return f"{key}: {old} -> {read_sysctl(key, proc)}"
+
+
+def apply_remedies(remedies: Iterable[Remedy], root: str = "/") -> list[SystemChange]:
+    """Write the drop-ins; on the live system ("/") also apply them now."""
+    remedies = list(remedies)
+    live_system = os.path.realpath(root) == "/"
+    out = []
+    for kind, path, content in plan_files(remedies, root):
+        _write_file(path, content)
+        live = None
+        if live_system and kind == "sysctl":
+            live = "; ".join(set_sysctl(r.key, r.value) for r in remedies if r.kind == "sysctl")
+        elif live_system and kind == "systemd" and systemd_running():
+            proc = subprocess.run(["systemctl", "daemon-reload"], capture_output=True,
+                                  text=True, timeout=120)
+            if proc.returncode != 0:
+                raise CrashkitError(f"systemctl daemon-reload failed: {proc.stderr.strip()}")
+            live = (f"systemctl daemon-reload; LimitCORE applies when nginx next starts "
+                    f"(systemctl restart {NGINX_UNIT})")
+        out.append(SystemChange(kind, path, content, live))
+    return out

@@ -1,0 +1,289 @@
+"""Put a planned nginx change in place safely: candidate, ``nginx -t``, backup, atomic replace.
+
+Candidates (``.NAME.crashkit-new``) and backups (``.NAME.crashkit-backup-STAMP``)
+sit beside the file they belong to, on the same filesystem (so os.replace is
+atomic), and start with a dot: nginx expands ``include`` patterns with glob(3)
+without GLOB_PERIOD, so ``*`` never matches a leading dot and
+``include conf.d/*.conf`` cannot load them. :func:`check_names` still checks
+them against every include pattern of the config, for patterns that spell
+the dot out.
+
+Validation runs the real ``nginx -t`` on the whole config with the candidates
+in place: for the main file alone, ``nginx -t -c CANDIDATE`` (same directory,
+so relative includes resolve the same); when an included file changes, nginx
+runs in a private mount namespace where each candidate is bind-mounted over
+its original, so globs, includes and relative paths behave exactly as they
+will after the replace, and nothing outside sees it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from crashkit.errors import CrashkitError, InputError
+from crashkit.host.coredump import children, nginx_master, systemd_running
+from crashkit.nginx.config import NginxConfig, pid_path
+from crashkit.nginx.text import read_text, to_bytes
+from crashkit.setup.plan import FileEdit
+
+CANDIDATE_TAG = ".crashkit-new"
+BACKUP_TAG = ".crashkit-backup-"
+_STAMP_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z$")
+
+# Bind-mount each SOURCE over TARGET (pairs until "--"), then run the command.
+_NS_SCRIPT = ('set -e; while [ "$1" != "--" ]; do mount --bind "$1" "$2"; shift 2; done; '
+              'shift; exec "$@"')
+
+
+class ValidationError(CrashkitError):
+    """``nginx -t`` rejected a config; ``output`` is what nginx said."""
+
+    def __init__(self, message: str, *, path: str | None = None, output: str = "") -> None:
+        super().__init__(message, path=path)
+        self.output = output
+
+
+@dataclass(frozen=True)
+class Replaced:
+    path: str
+    backup: str | None  # None when undo consumed the backup
+
+
+def candidate_path(path: str) -> str:
+    d, name = os.path.split(path)
+    return os.path.join(d, f".{name}{CANDIDATE_TAG}")
+
+
+def backup_path(path: str, stamp: str) -> str:
+    d, name = os.path.split(path)
+    return os.path.join(d, f".{name}{BACKUP_TAG}{stamp}")
+
+
+def new_stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f".{time.time_ns() // 1000 % 10**6:06d}Z"
+
+
+# ---------------------------------------------------------------- include globs
+
+def glob_matches(pattern: str, path: str) -> bool:
+    """Would glob(3) without GLOB_PERIOD, as nginx's include uses it, match ``path``?"""
+    pat_parts = os.path.normpath(pattern).split("/")
+    path_parts = os.path.normpath(path).split("/")
+    if len(pat_parts) != len(path_parts):
+        return False
+    for p, n in zip(pat_parts, path_parts, strict=True):
+        if n.startswith(".") and not p.startswith("."):
+            return False  # a leading dot must be matched by a literal dot
+        if not fnmatch.fnmatchcase(n, p):
+            return False
+    return True
+
+
+def include_patterns(cfg: NginxConfig) -> list[tuple[str, str]]:
+    """(absolute pattern, where) of every include; relative ones are relative to the
+    directory of the main file (nginx's conf prefix)."""
+    base = os.path.dirname(cfg.root)
+    return [(a if os.path.isabs(a) else os.path.join(base, a), d.where)
+            for d in cfg.find("include") for a in d.args[:1]]
+
+
+def check_names(cfg: NginxConfig, paths: list[str]) -> None:
+    """Refuse names that an include of this config would load."""
+    patterns = include_patterns(cfg)
+    for path in paths:
+        for pattern, where in patterns:
+            for variant in {path, os.path.realpath(path)}:
+                if glob_matches(pattern, variant):
+                    raise InputError(f"would be loaded by the include at {where} ({pattern}); "
+                                     "crashkit will not write it", path=path)
+
+
+# ---------------------------------------------------------------- nginx -t
+
+def nginx_test(nginx: str, root: str, replacements: Mapping[str, str] | None = None) -> str:
+    """Run ``nginx -t`` on the config rooted at ``root`` (as the user names it),
+    each original in ``replacements`` (real paths) replaced by its candidate.
+    Returns nginx's output; raises ValidationError when the config fails."""
+    replacements = dict(replacements or {})
+    real_root = os.path.realpath(root)
+    if not replacements:
+        cmd = [nginx, "-t", "-c", root]
+    elif (set(replacements) == {real_root}
+          and os.path.dirname(real_root) == os.path.dirname(root)):
+        # Beside the original: relative includes resolve against the same
+        # directory (nginx's conf prefix is the directory of -c).
+        cmd = [nginx, "-t", "-c", replacements[real_root]]
+    else:
+        pairs = [x for orig, cand in replacements.items() for x in (cand, orig)]
+        cmd = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _NS_SCRIPT,
+               "sh", *pairs, "--", nginx, "-t", "-c", root]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CrashkitError(f"cannot run {cmd[0]}: {exc}") from exc
+    output = (proc.stderr + proc.stdout).strip()
+    if proc.returncode != 0:
+        if cmd[0] == "unshare" and ("unshare:" in output or "mount:" in output):
+            raise CrashkitError("cannot validate a changed included file: a private mount "
+                                f"namespace is needed (needs root with CAP_SYS_ADMIN): {output}")
+        what = ("the changed config fails nginx -t, nothing replaced" if replacements
+                else "the config fails nginx -t; fix it first, nothing changed")
+        raise ValidationError(f"{what}: {_first_error(output)}", path=root, output=output)
+    return output
+
+
+_LOG_PREFIX = re.compile(r"^(?:nginx: )?(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?"
+                         r"\[(?:emerg|alert|crit)\] (?:\d+#\d+: )?")
+
+
+def _first_error(output: str) -> str:
+    """nginx's own error message ("[emerg] ..." without the log prefix): one line."""
+    for line in output.splitlines():
+        m = _LOG_PREFIX.match(line)
+        if m:
+            return line[m.end():].strip()
+    lines = [x for x in output.splitlines() if x.strip()]
+    return lines[0] if lines else "nginx -t failed"
+
+
+# ---------------------------------------------------------------- writing
+
+def _write_beside(path: str, data: bytes, like: str) -> None:
+    """Write ``path`` (complete and synced) with the owner and mode of ``like``."""
+    st = os.stat(like)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, st.st_mode & 0o7777)
+        if os.geteuid() == 0:
+            os.fchown(fd, st.st_uid, st.st_gid)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove(paths: list[str]) -> None:
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
+
+
+def replace_validated(cfg: NginxConfig, nginx: str, edits: tuple[FileEdit, ...],
+                      backup_stamp: str | None,
+                      before_replace: Callable[[], object] | None = None) -> list[Replaced]:
+    """Write candidates, validate the whole config with them, back up, replace.
+
+    Nothing is replaced unless nginx accepts the candidates. Each file is
+    replaced by a rename, so a kill at any point leaves it old or new, never
+    partial. ``backup_stamp`` None means no backup (undo restores one).
+    ``before_replace`` runs once the candidates passed (and may refuse by raising).
+    """
+    candidates = {e.path: candidate_path(e.path) for e in edits}
+    backups = {e.path: backup_path(e.path, backup_stamp) for e in edits} if backup_stamp else {}
+    check_names(cfg, [*candidates.values(), *backups.values()])
+    try:
+        for e in edits:
+            _write_beside(candidates[e.path], to_bytes(e.after), like=e.path)
+        nginx_test(nginx, cfg.root, candidates)
+        for e in edits:
+            if read_text(e.path) != e.before:
+                raise InputError("changed while crashkit was working on it; nothing replaced, "
+                                 "run crashkit setup again", path=e.path)
+        if before_replace is not None:
+            before_replace()
+        for e in edits:
+            if e.path in backups:
+                tmp = backups[e.path] + ".tmp"
+                _write_beside(tmp, to_bytes(e.before), like=e.path)
+                os.replace(tmp, backups[e.path])
+        done = []
+        for e in edits:
+            os.replace(candidates[e.path], e.path)
+            _sync_dir(e.path)
+            done.append(Replaced(e.path, backups.get(e.path)))
+        return done
+    finally:
+        _remove(list(candidates.values()))
+
+
+def latest_backups(cfg: NginxConfig) -> tuple[str, dict[str, str]] | None:
+    """The newest backup set (stamp, {file: backup}) beside the config's files."""
+    found: dict[str, dict[str, str]] = {}
+    for f in {os.path.realpath(x) for x in cfg.files}:
+        d, name = os.path.split(f)
+        prefix = f".{name}{BACKUP_TAG}"
+        try:
+            entries = os.listdir(d)
+        except OSError:
+            continue
+        for entry in entries:
+            stamp = entry[len(prefix):]
+            if entry.startswith(prefix) and _STAMP_RE.match(stamp):
+                found.setdefault(stamp, {})[f] = os.path.join(d, entry)
+    if not found:
+        return None
+    stamp = max(found)
+    return stamp, found[stamp]
+
+
+# ---------------------------------------------------------------- reload
+
+@dataclass(frozen=True)
+class Reload:
+    method: str  # "systemctl", "signal", or "none" (nginx not running)
+    pid: int | None
+    detail: str
+
+
+def reload_nginx(cfg: NginxConfig, nginx: str) -> Reload:
+    """Reload the running nginx that uses this config: ``systemctl reload`` when
+    systemd's nginx.service runs it, else SIGHUP to the master in the pid file."""
+    pidfile = pid_path(cfg)
+    master = nginx_master(pidfile)
+    if master is None:
+        return Reload("none", None, f"nginx is not running (no live master in {pidfile}): "
+                                    "the new settings apply when it starts")
+    if systemd_running() and _systemd_main_pid("nginx.service") == master:
+        proc = subprocess.run(["systemctl", "reload", "nginx.service"], capture_output=True,
+                              text=True, timeout=120)
+        if proc.returncode != 0:
+            raise CrashkitError(f"systemctl reload nginx failed: {proc.stderr.strip()}")
+        return Reload("systemctl", master, "systemctl reload nginx.service")
+    before = set(children(master))
+    os.kill(master, signal.SIGHUP)
+    # A master that accepted the new config starts new workers at once.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if set(children(master)) - before:
+            return Reload("signal", master, f"SIGHUP to the nginx master, PID {master}; "
+                                            "new workers started")
+        time.sleep(0.05)
+    return Reload("signal", master, f"SIGHUP sent to the nginx master, PID {master}, but no "
+                                    "new worker started within 10 s: see nginx's error log")
+
+
+def _systemd_main_pid(unit: str) -> int | None:
+    try:
+        proc = subprocess.run(["systemctl", "show", unit, "-p", "MainPID", "--value"],
+                              capture_output=True, text=True, timeout=30)
+        return int(proc.stdout.strip() or 0) or None
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None

@@ -1,0 +1,339 @@
+"""crashkit setup on real configs with the real nginx binary (nginx -t), through the CLI.
+
+Debian's packaged /etc/nginx is copied to a temp dir (never touched itself);
+core directories live under /tmp/crashkit-tests so that www-data can reach
+them. Every apply is checked on the bytes of the files, on nginx -t, and on
+the --json facts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from tests.conftest import ROOT, run_cli, unavailable
+from tests.live_nginx import NGINX, WORKER_USER, debian_tree, reachable_dir
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _needs_root_and_nginx() -> None:
+    if os.geteuid() != 0:
+        unavailable("crashkit setup tests need root (core directory owner, nginx -t)")
+    if not os.access(NGINX, os.X_OK):
+        unavailable(f"{NGINX} is not installed")
+
+
+@pytest.fixture
+def cores() -> Iterator[Path]:
+    d = reachable_dir("setup")
+    yield d / "cores"
+    shutil.rmtree(d, ignore_errors=True)
+
+
+SCHEMA = json.loads((ROOT / "crashkit" / "schema" / "setup-1.json").read_text())
+
+
+def setup(*args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    proc = run_cli("setup", "--json", *args)
+    assert proc.returncode in (0, 1), proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    jsonschema.validate(data, SCHEMA)
+    assert proc.returncode == (1 if data["needs_attention"] else 0)
+    return proc, data
+
+
+def nginx_t(conf: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([NGINX, "-t", "-c", str(conf)], capture_output=True, text=True)
+
+
+def hidden_crashkit_files(d: Path) -> list[str]:
+    return sorted(p.name for p in d.rglob(".*crashkit*"))
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("crashkit: error: "), proc.stderr
+    return lines[0]
+
+
+def simple_conf(d: Path, main: str = "", user: str = WORKER_USER) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    conf = d / "nginx.conf"
+    conf.write_text(f"user {user};\nworker_processes 2;\npid {d}/nginx.pid;\n"
+                    f"error_log {d}/error.log;\n{main}events {{\n    worker_connections 16;\n}}\n")
+    return conf
+
+
+def test_debian_tree_dry_run_apply_again_undo(tmp_path: Path, cores: Path) -> None:
+    conf = debian_tree(tmp_path)
+    original = conf.read_bytes()
+    assert nginx_t(conf).returncode == 0
+
+    proc, dry = setup("--conf", str(conf), "--core-dir", str(cores))
+    assert proc.returncode == 1  # changes to make
+    assert dry["mode"] == "dry-run" and dry["changed"] is True
+    assert dry["config"]["found_by"] == "option"
+    assert dry["worker"]["user"] == "www-data" and dry["worker"]["processes"] == os.cpu_count()
+    # Debian's main file: added after its last main-context line before events {}.
+    assert [(c["directive"], c["old"], c["new"], c["file"], c["line"])
+            for c in dry["changes"]] == [
+        ("worker_rlimit_core", None, "2G", str(conf), 5),
+        ("working_directory", None, str(cores), str(conf), 5)]
+    assert [f["path"] for f in dry["files"]] == [str(conf)]
+    assert dry["core_dir"]["exists"] is False and not cores.exists()
+    assert conf.read_bytes() == original and hidden_crashkit_files(tmp_path) == []
+
+    inode = conf.stat().st_ino
+    _, applied = setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
+    assert applied["changed"] is True
+    assert conf.stat().st_ino != inode  # a new file renamed over the old, never rewritten
+    lines = original.decode().splitlines(keepends=True)
+    expected = "".join(lines[:5]) + f"worker_rlimit_core 2G;\nworking_directory {cores};\n" \
+        + "".join(lines[5:])
+    assert conf.read_text() == expected
+    assert nginx_t(conf).returncode == 0
+    backup = Path(applied["files"][0]["backup"])
+    assert backup.parent == conf.parent and backup.name.startswith(".nginx.conf.crashkit-backup-")
+    assert backup.read_bytes() == original
+    st = cores.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o700
+    assert (st.st_uid, st.st_gid) == (applied["worker"]["uid"], applied["worker"]["gid"])
+    assert applied["core_dir"]["worker_can_write"] is True
+
+    # Second run: nothing to change, no new backup.
+    _, again = setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
+    assert again["changed"] is False and again["files"] == [] and again["changes"] == []
+    assert any("nothing to change" in n for n in again["notes"])
+    assert hidden_crashkit_files(tmp_path) == [backup.name]
+
+    _, undone = setup("--conf", str(conf), "--undo")
+    assert undone["mode"] == "undo" and undone["changed"] is True
+    assert undone["files"][0]["backup"] == str(backup)
+    assert conf.read_bytes() == original
+    assert hidden_crashkit_files(tmp_path) == []
+    _, nothing = setup("--conf", str(conf), "--undo")
+    assert nothing["changed"] is False and "nothing to undo" in nothing["notes"][0]
+
+
+def test_directives_in_an_included_file_are_updated_there(tmp_path: Path, cores: Path) -> None:
+    conf = simple_conf(tmp_path, main="include main.d/*.conf;\n")
+    (tmp_path / "main.d").mkdir()
+    (tmp_path / "available").mkdir()
+    real = tmp_path / "available" / "core.conf"
+    real.write_text("# cores\nworking_directory /var/tmp;  # old place\n"
+                    "worker_rlimit_core 64m;\n")
+    link = tmp_path / "main.d" / "core.conf"
+    link.symlink_to(real)
+    main_before = conf.read_bytes()
+
+    _, data = setup("--conf", str(conf), "--core-dir", str(cores), "--core-limit", "3g",
+                    "--apply")
+    assert [f["path"] for f in data["files"]] == [str(real)]
+    assert real.read_text() == (f"# cores\nworking_directory {cores};  # old place\n"
+                                "worker_rlimit_core 3g;\n")
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert conf.read_bytes() == main_before
+    assert nginx_t(conf).returncode == 0
+    # The backup is hidden beside the real file: include main.d/*.conf never loads it.
+    assert [p.name.split("-backup-")[0] for p in (tmp_path / "available").glob(".*")] == [
+        ".core.conf.crashkit"]
+
+
+def test_included_candidate_is_what_nginx_validates(tmp_path: Path, cores: Path) -> None:
+    # The candidate of an included file is seen by nginx -t in its place (a
+    # private mount namespace): a value nginx rejects there replaces nothing.
+    conf = simple_conf(tmp_path, main="include core.d/*.conf;\n")
+    (tmp_path / "core.d").mkdir()
+    inc = tmp_path / "core.d" / "core.conf"
+    inc.write_text("worker_rlimit_core 64m;\n")
+    before = inc.read_bytes()
+    line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-dir", str(cores),
+                                  "--core-limit", "99999999999999999999g", "--apply"))
+    assert "changed config fails nginx -t, nothing replaced" in line
+    assert f'invalid value in {inc}:1' in line  # the candidate, seen at the original's path
+    assert inc.read_bytes() == before and hidden_crashkit_files(tmp_path) == []
+
+
+def test_nginx_skips_hidden_files_in_include_globs(tmp_path: Path) -> None:
+    # The ground truth behind the candidate and backup names: a broken hidden
+    # file in an included directory does not break nginx -t.
+    conf = simple_conf(tmp_path, main="include conf.d/*;\n")
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "ok.conf").write_text("worker_priority 0;\n")
+    (tmp_path / "conf.d" / ".nginx.conf.crashkit-new").write_text("this is { broken\n")
+    assert nginx_t(conf).returncode == 0
+    (tmp_path / "conf.d" / "broken.conf").write_text("this is { broken\n")
+    assert nginx_t(conf).returncode != 0
+
+
+def test_crlf_config_apply_keeps_crlf(tmp_path: Path, cores: Path) -> None:
+    conf = simple_conf(tmp_path)
+    conf.write_bytes(conf.read_bytes().replace(b"\n", b"\r\n"))
+    setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
+    data = conf.read_bytes()
+    assert b"worker_rlimit_core 2G;\r\n" in data
+    assert data.count(b"\n") == data.count(b"\r\n") == 9
+    assert nginx_t(conf).returncode == 0
+
+
+def test_several_directives_on_a_line_with_comments_applies_and_validates(
+        tmp_path: Path, cores: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    conf = tmp_path / "nginx.conf"
+    text = (f"# main  # file\nuser {WORKER_USER}; worker_processes 1; # comment {{ ; }}\n"
+            f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/e.log; events {{ # e\n"
+            "worker_connections 8; } # done\n")
+    conf.write_text(text)
+    setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
+    assert conf.read_text() == text.replace(
+        "e.log; events", f"e.log; worker_rlimit_core 2G; working_directory {cores}; events")
+    assert nginx_t(conf).returncode == 0
+
+
+def test_config_failing_nginx_t_is_refused(tmp_path: Path, cores: Path) -> None:
+    conf = simple_conf(tmp_path, main="no_such_directive on;\n")
+    before = conf.read_bytes()
+    line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-dir", str(cores),
+                                  "--apply"))
+    assert "fails nginx -t; fix it first, nothing changed" in line
+    assert 'unknown directive "no_such_directive" in ' + f"{conf}:5" in line
+    assert conf.read_bytes() == before and hidden_crashkit_files(tmp_path) == []
+    assert not cores.exists()
+
+
+def test_candidate_failing_validation_replaces_nothing(tmp_path: Path, cores: Path) -> None:
+    conf = simple_conf(tmp_path)
+    before = conf.read_bytes()
+    # A size crashkit reads but nginx rejects (it overflows off_t).
+    proc = run_cli("setup", "--conf", str(conf), "--core-dir", str(cores),
+                   "--core-limit", "99999999999999999999g", "--apply")
+    line = one_line_error(proc)
+    assert "changed config fails nginx -t, nothing replaced" in line
+    assert '"worker_rlimit_core" directive invalid value' in line
+    assert not cores.exists()
+    assert conf.read_bytes() == before and hidden_crashkit_files(tmp_path) == []
+
+
+def test_bad_inputs_are_one_line_exit_2(tmp_path: Path, cores: Path) -> None:
+    missing = tmp_path / "none.conf"
+    assert str(missing) in one_line_error(run_cli("setup", "--conf", str(missing)))
+
+    conf = simple_conf(tmp_path / "a", main="include sub;\n")
+    (tmp_path / "a" / "sub").mkdir()
+    line = one_line_error(run_cli("setup", "--conf", str(conf)))
+    assert f"{tmp_path}/a/sub: cannot read included file" in line and f"{conf}:5" in line
+
+    conf = simple_conf(tmp_path / "b")
+    afile = tmp_path / "b" / "file"
+    afile.write_text("x")
+    line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-dir", str(afile)))
+    assert f"{afile}: the core directory exists but is not a directory" in line
+
+    conf = simple_conf(tmp_path / "c", user="crashkit-no-such-user")
+    line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-dir", str(cores)))
+    assert "'crashkit-no-such-user'" in line and "does not exist" in line
+
+    line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-limit", "lots"))
+    assert "--core-limit" in line
+
+    # pytest's tmp_path lies under a 0700 directory: www-data could not chdir there.
+    conf = simple_conf(tmp_path / "d")
+    before = conf.read_bytes()
+    hidden = tmp_path / "d" / "cores"
+    proc = run_cli("setup", "--conf", str(conf), "--core-dir", str(hidden), "--json")
+    assert proc.returncode == 1 and json.loads(proc.stdout)["core_dir"]["worker_can_reach"] is False
+    line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-dir", str(hidden),
+                                  "--apply"))
+    assert f"{hidden}: www-data cannot reach this directory" in line
+    assert conf.read_bytes() == before and not hidden.exists()
+    assert not cores.exists()
+
+
+def test_killed_half_way_leaves_old_or_new(tmp_path: Path, cores: Path) -> None:
+    conf = simple_conf(tmp_path)
+    old = conf.read_bytes()
+    setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
+    new = conf.read_bytes()
+    conf.write_bytes(old)
+    seen = set()
+    for i in range(12):
+        p = subprocess.Popen([sys.executable, "-m", "crashkit", "setup", "--conf", str(conf),
+                              "--core-dir", str(cores), "--apply"], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.04 * i)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        now = conf.read_bytes()
+        assert now in (old, new), f"partial file after a kill at {0.04 * i:.2f} s"
+        seen.add(now == new)
+        conf.write_bytes(old)
+    # A candidate left by a kill is overwritten by the next run, never loaded.
+    _, data = setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
+    assert data["changed"] is True and conf.read_bytes() == new
+    assert not (tmp_path / ".nginx.conf.crashkit-new").exists()
+    assert False in seen  # the early kills landed before the replace
+
+
+def test_existing_working_directory_kept_only_when_fit(tmp_path: Path, cores: Path) -> None:
+    # Fit: outside scratch areas, nothing for others, writable by www-data. It
+    # is kept as it is, never chowned (it may serve other purposes).
+    fit = Path(tempfile.mkdtemp(prefix="crashkit-test-", dir="/var/lib"))
+    try:
+        shutil.chown(fit, WORKER_USER, WORKER_USER)
+        fit.chmod(0o770)
+        conf = simple_conf(tmp_path / "a", main=f"working_directory {fit};\n")
+        _, data = setup("--conf", str(conf), "--apply")
+        assert data["core_dir"]["path"] == str(fit) and data["core_dir"]["actions"] == []
+        assert [(c["directive"], c["old"]) for c in data["changes"]] == [
+            ("worker_rlimit_core", None)]
+        assert stat.S_IMODE(fit.stat().st_mode) == 0o770  # untouched
+    finally:
+        shutil.rmtree(fit)
+    # Under /tmp (cleaned; PrivateTmp): replaced by the default, in a dry run here.
+    conf = simple_conf(tmp_path / "b", main=f"working_directory {cores.parent};\n")
+    _, data = setup("--conf", str(conf))
+    assert [(c["directive"], c["old"], c["new"]) for c in data["changes"]] == [
+        ("working_directory", str(cores.parent), "/var/lib/crashkit/cores"),
+        ("worker_rlimit_core", None, "2G")]
+
+
+def test_a_busy_directory_is_never_taken_over(tmp_path: Path, cores: Path) -> None:
+    busy = cores.parent / "www"
+    busy.mkdir()
+    (busy / "index.html").write_text("hello")
+    conf = simple_conf(tmp_path)
+    line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-dir", str(busy),
+                                  "--apply"))
+    assert f"{busy}: the core directory holds other files ('index.html', ...)" in line
+    assert busy.stat().st_uid == 0
+
+
+def test_symlinked_main_file_validated_where_it_is_named(tmp_path: Path, cores: Path) -> None:
+    # nginx resolves relative includes against the directory of -c: the link's.
+    real = simple_conf(tmp_path / "real", main="include extra.conf;\n")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "extra.conf").write_text("worker_priority 0;\n")
+    link = tmp_path / "etc" / "nginx.conf"
+    link.symlink_to(real)
+    assert nginx_t(link).returncode == 0 and nginx_t(real).returncode != 0
+    _, data = setup("--conf", str(link), "--core-dir", str(cores), "--apply")
+    assert [f["path"] for f in data["files"]] == [str(real)]
+    assert link.is_symlink() and "worker_rlimit_core 2G;" in real.read_text()
+    assert nginx_t(link).returncode == 0

@@ -1,0 +1,156 @@
+"""crashkit setup's planning, without nginx: the exact text it produces from real files.
+
+Configs are written to tmp_path and read with the real reader (crossplane);
+the plan is a pure function of them. Each test checks the whole new text, so
+a stray space or a lost comment fails it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from crashkit.errors import InputError
+from crashkit.nginx.config import load_config, upstream_targets, worker_user
+from crashkit.nginx.text import read_text, statements
+from crashkit.setup.plan import choose_values, parse_size, plan_core_directives
+from crashkit.setup.write import glob_matches
+
+
+def plan(root: Path, core_dir: str = "/var/lib/crashkit/cores", limit: str = "2G"):  # type: ignore[no-untyped-def]
+    cfg = load_config(str(root))
+    texts = {os.path.realpath(f): read_text(os.path.realpath(f)) for f in cfg.files}
+    return plan_core_directives(cfg, texts, core_dir, limit)
+
+
+def test_several_directives_on_one_line_and_comments_everywhere(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        "# top comment; with { braces }\n"
+        "user www-data; worker_processes 2; # two workers\n"
+        "  pid /run/x.pid;   # the pid; not a directive\n"
+        "events { worker_connections 64; } # events\n"
+        "http { # web\n"
+        "    server { listen 127.0.0.1:8080; } # one server\n"
+        "}\n")
+    p = plan(conf)
+    assert len(p.edits) == 1 and p.edits[0].path == str(conf)
+    assert p.edits[0].after == (
+        "# top comment; with { braces }\n"
+        "user www-data; worker_processes 2; # two workers\n"
+        "  pid /run/x.pid;   # the pid; not a directive\n"
+        "  worker_rlimit_core 2G;\n"
+        "  working_directory /var/lib/crashkit/cores;\n"
+        "events { worker_connections 64; } # events\n"
+        "http { # web\n"
+        "    server { listen 127.0.0.1:8080; } # one server\n"
+        "}\n")
+    assert [(c.directive, c.old, c.new, c.line) for c in p.changes] == [
+        ("worker_rlimit_core", None, "2G", 3), ("working_directory", None,
+                                               "/var/lib/crashkit/cores", 3)]
+
+
+def test_anchor_followed_by_a_block_on_the_same_line(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("worker_processes 1; events { } http { }")  # no newline at all
+    p = plan(conf, "/srv/cores dir", "512m")
+    assert p.edits[0].after == ('worker_processes 1; worker_rlimit_core 512m; '
+                                'working_directory "/srv/cores dir"; events { } http { }')
+
+
+def test_crlf_file_stays_crlf(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    conf.write_bytes(b"user www-data;\r\n\tworker_processes 1;\r\nevents {\r\n}\r\n")
+    p = plan(conf)
+    assert p.edits[0].after == ("user www-data;\r\n\tworker_processes 1;\r\n"
+                                "\tworker_rlimit_core 2G;\r\n"
+                                "\tworking_directory /var/lib/crashkit/cores;\r\n"
+                                "events {\r\n}\r\n")
+
+
+def test_existing_directives_in_an_included_file_are_updated_there(tmp_path: Path) -> None:
+    (tmp_path / "main.d").mkdir()
+    (tmp_path / "available").mkdir()
+    real = tmp_path / "available" / "core.conf"
+    real.write_text("# core settings\nworker_rlimit_core   100m ;  # too small\n")
+    (tmp_path / "main.d" / "core.conf").symlink_to(real)
+    conf = tmp_path / "nginx.conf"
+    text = "worker_processes 1;\ninclude main.d/*.conf;\nevents {}\n"
+    conf.write_text(text)
+    p = plan(conf, "/var/lib/crashkit/cores", "1G")
+    # The symlink is resolved: the real file changes, the main file does not.
+    assert [e.path for e in p.edits] == [str(real)]
+    assert p.edits[0].after == ("# core settings\nworker_rlimit_core   1G ;  # too small\n"
+                                "working_directory /var/lib/crashkit/cores;\n")
+    assert p.changes[0].old == "100m" and p.changes[0].file == str(real)
+
+
+def test_plan_is_idempotent(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("worker_processes 1;\nevents {}\n")
+    first = plan(conf)
+    conf.write_text(first.edits[0].after)
+    again = plan(conf)
+    assert again.edits == () and again.changes == ()
+    # 2048m is the same limit as 2G: nothing to change either.
+    conf.write_text(first.edits[0].after.replace("2G", "2048m"))
+    assert plan(conf).edits == ()
+
+
+def test_choose_values_keeps_a_larger_limit_and_a_fit_directory(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("worker_rlimit_core 8G;\nworking_directory /srv/cores;\nevents {}\n")
+    cfg = load_config(str(conf))
+    assert choose_values(cfg, None, None, lambda p: p == "/srv/cores") == ("/srv/cores", "8G")
+    assert choose_values(cfg, None, None, lambda p: False) == ("/var/lib/crashkit/cores", "8G")
+    assert choose_values(cfg, "/x", "1G", lambda p: True) == ("/x", "1G")
+    conf.write_text("worker_rlimit_core 10m;\nevents {}\n")
+    assert choose_values(load_config(str(conf)), None, None, lambda p: True) == (
+        "/var/lib/crashkit/cores", "2G")
+
+
+def test_lexer_follows_nginx_tokens() -> None:
+    text = ('set $a "x;y{z}"; return 200 \'it\\\'s\'; rewrite ^/(.*)$ /${1}x last;\n'
+            'if ($a ~ "}") { return 404; }\n'
+            'content_by_lua_block { local t = { a = "}" } ngx.say(t.a) }\n'
+            'location ~ "^/a{2}$" { }\n')
+    stmts = statements(text)
+    assert [(s.name.value, [a.value for a in s.args], s.depth) for s in stmts] == [
+        ("set", ["$a", "x;y{z}"], 0), ("return", ["200", "it's"], 0),
+        ("rewrite", ["^/(.*)$", "/${1}x", "last"], 0), ("if", ["($a", "~", "}", ")"], 0),
+        ("return", ["404"], 1), ("content_by_lua_block", [], 0),
+        ("location", ["~", "^/a{2}$"], 0)]
+    with pytest.raises(InputError, match=r"x\.conf: line 2: unexpected end of file"):
+        statements("events {\n", "x.conf")
+
+
+def test_glob_semantics_of_include() -> None:
+    # glob(3) without GLOB_PERIOD: "*" and "?" never match a leading dot.
+    assert glob_matches("/etc/nginx/conf.d/*.conf", "/etc/nginx/conf.d/a.conf")
+    assert not glob_matches("/etc/nginx/conf.d/*.conf", "/etc/nginx/conf.d/.a.conf")
+    assert not glob_matches("/etc/nginx/conf.d/*", "/etc/nginx/conf.d/.nginx.conf.crashkit-new")
+    assert not glob_matches("/etc/nginx/*/*.conf", "/etc/nginx/conf.d/sub/a.conf")
+    assert glob_matches("/etc/nginx/conf.d/.*", "/etc/nginx/conf.d/.a.conf.crashkit-new")
+
+
+def test_sizes() -> None:
+    assert parse_size("2G") == 2 << 30
+    assert parse_size("512m") == 512 << 20
+    assert parse_size("100") == 100
+    assert parse_size("1T") is None and parse_size("-1") is None and parse_size("") is None
+
+
+def test_reader_queries(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("user  web staff;\nevents {}\nhttp {\n upstream app {\n"
+                    "  server unix:/run/app.sock;\n  server 10.0.0.2:8080;\n }\n"
+                    " server { location / { proxy_pass http://unix:/run/b.sock:/x; }\n"
+                    "  location /g { grpc_pass grpc://127.0.0.1:9000; } }\n}\n")
+    cfg = load_config(str(conf))
+    u = worker_user(cfg)
+    assert (u.user, u.group, u.directive.line if u.directive else None) == ("web", "staff", 1)
+    assert [(t.kind, t.unix_socket, t.upstream) for t in upstream_targets(cfg)] == [
+        ("proxy_pass", "/run/b.sock", None), ("grpc_pass", None, None),
+        ("server", "/run/app.sock", "app"), ("server", None, "app")]

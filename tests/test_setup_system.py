@@ -1,0 +1,155 @@
+"""The OS side of crashkit setup: the checks on real processes and kernel settings,
+and --system's drop-ins. Whatever a test changes on the host it restores; the
+live values it writes are the ones already in effect."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import resource
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crashkit.host.coredump import (
+    CORE_USES_PID,
+    CoreSetting,
+    Remedy,
+    check_core_pattern,
+    check_core_uses_pid,
+    check_hard_limit,
+    has_cap_sys_resource,
+    read_sysctl,
+)
+from crashkit.setup.system import SYSCTL_DROPIN, SYSTEMD_DROPIN, apply_remedies
+from tests.conftest import run_cli, unavailable
+from tests.live_nginx import reachable_dir
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _root() -> None:
+    if os.geteuid() != 0:
+        unavailable("crashkit setup --system tests need root")
+
+
+def setting(master: int | None = None, limit: int = 2 << 30) -> CoreSetting:
+    nobody = pwd.getpwnam("nobody")
+    return CoreSetting("nobody", nobody.pw_uid, nobody.pw_gid, "/var/lib/crashkit/cores", limit,
+                       2, master)
+
+
+def test_core_pattern_and_uses_pid_verdicts() -> None:
+    s = setting()
+    coredump = check_core_pattern("|/lib/systemd/systemd-coredump %P %u %g %s %t %c %h", s)
+    assert coredump.status == "ok" and "/var/lib/systemd/coredump" in coredump.detail
+    apport = check_core_pattern("|/usr/share/apport/apport -p%p -s%s -c%c -d%d -P%P -u%u", s)
+    assert apport.status == "warn" and "/var/crash" in apport.detail
+    assert check_core_pattern("|/usr/bin/other %p", s).status == "warn"
+    assert check_core_pattern("core", s).status == "ok"
+    assert check_core_uses_pid("core", "0").remedy == Remedy("sysctl", CORE_USES_PID, "1")
+    assert check_core_uses_pid("core.%p", "0").status == "ok"
+    assert check_core_uses_pid("core", "1").status == "ok"
+    assert check_core_uses_pid("|/x", "0").status == "skip"
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A process whose hard core limit is 1 MiB, still root."""
+    def low() -> None:
+        resource.setrlimit(resource.RLIMIT_CORE, (1 << 20, 1 << 20))
+    p = subprocess.Popen(["sleep", "60"], preexec_fn=low)
+    yield p
+    p.kill()
+    p.wait()
+
+
+def test_hard_limit_of_a_real_process(sleeper: subprocess.Popen[bytes]) -> None:
+    # With CAP_SYS_RESOURCE (root, usually) nginx's worker_rlimit_core can raise
+    # the hard limit; without it (some containers drop it) setrlimit fails.
+    check = check_hard_limit(setting(sleeper.pid))
+    if has_cap_sys_resource(sleeper.pid):
+        assert check.status == "ok" and "1M" in check.detail and "CAP_SYS_RESOURCE" in check.detail
+    else:
+        assert check.status == "fail" and "1M" in check.detail and "EPERM" in check.detail
+    assert check_hard_limit(setting(sleeper.pid, limit=1 << 20)).status == "ok"
+    nobody = pwd.getpwnam("nobody")
+
+    def drop() -> None:
+        resource.setrlimit(resource.RLIMIT_CORE, (1 << 20, 1 << 20))
+        os.setgid(nobody.pw_gid)
+        os.setuid(nobody.pw_uid)
+    p = subprocess.Popen(["sleep", "60"], preexec_fn=drop)
+    try:
+        fail = check_hard_limit(setting(p.pid))
+        assert fail.status == "fail" and fail.remedy == Remedy("systemd", "LimitCORE", "infinity")
+    finally:
+        p.kill()
+        p.wait()
+    assert check_hard_limit(setting(None)).status == "skip"
+
+
+def test_system_with_a_root_prefix_writes_drop_ins_and_leaves_the_host(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"worker_processes 1;\npid {tmp_path}/nginx.pid;\n"
+                    f"error_log {tmp_path}/e.log;\nevents {{}}\n")
+    base = reachable_dir("setup-system")  # nobody (no user directive) must reach it
+    cores = base / "cores"
+    before = {k: read_sysctl(k) for k in ("kernel.core_pattern", CORE_USES_PID)}
+    try:
+        proc = run_cli("setup", "--conf", str(conf), "--core-dir", str(cores), "--apply",
+                       "--system", "--system-root", str(tmp_path / "sysroot"), "--json")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert proc.returncode in (0, 1), proc.stderr
+    data = json.loads(proc.stdout)
+    assert {k: read_sysctl(k) for k in before} == before
+    uses_pid = next(c for c in data["checks"] if c["name"] == CORE_USES_PID)
+    sysctl = [s for s in data["system"] if s["kind"] == "sysctl"]
+    if uses_pid["status"] == "warn":
+        assert [(s["path"], s["applied"], s["live"]) for s in sysctl] == [
+            (str(tmp_path / "sysroot" / SYSCTL_DROPIN), True, None)]
+        dropin = (tmp_path / "sysroot" / SYSCTL_DROPIN).read_text()
+        assert "\nkernel.core_uses_pid = 1\n" in dropin
+        # The only remaining warning was fixed by --system: nothing needs attention.
+        others = [c for c in data["checks"] if c["status"] in ("warn", "fail")
+                  and c["name"] != CORE_USES_PID]
+        assert data["needs_attention"] is bool(others)
+    else:
+        assert sysctl == []
+
+
+def test_live_apply_of_the_values_in_effect() -> None:
+    """The real path: /etc/sysctl.d and /proc/sys written, with the current value."""
+    current = read_sysctl(CORE_USES_PID)
+    pattern = read_sysctl("kernel.core_pattern")
+    if current is None:
+        unavailable("no /proc/sys/kernel/core_uses_pid")
+    dropin = Path("/") / SYSCTL_DROPIN
+    saved = dropin.read_bytes() if dropin.exists() else None
+    try:
+        changes = apply_remedies([Remedy("sysctl", CORE_USES_PID, current)])
+        assert [(c.kind, c.path) for c in changes] == [("sysctl", str(dropin))]
+        assert changes[0].live == f"{CORE_USES_PID}: {current} -> {current}"
+        assert f"\n{CORE_USES_PID} = {current}\n" in dropin.read_text()
+        assert oct(dropin.stat().st_mode & 0o777) == "0o644"
+    finally:
+        if saved is None:
+            dropin.unlink(missing_ok=True)
+        else:
+            dropin.write_bytes(saved)
+        Path("/proc/sys/kernel/core_uses_pid").write_text(current + "\n")
+    assert read_sysctl(CORE_USES_PID) == current
+    assert read_sysctl("kernel.core_pattern") == pattern
+
+
+def test_systemd_drop_in(tmp_path: Path) -> None:
+    changes = apply_remedies([Remedy("systemd", "LimitCORE", "infinity")], str(tmp_path))
+    path = tmp_path / SYSTEMD_DROPIN
+    assert [(c.kind, c.path, c.live) for c in changes] == [("systemd", str(path), None)]
+    assert path.read_text().endswith("[Service]\nLimitCORE=infinity\n")
