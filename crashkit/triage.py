@@ -66,11 +66,9 @@ def jobs_default() -> int:
 
 def _cores_for(finding: Finding, facts: NginxFacts) -> list[str]:
     """Core files on this host that may be those of the crashed workers."""
-    try:
-        with open("/proc/sys/kernel/core_pattern", encoding="utf-8") as fh:
-            pattern = fh.read().strip() or "core"
-    except OSError:
-        pattern = "core"
+    from crashkit.host.coredump import read_sysctl
+
+    pattern = read_sysctl("kernel.core_pattern") or "core"
     pids = [str(e["value"]) for e in finding.details.get("pids", ())]  # type: ignore[attr-defined]
     candidates: list[str] = []
     if pattern.startswith("|"):
