@@ -148,8 +148,8 @@ def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
             when = parse_since(since)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--since") from None
-    facts = run_triage.nginx_facts(conf)
-    paths = list(error_logs) or run_triage.default_logs(facts)
+    facts = run_triage.nginx_facts(conf) if conf or not error_logs else None
+    paths = list(error_logs) or run_triage.default_logs(facts or run_triage.NginxFacts())
     result = run_triage.run(paths, since=when, facts=facts,
                             jobs=jobs or run_triage.jobs_default())
     _emit(result, as_json)

@@ -94,8 +94,9 @@ def _cores_for(finding: Finding, facts: NginxFacts) -> list[str]:
     return out
 
 
-def run(paths: Sequence[str], *, since: datetime | None, facts: NginxFacts,
+def run(paths: Sequence[str], *, since: datetime | None, facts: NginxFacts | None,
         jobs: int) -> Triage:
+    """``facts`` None: read the default config only if a finding needs it."""
     unique = list(dict.fromkeys(os.path.abspath(p) for p in paths))
     key = errorlog.since_key(since) if since is not None else None
     tasks = errorlog.plan(unique, jobs)
@@ -117,6 +118,10 @@ def run(paths: Sequence[str], *, since: datetime | None, facts: NginxFacts,
         from crashkit.host.sockets import holders as port_holders
 
         holders = port_holders(addresses)
+    if facts is None and any(f.kind in ("upstream-permission", "worker-crash-core")
+                             for f in found):
+        facts = nginx_facts(None)
+    facts = facts or NginxFacts()
     sockets: dict[str, dict[str, object]] = {}
     for f in found:
         if f.kind == "upstream-permission":
