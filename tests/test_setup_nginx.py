@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import stat
@@ -24,6 +25,15 @@ from typing import Any
 import jsonschema
 import pytest
 
+from crashkit.errors import InputError
+from crashkit.nginx.config import (
+    ConfigLocation,
+    build_info,
+    find_config,
+    load_config,
+    parse_build_info,
+)
+from crashkit.setup.write import ValidationError, candidate_path, validate_copies
 from tests.conftest import ROOT, run_cli, unavailable
 from tests.live_nginx import NGINX, WORKER_USER, debian_tree, reachable_dir
 
@@ -337,3 +347,74 @@ def test_symlinked_main_file_validated_where_it_is_named(tmp_path: Path, cores: 
     assert [f["path"] for f in data["files"]] == [str(real)]
     assert link.is_symlink() and "worker_rlimit_core 2G;" in real.read_text()
     assert nginx_t(link).returncode == 0
+
+
+def test_config_found_from_nginx_v() -> None:
+    build = build_info(NGINX)
+    assert build is not None and build.conf_path == "/etc/nginx/nginx.conf"
+    assert build.prefix == "/usr/share/nginx" and build.pid_path == "/run/nginx.pid"
+    assert "--with-compat" in build.configure_args
+    assert find_config(None, build) == ConfigLocation("/etc/nginx/nginx.conf", "nginx -V")
+    other = parse_build_info("nginx version: nginx/1.25.0\nconfigure arguments: "
+                             "--prefix=/opt/ngx --with-cc-opt='-O2 -g'\n")
+    assert (other.version, other.prefix, other.conf_path) == ("1.25.0", "/opt/ngx", None)
+    assert other.configure_args == ("--prefix=/opt/ngx", "--with-cc-opt=-O2 -g")
+    assert find_config(None, other).source == "default"
+    assert find_config("/x.conf", build) == ConfigLocation("/x.conf", "option")
+
+
+def test_validation_on_copies_where_no_mount_namespace(tmp_path: Path) -> None:
+    """The fallback for hosts without CAP_SYS_ADMIN, on Debian's tree: the
+    candidate of a symlinked site file, seen through include globs."""
+    conf = debian_tree(tmp_path)
+    cfg = load_config(str(conf))
+    site = os.path.realpath(tmp_path / "etc-nginx" / "sites-enabled" / "default")
+    candidate = Path(candidate_path(site))
+    good = Path(site).read_text().replace("listen 80 default_server;",
+                                          "listen 127.0.0.1:1 default_server;")
+    candidate.write_text(good)
+    output = validate_copies(NGINX, cfg, {site: str(candidate)})
+    assert f"the configuration file {conf} syntax is ok" in output
+    candidate.write_text(good.replace("root /var/www/html;", "root /var/www/html"))
+    with pytest.raises(ValidationError) as err:
+        validate_copies(NGINX, cfg, {site: str(candidate)})
+    assert "changed config fails nginx -t, nothing replaced" in str(err.value)
+    assert f"in {site}:" in str(err.value)  # the real file named, not its copy
+    candidate.unlink()
+    assert hidden_crashkit_files(tmp_path) == []
+
+
+def test_unreadable_include_for_a_user_without_rights() -> None:
+    # The reader, in a child that became "nobody" (this venv's python lives
+    # under /root, which nobody cannot run, so not through the CLI).
+    base = reachable_dir("setup-perm")
+    try:
+        conf = simple_conf(base / "c", main="include secret.conf;\n")
+        (base / "c").chmod(0o755)
+        secret = base / "c" / "secret.conf"
+        secret.write_text("worker_priority 0;\n")
+        secret.chmod(0o600)
+        nobody = pwd.getpwnam("nobody")
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            message = "no error"
+            try:
+                os.setgroups([])
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+                load_config(str(conf))
+            except InputError as exc:
+                message = str(exc)
+            finally:
+                os.write(w, message.encode())
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r) as f:
+            message = f.read()
+        os.waitpid(pid, 0)
+        assert message == (f"{secret}: cannot read included file: permission denied "
+                           f"(include at {conf}:5)")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -81,6 +81,9 @@ class NginxConfig:
     files: tuple[str, ...]  # every file read, the root first
     directives: tuple[Directive, ...]  # the main context, includes expanded
     build: BuildInfo | None = None
+    # For each file (as in ``files``): its include statements in file order,
+    # each as the files it pulled in (a glob's matches, sorted as nginx does).
+    includes: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = ()
 
     def walk(self) -> Iterator[Directive]:
         """Every directive, depth first, in file order."""
@@ -227,9 +230,19 @@ def load_config(path: str, build: BuildInfo | None = None) -> NginxConfig:
                                    seen | {index}))
         return out
 
+    def includes_of(stmts: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+        out: list[tuple[str, ...]] = []
+        for s in stmts:
+            if s["directive"] == "include":
+                out.append(tuple(configs[i]["file"] for i in s.get("includes", ())))
+            out.extend(includes_of(s.get("block", [])))
+        return out
+
     return NginxConfig(root=path, files=files,
                        directives=tuple(convert(configs[0]["parsed"], path, (), frozenset({0}))),
-                       build=build)
+                       build=build,
+                       includes=tuple((c["file"], tuple(includes_of(c["parsed"])))
+                                      for c in configs))
 
 
 def _input_error(err: dict[str, Any]) -> InputError:

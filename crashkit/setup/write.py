@@ -22,8 +22,10 @@ import contextlib
 import fnmatch
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from crashkit.errors import CrashkitError, InputError
 from crashkit.host.coredump import children, nginx_master, systemd_running
 from crashkit.nginx.config import NginxConfig, pid_path
-from crashkit.nginx.text import read_text, to_bytes
+from crashkit.nginx.text import quote, read_text, statements, to_bytes
 from crashkit.setup.plan import FileEdit
 
 CANDIDATE_TAG = ".crashkit-new"
@@ -65,6 +67,12 @@ def candidate_path(path: str) -> str:
 def backup_path(path: str, stamp: str) -> str:
     d, name = os.path.split(path)
     return os.path.join(d, f".{name}{BACKUP_TAG}{stamp}")
+
+
+def check_copy_path(root: str) -> str:
+    """Where validate_copies puts the main file's copy: beside the main file as named."""
+    d, name = os.path.split(root)
+    return os.path.join(d, f".{name}.crashkit-check")
 
 
 def new_stamp() -> str:
@@ -108,10 +116,16 @@ def check_names(cfg: NginxConfig, paths: list[str]) -> None:
 
 # ---------------------------------------------------------------- nginx -t
 
-def nginx_test(nginx: str, root: str, replacements: Mapping[str, str] | None = None) -> str:
+def nginx_test(nginx: str, root: str, replacements: Mapping[str, str] | None = None,
+               cfg: NginxConfig | None = None) -> str:
     """Run ``nginx -t`` on the config rooted at ``root`` (as the user names it),
     each original in ``replacements`` (real paths) replaced by its candidate.
-    Returns nginx's output; raises ValidationError when the config fails."""
+    Returns nginx's output; raises ValidationError when the config fails.
+
+    An included file's candidate is validated in a private mount namespace;
+    where none can be made (no CAP_SYS_ADMIN: most containers), on a copy
+    of the config whose includes name the copies (:func:`validate_copies`).
+    """
     replacements = dict(replacements or {})
     real_root = os.path.realpath(root)
     if not replacements:
@@ -125,19 +139,63 @@ def nginx_test(nginx: str, root: str, replacements: Mapping[str, str] | None = N
         pairs = [x for orig, cand in replacements.items() for x in (cand, orig)]
         cmd = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _NS_SCRIPT,
                "sh", *pairs, "--", nginx, "-t", "-c", root]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CrashkitError(f"cannot run {cmd[0]}: {exc}") from exc
+    proc = _run(cmd)
     output = (proc.stderr + proc.stdout).strip()
+    if proc.returncode != 0 and cmd[0] == "unshare" and (
+            output.startswith("unshare:") or "mount:" in output):
+        if cfg is None:
+            raise CrashkitError("cannot validate a changed included file: no private mount "
+                                f"namespace here ({output})")
+        return validate_copies(nginx, cfg, replacements)
     if proc.returncode != 0:
-        if cmd[0] == "unshare" and ("unshare:" in output or "mount:" in output):
-            raise CrashkitError("cannot validate a changed included file: a private mount "
-                                f"namespace is needed (needs root with CAP_SYS_ADMIN): {output}")
         what = ("the changed config fails nginx -t, nothing replaced" if replacements
                 else "the config fails nginx -t; fix it first, nothing changed")
         raise ValidationError(f"{what}: {_first_error(output)}", path=root, output=output)
     return output
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CrashkitError(f"cannot run {cmd[0]}: {exc}") from exc
+
+
+def validate_copies(nginx: str, cfg: NginxConfig, replacements: Mapping[str, str]) -> str:
+    """``nginx -t`` on copies of every file of the config, candidates in place.
+
+    Each copy's include statements are rewritten to include the copies of the
+    files they matched (crossplane expanded the globs as nginx does: sorted,
+    no hidden files). The main file's copy sits beside it, so every other
+    relative path resolves as before; the rest go to a private temp dir.
+    """
+    work = tempfile.mkdtemp(prefix="crashkit-check-")
+    main_copy = check_copy_path(cfg.root)
+    copies = {f: (main_copy if i == 0 else os.path.join(work, f"{i}.conf"))
+              for i, (f, _) in enumerate(cfg.includes)}
+    try:
+        for f, includes in cfg.includes:
+            real = os.path.realpath(f)
+            text = read_text(replacements.get(real, real))
+            stmts = [st for st in statements(text, real) if st.name.value == "include"]
+            if len(stmts) != len(includes):
+                raise CrashkitError(f"{real}: cannot validate a copy (its includes read "
+                                    "differently)")
+            for st, matched in reversed(list(zip(stmts, includes, strict=True))):
+                repl = " ".join(f"include {quote(copies[m])};" for m in matched)
+                text = text[:st.name.start] + repl + text[st.end:]
+            _write_beside(copies[f], to_bytes(text), like=real)
+        proc = _run([nginx, "-t", "-c", main_copy])
+        output = (proc.stderr + proc.stdout).strip()
+        for f, copy in copies.items():  # name the real files in nginx's messages
+            output = output.replace(copy, os.path.realpath(f))
+        if proc.returncode != 0:
+            raise ValidationError("the changed config fails nginx -t, nothing replaced: "
+                                  f"{_first_error(output)}", path=cfg.root, output=output)
+        return output
+    finally:
+        _remove([main_copy])
+        shutil.rmtree(work, ignore_errors=True)
 
 
 _LOG_PREFIX = re.compile(r"^(?:nginx: )?(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?"
@@ -198,11 +256,11 @@ def replace_validated(cfg: NginxConfig, nginx: str, edits: tuple[FileEdit, ...],
     """
     candidates = {e.path: candidate_path(e.path) for e in edits}
     backups = {e.path: backup_path(e.path, backup_stamp) for e in edits} if backup_stamp else {}
-    check_names(cfg, [*candidates.values(), *backups.values()])
+    check_names(cfg, [*candidates.values(), *backups.values(), check_copy_path(cfg.root)])
     try:
         for e in edits:
             _write_beside(candidates[e.path], to_bytes(e.after), like=e.path)
-        nginx_test(nginx, cfg.root, candidates)
+        nginx_test(nginx, cfg.root, candidates, cfg)
         for e in edits:
             if read_text(e.path) != e.before:
                 raise InputError("changed while crashkit was working on it; nothing replaced, "
