@@ -158,6 +158,33 @@ def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
         _EXIT = 1
 
 
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option("--conf", metavar="PATH",
+              help="nginx's main config file. Default: the --conf-path of `nginx -V`, "
+                   "else /etc/nginx/nginx.conf.")
+@click.option("--nginx", "nginx_path", metavar="PATH", default="nginx", show_default=True,
+              help="The nginx binary (for nginx -V and nginx -t).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the checks as JSON (schema crashkit/doctor/1, see README).")
+def doctor(conf: str | None, nginx_path: str, as_json: bool) -> None:
+    """Check the live nginx host: what is wrong right now.
+
+    nginx -t; the master (from the config's pid file) and its workers;
+    who listens on each configured address; each worker's open-file limit
+    against worker_connections; every fixed upstream address (a TCP connect,
+    or a unix-socket connect as the worker user); OOM-killer kills of nginx
+    in the kernel log; and core-dump readiness (crashkit setup's dry run and
+    OS checks). Exit 1 when a check warns or fails.
+    """
+    from crashkit import doctor as run_doctor
+
+    result = run_doctor.run(conf, nginx_path)
+    _emit(result, as_json)
+    if result.needs_attention:
+        global _EXIT
+        _EXIT = 1
+
+
 def _emit(result: object, as_json: bool) -> None:
     from crashkit.findings import Doctor, Triage
     from crashkit.render import host
