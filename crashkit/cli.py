@@ -111,6 +111,15 @@ def analyze(core: str, exe: str | None, sysroot: str | None, debug_dirs: tuple[s
         _OUTPUT.append(render(result))
 
 
+# Options several commands share.
+_CONF_OPTION = click.option(
+    "--conf", metavar="PATH", help="nginx's main config file. Default: the --conf-path of "
+    "`nginx -V`, else /etc/nginx/nginx.conf.")
+_NGINX_OPTION = click.option(
+    "--nginx", "nginx_path", metavar="PATH", default="nginx", show_default=True,
+    help="The nginx binary (for nginx -V and nginx -t).")
+
+
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.option("--error-log", "error_logs", metavar="PATH", multiple=True,
               help="An nginx error log, plain or gzip-compressed (error.log.2.gz). Repeatable. "
@@ -159,11 +168,8 @@ def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
-@click.option("--conf", metavar="PATH",
-              help="nginx's main config file. Default: the --conf-path of `nginx -V`, "
-                   "else /etc/nginx/nginx.conf.")
-@click.option("--nginx", "nginx_path", metavar="PATH", default="nginx", show_default=True,
-              help="The nginx binary (for nginx -V and nginx -t).")
+@_CONF_OPTION
+@_NGINX_OPTION
 @click.option("--json", "as_json", is_flag=True,
               help="Print the checks as JSON (schema crashkit/doctor/1, see README).")
 def doctor(conf: str | None, nginx_path: str, as_json: bool) -> None:
@@ -209,9 +215,7 @@ Exit codes:
 
 
 @cli.command(epilog=SETUP_EXIT_HELP)
-@click.option("--conf", metavar="PATH",
-              help="nginx's main config file. Default: the --conf-path of `nginx -V`, "
-                   "else /etc/nginx/nginx.conf.")
+@_CONF_OPTION
 @click.option("--core-dir", metavar="DIR",
               help="Where workers dump core (working_directory). Default: the existing "
                    "working_directory when it is fit, else /var/lib/crashkit/cores.")
@@ -233,8 +237,7 @@ Exit codes:
 @click.option("--system-root", metavar="DIR", default="/", show_default=True,
               help="Write --system's drop-ins under DIR (an image or chroot); anything "
                    "but / leaves the running system alone.")
-@click.option("--nginx", "nginx_path", metavar="PATH", default="nginx", show_default=True,
-              help="The nginx binary (for nginx -V and nginx -t).")
+@_NGINX_OPTION
 @click.option("--json", "as_json", is_flag=True,
               help="Print the result as JSON (schema crashkit/setup/1, see README).")
 def setup(conf: str | None, core_dir: str | None, core_limit: str | None, do_apply: bool,

@@ -28,6 +28,16 @@ NGINX = "/usr/sbin/nginx"
 WORKER_USER = "www-data"
 
 
+def require_live_nginx() -> None:
+    """Skip (fail in CI) unless this test can run a real nginx: root and the binary."""
+    from tests.conftest import unavailable
+
+    if os.geteuid() != 0:
+        unavailable("live nginx tests need root (workers run as www-data)")
+    if not os.path.exists(NGINX):
+        unavailable(f"{NGINX} is not installed")
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

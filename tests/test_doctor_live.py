@@ -17,18 +17,21 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_cli, unavailable
-from tests.live_nginx import NGINX, WORKER_USER, LiveNginx, basic_conf, free_port
+from tests.conftest import run_cli
+from tests.live_nginx import (
+    WORKER_USER,
+    LiveNginx,
+    basic_conf,
+    free_port,
+    require_live_nginx,
+)
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)
-def _need_root_and_nginx() -> None:
-    if os.geteuid() != 0:
-        unavailable("live nginx tests need root (workers run as www-data)")
-    if not os.path.exists(NGINX):
-        unavailable(f"{NGINX} is not installed")
+def _live() -> None:
+    require_live_nginx()
 
 
 def doctor(conf: Path) -> tuple[int, dict[str, Any]]:

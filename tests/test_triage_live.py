@@ -25,17 +25,22 @@ from typing import Any
 import pytest
 
 from tests.conftest import fixture, run_cli, unavailable
-from tests.live_nginx import NGINX, WORKER_USER, LiveNginx, basic_conf, free_port, http_get
+from tests.live_nginx import (
+    NGINX,
+    WORKER_USER,
+    LiveNginx,
+    basic_conf,
+    free_port,
+    http_get,
+    require_live_nginx,
+)
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)
-def _need_root_and_nginx() -> None:
-    if os.geteuid() != 0:
-        unavailable("live nginx tests need root (workers run as www-data)")
-    if not os.path.exists(NGINX):
-        unavailable(f"{NGINX} is not installed")
+def _live() -> None:
+    require_live_nginx()
 
 
 def triage(*args: str) -> tuple[int, dict[str, Any]]:
