@@ -108,10 +108,12 @@ def test_byte_ranges_cover_every_line_once(tmp_path: Path) -> None:
         assert stats.bytes_read >= log.stat().st_size
 
 
-def test_parallel_processes_give_the_same_answer(tmp_path: Path) -> None:
+def test_parallel_processes_give_the_same_answer(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     log = tmp_path / "error.log"
     log.write_bytes(REAL.read_bytes() * 3)
     tasks = errorlog.plan([str(log)], 2, min_split=1)
+    monkeypatch.setattr(errorlog, "PARALLEL_MIN_BYTES", 1)
     tallies, stats = errorlog.reduce_tasks(tasks, triage.PATTERN, None, triage.tally, 2)
     got = {f.kind: f.count for f in triage.findings(triage.merge(tallies))}
     assert got == {k: 3 * n for k, n in EXPECTED.items()}

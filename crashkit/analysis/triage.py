@@ -19,6 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from crashkit.findings import SEVERITY_ORDER, Count, Finding, OomKill, PortHolder, Severity
 from crashkit.nginx.errorlog import context_keys, head, parse_time
@@ -118,15 +119,16 @@ def _prune(c: Counter[bytes]) -> bool:
     return True
 
 
-def _fold(lines: dict[Key, int], times: dict[tuple[str, object], list[bytes]],
-          t: Tally) -> None:
+def _fold(lines: dict[Key, list[Any]], t: Tally) -> None:
     accs = t.accs
-    for (group, det, rest), n in lines.items():
+    for (group, det, rest), (n, first, last) in lines.items():
         kind = _kind(group, det)
         acc = accs.get(kind)
         if acc is None:
             acc = accs[kind] = _Acc()
         acc.count += n
+        acc.first = first if acc.first is None or first < acc.first else acc.first
+        acc.last = last if acc.last is None or last > acc.last else acc.last
         client, request, peer, ctx_start = context_keys(rest)
         if peer is not None:
             acc.upstreams[peer] += n
@@ -154,11 +156,6 @@ def _fold(lines: dict[Key, int], times: dict[tuple[str, object], list[bytes]],
                 det = det.removeprefix(b"unix:")
             acc.detail(_DETAIL_NAME[group], det, n)
     lines.clear()
-    for (group, det), (first, last) in times.items():
-        acc = accs[_kind(group, det)]
-        acc.first = first if acc.first is None else min(acc.first, first)
-        acc.last = last if acc.last is None else max(acc.last, last)
-    times.clear()
     for acc in accs.values():
         for c in (acc.upstreams, acc.clients, acc.requests, *acc.details.values()):
             t.approximate |= _prune(c)
@@ -167,26 +164,26 @@ def _fold(lines: dict[Key, int], times: dict[tuple[str, object], list[bytes]],
 def tally(hits: Iterable[tuple[bytes, re.Match[bytes], bytes]]) -> Tally:
     """Count the lines :data:`PATTERN` selected (from errorlog.select)."""
     t = Tally()
-    lines: dict[Key, int] = {}
-    times: dict[tuple[str, object], list[bytes]] = {}
+    # (group, detail, rest of line) -> [count, first time, last time]
+    lines: dict[Key, list[Any]] = {}
     inner = _INNER
     for ts, m, rest in hits:
         group = m.lastgroup
         assert group is not None
         names = inner[group]
-        det = m.group(*names) if names else None
-        key = (group, det, rest)
-        lines[key] = lines.get(key, 0) + 1
-        span = times.get((group, det))
-        if span is None:
-            times[(group, det)] = [ts, ts]
-        elif ts < span[0]:
-            span[0] = ts
-        elif ts > span[1]:
-            span[1] = ts
-        if len(lines) > _FOLD_AT:
-            _fold(lines, times, t)
-    _fold(lines, times, t)
+        key = (group, m.group(*names) if names else None, rest)
+        seen = lines.get(key)
+        if seen is None:
+            lines[key] = [1, ts, ts]
+            if len(lines) > _FOLD_AT:
+                _fold(lines, t)
+        else:
+            seen[0] += 1
+            if ts > seen[2]:
+                seen[2] = ts
+            elif ts < seen[1]:
+                seen[1] = ts
+    _fold(lines, t)
     return t
 
 

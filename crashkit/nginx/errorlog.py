@@ -45,6 +45,7 @@ from crashkit.errors import InputError
 DEFAULT_ERROR_LOG = "/var/log/nginx/error.log"
 LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
 BLOCK_SIZE = 4 << 20  # bytes read at a time
+PARALLEL_MIN_BYTES = 64 << 20  # below this, one process reads everything
 _MAX_LINE = 1 << 20  # a "line" longer than this is cut off and counted as garbage
 _TIME_FORMAT = "%Y/%m/%d %H:%M:%S"  # nginx writes local time, no zone
 
@@ -273,7 +274,7 @@ class Task:
     end: int | None = None
 
 
-def plan(paths: Sequence[str], jobs: int, min_split: int = 64 << 20) -> list[Task]:
+def plan(paths: Sequence[str], jobs: int, min_split: int = PARALLEL_MIN_BYTES) -> list[Task]:
     """Cut the work into tasks for ``jobs`` processes: every file is opened
     and checked here, so bad input fails before any work starts; plain files
     of at least ``min_split`` bytes are cut into byte ranges."""
@@ -436,7 +437,7 @@ def select_task(task: Task, pattern: re.Pattern[bytes], *, since: bytes | None =
                 stats.garbage_lines += 1
             find = data.find
             for m in pattern.finditer(data, start, end):
-                p = m.start()
+                p, e = m.span()
                 # The level sits 20 bytes into a line: anything else is a
                 # match inside some other text, not a log line's head.
                 if data[p - 21] != 10:
@@ -444,7 +445,6 @@ def select_task(task: Task, pattern: re.Pattern[bytes], *, since: bytes | None =
                 ts = data[p - 20:p - 1]
                 if since is not None and ts < since:
                     continue
-                e = m.end()
                 yield ts, m, data[e:find(b"\n", e)]
     finally:
         f.close()
@@ -476,13 +476,22 @@ def reduce_tasks(tasks: Sequence[Task], pattern: re.Pattern[bytes], since: bytes
     """``reduce(select_task(task))`` for every task, in up to ``jobs`` worker
     processes (forked: the pattern and the reducer are not re-imported), and
     the scan statistics of them all. The file order of the stats is kept."""
-    if jobs <= 1 or len(tasks) <= 1:
-        outs = [_run(t, pattern, since, reduce) for t in tasks]
-    else:
+    outs = None
+    total_bytes = sum((t.end if t.end is not None else os.path.getsize(t.path)) - t.start
+                      for t in tasks)
+    # Worker processes pay for themselves on big inputs only.
+    if jobs > 1 and len(tasks) > 1 and total_bytes >= PARALLEL_MIN_BYTES:
         import multiprocessing
 
-        with multiprocessing.get_context("fork").Pool(min(jobs, len(tasks))) as pool:
-            outs = pool.starmap(_run, [(t, pattern, since, reduce) for t in tasks])
+        try:
+            pool = multiprocessing.get_context("fork").Pool(min(jobs, len(tasks)))
+        except (OSError, ImportError):  # no /dev/shm, no semaphores: one process then
+            pool = None
+        if pool is not None:
+            with pool:
+                outs = pool.starmap(_run, [(t, pattern, since, reduce) for t in tasks])
+    if outs is None:
+        outs = [_run(t, pattern, since, reduce) for t in tasks]
     total = ScanStats()
     results = []
     for result, stats, error, path in outs:
