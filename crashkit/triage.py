@@ -127,7 +127,8 @@ def run(paths: Sequence[str], *, since: datetime | None, facts: NginxFacts | Non
         if f.kind == "upstream-permission":
             sockets = {str(e["value"]): socket_state(str(e["value"]), facts.worker_user)
                        for e in f.details.get("sockets", ())}  # type: ignore[attr-defined]
-    found = analysis.add_host_facts(found, oom=oom, holders=holders, sockets=sockets)
+    found = analysis.add_host_facts(found, oom=oom, kernel_log=kernel_source,
+                                    holders=holders, sockets=sockets)
     found = tuple(replace(f, details={**f.details, "cores": _cores_for(f, facts)})
                   if f.kind == "worker-crash-core" else f for f in found)
     return Triage(

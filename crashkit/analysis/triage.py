@@ -341,7 +341,7 @@ def bind_addresses(fs: Iterable[Finding]) -> list[str]:
 
 
 def add_host_facts(fs: tuple[Finding, ...], *, oom: Iterable[OomKill] = (),
-                   holders: Iterable[PortHolder] = (),
+                   kernel_log: str | None = None, holders: Iterable[PortHolder] = (),
                    sockets: dict[str, dict[str, object]] | None = None) -> tuple[Finding, ...]:
     """Attach what the host says: OOM-killer lines for killed workers, the
     processes holding addresses nginx could not bind, the owner and mode of
@@ -357,6 +357,7 @@ def add_host_facts(fs: tuple[Finding, ...], *, oom: Iterable[OomKill] = (),
             details["oom_kills"] = [{"pid": k.pid, "comm": k.comm, "line": k.line}
                                     for k in matched]
             details["oom_confirmed"] = bool(matched)
+            details["kernel_log"] = kernel_log
         elif f.kind == "bind-in-use":
             details["holders"] = [{"address": h.address, "pid": h.pid, "comm": h.comm,
                                    "cmdline": h.cmdline} for h in holders]

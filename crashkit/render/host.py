@@ -79,6 +79,8 @@ def _finding_lines(f: Finding) -> list[str]:
     for h in d.get("holders", []) or []:  # type: ignore[attr-defined]
         lines.append(f"         held by    pid {h['pid']} ({h['comm']}) on {h['address']}: "
                      f"{h['cmdline'][:80]}")
+    if f.kind == "bind-in-use" and not d.get("holders"):
+        lines.append("         held by    nobody now: the address is free on this host")
     for s in d.get("socket_state", []) or []:  # type: ignore[attr-defined]
         if s.get("exists"):
             err = s.get("user_connect_errno")
@@ -91,8 +93,12 @@ def _finding_lines(f: Finding) -> list[str]:
         if kills:
             for k in kills[:3]:  # type: ignore[index]
                 lines.append(f"         kernel     {k['line']}")
+        elif str(d.get("kernel_log", "")).startswith("unreadable"):
+            lines.append(f"         kernel     log {d['kernel_log']}: run as root to check "
+                         "for the OOM killer")
         else:
-            lines.append("         kernel     no OOM-killer line for these pids in the kernel log")
+            lines.append("         kernel     no OOM-killer line for these pids in the kernel log "
+                         f"({d.get('kernel_log')}): killed by something else, or before boot")
     lines += textwrap.wrap(f"fix: {f.fix}", 100, initial_indent=" " * 9,
                            subsequent_indent=" " * 14)
     return lines
