@@ -24,33 +24,39 @@ from typing import Any
 from crashkit.findings import SEVERITY_ORDER, Count, Finding, OomKill, PortHolder, Severity
 from crashkit.nginx.errorlog import context_keys, head, parse_time
 
-# (group name, regex from the message's start, inner groups kept as the detail)
-_BRANCHES: tuple[tuple[str, bytes, tuple[str, ...]], ...] = (
-    ("refused", rb"connect\(\)(?: to \S+)? failed \(111: ", ()),
-    ("nosocket", rb"connect\(\) to (?P<gone>unix:\S+) failed \(2: ", ("gone",)),
-    ("denied", rb"connect\(\) to (?P<sock>unix:\S+) failed \(13: ", ("sock",)),
-    ("timeout", rb"upstream timed out \(110: [^)\n]*\) while (?P<phase>connecting|reading|sending)",
-     ("phase",)),
-    ("reset", rb"\w+\(\) failed \(104: [^)\n]*\) while [^,\n]*upstream", ()),
-    ("closed", rb"upstream prematurely closed connection", ()),
-    ("nolive", rb"no live upstreams", ()),
-    ("conns", rb"(?P<wc>\d+) worker_connections are not enough", ("wc",)),
-    ("nofile", rb"(?P<call>\w+)\(\)[^(\n]* failed \(24: ", ("call",)),
-    ("bind", rb"bind\(\) to (?P<addr>\S+) failed \(98: ", ("addr",)),
-    ("signal", rb"(?P<proc>worker|cache manager|cache loader|helper) process (?P<spid>\d+) "
-               rb"exited on signal (?P<signo>\d+)(?P<core> \(core dumped\))?",
-     ("proc", "spid", "signo", "core")),
+# What triage selects, after the level and "pid#tid: *conn ": one alternative
+# per family of messages, each starting with a literal (or a digit) so that
+# the regex engine rejects the other lines at their first byte, none
+# scanning back and forth over a line. Each kind ends with an empty named
+# group k_<name>, the last group it closes, so that m.lastgroup names it;
+# the groups inside a kind are its detail (_INNER).
+_BODY = (
+    # connect() refused (111), socket file missing (2), permission denied (13:
+    # a unix socket's mode, or SELinux on TCP). nginx 1.22 names the peer of
+    # unix sockets only ("connect() to unix:/x failed").
+    rb"connect\(\)(?: to (?P<peer>\S+))? failed \((?P<cerr>111|2|13): (?P<k_connect>)"
+    rb"|upstream (?:timed out \(110: [^)\n]*\) while (?P<phase>connecting|reading|sending)"
+    rb"(?P<k_timeout>)|prematurely closed connection(?P<k_closed>))"
+    rb"|no live upstreams(?P<k_nolive>)"
+    rb"|(?P<wc>\d++) worker_connections are not enough(?P<k_conns>)"
+    rb"|bind\(\) to (?P<addr>\S+) failed \(98: (?P<k_bind>)"
+    rb"|(?P<proc>worker|cache manager|cache loader|helper) process (?P<spid>\d+) "
+    rb"exited on signal (?P<signo>\d+)(?P<core> \(core dumped\))?(?P<k_signal>)"
+    # accept4(), open() "…", socket() … failed (24); recv()/readv() … failed
+    # (104) on an upstream connection (client resets are logged at [info]).
+    # Possessive (++): a first word not followed by "()" fails at once.
+    rb"|(?P<call>\w++)\(\)(?: \"[^\"\n]*\"| to \S+)? failed \((?:24: (?P<k_nofile>)"
+    rb"|104: [^)\n]*\) while [^,\n]*upstream(?P<k_reset>))"
     # Any other [emerg]: nginx refused its configuration (start, reload, -t).
     # "still could not bind()" only repeats the bind() failures above.
-    ("emerg", rb"(?(lv_emerg)|(?!))(?!still could not bind)", ()),
+    rb"|(?(lv_emerg)|(?!))(?!still could not bind)(?P<k_emerg>)"
 )
-_INNER = {f"k_{name}": inner for name, _, inner in _BRANCHES}
-# Each alternative ends with an empty named group, the last group it closes,
-# so that m.lastgroup names it; a group at its start would hide its first
-# literal from the regex engine's quick rejection of alternatives.
-PATTERN = re.compile(head(("warn", "error", "crit", "alert"), flagged=("emerg",)) + b"(?:" +
-                     b"|".join(b"%s(?P<k_%s>)" % (rx, name.encode())
-                               for name, rx, _ in _BRANCHES) + b")")
+_INNER: dict[str, tuple[str, ...]] = {
+    "k_connect": ("peer", "cerr"), "k_timeout": ("phase",), "k_closed": (), "k_nolive": (),
+    "k_conns": ("wc",), "k_bind": ("addr",), "k_signal": ("proc", "spid", "signo", "core"),
+    "k_nofile": ("call",), "k_reset": (), "k_emerg": ()}
+PATTERN = re.compile(head(("warn", "error", "crit", "alert"), flagged=("emerg",)) +
+                     b"(?:" + _BODY + b")")
 
 _FOLD_AT = 200_000  # distinct lines kept before they are folded into the counters
 _TOP_KEEP = 20_000  # entries a top-N counter keeps when it is pruned
@@ -83,6 +89,9 @@ class Tally:
 
 def _kind(group: str, det: object) -> str:
     """The finding kind of a selected line (group name + its detail)."""
+    if group == "k_connect":
+        assert isinstance(det, tuple)
+        return _CONNECT_KIND[det[1]]
     if group == "k_signal":
         assert isinstance(det, tuple)
         _, _, signo, core = det
@@ -94,13 +103,13 @@ def _kind(group: str, det: object) -> str:
     return _GROUP_KIND[group]
 
 
-_GROUP_KIND = {"k_refused": "upstream-refused", "k_nosocket": "upstream-socket-missing",
-               "k_denied": "upstream-permission", "k_reset": "upstream-reset",
+_CONNECT_KIND = {b"111": "upstream-refused", b"2": "upstream-socket-missing",
+                 b"13": "upstream-permission"}
+_GROUP_KIND = {"k_reset": "upstream-reset",
                "k_closed": "upstream-closed", "k_nolive": "no-live-upstreams",
                "k_conns": "worker-connections", "k_nofile": "too-many-open-files",
                "k_bind": "bind-in-use", "k_emerg": "config-error"}
-_DETAIL_NAME = {"k_nosocket": "sockets", "k_denied": "sockets", "k_conns": "limits",
-                "k_nofile": "calls", "k_bind": "addresses"}
+_DETAIL_NAME = {"k_conns": "limits", "k_nofile": "calls", "k_bind": "addresses"}
 
 # The *_timeout family a timed-out upstream obeys, by URL scheme and phase.
 _TIMEOUT_MODULE = {b"http": b"proxy", b"https": b"proxy", b"fastcgi": b"fastcgi",
@@ -139,6 +148,14 @@ def _fold(lines: dict[Key, list[Any]], t: Tally) -> None:
         if det is None:
             if group == "k_emerg":
                 acc.detail("messages", rest[:ctx_start].strip(), n)
+        elif group == "k_connect":
+            assert isinstance(det, tuple)
+            peer_name, errno = det
+            if errno != b"111" and peer_name is not None:
+                if peer_name.startswith(b"unix:"):
+                    acc.detail("sockets", peer_name.removeprefix(b"unix:"), n)
+                else:
+                    acc.detail("addresses", peer_name, n)
         elif group == "k_signal":
             assert isinstance(det, tuple)
             proc, pid, signo, _ = det
@@ -152,8 +169,6 @@ def _fold(lines: dict[Key, list[Any]], t: Tally) -> None:
                        _TIMEOUT_PHASE[det], n)
         else:
             assert isinstance(det, bytes)
-            if group in ("k_nosocket", "k_denied"):
-                det = det.removeprefix(b"unix:")
             acc.detail(_DETAIL_NAME[group], det, n)
     lines.clear()
     for acc in accs.values():
