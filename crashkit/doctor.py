@@ -131,7 +131,7 @@ def _core_checks(conf: str, nginx: str) -> tuple[Check, ...]:
 def run(conf: str | None, nginx: str = "nginx") -> Doctor:
     from crashkit.host.coredump import children, nginx_master
     from crashkit.host.kernlog import oom_kills, read_kernel_log
-    from crashkit.host.sockets import holders
+    from crashkit.host.sockets import holders_by_address
 
     build = config.build_info(nginx)
     where = config.find_config(conf, build)
@@ -151,8 +151,10 @@ def run(conf: str | None, nginx: str = "nginx") -> Doctor:
         lim = nofile_limits(pid)
         if lim is not None:
             limits.append(WorkerLimits(pid, *lim))
-    listens = tuple(ListenState(ls.address, ls.directive.where, tuple(holders([ls.address])))
-                    for ls in config.listens(cfg) if not ls.address.startswith("unix:"))
+    tcp = [ls for ls in config.listens(cfg) if not ls.address.startswith("unix:")]
+    held = holders_by_address([ls.address for ls in tcp])
+    listens = tuple(ListenState(ls.address, ls.directive.where, tuple(held[ls.address]))
+                    for ls in tcp)
     klog = read_kernel_log()
     kills = tuple(k for k in oom_kills(klog.lines) if "nginx" in k.comm)
     facts = HostFacts(

@@ -122,18 +122,32 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def holders(addresses: list[str], proc: str = "/proc") -> list[PortHolder]:
-    """Processes listening where these addresses would bind (same port, and
-    the same or a wildcard address)."""
-    wanted = [w for w in (split_address(a) for a in addresses) if w is not None]
-    found = [ls for ls in listeners(proc) if any(_conflicts(w, ls) for w in wanted)]
+def holders_by_address(addresses: list[str], proc: str = "/proc") -> dict[str, list[PortHolder]]:
+    """For each address, the processes listening where it would bind (same
+    port, and the same or a wildcard address). One pass over /proc."""
+    wanted = {a: w for a in addresses if (w := split_address(a)) is not None}
+    found = [ls for ls in listeners(proc) if any(_conflicts(w, ls) for w in wanted.values())]
     owners = socket_owners({ls.inode for ls in found}, proc)
-    out = []
-    for ls in found:
-        for pid in owners.get(ls.inode, []):
-            comm, cmdline = process_name(pid, proc)
-            out.append(PortHolder(ls.address, pid, comm, cmdline))
+    names: dict[int, tuple[str, str]] = {}
+    out: dict[str, list[PortHolder]] = {a: [] for a in addresses}
+    for a, w in wanted.items():
+        for ls in found:
+            if not _conflicts(w, ls):
+                continue
+            for pid in owners.get(ls.inode, []):
+                if pid not in names:
+                    names[pid] = process_name(pid, proc)
+                out[a].append(PortHolder(ls.address, pid, *names[pid]))
     return out
+
+
+def holders(addresses: list[str], proc: str = "/proc") -> list[PortHolder]:
+    """Every process listening where any of these addresses would bind."""
+    seen: dict[tuple[str, int], PortHolder] = {}
+    for hs in holders_by_address(addresses, proc).values():
+        for h in hs:
+            seen.setdefault((h.address, h.pid), h)
+    return list(seen.values())
 
 
 def connect_as(path: str, user: str) -> int | None:

@@ -76,6 +76,9 @@ def _finding_lines(f: Finding) -> list[str]:
                        ("pids", "pids"), ("cores", "cores")):
         if d.get(key):
             lines.append(f"         {label:<10} " + _list(d[key], 3 if key == "messages" else 5))
+    cores = d.get("cores") or []
+    if cores:
+        lines.append(f"         analyze    crashkit analyze {cores[0]}")  # type: ignore[index]
     for h in d.get("holders", []) or []:  # type: ignore[attr-defined]
         lines.append(f"         held by    pid {h['pid']} ({h['comm']}) on {h['address']}: "
                      f"{h['cmdline'][:80]}")
