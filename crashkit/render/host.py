@@ -147,12 +147,12 @@ _ORDER = {"fail": 0, "warn": 1, "ok": 2, "skip": 3}
 
 def doctor_text(d: Doctor) -> str:
     out = [f"nginx config {d.conf}"]
-    width = max((len(c.name) for c in d.checks), default=10)
+    width = min(max((len(c.name) for c in d.checks), default=10), 24)
     for c in sorted(d.checks, key=lambda c: _ORDER[c.status]):
         out.append(f"{_MARK[c.status]}  {c.name:<{width}}  {c.summary}")
         if c.fix and c.status in ("warn", "fail"):
-            out += textwrap.wrap(f"fix: {c.fix}", 100, initial_indent=" " * (width + 8),
-                                 subsequent_indent=" " * (width + 13))
+            out += textwrap.wrap(f"fix: {c.fix}", 100, initial_indent=" " * 6,
+                                 subsequent_indent=" " * 11)
     bad = sum(c.status in ("warn", "fail") for c in d.checks)
     out.append("")
     out.append(f"{bad} check{'s' if bad != 1 else ''} need attention" if bad
