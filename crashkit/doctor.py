@@ -7,7 +7,6 @@ them. Core-dump readiness is ``crashkit setup``'s own dry run.
 
 from __future__ import annotations
 
-import re
 import socket
 
 from crashkit.analysis.doctor import HostFacts, ListenState, UpstreamProbe, WorkerLimits, judge
@@ -28,20 +27,6 @@ def _nginx_t(nginx: str, conf: str) -> tuple[bool, str]:
         return False, exc.output or str(exc)
     except CrashkitError as exc:
         return False, str(exc)
-
-
-def nofile_limits(pid: int) -> tuple[int | None, int | None] | None:
-    """(soft, hard) RLIMIT_NOFILE of a process (None: unlimited); None if unreadable."""
-    try:
-        with open(f"/proc/{pid}/limits", encoding="utf-8") as f:
-            text = f.read()
-    except OSError:
-        return None
-    m = re.search(r"^Max open files\s+(\S+)\s+(\S+)", text, re.M)
-    if m is None:
-        return None
-    return tuple(None if v == "unlimited" else int(v)  # type: ignore[return-value]
-                 for v in m.groups())
 
 
 def _probe_tcp(host: str, port: int) -> int:
@@ -129,7 +114,7 @@ def _core_checks(conf: str, nginx: str) -> tuple[Check, ...]:
 
 
 def run(conf: str | None, nginx: str = "nginx") -> Doctor:
-    from crashkit.host.coredump import children, nginx_master
+    from crashkit.host.coredump import children, nginx_master, proc_limits
     from crashkit.host.kernlog import oom_kills, read_kernel_log
     from crashkit.host.sockets import holders_by_address
 
@@ -148,7 +133,7 @@ def run(conf: str | None, nginx: str = "nginx") -> Doctor:
                    if "worker process" in process_name(pid)[1]]
     limits = []
     for pid in workers:
-        lim = nofile_limits(pid)
+        lim = proc_limits(pid, "Max open files")
         if lim is not None:
             limits.append(WorkerLimits(pid, *lim))
     tcp = [ls for ls in config.listens(cfg) if not ls.address.startswith("unix:")]
