@@ -66,12 +66,20 @@ def test_parse_line_rejects_garbage(junk: bytes) -> None:
     assert errorlog.parse_line(junk) is None
 
 
-def test_upstream_peer() -> None:
-    assert errorlog.upstream_peer("http://127.0.0.1:8080/a?b") == "http://127.0.0.1:8080"
-    assert errorlog.upstream_peer("http://unix:/run/a.sock:/x") == "http://unix:/run/a.sock"
-    assert errorlog.upstream_peer("fastcgi://unix:/run/php.sock:") == \
-        "fastcgi://unix:/run/php.sock"
-    assert errorlog.upstream_peer("http://[::1]:81/") == "http://[::1]:81"
+def test_context_keys() -> None:
+    def keys(ctx: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
+        return errorlog.context_keys(b" while x" + ctx)[:3]
+
+    assert keys(b', client: 10.0.0.9, server: s, request: "GET /a?b=1 HTTP/1.1", upstream: '
+                b'"http://127.0.0.1:8080/a?b=1", host: "h"') == (
+        b"10.0.0.9", b"GET /a", b"http://127.0.0.1:8080")
+    assert keys(b', client: c, server: s, request: "POST /x HTTP/1.1", upstream: '
+                b'"http://unix:/run/a.sock:/x", host: "h"')[2] == b"http://unix:/run/a.sock"
+    assert keys(b', client: c, server: s, request: "GET / HTTP/1.1", upstream: '
+                b'"fastcgi://unix:/run/php.sock:", host: "h"')[2] == b"fastcgi://unix:/run/php.sock"
+    assert keys(b', client: c, server: s, request: "GET / HTTP/2.0", upstream: '
+                b'"http://[::1]:81/", host: "h"')[2] == b"http://[::1]:81"
+    assert errorlog.context_keys(b"no context here") == (None, None, None, 15)
 
 
 def test_real_lines_counted() -> None:

@@ -85,21 +85,6 @@ class Context:
     upstream: str | None = None
     host: str | None = None
 
-    @property
-    def request_path(self) -> str | None:
-        """The request line's method and path without the query string."""
-        if self.request is None:
-            return None
-        parts = self.request.split(" ")
-        if len(parts) < 2:
-            return self.request
-        return f"{parts[0]} {parts[1].split('?', 1)[0]}"
-
-    @property
-    def upstream_peer(self) -> str | None:
-        """The peer of an upstream URL: "http://10.0.0.1:8080", "fastcgi://unix:/run/x.sock"."""
-        return upstream_peer(self.upstream) if self.upstream else None
-
 
 def _text(b: bytes | None) -> str | None:
     return None if b is None else b.decode("utf-8", "backslashreplace")
@@ -131,15 +116,6 @@ def context_keys(rest: bytes) -> tuple[bytes | None, bytes | None, bytes | None,
     if m is None:
         return None, None, None, len(rest)
     return m.group(1), m.group(2), m.group(3), m.start()
-
-
-def upstream_peer(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    if rest.startswith("unix:"):  # http://unix:/run/app.sock:/uri
-        return f"{scheme}://unix:{rest[5:].split(':', 1)[0]}"
-    return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
 def parse_time(ts: bytes | str) -> datetime:
