@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 from tests.live_nginx import (
     WORKER_USER,
     LiveNginx,
@@ -27,6 +28,7 @@ from tests.live_nginx import (
 )
 
 pytestmark = pytest.mark.integration
+DOCTOR_SCHEMA = json.loads((ROOT / "crashkit" / "schema" / "doctor-1.json").read_text())
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +40,7 @@ def doctor(conf: Path) -> tuple[int, dict[str, Any]]:
     proc = run_cli("doctor", "--conf", str(conf), "--json")
     assert proc.returncode in (0, 1), proc.stderr
     data: dict[str, Any] = json.loads(proc.stdout)
-    assert data["schema"] == "crashkit/doctor/1"
+    jsonschema.validate(data, DOCTOR_SCHEMA)
     return proc.returncode, data
 
 

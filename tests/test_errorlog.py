@@ -13,11 +13,12 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from crashkit.analysis import triage
 from crashkit.nginx import errorlog
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 REAL = Path(__file__).parent / "data" / "nginx-error-real.log"
 
@@ -211,6 +212,8 @@ def test_cli_text_and_json_agree() -> None:
     proc = run_cli("triage", "--error-log", str(REAL), "--json")
     assert proc.returncode == 1
     data = json.loads(proc.stdout)
+    jsonschema.validate(data, json.loads(
+        (ROOT / "crashkit" / "schema" / "triage-1.json").read_text()))
     assert {f["kind"]: f["count"] for f in data["findings"]} == EXPECTED
     text = run_cli("triage", "--error-log", str(REAL)).stdout
     titles = [line.split(None, 1)[1] for line in text.splitlines()
@@ -218,3 +221,21 @@ def test_cli_text_and_json_agree() -> None:
     assert titles == [f["title"] for f in data["findings"]]
     assert Counter(f["severity"] for f in data["findings"]) == {
         "critical": 5, "high": 3, "medium": 3}
+
+
+def test_text_golden() -> None:
+    """The text a person reads, whole, for the real sample (no host facts:
+    rendered from the pure analysis). CRASHKIT_UPDATE_GOLDEN=1 rewrites it."""
+    import os
+
+    from crashkit.findings import LogSource, Triage
+    from crashkit.render.host import triage_text
+
+    _, stats, found = counts([str(REAL)])
+    t = Triage(found, (LogSource("error.log", False, stats.bytes_read, False),), None, 0, 0,
+               0.0, "not needed")
+    golden = Path(__file__).parent / "golden" / "triage-real.txt"
+    out = triage_text(t) + "\n"
+    if os.environ.get("CRASHKIT_UPDATE_GOLDEN"):
+        golden.write_text(out)
+    assert out == golden.read_text()

@@ -22,9 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
-from tests.conftest import fixture, run_cli, unavailable
+from tests.conftest import ROOT, fixture, run_cli, unavailable
 from tests.live_nginx import (
     NGINX,
     WORKER_USER,
@@ -36,6 +37,7 @@ from tests.live_nginx import (
 )
 
 pytestmark = pytest.mark.integration
+TRIAGE_SCHEMA = json.loads((ROOT / "crashkit" / "schema" / "triage-1.json").read_text())
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +49,7 @@ def triage(*args: str) -> tuple[int, dict[str, Any]]:
     proc = run_cli("triage", "--json", *args)
     assert proc.returncode in (0, 1), proc.stderr
     data: dict[str, Any] = json.loads(proc.stdout)
-    assert data["schema"] == "crashkit/triage/1"
+    jsonschema.validate(data, TRIAGE_SCHEMA)
     return proc.returncode, data
 
 

@@ -82,7 +82,7 @@ def _finding_lines(f: Finding) -> list[str]:
     for h in d.get("holders", []) or []:  # type: ignore[attr-defined]
         lines.append(f"         held by    pid {h['pid']} ({h['comm']}) on {h['address']}: "
                      f"{h['cmdline'][:80]}")
-    if f.kind == "bind-in-use" and not d.get("holders"):
+    if f.kind == "bind-in-use" and "holders" in d and not d["holders"]:
         lines.append("         held by    nobody now: the address is free on this host")
     for s in d.get("socket_state", []) or []:  # type: ignore[attr-defined]
         if s.get("exists"):
@@ -91,7 +91,7 @@ def _finding_lines(f: Finding) -> list[str]:
                 f"; {s['user']} can connect" if err == 0 else f"; {s['user']} gets errno {err}")
             lines.append(f"         socket     {s['path']}: {s['owner']}:{s['group']} "
                          f"mode {s['mode']}{verdict}")
-    if f.kind == "worker-killed":
+    if f.kind == "worker-killed" and "oom_kills" in d:
         kills = d.get("oom_kills") or []
         if kills:
             for k in kills[:3]:  # type: ignore[index]
