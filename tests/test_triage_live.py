@@ -304,3 +304,97 @@ def test_clean_log_exits_0(tmp_path: Path) -> None:
     assert data["findings"] == [] and data["needs_attention"] is False
     assert data["garbage_lines"] == 0
     assert data["sources"][0]["bytes"] == size
+
+
+class OneShotBackend:
+    """Reads a request, then resets the connection (RST) or closes it cleanly
+    without an answer."""
+
+    def __init__(self, reset: bool) -> None:
+        import struct
+
+        self.linger = struct.pack("ii", 1, 0) if reset else None
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            if self.linger:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, self.linger)
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_more_upstream_failures(tmp_path: Path, www_dir: Path) -> None:
+    port, dead1, dead2 = free_port(), free_port(), free_port()
+    resetter, closer = OneShotBackend(reset=True), OneShotBackend(reset=False)
+    gone = www_dir / "gone.sock"  # never created
+    http = (f"upstream pool {{ server 127.0.0.1:{dead1}; server 127.0.0.1:{dead2}; }}\n")
+    server = (f"location /gone {{ proxy_pass http://unix:{gone}:/; }}\n"
+              f"location /pool {{ proxy_pass http://pool; }}\n"
+              f"location /reset {{ proxy_pass http://127.0.0.1:{resetter.port}; }}\n"
+              f"location /closed {{ proxy_pass http://127.0.0.1:{closer.port}; }}\n")
+    try:
+        with LiveNginx(tmp_path / "ngx", basic_conf(port, http=http, server=server)) as ngx:
+            for path in ("gone", "gone", "reset", "closed", "closed", "closed"):
+                assert http_get(f"http://127.0.0.1:{port}/{path}")[0] == 502
+            # Both servers fail once and are marked down for fail_timeout (10 s):
+            # the next requests find no live upstream.
+            for _ in range(4):
+                assert http_get(f"http://127.0.0.1:{port}/pool")[0] == 502
+            log = ngx.error_log
+            code, data = triage("--error-log", str(log))
+    finally:
+        resetter.close()
+        closer.close()
+    assert code == 1
+    missing = finding(data, "upstream-socket-missing")
+    assert missing["count"] == 2 == lines_with(log, "(2: No such file or directory) while "
+                                                    "connecting to upstream")
+    assert missing["details"]["sockets"] == [{"value": str(gone), "count": 2}]
+    reset = finding(data, "upstream-reset")
+    assert reset["count"] == 1 == lines_with(log, "(104: Connection reset by peer)")
+    closed = finding(data, "upstream-closed")
+    assert closed["count"] == 3 == lines_with(log, "upstream prematurely closed")
+    nolive = finding(data, "no-live-upstreams")
+    assert nolive["count"] == lines_with(log, "no live upstreams") >= 1
+    assert nolive["top_requests"] == [{"value": "GET /pool", "count": nolive["count"]}]
+    refused = finding(data, "upstream-refused")
+    assert refused["count"] == lines_with(log, "(111: Connection refused)") >= 2
+    assert {u["value"] for u in refused["top_upstreams"]} == {
+        f"http://127.0.0.1:{dead1}", f"http://127.0.0.1:{dead2}"}
+
+
+def test_too_many_open_files(tmp_path: Path) -> None:
+    port = free_port()
+    # 12 descriptors: the log, the listening socket, epoll and a few more;
+    # a dozen clients at once run the worker out of them.
+    conf = basic_conf(port, main="worker_rlimit_nofile 12;", worker_connections=64)
+    with LiveNginx(tmp_path / "ngx", conf) as ngx:
+        clients = []
+        try:
+            for _ in range(16):
+                c = socket.create_connection(("127.0.0.1", port), timeout=5)
+                c.sendall(b"GET / HTTP/1.1\r\n")
+                clients.append(c)
+            ngx.wait_log("(24: Too many open files)")
+        finally:
+            for c in clients:
+                c.close()
+        log = ngx.error_log
+        code, data = triage("--error-log", str(log), "--since", "10m")
+    assert code == 1
+    f = finding(data, "too-many-open-files")
+    assert f["count"] == lines_with(log, "(24: Too many open files)") >= 1
+    assert f["details"]["calls"][0]["value"] == "accept4"
+    assert data["since"] is not None
