@@ -97,6 +97,10 @@ def test_real_lines_counted() -> None:
     assert [(c.value, c.count) for c in refused.requests] == [
         ("GET /up", 3), ("GET /refused", 1), ("GET /fcgi", 1)]
     assert (refused.first, refused.last) == ("2026-11-24T04:23:39", "2026-11-24T04:23:40")
+    # select(): the same lines, whole files in this process
+    hits = list(errorlog.select([str(REAL)], triage.PATTERN))
+    assert len(hits) == sum(EXPECTED.values())
+    assert hits[0][0] == b"2026/11/24 04:23:39" and hits[0][2].startswith(b"Connection refused)")
 
 
 @pytest.mark.parametrize("block_size", [1, 7, 64, 200, 4096])
