@@ -123,12 +123,16 @@ def run(paths: Sequence[str], *, since: datetime | None, facts: NginxFacts | Non
         facts = nginx_facts(None)
     facts = facts or NginxFacts()
     sockets: dict[str, dict[str, object]] = {}
+    selinux = None
     for f in found:
         if f.kind == "upstream-permission":
+            from crashkit.host.sockets import selinux_mode
+
+            selinux = selinux_mode()
             sockets = {str(e["value"]): socket_state(str(e["value"]), facts.worker_user)
                        for e in f.details.get("sockets", ())}  # type: ignore[attr-defined]
     found = analysis.add_host_facts(found, oom=oom, kernel_log=kernel_source,
-                                    holders=holders, sockets=sockets)
+                                    holders=holders, sockets=sockets, selinux=selinux)
     found = tuple(replace(f, details={**f.details, "cores": _cores_for(f, facts)})
                   if f.kind == "worker-crash-core" else f for f in found)
     return Triage(

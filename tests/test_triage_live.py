@@ -165,6 +165,10 @@ def test_unix_socket_the_worker_cannot_open(tmp_path: Path, www_dir: Path) -> No
     state = denied["details"]["socket_state"][0]
     assert (state["owner"], state["mode"], state["user"]) == ("root", "0600", WORKER_USER)
     assert state["user_connect_errno"] == 13  # asked as www-data, with its groups
+    selinux = "absent" if not Path("/sys/fs/selinux/enforce").exists() else (
+        "enforcing" if Path("/sys/fs/selinux/enforce").read_text().strip() == "1"
+        else "permissive")
+    assert denied["details"]["selinux"] == selinux
 
 
 def test_worker_connections_exhausted(tmp_path: Path) -> None:

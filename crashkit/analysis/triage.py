@@ -357,10 +357,11 @@ def bind_addresses(fs: Iterable[Finding]) -> list[str]:
 
 def add_host_facts(fs: tuple[Finding, ...], *, oom: Iterable[OomKill] = (),
                    kernel_log: str | None = None, holders: Iterable[PortHolder] = (),
-                   sockets: dict[str, dict[str, object]] | None = None) -> tuple[Finding, ...]:
+                   sockets: dict[str, dict[str, object]] | None = None,
+                   selinux: str | None = None) -> tuple[Finding, ...]:
     """Attach what the host says: OOM-killer lines for killed workers, the
     processes holding addresses nginx could not bind, the owner and mode of
-    sockets nginx could not open."""
+    sockets nginx could not open, and the SELinux mode where it may refuse."""
     oom = list(oom)
     holders = list(holders)
     out = []
@@ -376,9 +377,13 @@ def add_host_facts(fs: tuple[Finding, ...], *, oom: Iterable[OomKill] = (),
         elif f.kind == "bind-in-use":
             details["holders"] = [{"address": h.address, "pid": h.pid, "comm": h.comm,
                                    "cmdline": h.cmdline} for h in holders]
-        elif f.kind == "upstream-permission" and sockets:
-            details["socket_state"] = [dict(sockets[e["value"]], path=e["value"])
-                                       for e in details.get("sockets", ())  # type: ignore[attr-defined]
-                                       if e["value"] in sockets]
+        elif f.kind == "upstream-permission":
+            if sockets:
+                details["socket_state"] = [
+                    dict(sockets[e["value"]], path=e["value"])
+                    for e in details.get("sockets", ())  # type: ignore[attr-defined]
+                    if e["value"] in sockets]
+            if selinux is not None:
+                details["selinux"] = selinux
         out.append(replace(f, details=details))
     return tuple(out)

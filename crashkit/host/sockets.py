@@ -1,5 +1,6 @@
 """Listening TCP sockets and their processes (/proc/net/tcp{,6}, /proc/*/fd),
-and whether a user may connect to a unix socket (asked of the kernel)."""
+whether a user may connect to a unix socket (asked of the kernel), and
+whether SELinux may be the one saying no."""
 
 from __future__ import annotations
 
@@ -183,3 +184,12 @@ def connect_as(path: str, user: str) -> int | None:
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     return None if code in (254, 255) else code
+
+
+def selinux_mode(root: str = "/sys/fs/selinux") -> str:
+    """"enforcing", "permissive" or "absent" (no SELinux on this host)."""
+    try:
+        with open(f"{root}/enforce", encoding="ascii") as f:
+            return "enforcing" if f.read().strip() == "1" else "permissive"
+    except OSError:
+        return "absent"

@@ -91,6 +91,9 @@ def _finding_lines(f: Finding) -> list[str]:
                 f"; {s['user']} can connect" if err == 0 else f"; {s['user']} gets errno {err}")
             lines.append(f"         socket     {s['path']}: {s['owner']}:{s['group']} "
                          f"mode {s['mode']}{verdict}")
+    if d.get("selinux") == "enforcing":
+        lines.append("         selinux    enforcing: it may be the one refusing "
+                     "(getsebool httpd_can_network_connect; audit2allow)")
     if f.kind == "worker-killed" and "oom_kills" in d:
         kills = d.get("oom_kills") or []
         if kills:
