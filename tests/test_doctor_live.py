@@ -6,42 +6,29 @@ against the kernel's own answers (prlimit, the test's own pid).
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import cli_json, run_cli
 from tests.live_nginx import (
     WORKER_USER,
+    Backend,
     LiveNginx,
     basic_conf,
     free_port,
-    require_live_nginx,
+    worker_tmpdir,
 )
 
-pytestmark = pytest.mark.integration
-DOCTOR_SCHEMA = json.loads((ROOT / "crashkit" / "schema" / "doctor-1.json").read_text())
-
-
-@pytest.fixture(autouse=True)
-def _live() -> None:
-    require_live_nginx()
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_nginx_ready")]
 
 
 def doctor(conf: Path) -> tuple[int, dict[str, Any]]:
-    proc = run_cli("doctor", "--conf", str(conf), "--json")
-    assert proc.returncode in (0, 1), proc.stderr
-    data: dict[str, Any] = json.loads(proc.stdout)
-    jsonschema.validate(data, DOCTOR_SCHEMA)
-    return proc.returncode, data
+    return cli_json("doctor", "--conf", str(conf))
 
 
 def check(data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -51,18 +38,14 @@ def check(data: dict[str, Any], name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def sock_dir() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="crashkit-doctor-", dir="/tmp"))
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+    with worker_tmpdir("crashkit-doctor-") as d:
+        yield d
 
 
 def test_running_nginx(tmp_path: Path, sock_dir: Path) -> None:
     port, closed = free_port(), free_port()
-    backend = socket.socket()
-    backend.bind(("127.0.0.1", 0))
-    backend.listen(8)
-    alive = int(backend.getsockname()[1])
+    backend = Backend(lambda conn: None)
+    alive = backend.port
     forbidden = sock_dir / "app.sock"
     unix = socket.socket(socket.AF_UNIX)
     unix.bind(str(forbidden))

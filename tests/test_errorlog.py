@@ -8,17 +8,15 @@ every kind triage knows, plus ordinary [notice] noise and a 404.
 from __future__ import annotations
 
 import gzip
-import json
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-import jsonschema
 import pytest
 
 from crashkit.analysis import triage
 from crashkit.nginx import errorlog
-from tests.conftest import ROOT, run_cli
+from tests.conftest import cli_json, run_cli
 
 REAL = Path(__file__).parent / "data" / "nginx-error-real.log"
 
@@ -213,11 +211,8 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
 
 
 def test_cli_text_and_json_agree() -> None:
-    proc = run_cli("triage", "--error-log", str(REAL), "--json")
-    assert proc.returncode == 1
-    data = json.loads(proc.stdout)
-    jsonschema.validate(data, json.loads(
-        (ROOT / "crashkit" / "schema" / "triage-1.json").read_text()))
+    code, data = cli_json("triage", "--error-log", str(REAL))
+    assert code == 1
     assert {f["kind"]: f["count"] for f in data["findings"]} == EXPECTED
     text = run_cli("triage", "--error-log", str(REAL)).stdout
     titles = [line.split(None, 1)[1] for line in text.splitlines()

@@ -8,49 +8,36 @@ against the log itself and against what the test did.
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
-import shutil
 import signal
 import socket
+import struct
 import subprocess
-import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
-from tests.conftest import ROOT, fixture, run_cli, unavailable
+from tests.conftest import cli_json, fixture, unavailable
 from tests.live_nginx import (
     NGINX,
     WORKER_USER,
+    Backend,
     LiveNginx,
     basic_conf,
     free_port,
     http_get,
-    require_live_nginx,
+    worker_tmpdir,
 )
 
-pytestmark = pytest.mark.integration
-TRIAGE_SCHEMA = json.loads((ROOT / "crashkit" / "schema" / "triage-1.json").read_text())
-
-
-@pytest.fixture(autouse=True)
-def _live() -> None:
-    require_live_nginx()
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_nginx_ready")]
 
 
 def triage(*args: str) -> tuple[int, dict[str, Any]]:
-    proc = run_cli("triage", "--json", *args)
-    assert proc.returncode in (0, 1), proc.stderr
-    data: dict[str, Any] = json.loads(proc.stdout)
-    jsonschema.validate(data, TRIAGE_SCHEMA)
-    return proc.returncode, data
+    return cli_json("triage", *args)
 
 
 def finding(data: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -65,45 +52,26 @@ def lines_with(log: Path, needle: str) -> int:
 
 @pytest.fixture
 def www_dir() -> Iterator[Path]:
-    """A directory under /tmp that the worker user can write (tmp_path is not
-    reachable for it: pytest's base directory is 0700 root)."""
-    d = Path(tempfile.mkdtemp(prefix="crashkit-triage-", dir="/tmp"))
-    pw = pwd.getpwnam(WORKER_USER)
-    os.chown(d, pw.pw_uid, pw.pw_gid)
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+    with worker_tmpdir("crashkit-triage-") as d:
+        yield d
 
 
-class SlowBackend:
-    """Accepts connections and never answers (until closed)."""
+def reset_conn(conn: socket.socket) -> None:
+    """Read the request, then reset the connection (RST)."""
+    conn.recv(65536)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
 
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(32)
-        self.port = int(self.sock.getsockname()[1])
-        self.held: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for c in self.held:
-            c.close()
+def close_conn(conn: socket.socket) -> None:
+    """Read the request, then close without a word."""
+    conn.recv(65536)
+    conn.close()
 
 
 def test_refused_upstream_and_timeout(tmp_path: Path) -> None:
     port, closed = free_port(), free_port()
-    slow = SlowBackend()
+    slow = Backend(lambda conn: None)  # accepts, never answers
     try:
         server = (f"location /api {{ proxy_pass http://127.0.0.1:{closed}; }}\n"
                   f"location /slow {{ proxy_pass http://127.0.0.1:{slow.port}; "
@@ -175,18 +143,7 @@ def test_worker_connections_exhausted(tmp_path: Path) -> None:
     port = free_port()
     conf = basic_conf(port, worker_connections=4)
     with LiveNginx(tmp_path / "ngx", conf) as ngx:
-        clients = []
-        try:
-            for _ in range(10):
-                c = socket.create_connection(("127.0.0.1", port), timeout=5)
-                # Half a request: busy connections, which nginx cannot reuse.
-                c.sendall(b"GET / HTTP/1.1\r\n")
-                clients.append(c)
-            ngx.wait_log("worker_connections are not enough")
-            time.sleep(0.2)
-        finally:
-            for c in clients:
-                c.close()
+        ngx.half_requests(port, 10, "worker_connections are not enough")
         log = ngx.error_log
         code, data = triage("--error-log", str(log))
     assert code == 1
@@ -310,38 +267,9 @@ def test_clean_log_exits_0(tmp_path: Path) -> None:
     assert data["sources"][0]["bytes"] == size
 
 
-class OneShotBackend:
-    """Reads a request, then resets the connection (RST) or closes it cleanly
-    without an answer."""
-
-    def __init__(self, reset: bool) -> None:
-        import struct
-
-        self.linger = struct.pack("ii", 1, 0) if reset else None
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = int(self.sock.getsockname()[1])
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.recv(65536)
-            if self.linger:
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, self.linger)
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def test_more_upstream_failures(tmp_path: Path, www_dir: Path) -> None:
     port, dead1, dead2 = free_port(), free_port(), free_port()
-    resetter, closer = OneShotBackend(reset=True), OneShotBackend(reset=False)
+    resetter, closer = Backend(reset_conn), Backend(close_conn)
     gone = www_dir / "gone.sock"  # never created
     http = (f"upstream pool {{ server 127.0.0.1:{dead1}; server 127.0.0.1:{dead2}; }}\n")
     server = (f"location /gone {{ proxy_pass http://unix:{gone}:/; }}\n"
@@ -385,16 +313,7 @@ def test_too_many_open_files(tmp_path: Path) -> None:
     # a dozen clients at once run the worker out of them.
     conf = basic_conf(port, main="worker_rlimit_nofile 12;", worker_connections=64)
     with LiveNginx(tmp_path / "ngx", conf) as ngx:
-        clients = []
-        try:
-            for _ in range(16):
-                c = socket.create_connection(("127.0.0.1", port), timeout=5)
-                c.sendall(b"GET / HTTP/1.1\r\n")
-                clients.append(c)
-            ngx.wait_log("(24: Too many open files)")
-        finally:
-            for c in clients:
-                c.close()
+        ngx.half_requests(port, 16, "(24: Too many open files)")
         log = ngx.error_log
         code, data = triage("--error-log", str(log), "--since", "10m")
     assert code == 1
