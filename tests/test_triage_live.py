@@ -122,11 +122,13 @@ def test_unix_socket_the_worker_cannot_open(tmp_path: Path, www_dir: Path) -> No
         with LiveNginx(tmp_path / "ngx", basic_conf(port, server=server)) as ngx:
             for _ in range(2):
                 assert http_get(f"http://127.0.0.1:{port}/x")[0] == 502
-            code, data = triage("--error-log", str(ngx.error_log), "--conf", str(ngx.conf))
+            # No --error-log: the config's error_log is read.
+            code, data = triage("--conf", str(ngx.conf))
             log = ngx.error_log
     finally:
         backend.close()
     assert code == 1
+    assert [s["path"] for s in data["sources"]] == [str(log)]
     denied = finding(data, "upstream-permission")
     assert denied["count"] == 2 == lines_with(log, "(13: Permission denied)")
     assert denied["details"]["sockets"] == [{"value": str(sock_path), "count": 2}]
