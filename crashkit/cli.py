@@ -231,6 +231,101 @@ def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact:
                        f"{', '.join(done.files)}")
 
 
+# Options several commands share.
+_CONF_OPTION = click.option(
+    "--conf", metavar="PATH", help="nginx's main config file. Default: the --conf-path of "
+    "`nginx -V`, else /etc/nginx/nginx.conf.")
+_NGINX_OPTION = click.option(
+    "--nginx", "nginx_path", metavar="PATH", default="nginx", show_default=True,
+    help="The nginx binary (for nginx -V and nginx -t).")
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option("--error-log", "error_logs", metavar="PATH", multiple=True,
+              help="An nginx error log, plain or gzip-compressed (error.log.2.gz). Repeatable. "
+                   "Default: the error_log files of the nginx config, else "
+                   "/var/log/nginx/error.log.")
+@click.option("--since", metavar="TIME",
+              help="Only lines from TIME on: an ISO time (2026-11-24T04:00, local unless it "
+                   "has an offset) or an age (30m, 2h, 1d, 1w).")
+@click.option("--conf", metavar="PATH",
+              help="nginx config to take error logs, worker user and working_directory from "
+                   "(default: nginx -V's --conf-path).")
+@click.option("--jobs", metavar="N", type=click.IntRange(min=1),
+              help="Processes reading big logs in parallel (default: CPUs, at most 4).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the findings as JSON (schema crashkit/triage/1, see README).")
+def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
+           jobs: int | None, as_json: bool) -> None:
+    """Read nginx error logs and say what needs attention, most severe first.
+
+    Finds: upstreams refusing (111), missing or forbidden unix sockets (2,
+    13), timing out (110) or resetting (104) connections, no live upstreams,
+    worker_connections exhausted, too many open files (24), bind() failing
+    on an address in use (98, and which process holds it), workers dying of
+    a signal (with a core; or SIGKILL, matched against the kernel's OOM-killer
+    lines), and configurations nginx refused ([emerg]). Each with its count,
+    first and last time, top upstreams, clients and requests, and the fix.
+    Exit 1 when there are findings.
+    """
+    from crashkit import triage as run_triage
+    from crashkit.nginx.errorlog import parse_since
+
+    when = None
+    if since is not None:
+        try:
+            when = parse_since(since)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--since") from None
+    facts = run_triage.nginx_facts(conf) if conf or not error_logs else None
+    paths = list(error_logs) or run_triage.default_logs(facts or run_triage.NginxFacts())
+    result = run_triage.run(paths, since=when, facts=facts,
+                            jobs=jobs or run_triage.jobs_default())
+    _emit(result, as_json)
+    if result.findings:
+        global _EXIT
+        _EXIT = 1
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@_CONF_OPTION
+@_NGINX_OPTION
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the checks as JSON (schema crashkit/doctor/1, see README).")
+def doctor(conf: str | None, nginx_path: str, as_json: bool) -> None:
+    """Check the live nginx host: what is wrong right now.
+
+    nginx -t; the master (from the config's pid file) and its workers;
+    who listens on each configured address; each worker's open-file limit
+    against worker_connections; every fixed upstream address (a TCP connect,
+    or a unix-socket connect as the worker user); OOM-killer kills of nginx
+    in the kernel log; and core-dump readiness (crashkit setup's dry run and
+    OS checks). Exit 1 when a check warns or fails.
+    """
+    from crashkit import doctor as run_doctor
+
+    result = run_doctor.run(conf, nginx_path)
+    _emit(result, as_json)
+    if result.needs_attention:
+        global _EXIT
+        _EXIT = 1
+
+
+def _emit(result: object, as_json: bool) -> None:
+    from crashkit.findings import Doctor, Triage
+    from crashkit.render import host
+
+    if as_json:
+        data = host.triage_json(result) if isinstance(result, Triage) else \
+            host.doctor_json(result)  # type: ignore[arg-type]
+        _OUTPUT.append(json.dumps(data, indent=2 if sys.stdout.isatty() else None))
+    elif isinstance(result, Triage):
+        _OUTPUT.append(host.triage_text(result))
+    else:
+        assert isinstance(result, Doctor)
+        _OUTPUT.append(host.doctor_text(result))
+
+
 SETUP_EXIT_HELP = """\b
 Exit codes:
   0  done: nothing needs attention (after --apply: applied, checks fine)
@@ -240,9 +335,7 @@ Exit codes:
 
 
 @cli.command(epilog=SETUP_EXIT_HELP)
-@click.option("--conf", metavar="PATH",
-              help="nginx's main config file. Default: the --conf-path of `nginx -V`, "
-                   "else /etc/nginx/nginx.conf.")
+@_CONF_OPTION
 @click.option("--core-dir", metavar="DIR",
               help="Where workers dump core (working_directory). Default: the existing "
                    "working_directory when it is fit, else /var/lib/crashkit/cores.")
@@ -264,8 +357,7 @@ Exit codes:
 @click.option("--system-root", metavar="DIR", default="/", show_default=True,
               help="Write --system's drop-ins under DIR (an image or chroot); anything "
                    "but / leaves the running system alone.")
-@click.option("--nginx", "nginx_path", metavar="PATH", default="nginx", show_default=True,
-              help="The nginx binary (for nginx -V and nginx -t).")
+@_NGINX_OPTION
 @click.option("--json", "as_json", is_flag=True,
               help="Print the result as JSON (schema crashkit/setup/1, see README).")
 def setup(conf: str | None, core_dir: str | None, core_limit: str | None, do_apply: bool,

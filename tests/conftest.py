@@ -43,6 +43,14 @@ def manifest() -> dict[str, Any]:
     return data["fixtures"]  # type: ignore[no-any-return]
 
 
+@pytest.fixture
+def live_nginx_ready() -> None:
+    """For tests that run a real nginx (tests/live_nginx.py): root and the binary."""
+    from tests.live_nginx import require_live_nginx
+
+    require_live_nginx()
+
+
 def fixture(manifest: dict[str, Any], name: str) -> dict[str, Any]:
     if name not in manifest:
         unavailable(f"fixture {name} is not in {CORES}/manifest.json")
@@ -58,6 +66,20 @@ def run_cli(*args: str, check: bool = False,
         raise AssertionError(f"crashkit {' '.join(args)} exited {proc.returncode}: "
                              f"{proc.stderr}")
     return proc
+
+
+def cli_json(*args: str) -> tuple[int, dict[str, Any]]:
+    """Run a command with --json that exits 0 or 1; its output, validated
+    against the JSON Schema its "schema" key names (crashkit/<verb>/1)."""
+    import jsonschema
+
+    proc = run_cli(*args, "--json")
+    assert proc.returncode in (0, 1), proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    _, verb, version = data["schema"].split("/")
+    schema = json.loads((ROOT / "crashkit" / "schema" / f"{verb}-{version}.json").read_text())
+    jsonschema.validate(data, schema)
+    return proc.returncode, data
 
 
 def analyze_json(core: str, *extra: str) -> dict[str, Any]:

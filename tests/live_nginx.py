@@ -13,19 +13,82 @@ log and temp paths, listens on ports found free at run time, and is stopped
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
 NGINX = "/usr/sbin/nginx"
 WORKER_USER = "www-data"
+
+
+def require_live_nginx() -> None:
+    """Skip (fail in CI) unless this test can run a real nginx: root and the binary."""
+    from tests.conftest import unavailable
+
+    if os.geteuid() != 0:
+        unavailable("live nginx tests need root (workers run as www-data)")
+    if not os.path.exists(NGINX):
+        unavailable(f"{NGINX} is not installed")
+
+
+@contextlib.contextmanager
+def worker_tmpdir(prefix: str = "crashkit-") -> Iterator[Path]:
+    """A directory under /tmp, owned by the worker user, mode 0755: the
+    workers can reach it (tmp_path cannot be: pytest's base is 0700 root)."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        pw = pwd.getpwnam(WORKER_USER)
+        os.chown(d, pw.pw_uid, pw.pw_gid)
+        d.chmod(0o755)
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class Backend:
+    """A TCP server on 127.0.0.1 for nginx to proxy to: ``handle`` gets each
+    accepted connection (in a thread); close() stops it and closes them all."""
+
+    def __init__(self, handle: Callable[[socket.socket], None]) -> None:
+        self.handle = handle
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(32)
+        self.port = int(self.sock.getsockname()[1])
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            self.handle(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def free_port() -> int:
@@ -198,6 +261,21 @@ class LiveNginx:
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+    def half_requests(self, port: int, n: int, needle: str) -> None:
+        """Open ``n`` connections to ``port`` that each send half a request
+        (busy: nginx cannot reuse them), until ``needle`` is in the error log."""
+        clients = []
+        try:
+            for _ in range(n):
+                c = socket.create_connection(("127.0.0.1", port), timeout=5)
+                c.sendall(b"GET / HTTP/1.1\r\n")
+                clients.append(c)
+            self.wait_log(needle)
+            time.sleep(0.2)  # let nginx finish logging what the burst caused
+        finally:
+            for c in clients:
+                c.close()
 
     # -- observations ------------------------------------------------------
     def log(self) -> str:

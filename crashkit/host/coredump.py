@@ -93,14 +93,21 @@ def systemd_limit_core(unit: str = NGINX_UNIT) -> str | None:
 
 def core_limits(pid: int) -> tuple[int | None, int | None] | None:
     """(soft, hard) RLIMIT_CORE of a process in bytes, None meaning unlimited."""
+    return proc_limits(pid, "Max core file size")
+
+
+def proc_limits(pid: int, label: str) -> tuple[int | None, int | None] | None:
+    """(soft, hard) of one line of /proc/PID/limits ("Max open files", …),
+    None meaning unlimited; None when unreadable."""
     try:
         with open(f"/proc/{pid}/limits", encoding="utf-8") as f:
             text = f.read()
     except OSError:
         return None
-    m = re.search(r"^Max core file size\s+(\S+)\s+(\S+)", text, re.M)
+    m = re.search(rf"^{re.escape(label)}\s+(\S+)\s+(\S+)", text, re.M)
     if not m:
         return None
+
     def value(v: str) -> int | None:
         return None if v == "unlimited" else int(v)
     return value(m.group(1)), value(m.group(2))

@@ -1,0 +1,205 @@
+"""``crashkit doctor``'s judgments: host facts in, :class:`~crashkit.findings.Check` out.
+
+Pure functions over :class:`HostFacts`, which crashkit.doctor gathers from
+the live host (nginx -t, /proc, the kernel log, connects to upstreams).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from crashkit.findings import Check, OomKill, PortHolder
+
+
+@dataclass(frozen=True)
+class WorkerLimits:
+    pid: int
+    nofile_soft: int | None  # None: unlimited or unreadable
+    nofile_hard: int | None
+
+
+@dataclass(frozen=True)
+class ListenState:
+    address: str
+    where: str  # file:line of the listen directive
+    holders: tuple[PortHolder, ...]
+
+
+@dataclass(frozen=True)
+class UpstreamProbe:
+    target: str  # as written in the config
+    where: str
+    kind: str  # proxy_pass, fastcgi_pass, …, server
+    address: str | None  # "127.0.0.1:8080", "unix:/run/x.sock"; None: not probed
+    errno: int | None  # 0 connected; an errno; None: not probed
+    note: str = ""  # why not probed, or what the errno means
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    conf: str
+    nginx_t_ok: bool
+    nginx_t_output: str
+    pid_file: str
+    master_pid: int | None
+    worker_pids: tuple[int, ...]
+    expected_workers: int
+    worker_user: str
+    worker_connections: int
+    worker_rlimit_nofile: int | None
+    limits: tuple[WorkerLimits, ...]
+    listens: tuple[ListenState, ...]
+    upstreams: tuple[UpstreamProbe, ...]
+    kernel_log: str  # where it was read, or why not
+    kernel_log_read: bool
+    oom_kills: tuple[OomKill, ...]  # nginx processes only
+    core_checks: tuple[Check, ...] = field(default=())
+
+
+def check_nginx_t(f: HostFacts) -> Check:
+    if f.nginx_t_ok:
+        return Check("nginx-t", "ok", "nginx -t: the configuration is valid")
+    lines = [ln for ln in f.nginx_t_output.splitlines() if ln.strip()]
+    # nginx's reason is its [emerg] line; "syntax is ok" may come before it.
+    reason = next((ln for ln in lines if "[emerg]" in ln or "[crit]" in ln or "[alert]" in ln),
+                  lines[-1] if lines else "no output")
+    reason = reason.split("] ", 1)[-1].split(": ", 1)[-1] if "] " in reason else reason
+    return Check("nginx-t", "fail", "nginx -t fails: " + reason,
+                 fix="fix the file and line nginx names, then run nginx -t again",
+                 details={"output": f.nginx_t_output})
+
+
+def check_master(f: HostFacts) -> Check:
+    if f.master_pid is None:
+        return Check("master", "fail", f"nginx is not running (no live master in {f.pid_file})",
+                     fix="start nginx (systemctl start nginx) and read the error log if it "
+                         "fails (crashkit triage)",
+                     details={"pid_file": f.pid_file, "pid": None})
+    return Check("master", "ok", f"master process {f.master_pid} (pid file {f.pid_file})",
+                 details={"pid_file": f.pid_file, "pid": f.master_pid})
+
+
+def check_workers(f: HostFacts) -> Check:
+    details: dict[str, object] = {"pids": list(f.worker_pids), "expected": f.expected_workers}
+    if f.master_pid is None:
+        return Check("workers", "skip", "nginx is not running", details=details)
+    n = len(f.worker_pids)
+    if n == 0:
+        return Check("workers", "fail", f"the master {f.master_pid} has no worker processes",
+                     fix="read the error log (crashkit triage): workers that die at start "
+                         "say why there", details=details)
+    if n < f.expected_workers:
+        return Check("workers", "warn", f"{n} worker processes, the config asks for "
+                     f"{f.expected_workers}", fix="read the error log (crashkit triage) for "
+                     "workers exiting on a signal", details=details)
+    return Check("workers", "ok", f"{n} worker process{'es' if n != 1 else ''} "
+                 f"({', '.join(map(str, f.worker_pids))})", details=details)
+
+
+def check_listen(f: HostFacts) -> Check:
+    nginx_pids = ({f.master_pid} if f.master_pid else set()) | set(f.worker_pids)
+    rows = []
+    bad = []
+    for ls in f.listens:
+        others = [h for h in ls.holders if h.pid not in nginx_pids]
+        mine = [h for h in ls.holders if h.pid in nginx_pids]
+        if others:
+            state = "held by another process"
+            bad.append(f"{ls.address} is held by pid {others[0].pid} ({others[0].comm})")
+        elif f.master_pid is None:
+            state = "free"
+        elif mine:
+            state = "nginx"
+        else:
+            state = "not listening"
+            bad.append(f"nobody listens on {ls.address} ({ls.where})")
+        rows.append({"address": ls.address, "where": ls.where, "state": state,
+                     "holders": [{"pid": h.pid, "comm": h.comm, "address": h.address}
+                                 for h in ls.holders]})
+    details: dict[str, object] = {"listens": rows}
+    if not f.listens:
+        return Check("listen", "skip", "no TCP listen directives in the config",
+                     details=details)
+    if bad:
+        return Check("listen", "fail", "; ".join(bad),
+                     fix="stop the other process or move one of them to another port "
+                         "(ss -ltnp shows who listens where)", details=details)
+    what = "free for nginx to bind" if f.master_pid is None else "listened on by nginx"
+    return Check("listen", "ok", f"{len(f.listens)} address"
+                 f"{'es' if len(f.listens) != 1 else ''} {what}: "
+                 + ", ".join(ls.address for ls in f.listens), details=details)
+
+
+def check_nofile(f: HostFacts) -> Check:
+    wc = f.worker_connections
+    proxies = bool(f.upstreams)
+    need = 2 * wc if proxies else wc
+    details: dict[str, object] = {
+        "worker_connections": wc, "worker_rlimit_nofile": f.worker_rlimit_nofile,
+        "needed": need,
+        "workers": [{"pid": w.pid, "soft": w.nofile_soft, "hard": w.nofile_hard}
+                    for w in f.limits]}
+    if not f.limits:
+        return Check("nofile", "skip", "no running workers to read limits from",
+                     details=details)
+    low = [w for w in f.limits if w.nofile_soft is not None and w.nofile_soft < wc]
+    tight = [w for w in f.limits if w.nofile_soft is not None and w.nofile_soft < need]
+    fix = (f"set worker_rlimit_nofile {max(need, 1024)}; in the main context (or LimitNOFILE "
+           "for the systemd unit) and restart nginx")
+    if low:
+        return Check("nofile", "fail", f"worker {low[0].pid} may open {low[0].nofile_soft} "
+                     f"files but worker_connections is {wc}", fix=fix, details=details)
+    if tight:
+        return Check("nofile", "warn", f"worker {tight[0].pid} may open "
+                     f"{tight[0].nofile_soft} files; with upstreams each of the "
+                     f"{wc} connections can take two", fix=fix, details=details)
+    soft = min((w.nofile_soft for w in f.limits if w.nofile_soft is not None), default=None)
+    return Check("nofile", "ok", f"workers may open {soft if soft else 'unlimited'} files "
+                 f"(worker_connections {wc})", details=details)
+
+
+_ERRNO_TEXT = {0: "reachable", 2: "no such socket", 13: "permission denied",
+               110: "timed out", 111: "connection refused", 113: "no route to host"}
+
+
+def check_upstreams(f: HostFacts) -> Check:
+    rows = [{"target": u.target, "where": u.where, "kind": u.kind, "address": u.address,
+             "errno": u.errno, "result": (_ERRNO_TEXT.get(u.errno, f"errno {u.errno}")
+                                          if u.errno is not None else "not probed"),
+             "note": u.note} for u in f.upstreams]
+    details: dict[str, object] = {"upstreams": rows, "worker_user": f.worker_user}
+    probed = [u for u in f.upstreams if u.errno is not None]
+    if not probed:
+        return Check("upstreams", "skip", "no upstream addresses to probe" if not f.upstreams
+                     else "no upstream address could be probed (names, variables)",
+                     details=details)
+    bad = [u for u in probed if u.errno != 0]
+    if bad:
+        parts = [f"{u.address}: {_ERRNO_TEXT.get(u.errno or 0, f'errno {u.errno}')}"
+                 + (f" for {f.worker_user}" if u.errno == 13 else "") for u in bad]
+        return Check("upstreams", "fail", "; ".join(parts),
+                     fix="start the backend or fix the address (ss -ltnp); for a unix socket "
+                         f"let {f.worker_user} write it (owner/group/mode, e.g. PHP-FPM "
+                         "listen.owner)", details=details)
+    return Check("upstreams", "ok", f"{len(probed)} upstream address"
+                 f"{'es' if len(probed) != 1 else ''} reachable", details=details)
+
+
+def check_oom(f: HostFacts) -> Check:
+    details: dict[str, object] = {"kernel_log": f.kernel_log, "kills": [
+        {"pid": k.pid, "comm": k.comm, "line": k.line} for k in f.oom_kills]}
+    if not f.kernel_log_read:
+        return Check("oom", "skip", f"kernel log {f.kernel_log}", details=details)
+    if f.oom_kills:
+        return Check("oom", "warn", f"the OOM killer killed nginx {len(f.oom_kills)} time"
+                     f"{'s' if len(f.oom_kills) != 1 else ''} since boot (pids "
+                     + ", ".join(str(k.pid) for k in f.oom_kills[:5]) + ")",
+                     fix="add memory, or reduce nginx's (proxy_buffers, client_max_body_size, "
+                         "a leaking module)", details=details)
+    return Check("oom", "ok", "no nginx process killed by the OOM killer since boot",
+                 details=details)
+
+
+def judge(f: HostFacts) -> tuple[Check, ...]:
+    return (check_nginx_t(f), check_master(f), check_workers(f), check_listen(f),
+            check_nofile(f), check_upstreams(f), check_oom(f), *f.core_checks)

@@ -1,0 +1,154 @@
+"""``crashkit doctor``: the live host's facts gathered, then judged.
+
+The facts come from readers (the nginx config, ``nginx -t``, /proc, the
+kernel log, a connect to each upstream); crashkit.analysis.doctor judges
+them. Core-dump readiness is ``crashkit setup``'s own dry run.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from crashkit.analysis.doctor import HostFacts, ListenState, UpstreamProbe, WorkerLimits, judge
+from crashkit.errors import CrashkitError
+from crashkit.findings import Check, Doctor
+from crashkit.nginx import config
+
+_CONNECT_TIMEOUT = 1.0
+_DEFAULT_PORT = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443, "uwsgi": 80, "suwsgi": 80}
+
+
+def _nginx_t(nginx: str, conf: str) -> tuple[bool, str]:
+    from crashkit.setup.write import ValidationError, nginx_test
+
+    try:
+        return True, nginx_test(nginx, conf)
+    except ValidationError as exc:
+        return False, exc.output or str(exc)
+    except CrashkitError as exc:
+        return False, str(exc)
+
+
+def _probe_tcp(host: str, port: int) -> int:
+    try:
+        with socket.create_connection((host, port), timeout=_CONNECT_TIMEOUT):
+            return 0
+    except TimeoutError:
+        return 110
+    except OSError as exc:
+        return exc.errno or 111
+
+
+def _address(target: str, kind: str, upstream_names: set[str]) -> tuple[str | None, str]:
+    """(host:port or unix:path, note) of an upstream target; None when it is
+    not a fixed address."""
+    if "$" in target:
+        return None, "uses variables: resolved per request"
+    scheme, sep, rest = target.partition("://")
+    if not sep:
+        scheme, rest = "", target
+    if rest.startswith("unix:"):
+        path = config._unix_socket(target) or rest[5:]
+        return f"unix:{path}", ""
+    hostport = rest.split("/", 1)[0]
+    if kind != "server" and scheme and hostport in upstream_names:
+        return None, f"the upstream block {hostport!r}: its servers are probed"
+    if hostport.startswith("["):  # [::1]:8080
+        inside, _, port = hostport[1:].partition("]")
+        host, port = f"[{inside}]", port.lstrip(":")
+    else:
+        host, _, port = hostport.partition(":")
+    if not port:
+        default = _DEFAULT_PORT.get(scheme, 80 if kind == "server" else None)
+        if default is None:
+            return None, "no port"
+        port = str(default)
+    if not port.isdigit():
+        return None, f"not an address: {hostport!r}"
+    return f"{host}:{port}", ""
+
+
+def probe_upstreams(cfg: config.NginxConfig, user: str) -> tuple[UpstreamProbe, ...]:
+    from crashkit.host.sockets import connect_as
+
+    names = {u.args[0] for u in cfg.find("upstream") if u.args}
+    seen: dict[str, int | None] = {}
+    out = []
+    for t in config.upstream_targets(cfg):
+        address, note = _address(t.target, t.kind, names)
+        errno = None
+        if address is not None:
+            if address not in seen:
+                if address.startswith("unix:"):
+                    seen[address] = connect_as(address[5:], user)
+                else:
+                    host, _, port = address.rpartition(":")
+                    seen[address] = _probe_tcp(host.strip("[]"), int(port))
+            errno = seen[address]
+            if errno is None:
+                note = "cannot connect as the worker user (not root?)"
+        out.append(UpstreamProbe(t.target, t.directive.where, t.kind, address, errno, note))
+    return tuple(out)
+
+
+def _core_checks(conf: str, nginx: str) -> tuple[Check, ...]:
+    """setup's dry run: would it change the config, and the OS checks it makes."""
+    from crashkit.setup import Options
+    from crashkit.setup import run as setup_run
+
+    try:
+        r = setup_run(Options(conf=conf, nginx=nginx))
+    except CrashkitError as exc:
+        return (Check("cores", "skip", f"core-dump readiness not checked: {exc}"),)
+    changes = [f.path for f in r.files]
+    d = r.core_dir
+    nginx_ready = not r.changed and (d is None or d.worker_can_write is not False)
+    first = Check(
+        "cores", "ok" if nginx_ready else "warn",
+        f"worker_rlimit_core and working_directory {d.path if d else '?'} serve for cores"
+        if nginx_ready else "nginx is not set up to leave usable cores"
+        + (f" (crashkit setup would change {', '.join(changes)})" if changes else ""),
+        fix=None if nginx_ready else "crashkit setup (dry run: shows the diff), then --apply",
+        details={"core_dir": d.path if d else None, "would_change": changes})
+    return (first, *(Check(f"cores:{c.name}", c.status, c.detail, c.fix) for c in r.checks))
+
+
+def run(conf: str | None, nginx: str = "nginx") -> Doctor:
+    from crashkit.host.coredump import children, nginx_master, proc_limits
+    from crashkit.host.kernlog import oom_kills, read_kernel_log
+    from crashkit.host.sockets import holders_by_address
+
+    build = config.build_info(nginx)
+    where = config.find_config(conf, build)
+    cfg = config.load_config(where.path, build)
+    ok, output = _nginx_t(nginx, cfg.root)
+    pid_file = config.pid_path(cfg)
+    master = nginx_master(pid_file)
+    user = config.worker_user(cfg).user
+    workers: list[int] = []
+    if master is not None:
+        from crashkit.host.sockets import process_name
+
+        workers = [pid for pid in children(master)
+                   if "worker process" in process_name(pid)[1]]
+    limits = []
+    for pid in workers:
+        lim = proc_limits(pid, "Max open files")
+        if lim is not None:
+            limits.append(WorkerLimits(pid, *lim))
+    tcp = [ls for ls in config.listens(cfg) if not ls.address.startswith("unix:")]
+    held = holders_by_address([ls.address for ls in tcp])
+    listens = tuple(ListenState(ls.address, ls.directive.where, tuple(held[ls.address]))
+                    for ls in tcp)
+    klog = read_kernel_log()
+    kills = tuple(k for k in oom_kills(klog.lines) if "nginx" in k.comm)
+    facts = HostFacts(
+        conf=cfg.root, nginx_t_ok=ok, nginx_t_output=output, pid_file=pid_file,
+        master_pid=master, worker_pids=tuple(sorted(workers)),
+        expected_workers=config.worker_process_count(cfg), worker_user=user,
+        worker_connections=config.worker_connections(cfg),
+        worker_rlimit_nofile=config.worker_rlimit_nofile(cfg), limits=tuple(limits),
+        listens=listens, upstreams=probe_upstreams(cfg, user), kernel_log=klog.source,
+        kernel_log_read=bool(klog.lines) or not klog.source.startswith("unreadable"),
+        oom_kills=kills, core_checks=_core_checks(cfg.root, nginx))
+    return Doctor(cfg.root, judge(facts))

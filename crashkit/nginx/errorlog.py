@@ -1,0 +1,486 @@
+"""Read nginx error logs: one line at a time, or fast over gigabytes.
+
+The line format (ngx_log_error_core):
+
+    2026/11/24 04:23:39 [error] 2038#2038: *1 connect() failed (111: Connection
+    refused) while connecting to upstream, client: 127.0.0.1, server: x, request:
+    "GET / HTTP/1.1", upstream: "http://127.0.0.1:8081/", host: "x"
+
+(one line in the file): local time, level, pid#tid, ``*connection`` when the
+message is about a connection, the message, then the context nginx adds for
+requests (client, server, request, subrequest, upstream, host, referrer).
+
+Two ways in:
+
+- :func:`parse_line` turns one line into a :class:`LogLine` (for a person's
+  tools and tests; it allocates, so it is not what a big log goes through);
+- :func:`select` streams files (plain or gzip, any name) in large blocks and
+  runs ONE compiled pattern, which starts at the level and which the caller
+  builds from :func:`head`, over each block. Only the lines it matches ever
+  become Python objects; everything else stays inside the regex engine.
+  That keeps the cost close to grep's (see scripts/bench).
+
+Unreadable files, directories, and ``.gz`` files that are not gzip raise
+:class:`~crashkit.errors.InputError` naming the file. Lines that are not
+error-log lines (a stack trace a module logged over several lines, a
+truncated write: any line that does not begin with a date) are counted in
+:class:`ScanStats`, never fatal.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import os
+import re
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import BinaryIO, TypeVar
+
+from crashkit.errors import InputError
+
+DEFAULT_ERROR_LOG = "/var/log/nginx/error.log"
+LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
+BLOCK_SIZE = 4 << 20  # bytes read at a time
+PARALLEL_MIN_BYTES = 64 << 20  # below this, one process reads everything
+_MAX_LINE = 1 << 20  # a "line" longer than this is cut off and counted as garbage
+_TIME_FORMAT = "%Y/%m/%d %H:%M:%S"  # nginx writes local time, no zone
+
+
+# ---------------------------------------------------------------- one line
+
+@dataclass(frozen=True)
+class LogLine:
+    time: datetime  # local time, as nginx wrote it (no zone in the log)
+    level: str
+    pid: int
+    tid: int
+    connection: int | None  # the "*N" connection number
+    message: str  # without the context fields below
+    client: str | None = None
+    server: str | None = None
+    request: str | None = None
+    upstream: str | None = None
+    host: str | None = None
+
+
+_LINE = re.compile(rb"(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) \[([a-z]+)\] (\d+)#(\d+): "
+                   rb"(?:\*(\d+) )?([^\n]*)")
+_CONTEXT = re.compile(
+    rb", client: (?P<client>[^,]*)(?:, server: (?P<server>[^,]*))?"
+    rb"(?:, request: \"(?P<request>[^\"]*)\")?(?:, subrequest: \"[^\"]*\")?"
+    rb"(?:, upstream: \"(?P<upstream>[^\"]*)\")?(?:, host: \"(?P<host>[^\"]*)\")?")
+
+
+@dataclass(frozen=True)
+class Context:
+    """The fields nginx appends to a message about a request."""
+
+    client: str | None = None
+    server: str | None = None
+    request: str | None = None
+    upstream: str | None = None
+    host: str | None = None
+
+
+def _text(b: bytes | None) -> str | None:
+    return None if b is None else b.decode("utf-8", "backslashreplace")
+
+
+def split_context(rest: bytes) -> tuple[bytes, Context]:
+    """Split a message from nginx's ", client: …" context (the first one)."""
+    m = _CONTEXT.search(rest)
+    if m is None:
+        return rest, Context()
+    g = m.groupdict()
+    return rest[:m.start()], Context(_text(g["client"]), _text(g["server"]),
+                                      _text(g["request"]), _text(g["upstream"]),
+                                      _text(g["host"]))
+
+
+# The same fields, reduced to what a summary groups by, as bytes (cheap, for
+# counting many lines): client, "METHOD /path" (no query string), upstream peer.
+_CONTEXT_KEYS = re.compile(
+    rb", client: ([^,]*)(?:, server: [^,]*)?"
+    rb"(?:, request: \"(\S+ [^?\" ]*)[^\"]*\")?(?:, subrequest: \"[^\"]*\")?"
+    rb"(?:, upstream: \"([a-z0-9]+://(?:unix:[^:\"]*|[^/\"]*))[^\"]*\")?")
+
+
+def context_keys(rest: bytes) -> tuple[bytes | None, bytes | None, bytes | None, int]:
+    """(client, request without query, upstream peer, where the context starts)
+    of a message's rest; Nones and len(rest) when there is no context."""
+    m = _CONTEXT_KEYS.search(rest)
+    if m is None:
+        return None, None, None, len(rest)
+    return m.group(1), m.group(2), m.group(3), m.start()
+
+
+def parse_time(ts: bytes | str) -> datetime:
+    """An nginx timestamp ("2026/11/24 04:23:39") as a naive local datetime."""
+    return datetime.strptime(ts if isinstance(ts, str) else ts.decode("ascii"), _TIME_FORMAT)
+
+
+def parse_line(line: bytes) -> LogLine | None:
+    """One error-log line; None when it is not one (garbage, a continuation line)."""
+    m = _LINE.fullmatch(line.rstrip(b"\r\n"))
+    if m is None:
+        return None
+    try:
+        when = parse_time(m.group(1))
+    except ValueError:  # 2026/13/45 and the like
+        return None
+    message, ctx = split_context(m.group(6))
+    return LogLine(when, m.group(2).decode(), int(m.group(3)), int(m.group(4)),
+                   int(m.group(5)) if m.group(5) else None,
+                   message.decode("utf-8", "backslashreplace"),
+                   ctx.client, ctx.server, ctx.request, ctx.upstream, ctx.host)
+
+
+# ---------------------------------------------------------------- --since
+
+_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|day|w|week)s?", re.I)
+_UNIT = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400,
+         "day": 86400, "w": 604800, "week": 604800}
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``--since``: "2h", "30m", "1d", "45s", "1w" ago, or an ISO date/time
+    ("2026-11-24", "2026-11-24T04:00", "2026-11-24 04:00:00+01:00").
+
+    Returns naive LOCAL time, the clock nginx writes its log in. Raises
+    ValueError with a reason.
+    """
+    now = now or datetime.now()
+    m = _RELATIVE.fullmatch(text.strip())
+    if m:
+        return now - timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2).lower()])
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (use an ISO time like 2026-11-24T04:00 "
+                         "or an age like 30m, 2h, 1d)") from None
+    if when.tzinfo is not None:
+        when = when.astimezone().replace(tzinfo=None)
+    return when
+
+
+def since_key(when: datetime) -> bytes:
+    """A --since time in the log's own format: nginx timestamps sort as bytes."""
+    return when.strftime(_TIME_FORMAT).encode()
+
+
+# ---------------------------------------------------------------- streaming
+
+@dataclass
+class FileStats:
+    path: str
+    compressed: bool
+    bytes_read: int = 0  # uncompressed
+    truncated: bool = False  # a .gz that ends early (being written, or cut)
+
+
+@dataclass
+class ScanStats:
+    files: list[FileStats] = field(default_factory=list)
+    garbage_lines: int = 0  # lines that do not begin with a date: not error-log lines
+    skipped_bytes: int = 0  # whole blocks older than --since, not looked at
+    seconds: float = 0.0
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(f.bytes_read for f in self.files)
+
+
+def head(levels: Sequence[str], flagged: Sequence[str] = ()) -> bytes:
+    """The start of a :func:`select` pattern: ``[level] pid#tid: *conn ``.
+
+    ``flagged`` levels are matched too, each with a named group ``lv_<level>``
+    that conditionals later in the pattern can test (``(?(lv_emerg)…)``).
+    """
+    for lv in (*levels, *flagged):
+        if lv not in LEVELS:
+            raise ValueError(f"unknown nginx log level {lv!r}")
+    alts = [lv.encode() for lv in levels]
+    alts += [b"(?P<lv_%s>%s)" % (lv.encode(), lv.encode()) for lv in flagged]
+    return rb"\[(?:" + b"|".join(alts) + rb")\] \d+#\d+: (?:\*\d+ )?"
+
+
+# A line that does not begin with a date ("2026/"), found after a newline.
+# Checking the whole head here would cost a third more time over a big log;
+# a selected line's head is checked where it is selected.
+_GARBAGE = re.compile(rb"\n(?![0-9]{4}/)")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _open(path: str) -> tuple[BinaryIO, bool]:
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - the caller closes it
+    except FileNotFoundError:
+        raise InputError("no such file", path=path) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not an error log", path=path) from None
+    except PermissionError:
+        raise InputError("permission denied (run as root?)", path=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot open: {exc.strerror}", path=path) from None
+    try:
+        magic = raw.read(2)
+        raw.seek(0)
+    except OSError as exc:
+        raw.close()
+        raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+    if magic == _GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=raw, mode="rb"), True  # type: ignore[return-value]
+    if path.endswith(".gz"):
+        raw.close()
+        raise InputError("named .gz but not gzip-compressed", path=path)
+    return raw, False
+
+
+@dataclass(frozen=True)
+class Task:
+    """The lines of ``path`` that begin at a byte offset in [start, end)
+    (end None: to the end). Compressed files are one task."""
+
+    path: str
+    start: int = 0
+    end: int | None = None
+
+
+def plan(paths: Sequence[str], jobs: int, min_split: int = PARALLEL_MIN_BYTES) -> list[Task]:
+    """Cut the work into tasks for ``jobs`` processes: every file is opened
+    and checked here, so bad input fails before any work starts; plain files
+    of at least ``min_split`` bytes are cut into byte ranges."""
+    tasks = []
+    for path in paths:
+        f, compressed = _open(path)
+        f.close()
+        size = os.path.getsize(path)
+        parts = 1 if compressed or jobs <= 1 or size < min_split else jobs
+        bounds = [size * i // parts for i in range(parts)] + [size]
+        if parts == 1:
+            tasks.append(Task(path))
+        else:
+            tasks += [Task(path, a, b) for a, b in itertools.pairwise(bounds)]
+    return tasks
+
+
+class _GzipReads:
+    """``read(size)`` on a gzip stream that keeps what it decompressed before
+    the stream ended early (GzipFile.read would drop it with its EOFError);
+    the EOFError comes with the next read."""
+
+    def __init__(self, f: gzip.GzipFile) -> None:
+        self.f = f
+        self.ended_early = False
+
+    def read(self, size: int) -> bytes:
+        if self.ended_early:
+            raise EOFError("compressed file ended before the end-of-stream marker")
+        parts = []
+        n = 0
+        try:
+            while n < size:
+                part = self.f.read1(size - n)
+                if not part:
+                    break
+                parts.append(part)
+                n += len(part)
+        except EOFError:
+            if not parts:
+                raise
+            self.ended_early = True
+        return b"".join(parts)
+
+
+def _chunks(f: BinaryIO, task: Task, size: int) -> Iterator[bytes]:
+    """The raw bytes of a task's lines, in reads of about ``size``."""
+    read = _GzipReads(f).read if isinstance(f, gzip.GzipFile) else f.read
+    pos = 0
+    if task.start:
+        # The line running across ``start`` belongs to the task before.
+        f.seek(task.start - 1)
+        pos = task.start - 1
+        while True:
+            data = read(size)
+            if not data:
+                return
+            nl = data.find(b"\n")
+            if nl >= 0:
+                pos += nl + 1
+                data = data[nl + 1:]
+                break
+            pos += len(data)
+    else:
+        data = read(size)
+    end = task.end
+    while True:
+        if not data:
+            data = read(size)
+            if not data:
+                return
+        if end is not None and pos + len(data) >= end:
+            nl = data.find(b"\n", max(end - 1 - pos, 0))
+            if nl >= 0:
+                yield data[:nl + 1]
+                return
+        yield data
+        pos += len(data)
+        data = b""
+
+
+def _blocks(chunks: Iterator[bytes], st: FileStats,
+            stats: ScanStats) -> Iterator[tuple[bytes, int, int]]:
+    """(data, start, end): data[start] is a newline (or a sentinel one) and
+    data[start+1:end] whole lines, each ending with a newline."""
+    rest = b""
+    dropping = False  # inside an over-long line, discarding up to its newline
+    first = True
+    while True:
+        try:
+            data = next(chunks, b"")
+        except EOFError:  # gzip: "Compressed file ended before the end-of-stream marker"
+            st.truncated = True
+            data = b""
+        except (gzip.BadGzipFile, zlib.error) as exc:
+            raise InputError(f"corrupt gzip data after {st.bytes_read} bytes: {exc}",
+                             path=st.path) from None
+        except OSError as exc:
+            raise InputError(f"read error: {exc.strerror or exc}", path=st.path) from None
+        if not data:
+            if dropping:
+                stats.garbage_lines += 1
+            elif rest:
+                yield b"\n" + rest + b"\n", 0, len(rest) + 2
+            return
+        st.bytes_read += len(data)
+        if first:
+            data = b"\n" + data  # the sentinel newline before the first line
+            first = False
+            start = 0
+        else:
+            # The line cut by the previous block's end, completed, on its own.
+            nl = data.find(b"\n")
+            if nl < 0:
+                if not dropping:
+                    rest += data
+                    if len(rest) > _MAX_LINE:
+                        rest, dropping = b"", True
+                continue
+            if dropping:
+                stats.garbage_lines += 1
+                dropping = False
+            elif rest or nl:
+                yield b"\n" + rest + data[:nl + 1], 0, len(rest) + nl + 2
+            rest = b""
+            start = nl
+        cut = data.rfind(b"\n") + 1
+        if cut > start + 1:
+            yield data, start, cut
+        rest = data[cut:]
+        if len(rest) > _MAX_LINE:
+            rest, dropping = b"", True
+
+
+Hit = tuple[bytes, "re.Match[bytes]", bytes]
+
+
+def select_task(task: Task, pattern: re.Pattern[bytes], *, since: bytes | None = None,
+                stats: ScanStats | None = None,
+                block_size: int = BLOCK_SIZE) -> Iterator[Hit]:
+    """Every line of the task that ``pattern`` matches, as (timestamp, match,
+    rest of the line after the match). ``pattern`` must start with :func:`head`.
+
+    ``since`` (from :func:`since_key`) drops older lines; a block whose last
+    line is older is skipped without a look.
+    """
+    stats = stats if stats is not None else ScanStats()
+    started = time.perf_counter()
+    f, compressed = _open(task.path)
+    st = FileStats(task.path, compressed)
+    stats.files.append(st)
+    try:
+        for data, start, end in _blocks(_chunks(f, task, block_size), st, stats):
+            if since is not None:
+                last = data.rfind(b"\n", start, end - 1) + 1
+                if data[last + 19:last + 21] == b" [" and data[last:last + 19] < since:
+                    stats.skipped_bytes += end - start
+                    continue
+            for _ in _GARBAGE.finditer(data, start, end - 1):
+                stats.garbage_lines += 1
+            find = data.find
+            for m in pattern.finditer(data, start, end):
+                p, e = m.span()
+                # The level sits 20 bytes into a line: anything else is a
+                # match inside some other text, not a log line's head.
+                if data[p - 21] != 10:
+                    continue
+                ts = data[p - 20:p - 1]
+                if since is not None and ts < since:
+                    continue
+                yield ts, m, data[e:find(b"\n", e)]
+    finally:
+        f.close()
+        stats.seconds += time.perf_counter() - started
+
+
+def select(paths: Sequence[str], pattern: re.Pattern[bytes], *, since: bytes | None = None,
+           stats: ScanStats | None = None) -> Iterator[Hit]:
+    """:func:`select_task` over whole files, one after the other, in this process."""
+    for task in plan(paths, 1):
+        yield from select_task(task, pattern, since=since, stats=stats)
+
+
+R = TypeVar("R")
+
+
+def _run(task: Task, pattern: re.Pattern[bytes], since: bytes | None,
+         reduce: Callable[[Iterator[Hit]], R]
+         ) -> tuple[R | None, ScanStats, str | None, str | None]:
+    stats = ScanStats()
+    try:
+        return reduce(select_task(task, pattern, since=since, stats=stats)), stats, None, None
+    except InputError as exc:  # crosses the process boundary as plain values
+        return None, stats, exc.message, exc.path
+
+
+def reduce_tasks(tasks: Sequence[Task], pattern: re.Pattern[bytes], since: bytes | None,
+                 reduce: Callable[[Iterator[Hit]], R], jobs: int) -> tuple[list[R], ScanStats]:
+    """``reduce(select_task(task))`` for every task, in up to ``jobs`` worker
+    processes (forked: the pattern and the reducer are not re-imported), and
+    the scan statistics of them all. The file order of the stats is kept."""
+    outs = None
+    total_bytes = sum((t.end if t.end is not None else os.path.getsize(t.path)) - t.start
+                      for t in tasks)
+    # Worker processes pay for themselves on big inputs only.
+    if jobs > 1 and len(tasks) > 1 and total_bytes >= PARALLEL_MIN_BYTES:
+        import multiprocessing
+
+        try:
+            pool = multiprocessing.get_context("fork").Pool(min(jobs, len(tasks)))
+        except (OSError, ImportError):  # no /dev/shm, no semaphores: one process then
+            pool = None
+        if pool is not None:
+            with pool:
+                outs = pool.starmap(_run, [(t, pattern, since, reduce) for t in tasks])
+    if outs is None:
+        outs = [_run(t, pattern, since, reduce) for t in tasks]
+    total = ScanStats()
+    results = []
+    for result, stats, error, path in outs:
+        if error is not None:
+            raise InputError(error, path=path)
+        assert result is not None
+        results.append(result)
+        for st in stats.files:  # the ranges of one file become one entry again
+            if total.files and total.files[-1].path == st.path and not st.compressed:
+                total.files[-1].bytes_read += st.bytes_read
+            else:
+                total.files.append(st)
+        total.garbage_lines += stats.garbage_lines
+        total.skipped_bytes += stats.skipped_bytes
+        total.seconds = max(total.seconds, stats.seconds)
+    return results, total

@@ -1,0 +1,163 @@
+"""Text and ``--json`` forms of ``crashkit triage`` (schema crashkit/triage/1)
+and ``crashkit doctor`` (schema crashkit/doctor/1)."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from crashkit import __version__
+from crashkit.findings import Count, Doctor, Finding, Triage
+
+TRIAGE_SCHEMA = "crashkit/triage/1"
+DOCTOR_SCHEMA = "crashkit/doctor/1"
+
+
+def _counts(cs: tuple[Count, ...]) -> list[dict[str, Any]]:
+    return [{"value": c.value, "count": c.count} for c in cs]
+
+
+def finding_json(f: Finding) -> dict[str, Any]:
+    return {"kind": f.kind, "severity": f.severity, "title": f.title, "count": f.count,
+            "first": f.first, "last": f.last, "fix": f.fix,
+            "top_upstreams": _counts(f.upstreams), "top_clients": _counts(f.clients),
+            "top_requests": _counts(f.requests), "details": f.details}
+
+
+def triage_json(t: Triage) -> dict[str, Any]:
+    return {
+        "schema": TRIAGE_SCHEMA,
+        "crashkit_version": __version__,
+        "needs_attention": bool(t.findings),
+        "since": t.since,
+        "sources": [{"path": s.path, "compressed": s.compressed, "bytes": s.bytes,
+                     "truncated": s.truncated} for s in t.sources],
+        "garbage_lines": t.garbage_lines,
+        "skipped_bytes": t.skipped_bytes,
+        "seconds": round(t.seconds, 3),
+        "kernel_log": t.kernel_log,
+        "approximate_tops": t.approximate_tops,
+        "findings": [finding_json(f) for f in t.findings],
+    }
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"
+
+
+def _short(ts: str | None) -> str:
+    return ts.replace("T", " ") if ts else "?"
+
+
+def _list(values: object, limit: int = 5) -> str:
+    if not isinstance(values, list):
+        return str(values)
+    parts = []
+    for v in values[:limit]:
+        if isinstance(v, dict) and "value" in v and "count" in v:
+            parts.append(f"{v['value']} ({v['count']})")
+        else:
+            parts.append(str(v))
+    more = f", … {len(values) - limit} more" if len(values) > limit else ""
+    return ", ".join(parts) + more
+
+
+def _finding_lines(f: Finding) -> list[str]:
+    when = _short(f.first) if f.first == f.last else f"{_short(f.first)} → {_short(f.last)}"
+    lines = [f"{f.severity.upper():<9}{f.title}", f"         {f.count} × {when}"]
+    for label, cs in (("upstreams", f.upstreams), ("clients", f.clients),
+                      ("requests", f.requests)):
+        if cs:
+            lines.append(f"         {label:<10} " + _list(_counts(cs)))
+    d = f.details
+    for key, label in (("messages", "messages"), ("addresses", "addresses"),
+                       ("sockets", "sockets"), ("directives", "directive"),
+                       ("limits", "limit"), ("calls", "calls"), ("signals", "signals"),
+                       ("pids", "pids"), ("cores", "cores")):
+        if d.get(key):
+            lines.append(f"         {label:<10} " + _list(d[key], 3 if key == "messages" else 5))
+    cores = d.get("cores") or []
+    if cores:
+        lines.append(f"         analyze    crashkit analyze {cores[0]}")  # type: ignore[index]
+    for h in d.get("holders", []) or []:  # type: ignore[attr-defined]
+        lines.append(f"         held by    pid {h['pid']} ({h['comm']}) on {h['address']}: "
+                     f"{h['cmdline'][:80]}")
+    if f.kind == "bind-in-use" and "holders" in d and not d["holders"]:
+        lines.append("         held by    nobody now: the address is free on this host")
+    for s in d.get("socket_state", []) or []:  # type: ignore[attr-defined]
+        if s.get("exists"):
+            err = s.get("user_connect_errno")
+            verdict = "" if err is None else (
+                f"; {s['user']} can connect" if err == 0 else f"; {s['user']} gets errno {err}")
+            lines.append(f"         socket     {s['path']}: {s['owner']}:{s['group']} "
+                         f"mode {s['mode']}{verdict}")
+    if d.get("selinux") == "enforcing":
+        lines.append("         selinux    enforcing: it may be the one refusing "
+                     "(getsebool httpd_can_network_connect; audit2allow)")
+    if f.kind == "worker-killed" and "oom_kills" in d:
+        kills = d.get("oom_kills") or []
+        if kills:
+            for k in kills[:3]:  # type: ignore[index]
+                lines.append(f"         kernel     {k['line']}")
+        elif str(d.get("kernel_log", "")).startswith("unreadable"):
+            lines.append(f"         kernel     log {d['kernel_log']}: run as root to check "
+                         "for the OOM killer")
+        else:
+            lines.append("         kernel     no OOM-killer line for these pids in the kernel log "
+                         f"({d.get('kernel_log')}): killed by something else, or before boot")
+    lines += textwrap.wrap(f"fix: {f.fix}", 100, initial_indent=" " * 9,
+                           subsequent_indent=" " * 14)
+    return lines
+
+
+def triage_text(t: Triage) -> str:
+    files = ", ".join(s.path + (" (gz)" if s.compressed else "") +
+                      (" [truncated]" if s.truncated else "") for s in t.sources)
+    size = sum(s.bytes for s in t.sources)
+    head = [f"{files}: {_mb(size)} read in {t.seconds:.2f} s"
+            + (f", since {t.since.replace('T', ' ')}" if t.since else "")
+            + (f", {t.garbage_lines} lines that are not error-log lines"
+               if t.garbage_lines else "")]
+    if not t.findings:
+        return "\n".join([*head, "no findings: nothing in these logs needs attention"])
+    n = len(t.findings)
+    head.append(f"{n} finding{'s' if n != 1 else ''}, most severe first:")
+    out = head
+    for f in t.findings:
+        out.append("")
+        out += _finding_lines(f)
+    if t.approximate_tops:
+        out += ["", "(top lists are approximate: too many distinct values to keep them all)"]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- doctor
+
+def doctor_json(d: Doctor) -> dict[str, Any]:
+    return {
+        "schema": DOCTOR_SCHEMA,
+        "crashkit_version": __version__,
+        "conf": d.conf,
+        "needs_attention": d.needs_attention,
+        "checks": [{"name": c.name, "status": c.status, "summary": c.summary, "fix": c.fix,
+                    "details": c.details} for c in d.checks],
+    }
+
+
+_MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
+_ORDER = {"fail": 0, "warn": 1, "ok": 2, "skip": 3}
+
+
+def doctor_text(d: Doctor) -> str:
+    out = [f"nginx config {d.conf}"]
+    width = min(max((len(c.name) for c in d.checks), default=10), 24)
+    for c in sorted(d.checks, key=lambda c: _ORDER[c.status]):
+        out.append(f"{_MARK[c.status]}  {c.name:<{width}}  {c.summary}")
+        if c.fix and c.status in ("warn", "fail"):
+            out += textwrap.wrap(f"fix: {c.fix}", 100, initial_indent=" " * 6,
+                                 subsequent_indent=" " * 11)
+    bad = sum(c.status in ("warn", "fail") for c in d.checks)
+    out.append("")
+    out.append(f"{bad} check{'s' if bad != 1 else ''} need attention" if bad
+               else "all checks passed")
+    return "\n".join(out)

@@ -1,0 +1,176 @@
+"""``crashkit triage``: the error logs read, the findings made, the host asked.
+
+Glue only: the reading is in crashkit.nginx.errorlog, the judging in
+crashkit.analysis.triage, the host facts in crashkit.host.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from crashkit.analysis import triage as analysis
+from crashkit.errors import InputError
+from crashkit.findings import Finding, LogSource, Triage
+from crashkit.nginx import errorlog
+
+
+@dataclass(frozen=True)
+class NginxFacts:
+    """What the nginx config says that triage uses; all optional."""
+
+    conf: str | None = None
+    error_logs: tuple[str, ...] = ()
+    worker_user: str | None = None
+    working_directory: str | None = None
+
+
+def nginx_facts(conf: str | None) -> NginxFacts:
+    """Read the config (``--conf``, else nginx -V's, else Debian's) when it can
+    be read; an explicit ``--conf`` that cannot be read is an error."""
+    from crashkit.nginx import config
+
+    build = config.build_info()
+    where = config.find_config(conf, build)
+    try:
+        cfg = config.load_config(where.path, build)
+    except InputError:
+        if conf is not None:
+            raise
+        return NginxFacts()
+    logs = tuple(t.path for t in config.error_logs(cfg)
+                 if t.path != "stderr" and not t.path.startswith(("syslog:", "memory:")))
+    wd = cfg.find("working_directory", ())
+    return NginxFacts(cfg.root, logs, config.worker_user(cfg).user,
+                      config.resolve(cfg, wd[-1].args[0]) if wd and wd[-1].args else None)
+
+
+def default_logs(facts: NginxFacts) -> list[str]:
+    """The config's error logs that exist (each once), else Debian's default."""
+    seen = []
+    for p in facts.error_logs:
+        if os.path.exists(p) and p not in seen:
+            seen.append(p)
+    return seen or [errorlog.DEFAULT_ERROR_LOG]
+
+
+def jobs_default() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4))
+
+
+def _cores_for(finding: Finding, facts: NginxFacts) -> list[str]:
+    """Core files on this host that may be those of the crashed workers."""
+    from crashkit.host.coredump import read_sysctl
+
+    pattern = read_sysctl("kernel.core_pattern") or "core"
+    pids = [str(e["value"]) for e in finding.details.get("pids", ())]  # type: ignore[attr-defined]
+    candidates: list[str] = []
+    if pattern.startswith("|"):
+        return []
+    for pid in pids:
+        name = pattern.replace("%p", pid).replace("%%", "%")
+        if "%" in name:  # other specifiers (%e, %t): look for the pid in a name
+            directory = os.path.dirname(name) if name.startswith("/") else \
+                facts.working_directory
+            if directory and os.path.isdir(directory):
+                candidates += [os.path.join(directory, f) for f in sorted(os.listdir(directory))
+                               if f.startswith("core") and pid in f]
+            continue
+        if name.startswith("/"):
+            candidates.append(name)
+        elif facts.working_directory:
+            candidates += [os.path.join(facts.working_directory, name),
+                           os.path.join(facts.working_directory, f"{name}.{pid}")]
+    out = []
+    for c in candidates:
+        if os.path.isfile(c) and c not in out:
+            out.append(c)
+    return out
+
+
+def run(paths: Sequence[str], *, since: datetime | None, facts: NginxFacts | None,
+        jobs: int) -> Triage:
+    """``facts`` None: read the default config only if a finding needs it."""
+    unique = list(dict.fromkeys(os.path.abspath(p) for p in paths))
+    key = errorlog.since_key(since) if since is not None else None
+    tasks = errorlog.plan(unique, jobs)
+    tallies, stats = errorlog.reduce_tasks(tasks, analysis.PATTERN, key, analysis.tally, jobs)
+    tally = analysis.merge(tallies)
+    found = analysis.findings(tally)
+
+    kernel_source = "not needed (no worker killed by signal 9)"
+    oom = []
+    if analysis.killed_pids(found):
+        from crashkit.host.kernlog import oom_kills, read_kernel_log
+
+        klog = read_kernel_log()
+        kernel_source = klog.source
+        oom = oom_kills(klog.lines)
+    holders = []
+    addresses = analysis.bind_addresses(found)
+    if addresses:
+        from crashkit.host.sockets import holders as port_holders
+
+        holders = port_holders(addresses)
+    if facts is None and any(f.kind in ("upstream-permission", "worker-crash-core")
+                             for f in found):
+        facts = nginx_facts(None)
+    facts = facts or NginxFacts()
+    sockets: dict[str, dict[str, object]] = {}
+    selinux = None
+    for f in found:
+        if f.kind == "upstream-permission":
+            from crashkit.host.sockets import selinux_mode
+
+            selinux = selinux_mode()
+            sockets = {str(e["value"]): socket_state(str(e["value"]), facts.worker_user)
+                       for e in f.details.get("sockets", ())}  # type: ignore[attr-defined]
+    found = analysis.add_host_facts(found, oom=oom, kernel_log=kernel_source,
+                                    holders=holders, sockets=sockets, selinux=selinux)
+    found = tuple(replace(f, details={**f.details, "cores": _cores_for(f, facts)})
+                  if f.kind == "worker-crash-core" else f for f in found)
+    return Triage(
+        findings=found,
+        sources=tuple(LogSource(s.path, s.compressed, s.bytes_read, s.truncated)
+                      for s in stats.files),
+        since=since.isoformat(timespec="seconds") if since else None,
+        garbage_lines=stats.garbage_lines, skipped_bytes=stats.skipped_bytes,
+        seconds=stats.seconds, kernel_log=kernel_source,
+        approximate_tops=tally.approximate)
+
+
+def socket_state(path: str, user: str | None) -> dict[str, object]:
+    """Owner, group and mode of a unix socket, and whether ``user`` can connect."""
+    import grp
+    import pwd
+    import stat
+
+    from crashkit.host.sockets import connect_as
+
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return {"exists": False, "error": exc.strerror}
+
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    state: dict[str, object] = {
+        "exists": True, "owner": owner, "group": group,
+        "mode": f"{stat.S_IMODE(st.st_mode):04o}",
+        "is_socket": stat.S_ISSOCK(st.st_mode), "user": user}
+    if user:
+        err = connect_as(path, user)
+        state["user_connect_errno"] = err
+    return state

@@ -1,0 +1,240 @@
+"""The error-log reader and triage's counting, on lines real nginx wrote.
+
+tests/data/nginx-error-real.log holds lines captured from Debian's nginx
+1.22 during the live tests (tests/test_triage_live.py) and a manual run:
+every kind triage knows, plus ordinary [notice] noise and a 404.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from crashkit.analysis import triage
+from crashkit.nginx import errorlog
+from tests.conftest import cli_json, run_cli
+
+REAL = Path(__file__).parent / "data" / "nginx-error-real.log"
+
+# What the real sample holds, counted by hand from the file.
+EXPECTED = {"upstream-refused": 5, "upstream-timeout": 1, "upstream-permission": 1,
+            "upstream-reset": 1, "upstream-closed": 1, "worker-connections": 1,
+            "worker-crash-core": 1, "worker-crash": 1, "worker-killed": 1,
+            "config-error": 1, "bind-in-use": 2}
+
+
+def counts(paths: list[str], *, since: datetime | None = None, jobs: int = 1,
+           block_size: int = errorlog.BLOCK_SIZE, min_split: int = 64 << 20,
+           ) -> tuple[dict[str, int], errorlog.ScanStats, tuple[triage.Finding, ...]]:
+    key = errorlog.since_key(since) if since else None
+    tasks = errorlog.plan(paths, jobs, min_split=min_split)
+    stats = errorlog.ScanStats()
+    tallies = [triage.tally(errorlog.select_task(t, triage.PATTERN, since=key, stats=stats,
+                                                 block_size=block_size)) for t in tasks]
+    found = triage.findings(triage.merge(tallies))
+    return {f.kind: f.count for f in found}, stats, found
+
+
+def test_parse_line_fields() -> None:
+    line = REAL.read_bytes().splitlines()[8]
+    e = errorlog.parse_line(line)
+    assert e is not None
+    assert (e.time, e.level, e.pid, e.tid, e.connection) == (
+        datetime(2026, 11, 24, 4, 23, 40), "crit", 2038, 2038, 5)
+    assert e.message == ("connect() to unix:/tmp/tcap/sock/app.sock failed (13: Permission "
+                         "denied) while connecting to upstream")
+    assert (e.client, e.server, e.request, e.upstream, e.host) == (
+        "127.0.0.1", "crashkit.test", "GET /unix?q=1 HTTP/1.1",
+        "http://unix:/tmp/tcap/sock/app.sock:/?q=1", "127.0.0.1:38015")
+
+
+def test_parse_line_without_connection_or_context() -> None:
+    e = errorlog.parse_line(b"2026/11/24 04:35:59 [alert] 19242#19242: worker process 19244 "
+                            b"exited on signal 11 (core dumped)\n")
+    assert e is not None and e.connection is None and e.client is None
+    assert e.message == "worker process 19244 exited on signal 11 (core dumped)"
+
+
+@pytest.mark.parametrize("junk", [b"", b"garbage", b"2026/13/45 99:99:99 [error] 1#1: x",
+                                  b"\tstack traceback:", b"2026/11/24 04:35:59 error 1#1: x"])
+def test_parse_line_rejects_garbage(junk: bytes) -> None:
+    assert errorlog.parse_line(junk) is None
+
+
+def test_context_keys() -> None:
+    def keys(ctx: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
+        return errorlog.context_keys(b" while x" + ctx)[:3]
+
+    assert keys(b', client: 10.0.0.9, server: s, request: "GET /a?b=1 HTTP/1.1", upstream: '
+                b'"http://127.0.0.1:8080/a?b=1", host: "h"') == (
+        b"10.0.0.9", b"GET /a", b"http://127.0.0.1:8080")
+    assert keys(b', client: c, server: s, request: "POST /x HTTP/1.1", upstream: '
+                b'"http://unix:/run/a.sock:/x", host: "h"')[2] == b"http://unix:/run/a.sock"
+    assert keys(b', client: c, server: s, request: "GET / HTTP/1.1", upstream: '
+                b'"fastcgi://unix:/run/php.sock:", host: "h"')[2] == b"fastcgi://unix:/run/php.sock"
+    assert keys(b', client: c, server: s, request: "GET / HTTP/2.0", upstream: '
+                b'"http://[::1]:81/", host: "h"')[2] == b"http://[::1]:81"
+    assert errorlog.context_keys(b"no context here") == (None, None, None, 15)
+
+
+def test_real_lines_counted() -> None:
+    got, stats, found = counts([str(REAL)])
+    assert got == EXPECTED
+    assert stats.garbage_lines == 0
+    assert stats.bytes_read == REAL.stat().st_size
+    # The order a person reads: critical first, then by count.
+    sev = [f.severity for f in found]
+    assert sev == sorted(sev, key=lambda s: ["critical", "high", "medium", "low"].index(s))
+    refused = next(f for f in found if f.kind == "upstream-refused")
+    assert [(c.value, c.count) for c in refused.upstreams] == [
+        ("http://127.0.0.1:36239", 4), ("fastcgi://127.0.0.1:36239", 1)]
+    assert [(c.value, c.count) for c in refused.requests] == [
+        ("GET /up", 3), ("GET /refused", 1), ("GET /fcgi", 1)]
+    assert (refused.first, refused.last) == ("2026-11-24T04:23:39", "2026-11-24T04:23:40")
+    # select(): the same lines, whole files in this process
+    hits = list(errorlog.select([str(REAL)], triage.PATTERN))
+    assert len(hits) == sum(EXPECTED.values())
+    assert hits[0][0] == b"2026/11/24 04:23:39" and hits[0][2].startswith(b"Connection refused)")
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 64, 200, 4096])
+def test_block_boundaries_do_not_change_counts(block_size: int) -> None:
+    got, stats, _ = counts([str(REAL)], block_size=block_size)
+    assert got == EXPECTED and stats.garbage_lines == 0
+
+
+def test_byte_ranges_cover_every_line_once(tmp_path: Path) -> None:
+    # The parallel plan cuts plain files in byte ranges: anywhere in a line.
+    log = tmp_path / "error.log"
+    log.write_bytes(REAL.read_bytes() * 7)
+    for jobs in (2, 3, 5):
+        tasks = errorlog.plan([str(log)], jobs, min_split=1)
+        assert len(tasks) == jobs
+        got, stats, _ = counts([str(log)], jobs=jobs, min_split=1, block_size=50)
+        assert got == {k: 7 * n for k, n in EXPECTED.items()}
+        assert stats.bytes_read >= log.stat().st_size
+
+
+def test_parallel_processes_give_the_same_answer(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "error.log"
+    log.write_bytes(REAL.read_bytes() * 3)
+    tasks = errorlog.plan([str(log)], 2, min_split=1)
+    monkeypatch.setattr(errorlog, "PARALLEL_MIN_BYTES", 1)
+    tallies, stats = errorlog.reduce_tasks(tasks, triage.PATTERN, None, triage.tally, 2)
+    got = {f.kind: f.count for f in triage.findings(triage.merge(tallies))}
+    assert got == {k: 3 * n for k, n in EXPECTED.items()}
+    assert [f.path for f in stats.files] == [str(log)]
+    assert stats.files[0].bytes_read == log.stat().st_size
+
+
+def test_rotated_gzip_and_plain(tmp_path: Path) -> None:
+    lines = REAL.read_bytes().splitlines(keepends=True)
+    old, new = tmp_path / "error.log.2.gz", tmp_path / "error.log"
+    with gzip.open(old, "wb") as f:
+        f.writelines(lines[:15])
+    new.write_bytes(b"".join(lines[15:]))
+    got, stats, _ = counts([str(old), str(new)])
+    assert got == EXPECTED
+    assert [(f.path, f.compressed) for f in stats.files] == [(str(old), True), (str(new), False)]
+
+
+def test_garbage_lines_counted_not_fatal(tmp_path: Path) -> None:
+    lines = REAL.read_bytes().splitlines(keepends=True)
+    junk = [b"this is not nginx\n", b"\n", b"\tstack traceback:\n", b"\x00\xff\xfe binary\n",
+            b"x" * (2 << 20) + b"\n"]  # over a megabyte: cut off, counted once
+    mixed = lines[:3] + junk[:2] + lines[3:20] + junk[2:] + lines[20:]
+    log = tmp_path / "error.log"
+    log.write_bytes(b"".join(mixed).rstrip(b"\n"))  # and no newline at the very end
+    for block_size in (4096, errorlog.BLOCK_SIZE):
+        got, stats, _ = counts([str(log)], block_size=block_size)
+        assert got == EXPECTED
+        assert stats.garbage_lines == len(junk)
+
+
+def test_since_iso_and_block_skipping(tmp_path: Path) -> None:
+    since = datetime(2026, 11, 24, 4, 35, 0)
+    want = {k: n for k, n in EXPECTED.items() if not k.startswith("upstream")}
+    got, stats, _ = counts([str(REAL)], since=since)
+    assert got == want
+    # With small blocks, the old ones are skipped without being looked at.
+    log = tmp_path / "error.log"
+    log.write_bytes(REAL.read_bytes().split(b"\n2026/11/24 04:35:55")[0] * 50 + b"\n" +
+                    REAL.read_bytes())
+    got, stats, _ = counts([str(log)], since=since, block_size=1024)
+    assert got == want
+    assert stats.skipped_bytes > 40 * 1024
+
+
+def test_parse_since() -> None:
+    now = datetime(2026, 11, 24, 12, 0, 0)
+    assert errorlog.parse_since("2h", now) == datetime(2026, 11, 24, 10, 0, 0)
+    assert errorlog.parse_since("30m", now) == datetime(2026, 11, 24, 11, 30, 0)
+    assert errorlog.parse_since("1d", now) == datetime(2026, 11, 23, 12, 0, 0)
+    assert errorlog.parse_since("2026-11-24T04:00", now) == datetime(2026, 11, 24, 4, 0)
+    assert errorlog.parse_since("2026-11-24", now) == datetime(2026, 11, 24)
+    with pytest.raises(ValueError, match="not a time"):
+        errorlog.parse_since("yesterday-ish", now)
+    assert errorlog.since_key(datetime(2026, 1, 2, 3, 4, 5)) == b"2026/01/02 03:04:05"
+
+
+def test_truncated_gzip_keeps_what_was_read(tmp_path: Path) -> None:
+    whole = gzip.compress(REAL.read_bytes() * 200)
+    cut = tmp_path / "error.log.1.gz"
+    cut.write_bytes(whole[: len(whole) * 3 // 4])
+    got, stats, _ = counts([str(cut)])
+    assert stats.files[0].truncated is True
+    assert 0 < got["upstream-refused"] < 5 * 200
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
+    fake = tmp_path / "error.log.1.gz"
+    fake.write_text("plain text, not gzip\n")
+    corrupt = tmp_path / "error.log.3.gz"
+    corrupt.write_bytes(b"\x1f\x8b\x08\x00" + b"\xff" * 64)
+    cases = {str(tmp_path / "missing.log"): "no such file",
+             str(tmp_path): "is a directory",
+             str(fake): "named .gz but not gzip-compressed",
+             str(corrupt): "gzip"}
+    for path, reason in cases.items():
+        proc = run_cli("triage", "--error-log", str(REAL), "--error-log", path)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stdout == ""  # nothing half-written
+        (line,) = proc.stderr.splitlines()
+        assert line.startswith(f"crashkit: error: {path}: ") and reason in line
+    proc = run_cli("triage", "--error-log", str(REAL), "--since", "soonish")
+    assert proc.returncode == 2 and "not a time" in proc.stderr
+
+
+def test_cli_text_and_json_agree() -> None:
+    code, data = cli_json("triage", "--error-log", str(REAL))
+    assert code == 1
+    assert {f["kind"]: f["count"] for f in data["findings"]} == EXPECTED
+    text = run_cli("triage", "--error-log", str(REAL)).stdout
+    titles = [line.split(None, 1)[1] for line in text.splitlines()
+              if line.split(None, 1)[:1] in (["CRITICAL"], ["HIGH"], ["MEDIUM"])]
+    assert titles == [f["title"] for f in data["findings"]]
+    assert Counter(f["severity"] for f in data["findings"]) == {
+        "critical": 5, "high": 3, "medium": 3}
+
+
+def test_text_golden() -> None:
+    """The text a person reads, whole, for the real sample (no host facts:
+    rendered from the pure analysis). CRASHKIT_UPDATE_GOLDEN=1 rewrites it."""
+    import os
+
+    from crashkit.findings import LogSource, Triage
+    from crashkit.render.host import triage_text
+
+    _, stats, found = counts([str(REAL)])
+    t = Triage(found, (LogSource("error.log", False, stats.bytes_read, False),), None, 0, 0,
+               0.0, "not needed")
+    golden = Path(__file__).parent / "golden" / "triage-real.txt"
+    out = triage_text(t) + "\n"
+    if os.environ.get("CRASHKIT_UPDATE_GOLDEN"):
+        golden.write_text(out)
+    assert out == golden.read_text()
