@@ -84,19 +84,11 @@ def _run(argv: list[str]) -> str:
 
 def process_command(pid: int) -> str | None:
     """What pid runs now (its command line), or None when it has exited."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read(4096)
-    except OSError:
-        return None
-    text = raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
-    if not text:  # a kernel thread, or a zombie
-        try:
-            with open(f"/proc/{pid}/comm", "rb") as f:
-                text = "[" + f.read(64).strip().decode("utf-8", "replace") + "]"
-        except OSError:
-            return None
-    return "".join(c if c.isprintable() else "?" for c in text)
+    from crashkit.host.sockets import process_name
+
+    comm, cmdline = process_name(pid)
+    text = cmdline or (f"[{comm}]" if comm else "")  # a kernel thread has no command line
+    return "".join(c if c.isprintable() else "?" for c in text) or None
 
 
 def user_name(uid: int) -> str | None:
