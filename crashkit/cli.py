@@ -6,6 +6,7 @@ something that needs attention, 2 bad input or usage.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -201,7 +202,8 @@ def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact:
     if not os.path.isdir(out_dir):
         raise InputError("--out: not a directory" if os.path.exists(out_dir) else
                          "--out: no such directory", path=out_dir)
-    options = _analysis_options(kw, full_frames=FULL_FRAMES, redact=not no_redact)
+    options = dataclasses.replace(_analysis_options(kw, full_frames=FULL_FRAMES,
+                                                    redact=not no_redact), packages="all")
     if no_redact:
         click.echo("crashkit: warning: --no-redact: the bundle may hold passwords, cookies and "
                    "keys from the process's memory and the config", err=True)

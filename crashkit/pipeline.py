@@ -32,7 +32,6 @@ from crashkit.elf.modules import read_modules
 from crashkit.elf.symbols import DEFAULT_DEBUG_DIRS, Symbolizer, host_path
 from crashkit.errors import GdbError
 from crashkit.model import Analysis, CoreFacts, CrashContext, HostFacts, Package, Thread
-from crashkit.redact import gdb_value
 
 if TYPE_CHECKING:
     from crashkit.gdb.backtrace import Pending
@@ -53,6 +52,9 @@ class Options:
     redact: bool = True
     error_log: str | None = None  # nginx's error log, for the crashed pid's last lines
     host_facts: bool = True  # look up packages and the signal's sender on this host
+    # Whose package to look up: "blamable" (the executable and every module
+    # that is not a system library: what a verdict can name) or "all".
+    packages: str = "blamable"
 
 
 def start_gdb(options: Options) -> tuple[GdbSession | None, str | None]:
@@ -90,6 +92,9 @@ def read_facts(path: str, options: Options,
 
 
 STACK_SCAN_BYTES = 16 * 1024
+# Where dpkg installs files; a module elsewhere (a build tree, /home) is not
+# looked up, which saves running dpkg-query at all for most such crashes.
+DPKG_PREFIXES = ("/usr/", "/lib", "/bin/", "/sbin/", "/opt/", "/etc/", "/var/")
 
 
 def _path_map(facts: CoreFacts, options: Options) -> dict[str, str]:
@@ -158,8 +163,6 @@ def _gdb_for_arch(path: str, options: Options, session: GdbSession,
 
 def _analyze(path: str, options: Options, session: GdbSession | None,
              gdb_error: str | None) -> Analysis:
-    from crashkit.gdb import backtrace as bt
-
     pending: list[Pending] = []
     lookups: list[Callable[[], HostFacts]] = []
 
@@ -169,6 +172,8 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
         lookups.append(_host_lookup(facts, options))
         if session is None:
             return
+        from crashkit.gdb import backtrace as bt
+
         exe = options.exe
         if exe is None and facts.exe:
             exe = host_path(facts.exe, options.sysroot)
@@ -240,11 +245,13 @@ def _host_lookup(facts: CoreFacts, options: Options) -> Callable[[], HostFacts]:
         admindir = os.path.join(options.sysroot, "var/lib/dpkg")
         if not os.path.isdir(admindir):
             admindir = None
-    paths = list(dict.fromkeys(m.path for m in facts.mappings))
+    paths = [p for p in dict.fromkeys(m.path for m in facts.mappings)
+             if options.packages == "all" or (p.startswith(DPKG_PREFIXES) and (
+                 p == facts.exe or not is_system_library(p)))]
     result: dict[str, Package] = {}
 
     def work() -> None:
-        if admindir or not options.sysroot:
+        if paths and (admindir or not options.sysroot):
             result.update(H.dpkg_packages(paths, admindir))
 
     thread = threading.Thread(target=work, daemon=True)
@@ -304,6 +311,7 @@ def _gdb_threads(session: GdbSession, pending: Pending, threads: tuple[Thread, .
                  notes: list[str], exec_ranges: tuple[tuple[int, int], ...],
                  rescued: frozenset[str]) -> tuple[tuple[Thread, ...], CrashContext | None]:
     from crashkit.gdb import backtrace as bt
+    from crashkit.redact import gdb_value
 
     redact = gdb_value if options.redact else (lambda v: v)
     per_thread, warnings = bt.collect(

@@ -154,6 +154,10 @@ def test_the_report_names_the_module_and_has_the_backtrace(
     assert "  #0  0x" in md and "crashkit_session_lookup+0x" in md
     assert "ngx_http_core_content_phase" in md
     assert "report.html" not in files and "analysis.json" not in files
+    # The report looks up every module's package, system libraries too.
+    libc = next(line for line in files["modules.txt"].decode().splitlines()
+                if "/libc.so.6 " in line)
+    assert " libc6 2." in libc and "[same build]" in libc
 
 
 def test_without_conf_the_running_masters_config_is_used(secret_crash: dict[str, Any]) -> None:
