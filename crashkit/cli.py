@@ -27,6 +27,18 @@ Exit codes:
   2  bad input or usage, or output that could not be written (one line on
      stderr names the file and the problem)"""
 
+TRIAGE_EXIT_HELP = """\b
+Exit codes:
+  0  nothing in the logs needs attention
+  1  findings that need attention
+  2  bad input (a missing, unreadable or corrupt log, a bad --since)"""
+
+DOCTOR_EXIT_HELP = """\b
+Exit codes:
+  0  every check passed
+  1  a check warns or fails
+  2  bad input (a missing config, a config crossplane cannot read)"""
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog=EXIT_CODES_HELP)
@@ -34,7 +46,10 @@ Exit codes:
 def cli() -> None:
     """crashkit: what crashed, and whose code is at fault.
 
-    Core-dump forensics for Linux programs, nginx workers first.
+    Core-dump forensics for Linux programs, nginx workers first. On a
+    crashing host: `setup` so the next crash leaves a usable core, `analyze
+    CORE` for the verdict, `report CORE` for a bundle to attach upstream;
+    `triage` reads nginx's error logs and `doctor` checks the live host.
     """
 
 
@@ -242,7 +257,7 @@ _NGINX_OPTION = click.option(
     help="The nginx binary (for nginx -V and nginx -t).")
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
+@cli.command(epilog=TRIAGE_EXIT_HELP)
 @click.option("--error-log", "error_logs", metavar="PATH", multiple=True,
               help="An nginx error log, plain or gzip-compressed (error.log.2.gz). Repeatable. "
                    "Default: the error_log files of the nginx config, else "
@@ -289,7 +304,7 @@ def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
         _EXIT = 1
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
+@cli.command(epilog=DOCTOR_EXIT_HELP)
 @_CONF_OPTION
 @_NGINX_OPTION
 @click.option("--json", "as_json", is_flag=True,
