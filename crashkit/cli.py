@@ -37,7 +37,7 @@ DOCTOR_EXIT_HELP = """\b
 Exit codes:
   0  every check passed
   1  a check warns or fails
-  2  bad input (a missing config, a config crossplane cannot read)"""
+  2  bad input (a missing config, or one that cannot be parsed)"""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
