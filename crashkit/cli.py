@@ -218,7 +218,11 @@ def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact:
         raise InputError("--out: not a directory" if os.path.exists(out_dir) else
                          "--out: no such directory", path=out_dir)
     options = dataclasses.replace(_analysis_options(kw, full_frames=FULL_FRAMES,
-                                                    redact=not no_redact), packages="all")
+                                                    redact=not no_redact), packages="all",
+                                  # Another process's command line has no place in a
+                                  # bundle: it may hold its secrets, and the pid may
+                                  # have been reused by then.
+                                  sender_now=False)
     if no_redact:
         click.echo("crashkit: warning: --no-redact: the bundle may hold passwords, cookies and "
                    "keys from the process's memory and the config", err=True)

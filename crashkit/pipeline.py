@@ -55,6 +55,7 @@ class Options:
     # Whose package to look up: "blamable" (the executable and every module
     # that is not a system library: what a verdict can name) or "all".
     packages: str = "blamable"
+    sender_now: bool = True  # say what the signal's sender runs now (not in bundles)
 
 
 def start_gdb(options: Options) -> tuple[GdbSession | None, str | None]:
@@ -258,7 +259,7 @@ def _host_lookup(facts: CoreFacts, options: Options) -> Callable[[], HostFacts]:
     thread.start()
     s = facts.signal
     sender_command = sender_user = None
-    if s is not None and s.sender_pid and not options.sysroot and (
+    if s is not None and s.sender_pid and not options.sysroot and options.sender_now and (
             facts.process is None or s.sender_pid != facts.process.pid):
         sender_command = H.process_command(s.sender_pid)
         sender_user = H.user_name(s.sender_uid) if s.sender_uid is not None else None

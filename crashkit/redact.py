@@ -44,7 +44,8 @@ def gdb_value(value: str) -> str:
 
 # Names of headers, parameters, variables and options whose values are secret.
 SECRET_NAME = re.compile(
-    r"(?i)(auth|cookie|token|secret|passw|pwd|(?<![a-z])pw(?![a-z])|api[-_]?key|"
+    r"(?i)(auth|cookie|token|secret|passw|pwd|(?<![a-z])pw(?![a-z])|(?<![a-z])pass(?![a-z])|"
+    r"api[-_]?key|"
     r"access[-_]?key|private|"
     r"credential|session|signature|bearer|\bkey\b|_key\b|[-_]key[-_]|^key$|x-amz-security|"
     r"jwt|csrf|xsrf)")
@@ -56,12 +57,24 @@ _PAIR = re.compile(
     r"private[-_]?key|credential|session|signature|jwt|csrf)[\w.-]*)"
     r"(?P<sep>\s*[=:]\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s&;,\"']+)")
 _AUTH_WORDS = re.compile(r"(?i)\b(Bearer|Basic|Digest)\s+([A-Za-z0-9._~+/=-]{4,})")
+# --password hunter2, --api-key=… is _PAIR's: an option whose name says
+# secret, then its value after a space.
+_OPTION = re.compile(
+    r"(?i)(?P<key>--?[\w-]*(?:passw|pass\b|pwd|token|secret|api[-_]?key|auth|credential)"
+    r"[\w-]*)(?P<sep>\s+)(?P<value>[^\s-][^\s]*)")
+# scheme://user:password@host
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)(?P<value>[^\s@/]+)(?=@)",
+                           re.I)
 
 
 def text_secrets(text: str) -> str:
     """Secret-looking pairs in free text (``password=x``, ``token: y``,
     ``Authorization: Bearer z``) with their values redacted."""
     text = _AUTH_WORDS.sub(lambda m: f"{m.group(1)} {marker(m.group(2))}", text)
+    text = _URL_PASSWORD.sub(lambda m: m.group("head") + marker(m.group("value")), text)
+    text = _OPTION.sub(lambda m: m.group("key") + m.group("sep") + (
+        m.group("value") if m.group("value").startswith("<redacted:")
+        else marker(m.group("value"))), text)
 
     def pair(m: re.Match[str]) -> str:
         value = m.group("value")

@@ -187,6 +187,7 @@ def test_include_core(manifest: dict[str, Any], tmp_path: Path) -> None:
     assert analysis["verdict"]["kind"] == "sent-by-process"
 
 
+
 def test_bundles_never_replace_each_other_and_say_what_they_hold(
         manifest: dict[str, Any], tmp_path: Path) -> None:
     core = fixture(manifest, "nginx-kill")["core"]
@@ -296,3 +297,79 @@ def test_a_log_that_does_not_mention_the_crash_is_left_out(manifest: dict[str, A
     exit_line = next(i for i, line in enumerate(log)
                      if f"worker process {fx['pid']} exited on signal 11" in line)
     assert exit_line > 0 and len(log) - exit_line - 1 <= 5
+
+
+def test_a_process_posing_as_the_master_is_not_trusted(tmp_path: Path) -> None:
+    """The parent pid comes from the core: whoever runs there must not get a
+    config of its choice run through nginx -T as root (load_module is
+    dlopen). A look-alike title on another binary, or a config that others
+    may write, is refused."""
+    import time
+
+    from crashkit.nginx.dump import running_master
+
+    evil = tmp_path / "evil.conf"
+    evil.write_text("load_module /tmp/evil.so;\n")
+    fake = subprocess.Popen(["bash", "-c", f'exec -a "nginx: master process /usr/sbin/nginx '
+                             f'-c {evil}" sleep 30'])
+    try:
+        time.sleep(0.3)
+        title = Path(f"/proc/{fake.pid}/cmdline").read_bytes()
+        assert title.startswith(b"nginx: master process ")  # it does look like one
+        assert running_master(fake.pid, time.time(), "nginx") is None
+    finally:
+        fake.kill()
+        fake.wait()
+
+
+def test_a_master_whose_config_others_may_write_is_not_trusted(
+        secret_crash: dict[str, Any]) -> None:
+    import time
+
+    from crashkit.nginx.dump import running_master
+
+    conf = Path(secret_crash["conf"])
+    pid = int((conf.parent / "nginx.pid").read_text())
+    assert running_master(pid, time.time(), "nginx") is not None
+    mode = conf.stat().st_mode
+    try:
+        conf.chmod(0o666)
+        assert running_master(pid, time.time(), "nginx") is None
+    finally:
+        conf.chmod(mode)
+
+
+def test_the_senders_command_line_stays_out_of_bundles(tmp_path: Path) -> None:
+    """analyze says what a killer's pid runs now; a bundle must not carry
+    another process's command line (it may hold its secrets)."""
+    import resource
+    import time
+
+    from tests.conftest import compile_program
+
+    victim = compile_program(tmp_path, "victim", "#include <unistd.h>\n"
+                             "int main(void) { pause(); return 0; }\n")
+
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+    proc = subprocess.Popen([str(victim)], cwd=tmp_path, preexec_fn=limits)
+    secret = secrets.token_hex(8)
+    time.sleep(0.2)
+    # The sender kills, then stays alive under a command line with a secret.
+    sender = subprocess.Popen(["bash", "-c", f'kill -SEGV {proc.pid}; exec -a "probe '
+                               f'--password {secret}" sleep 30'])
+    try:
+        assert proc.wait(timeout=30) == -11
+        core = next(p for p in tmp_path.iterdir() if p.name.startswith("core"))
+        shown = run_cli("analyze", str(core), "--json", "--no-gdb", check=True)
+        assert secret in json.loads(shown.stdout)["verdict"]["sender"]["command_now"]
+        _, files = make_bundle(str(core), tmp_path / "out", "--no-gdb")
+        for name, data in files.items():
+            assert secret.encode() not in data, name
+        analysis = json.loads(files["analysis.json"])
+        assert analysis["verdict"]["sender"]["pid"] == sender.pid
+        assert analysis["verdict"]["sender"]["command_now"] is None
+    finally:
+        sender.kill()
+        sender.wait()

@@ -135,6 +135,7 @@ def test_config_secrets_are_redacted_in_place() -> None:
         "    proxy_set_header Authorization \"Bearer tok-123\";\n"
         "    proxy_set_header Host $host;\n"
         "    fastcgi_param DB_PASSWORD hunter2;\n"
+        "    fastcgi_param DB_PASS hunter3;\n"
         "    more_set_headers \"X-Api-Key: k-999\";\n"
         "    secure_link_secret lnk-555;\n"
         "    set $session_key 'abc def';\n"
@@ -151,7 +152,7 @@ def test_config_secrets_are_redacted_in_place() -> None:
         "    }\n"
         "}\n")
     out = redacted_config(conf)
-    for secret in ("s3cr3t-env", "tok-123", "hunter2", "k-999", "lnk-555", "abc def",
+    for secret in ("s3cr3t-env", "tok-123", "hunter2", "hunter3", "k-999", "lnk-555", "abc def",
                    "pw-4242", "map-998877", "if-55"):
         assert secret not in out
     assert out.splitlines() == [
@@ -161,6 +162,7 @@ def test_config_secrets_are_redacted_in_place() -> None:
         "    proxy_set_header Authorization <redacted:14>;",
         "    proxy_set_header Host $host;",
         "    fastcgi_param DB_PASSWORD <redacted:7>;",
+        "    fastcgi_param DB_PASS <redacted:7>;",
         '    more_set_headers "X-Api-Key: <redacted:5>";',
         "    secure_link_secret <redacted:7>;",
         "    set $session_key <redacted:7>;",
@@ -185,6 +187,9 @@ def test_config_secrets_are_redacted_in_place() -> None:
     ("/usr/bin/app --password=hunter2 --port 80", "/usr/bin/app --password=<redacted:7> --port 80"),
     ("Authorization: Bearer abc.def.ghi", "Authorization: Bearer <redacted:11>"),
     ("plain words, nothing secret", "plain words, nothing secret"),
+    ("/opt/probe --password hunter2 --token abc --port 80",
+     "/opt/probe --password <redacted:7> --token <redacted:3> --port 80"),
+    ("upstream: mysql://app:s3cr3t@db:3306/x", "upstream: mysql://app:<redacted:6>@db:3306/x"),
 ])
 def test_log_and_command_line_secrets(text: str, shown: str) -> None:
     assert R.request_line(text) == shown

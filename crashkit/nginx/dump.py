@@ -29,20 +29,31 @@ class MasterOptions:
     prefix: str | None  # -p
 
 
-def running_master(pid: int, started_before: float) -> MasterOptions | None:
-    """The options of nginx master ``pid`` if it still runs and started before
-    ``started_before`` (a crashed worker's parent, not a reused pid)."""
+def running_master(pid: int, started_before: float, nginx: str) -> MasterOptions | None:
+    """The options of nginx master ``pid`` if it still runs, started before
+    ``started_before`` (a crashed worker's parent, not a reused pid), and can
+    be trusted: the pid comes from the core, and its config is about to be
+    given to ``nginx -T`` as root, which loads the modules it names. So the
+    process must run as root, from the same binary as ``nginx``, and its
+    config must be root's alone (owned by root, writable by nobody else)."""
+    import shutil
+
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             title = f.read(8192).split(b"\0")[0].decode("utf-8", "surrogateescape")
         with open(f"/proc/{pid}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
+        with open(f"/proc/{pid}/status", "rb") as f:
+            uids = next(line.split()[1:3] for line in f if line.startswith(b"Uid:"))
         with open("/proc/stat", "rb") as f:
             btime = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+        exe = os.path.realpath(os.readlink(f"/proc/{pid}/exe"))
     except (OSError, StopIteration, ValueError, IndexError):
         return None
     head = "nginx: master process "
-    if not title.startswith(head):
+    binary = shutil.which(nginx)
+    if not title.startswith(head) or uids != [b"0", b"0"] or binary is None or \
+            exe != os.path.realpath(binary):
         return None
     started = btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
     if started > started_before:
@@ -51,7 +62,16 @@ def running_master(pid: int, started_before: float) -> MasterOptions | None:
     words = title[len(head):].split(" ")
     opts = {flag: words[i + 1] for i, flag in enumerate(words[:-1])
             if flag in ("-c", "-p")}
-    return MasterOptions(pid, words[0], opts.get("-c"), opts.get("-p"))
+    conf, prefix = opts.get("-c"), opts.get("-p")
+    if conf is not None:
+        path = conf if os.path.isabs(conf) or not prefix else os.path.join(prefix, conf)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if st.st_uid != 0 or st.st_mode & 0o022:
+            return None
+    return MasterOptions(pid, words[0], conf, prefix)
 
 
 def config_dump(nginx: str, conf: str, files: tuple[str, ...], prefix: str | None = None,

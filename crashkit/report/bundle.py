@@ -121,7 +121,7 @@ def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
     if options.conf is None and p is not None:
         # The crashed worker's master may still run: its -c is the config
         # that crashed, whatever nginx -V says.
-        master = dump.running_master(p.ppid, os.stat(a.core.path).st_mtime)
+        master = dump.running_master(p.ppid, os.stat(a.core.path).st_mtime, options.nginx)
         if master is not None and master.conf:
             conf = master.conf if os.path.isabs(master.conf) or not master.prefix \
                 else os.path.join(master.prefix, master.conf)
