@@ -57,7 +57,8 @@ def crash(sig: SignalInfo, frames: list[Frame] | None = None, *, pc: int = 0x7F0
                     cursig=sig.number, frames=tuple(frames or ()))
     facts = CoreFacts(path="/tmp/core", size=1, expected_size=1, truncated=False,
                       arch="x86-64",
-                      process=ProcessInfo(pid=PID, ppid=1, uid=33, gid=33, fname="nginx",
+                      process=ProcessInfo(pid=PID, ppid=1, uid=33, gid=33,
+                                          fname=exe.rsplit("/", 1)[-1][:15],
                                           args="nginx: worker process", state="R"),
                       signal=sig, threads=(thread,), mappings=mappings, auxv={},
                       exe=exe, execfn=exe, page_size=4096, segments=segments)
@@ -169,6 +170,22 @@ def test_blame_passes_through_nginx_to_the_module_that_called_it() -> None:
     assert found.frame is frames[2] and found.confidence == "medium"
     alone = [frame(0, NGINX, "ngx_vslprintf"), frame(1, NGINX, "main")]
     assert blame(alone, facts, unwound=True).frame is alone[0]
+
+
+def test_a_library_calling_back_into_nginx_is_not_charged() -> None:
+    """zlib calling nginx's allocator, OpenSSL an SNI callback: nginx's own
+    code ran on nginx's behalf; it is nginx's crash."""
+    facts, _ = crash(siginfo(S.SIGSEGV, 1, 0))
+    zlib = "/usr/lib/x86_64-linux-gnu/libz.so.1"
+    frames = [frame(0, NGINX, "ngx_http_gzip_filter_alloc"), frame(1, zlib, "deflateInit2_"),
+              frame(2, NGINX, "ngx_http_gzip_filter_deflate_start")]
+    found = blame(frames, facts, unwound=True)
+    assert (found.frame, found.confidence) == (frames[0], "high")
+    # A plug-in library of another program, called back the same way, is.
+    prog = "/opt/app/bin/app"
+    facts, _ = crash(siginfo(S.SIGSEGV, 1, 0), exe=prog)
+    frames = [frame(0, prog, "app_log"), frame(1, "/opt/app/plugins/libfoo.so", "foo_run")]
+    assert blame(frames, facts, unwound=True).frame is frames[1]
 
 
 def test_blame_without_a_backtrace_uses_the_pc() -> None:

@@ -161,6 +161,13 @@ def _skippable(frame: Frame) -> bool:
             or bool(frame.function and MACHINERY.match(frame.function)))
 
 
+def _is_plugin(path: str | None, facts: CoreFacts) -> bool:
+    kind = origin(path, facts)
+    if kind in ("nginx-module", "third-party-module"):
+        return True
+    return kind == "library" and not is_nginx(facts) and library_project(path or "") is None
+
+
 def frame_label(frame: Frame) -> str:
     if frame.function and frame.trusted:
         name = frame.function
@@ -189,7 +196,10 @@ def blame(frames: Sequence[Frame], facts: CoreFacts, *, unwound: bool) -> Blame:
         if exe is not None and frame.module == exe:
             caller = next((f for f in frames[i + 1:] if f.module and f.module != exe
                            and not _skippable(f)), None)
-            if caller is not None:
+            # Only a plug-in is charged for the host's crash: a library such
+            # as zlib or OpenSSL calling back into nginx (its allocator, an
+            # SNI callback) is running nginx's code on nginx's behalf.
+            if caller is not None and _is_plugin(caller.module, facts):
                 host = "nginx" if is_nginx(facts) else os.path.basename(exe)
                 return Blame(caller, "medium",
                              f"{host}'s own code crashed ({frame_label(frame)}, frame "
