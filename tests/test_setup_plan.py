@@ -17,6 +17,7 @@ from crashkit.nginx.config import load_config, upstream_targets, worker_user
 from crashkit.nginx.text import read_text, statements
 from crashkit.setup.plan import choose_values, parse_size, plan_core_directives
 from crashkit.setup.write import glob_matches
+from tests.conftest import unavailable
 
 
 def plan(root: Path, core_dir: str = "/var/lib/crashkit/cores", limit: str = "2G"):  # type: ignore[no-untyped-def]
@@ -154,3 +155,29 @@ def test_reader_queries(tmp_path: Path) -> None:
     assert [(t.kind, t.unix_socket, t.upstream) for t in upstream_targets(cfg)] == [
         ("proxy_pass", "/run/b.sock", None), ("grpc_pass", None, None),
         ("server", "/run/app.sock", "app"), ("server", None, "app")]
+
+
+def test_a_core_dir_swapped_for_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    """The take-over (chown, chmod) goes through the directory's own
+    descriptor: a symlink swapped in after the checks is refused and its
+    target keeps its owner and mode."""
+    import pwd
+
+    from crashkit.setup.coredir import Worker, take_over
+
+    if os.geteuid() != 0:
+        unavailable("chown needs root")
+    target = tmp_path / "precious"
+    target.mkdir()
+    target.chmod(0o755)
+    link = tmp_path / "cores"
+    link.symlink_to(target)
+    www = pwd.getpwnam("www-data")
+    worker = Worker("www-data", "www-data", www.pw_uid, www.pw_gid)
+    with pytest.raises(InputError, match="changed while setting it up"):
+        take_over(str(link), worker)
+    st = target.stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o755)
+    take_over(str(target), worker)  # the directory itself is taken over
+    st = target.stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (www.pw_uid, 0o700)

@@ -125,6 +125,23 @@ def _name(ident: int, db: object) -> str:
         return str(ident)
 
 
+def take_over(path: str, worker: Worker) -> None:
+    """Give the directory to the worker user, mode 0700, through a descriptor
+    of the directory itself, never a path followed again: a worker-writable
+    parent could swap it for a symlink after the checks, and root would then
+    chown the link's target."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise InputError(f"the core directory changed while setting it up "
+                         f"({exc.strerror})", path=path) from None
+    try:
+        os.fchown(fd, worker.uid, worker.gid)
+        os.fchmod(fd, MODE)
+    finally:
+        os.close(fd)
+
+
 def prepare(path: str, worker: Worker, manage: bool = True) -> CoreDir:
     """Create or fix the directory, then prove the worker user can write there."""
     if not manage:
@@ -135,8 +152,7 @@ def prepare(path: str, worker: Worker, manage: bool = True) -> CoreDir:
         os.makedirs(parent, mode=0o755, exist_ok=True)
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, MODE)
-    os.chown(path, worker.uid, worker.gid)
-    os.chmod(path, MODE)
+    take_over(path, worker)
     state = inspect(path, worker)
     if state.worker_can_write is False:
         raise InputError(f"{worker.user} cannot write here even as its owner: a parent "
