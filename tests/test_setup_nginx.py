@@ -142,6 +142,22 @@ def test_debian_tree_dry_run_apply_again_undo(tmp_path: Path, cores: Path) -> No
     assert nothing["changed"] is False and "nothing to undo" in nothing["notes"][0]
 
 
+def test_undo_refuses_to_lose_edits_made_after_apply(tmp_path: Path, cores: Path) -> None:
+    conf = simple_conf(tmp_path)
+    original = conf.read_text()
+    setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
+    applied = conf.read_text()
+    conf.write_text(applied + "# my later edit\n")
+    proc = run_cli("setup", "--conf", str(conf), "--undo")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"crashkit: error: {conf}: changed since crashkit setup "
+                                  "--apply (the line '# my later edit' is not crashkit's)")
+    assert conf.read_text() == applied + "# my later edit\n"  # nothing restored
+    conf.write_text(applied)  # without the foreign edit, undo goes ahead
+    _, undone = setup("--conf", str(conf), "--undo")
+    assert undone["changed"] is True and conf.read_text() == original
+
+
 def test_directives_in_an_included_file_are_updated_there(tmp_path: Path, cores: Path) -> None:
     conf = simple_conf(tmp_path, main="include main.d/*.conf;\n")
     (tmp_path / "main.d").mkdir()

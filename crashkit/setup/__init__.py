@@ -148,6 +148,23 @@ def run(opts: Options) -> Result:
                   bool(plan.edits), system=system, reload=reloaded, notes=tuple(notes))
 
 
+_OURS = ("worker_rlimit_core", "working_directory")
+
+
+def _only_ours(edit: FileEdit, backup: str) -> None:
+    """Undo puts the backup back: refuse when the file changed since apply
+    in any line but the directives apply writes, or those edits would be
+    lost without a trace."""
+    import difflib
+
+    for line in difflib.ndiff(edit.after.splitlines(), edit.before.splitlines()):
+        if line[:2] in ("- ", "+ ") and line[2:].strip() and \
+                not any(name in line for name in _OURS):
+            raise InputError(f"changed since crashkit setup --apply (the line {line[2:].strip()!r} "
+                             f"is not crashkit's): undo would lose that edit; nothing restored. "
+                             f"The file before --apply is {backup}", path=edit.path)
+
+
 def _undo(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: coredir.Worker,
           workers: int) -> Result:
     found = latest_backups(cfg)
@@ -158,6 +175,8 @@ def _undo(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: cor
     edits = tuple(FileEdit(path, read_text(path), read_text(backup))
                   for path, backup in sorted(backups.items()))
     edits = tuple(e for e in edits if e.before != e.after)
+    for e in edits:
+        _only_ours(e, backups[e.path])
     if edits:
         _replace(cfg, opts.nginx, edits, None)
     for backup in backups.values():  # its content is the live file again
