@@ -440,6 +440,16 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("crashkit: interrupted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        no_args = getattr(click.exceptions, "NoArgsIsHelpError", None)
+        if no_args is not None and isinstance(exc, no_args):  # plain `crashkit`: its help
+            click.echo(exc.format_message())
+            sys.exit(0)
+        # One line, like every other error: what is wrong, and where help is.
+        command = exc.ctx.command_path if exc.ctx is not None else "crashkit"
+        message = exc.format_message().rstrip(".")
+        click.echo(f"crashkit: error: {message} (see {command} --help)", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

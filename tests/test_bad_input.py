@@ -81,9 +81,18 @@ def test_bad_exe_option(tmp_path: Path) -> None:
     assert_one_line_error(["analyze", str(p), "--exe", missing], missing, "--exe: no such file")
 
 
-def test_unknown_option_is_usage_error() -> None:
-    proc = run_cli("analyze", "--bogus")
-    assert proc.returncode == 2 and "No such option" in proc.stderr
+@pytest.mark.parametrize(("args", "line"), [
+    (["analyze", "--bogus"],
+     "crashkit: error: No such option '--bogus' (see crashkit analyze --help)"),
+    (["analyze"], "crashkit: error: Missing argument 'CORE' (see crashkit analyze --help)"),
+    (["nope"], "crashkit: error: No such command 'nope' (see crashkit --help)"),
+    (["analyze", "x", "--max-frames", "0"],
+     "crashkit: error: Invalid value for '--max-frames': 0 is not in the range x>=1 "
+     "(see crashkit analyze --help)"),
+])
+def test_usage_errors_are_one_line(args: list[str], line: str) -> None:
+    proc = run_cli(*args)
+    assert (proc.returncode, proc.stderr, proc.stdout) == (2, line + "\n", "")
 
 
 @pytest.mark.parametrize("descsz", [0xFFFFFFFF, 1 << 20])
