@@ -3,7 +3,9 @@ facts: the same bytes on every machine), and the redaction rules."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -208,3 +210,18 @@ def test_setup_diffs_do_not_show_secrets_in_their_context() -> None:
     assert diff.splitlines()[2:] == [
         "@@ -1,3 +1,4 @@", " env API_TOKEN=<redacted:13>;", " user www-data;",
         "+worker_rlimit_core 2G;", " events {}"]
+
+
+def test_markdown_from_the_core_cannot_make_links_or_break_code_spans() -> None:
+    evil = "/opt/a`b/ngx_[x](http://evil.example).so"
+    a = analysis(SignalInfo(11, "SIGSEGV", 1, "SEGV_MAPERR", 0, 0, None, None, "x"),
+                 [frame(0, evil, "f![img](http://evil.example/p.png)", 0x10)], HostFacts())
+    a = dataclasses.replace(a, core=dataclasses.replace(  # type: ignore[attr-defined]
+        a.core, modules=(*a.core.modules, module(evil, "ab" * 20))))  # type: ignore[attr-defined]
+    model = build_model(a, environment=[], files=[], redacted=True,  # type: ignore[arg-type]
+                        generator="crashkit")
+    out = render_template(template_environment(None), "report.md.j2", r=model)
+    prose = re.sub(r"```text\n.*?\n```", "", out, flags=re.S)  # the code blocks
+    prose = re.sub(r"(`+).+?\1", "", prose)  # the code spans
+    assert "](" not in prose.replace("\\](", "")  # no link or image outside them
+    assert "``/opt/a`b/ngx_[x](http://evil.example).so``" in out  # a whole code span

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import tarfile
 import time
 from collections.abc import Callable, Sequence
@@ -65,9 +66,32 @@ def template_environment(template_dir: str | None) -> object:
         loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined,
         autoescape=lambda name: bool(name and name.endswith(".html.j2")),
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    # Markdown: a table cell ends at "|" and at a newline.
+    # Markdown (text from a core, a config or a log is not to be trusted):
+    # md escapes what would make links, images, HTML, emphasis or code;
+    # code makes a code span no backtick inside can close; cell keeps a
+    # table cell whole (a "|" or a newline would end it).
+    env.filters["md"] = md_text
+    env.filters["code"] = md_code
     env.filters["cell"] = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
     return env
+
+
+# Not "_": GitHub and GitLab do not emphasize inside words (a_b_c), and
+# function names stay readable in the raw text.
+# Nor "!" and "|": without "[" no image starts, and the cell filter guards
+# table cells.
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>])")
+
+
+def md_text(value: object) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", str(value))
+
+
+def md_code(value: object) -> str:
+    text = str(value)
+    ticks = "`" * (max((len(m) for m in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
 def render_template(env: object, name: str, **context: object) -> str:

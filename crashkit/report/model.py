@@ -136,15 +136,15 @@ def build_model(a: Analysis, *, environment: list[tuple[str, str]],
                      "A core with a complete stack, or gdb with the exact binaries, is "
                      "needed first.")
     attach = [
-        "the core file itself: `crashkit report --include-core` (it holds the process's "
+        "the core file itself, from crashkit report --include-core (it holds the process's "
         "memory: request data, cookies, TLS keys. Share it privately, never on a public "
         "tracker)",
         "the exact binaries and their debug files (matched by the build-ids listed above)",
         "the request or traffic that triggers the crash, if it can be reproduced",
     ]
     if redacted:
-        attach.append("values redacted from this report (`<redacted:N>`, N is the length), "
-                      "if the maintainer needs one: check it yourself first")
+        attach.append("values redacted from this report (marked redacted, with their "
+                      "length), if the maintainer needs one: check it yourself first")
     if blamed is not None and v is not None:
         attach.insert(1, f"the source or version of {describe_module(blamed.path, v.origin)}")
     return _shown(_model(a, facts, blamed, report_to, attach, environment, files, redacted,
