@@ -175,13 +175,16 @@ def test_without_conf_the_running_masters_config_is_used(secret_crash: dict[str,
 
 def test_include_core(manifest: dict[str, Any], tmp_path: Path) -> None:
     fx = fixture(manifest, "nginx-kill")
-    proc = run_cli("report", fx["core"], "--out", str(tmp_path), "--include-core",
+    link = tmp_path / "core"  # a symlink to the core: the bundle gets the core itself
+    link.symlink_to(fx["core"])
+    proc = run_cli("report", str(link), "--out", str(tmp_path), "--include-core",
                    "--format", "json", "--json")
     assert proc.returncode == 0 and "--include-core: the bundle holds" in proc.stderr
     bundle = json.loads(proc.stdout)["bundle"]
     with tarfile.open(bundle) as tar:
         member = next(m for m in tar.getmembers() if m.name.endswith("/core"))
-        assert stat.S_IMODE(member.mode) == 0o600 and member.size == Path(fx["core"]).stat().st_size
+        assert member.isfile() and stat.S_IMODE(member.mode) == 0o600
+        assert member.size == Path(fx["core"]).stat().st_size
         analysis = json.loads(tar.extractfile(  # type: ignore[union-attr]
             next(m for m in tar.getmembers() if m.name.endswith("/analysis.json"))).read())
     assert analysis["verdict"]["kind"] == "sent-by-process"

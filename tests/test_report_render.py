@@ -225,3 +225,13 @@ def test_markdown_from_the_core_cannot_make_links_or_break_code_spans() -> None:
     prose = re.sub(r"(`+).+?\1", "", prose)  # the code spans
     assert "](" not in prose.replace("\\](", "")  # no link or image outside them
     assert "``/opt/a`b/ngx_[x](http://evil.example).so``" in out  # a whole code span
+
+
+def test_setup_diffs_mark_a_last_line_without_newline() -> None:
+    from crashkit.setup.plan import FileEdit
+
+    diff = FileEdit("/x", "user a;\nworker_rlimit_core 10m;", "user a;\nworker_rlimit_core 2G;"
+                    ).diff().splitlines()
+    assert diff[-4:] == ["-worker_rlimit_core 10m;", "\\ No newline at end of file",
+                         "+worker_rlimit_core 2G;", "\\ No newline at end of file"]
+    # It is what patch(1) expects: applied to the old text, it gives the new one.

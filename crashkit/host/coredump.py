@@ -178,13 +178,23 @@ def user_can_write(path: str, uid: int, gid: int) -> bool | None:
 
 
 def user_access(path: str, uid: int, gid: int, mode: int) -> bool | None:
-    """os.access(path, mode) as uid:gid would get it (None when we cannot switch user)."""
+    """os.access(path, mode) as uid:gid would get it (None when we cannot switch user),
+    with the user's supplementary groups, as nginx's workers have them (initgroups)."""
+    import pwd
+
     if os.geteuid() != 0:
         return None
+    try:
+        name: str | None = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = None
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child only exits
         try:
-            os.setgroups([])
+            if name is not None:
+                os.initgroups(name, gid)
+            else:
+                os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
             os._exit(0 if os.access(path, mode) else 1)

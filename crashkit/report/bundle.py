@@ -315,8 +315,7 @@ def write_bundle(a: Analysis, files: dict[str, str], order: Sequence[str],
                     info.size, info.mode, info.mtime = len(data), 0o600, now
                     tar.addfile(info, io.BytesIO(data))
                 if options.include_core:
-                    tar.add(a.core.path, arcname=f"{top}/{os.path.basename(a.core.path)}",
-                            recursive=False, filter=_private)
+                    _add_core(tar, a.core.path, f"{top}/{os.path.basename(a.core.path)}")
             raw.flush()
             os.fsync(raw.fileno())
         return str(_place(tmp, out, top))
@@ -341,8 +340,11 @@ def _place(tmp: Path, out: Path, top: str) -> Path:
     raise InputError("--out: too many bundles of this crash already", path=str(out))
 
 
-def _private(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.mode = 0o600
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
+def _add_core(tar: tarfile.TarFile, path: str, name: str) -> None:
+    """The core's bytes (a symlink to a core is followed: the bundle gets the
+    core, not a link), owner-less and mode 0600."""
+    with open(path, "rb") as f:
+        info = tarfile.TarInfo(name)
+        info.size = os.fstat(f.fileno()).st_size
+        info.mode, info.mtime = 0o600, time.time()
+        tar.addfile(info, f)

@@ -69,10 +69,14 @@ class FileEdit:
         paste setup's output into tickets."""
         from crashkit.nginx.text import redacted_config
 
-        return "".join(difflib.unified_diff(
+        lines = difflib.unified_diff(
             redacted_config(self.before).splitlines(keepends=True),
             redacted_config(self.after).splitlines(keepends=True),
-            fromfile=self.path, tofile=f"{self.path} (crashkit setup)"))
+            fromfile=self.path, tofile=f"{self.path} (crashkit setup)")
+        # A last line without a newline is marked, as diff(1) does, instead of
+        # running into the next line of the diff.
+        return "".join(line if line.endswith("\n") else
+                       line + "\n\\ No newline at end of file\n" for line in lines)
 
 
 @dataclass(frozen=True)
