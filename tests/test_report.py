@@ -285,10 +285,11 @@ def test_a_non_editable_install_renders_reports(manifest: dict[str, Any],
 
 def test_a_log_that_does_not_mention_the_crash_is_left_out(manifest: dict[str, Any],
                                                            tmp_path: Path) -> None:
-    """Another instance's error log would only mislead (and tell about other
-    traffic): it is named in a note, not copied."""
+    """A log found from a config that does not mention the worker's exit may
+    be another instance's: it is named in a note, not copied. A log the user
+    names is theirs: without the exit line, the lines around the core's time."""
     fx, other = fixture(manifest, "nginx-null"), fixture(manifest, "nginx-libc")
-    answer, files = make_bundle(fx["core"], tmp_path / "out", "--error-log", other["error_log"],
+    answer, files = make_bundle(fx["core"], tmp_path / "out", "--conf", other["nginx_conf"],
                                 "--format", "md")
     assert "error-log.txt" not in files
     assert answer["notes"][0].startswith(f"error-log.txt left out: {other['error_log']} does "
@@ -300,6 +301,12 @@ def test_a_log_that_does_not_mention_the_crash_is_left_out(manifest: dict[str, A
     exit_line = next(i for i, line in enumerate(log)
                      if f"worker process {fx['pid']} exited on signal 11" in line)
     assert exit_line > 0 and len(log) - exit_line - 1 <= 5
+    # Named by the user but without the exit line: by time, and it says so.
+    _, files = make_bundle(fx["core"], tmp_path / "named", "--error-log", other["error_log"],
+                           "--format", "md")
+    head = files["error-log.txt"].decode().splitlines()[0]
+    assert head == (f"# {other['error_log']}: no line about the exit of pid {fx['pid']}; the "
+                    "lines logged from 2 minutes before the core was written to 30 s after")
 
 
 def test_a_process_posing_as_the_master_is_not_trusted(tmp_path: Path) -> None:

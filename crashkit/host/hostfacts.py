@@ -163,14 +163,27 @@ def last_log_lines(path: str, pid: int, limit: int = LOG_LINES) -> tuple[str, ..
 
 
 def log_excerpt(path: str, pid: int, before: int = 40, after: int = 5,
-                ) -> tuple[tuple[str, ...], bool]:
-    """Lines around the crash: up to ``before`` lines before the master's
-    "exited on signal" line for pid and ``after`` after it; (lines, True).
-    Without that line, the log's last ``before`` lines and False."""
+                around: float | None = None) -> tuple[tuple[str, ...], str | None]:
+    """Lines around the crash, and how they were found.
+
+    Up to ``before`` lines before the master's "exited on signal" line for
+    pid and ``after`` after it ("exit line"). Without that line but with
+    ``around`` (the crash time, seconds since the epoch: the core's mtime),
+    the lines logged from two minutes before it to half a minute after
+    ("time"). Otherwise nothing (None)."""
     lines = _tail_lines(path)
     while lines and not lines[-1].strip():
         lines.pop()
     end = _exit_line(lines, pid)
-    if end is None:
-        return tuple(_decode(x) for x in lines[-before:]), False
-    return tuple(_decode(x) for x in lines[max(0, end - before):end + 1 + after]), True
+    if end is not None:
+        return tuple(_decode(x) for x in lines[max(0, end - before):end + 1 + after]), \
+            "exit line"
+    if around is None:
+        return (), None
+    import time
+
+    # nginx writes local time without a zone, as "YYYY/MM/DD HH:MM:SS".
+    low = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(around - 120)).encode()
+    high = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(around + 30)).encode()
+    picked = [x for x in lines if _NGINX_LINE.match(x) and low <= x[:19] <= high]
+    return tuple(_decode(x) for x in picked[-(before + after):]), "time" if picked else None

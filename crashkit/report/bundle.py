@@ -205,12 +205,18 @@ def collect(a: Analysis, options: ReportOptions, notes: list[str],
         log = options.error_log
     if log is not None and a.core.process is not None:
         pid = a.core.process.pid
-        lines, found = hostfacts.log_excerpt(log, pid)
-        if found:
+        # A log the user named is theirs: without the exit line, the lines
+        # around the core's time still belong to the crash. A log found from a
+        # config may be another instance's: then only the exit line counts.
+        around = os.stat(a.core.path).st_mtime if options.error_log is not None else None
+        lines, how = hostfacts.log_excerpt(log, pid, around=around)
+        if how is not None:
             if options.redact:
                 lines = tuple(R.request_line(line) for line in lines)
-            files["error-log.txt"] = (f"# {log}: lines around the exit of pid {pid}\n"
-                                      + "\n".join(lines) + "\n")
+            head = (f"# {log}: lines around the exit of pid {pid}\n" if how == "exit line" else
+                    f"# {log}: no line about the exit of pid {pid}; the lines logged from 2 "
+                    "minutes before the core was written to 30 s after\n")
+            files["error-log.txt"] = head + "\n".join(lines) + "\n"
         else:
             # Another instance's log (or rotated since): its lines would only
             # mislead, and may say things about other traffic.
