@@ -238,3 +238,59 @@ def test_text_golden() -> None:
     if os.environ.get("CRASHKIT_UPDATE_GOLDEN"):
         golden.write_text(out)
     assert out == golden.read_text()
+
+
+# ---------------------------------------------------------------- review fixes
+
+REFUSED_LINE = (b"[error] 1#1: connect() failed (111: Connection refused) while connecting to "
+                b"upstream")
+
+
+def test_bad_heads_are_garbage_not_fatal(tmp_path: Path) -> None:
+    real = REAL.read_bytes()
+    bad = [b"x" * 19 + b" " + REFUSED_LINE,  # 19 bytes where a time should be
+           b"2026/13/45 10:00:00 " + REFUSED_LINE,  # no 13th month
+           b"2026/02/30 10:00:00 " + REFUSED_LINE,  # no 30th of February
+           REFUSED_LINE]  # the level within the first 20 bytes of the file
+    log = tmp_path / "error.log"
+    log.write_bytes(b"\n".join([bad[3], *bad[:3]]) + b"\n" + real)
+    code, data = cli_json("triage", "--error-log", str(log))
+    assert code == 1
+    assert data["garbage_lines"] == 4
+    assert {f["kind"]: f["count"] for f in data["findings"]}["upstream-refused"] == \
+        EXPECTED["upstream-refused"]
+    # tail -c: the first line is cut inside its timestamp
+    first_error = real.index(b"2026/11/24 04:23:39 [error]")
+    cut = tmp_path / "cut.log"
+    cut.write_bytes(real[first_error + 11:])
+    assert cut.read_bytes().startswith(b"04:23:39 [error]")
+    code, data = cli_json("triage", "--error-log", str(cut))
+    assert code == 1 and data["garbage_lines"] == 1
+    got = {f["kind"]: f["count"] for f in data["findings"]}
+    assert got["upstream-refused"] == EXPECTED["upstream-refused"] - 1
+
+
+def test_since_too_far_back_is_one_line_exit_2() -> None:
+    proc = run_cli("triage", "--error-log", str(REAL), "--since", "99999999999d")
+    assert proc.returncode == 2 and proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert "too far back" in line
+
+
+@pytest.mark.parametrize("content", [
+    b'10.1.2.3 - - [24/Nov/2026:05:00:01 +0000] "GET / HTTP/1.1" 200 612 "-" "curl/8.0"\n' * 3,
+    b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 40,
+], ids=["access-log", "binary"])
+def test_not_an_error_log_is_exit_2(tmp_path: Path, content: bytes) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(content)
+    proc = run_cli("triage", "--error-log", str(REAL), "--error-log", str(log))
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = content.count(b"\n") + (not content.endswith(b"\n"))
+    (line,) = proc.stderr.splitlines()
+    assert line == (f"crashkit: error: {log}: does not look like an nginx error log: none of "
+                    f"its {lines} lines starts with a date")
+    empty = tmp_path / "empty.log"  # nothing logged yet: fine
+    empty.write_bytes(b"")
+    code, data = cli_json("triage", "--error-log", str(empty))
+    assert code == 0 and data["findings"] == []
