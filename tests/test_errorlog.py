@@ -294,3 +294,29 @@ def test_not_an_error_log_is_exit_2(tmp_path: Path, content: bytes) -> None:
     empty.write_bytes(b"")
     code, data = cli_json("triage", "--error-log", str(empty))
     assert code == 0 and data["findings"] == []
+
+
+def test_config_error_logs_that_do_not_exist_are_noted(tmp_path: Path) -> None:
+    from crashkit.triage import NginxFacts, missing_logs
+
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("error_log logs/error.log;\nevents {}\n")
+    code, data = cli_json("triage", "--conf", str(conf), "--error-log", str(REAL))
+    assert code == 1
+    (note,) = data["notes"]
+    assert note.startswith("error_log /") and note.endswith(
+        f"logs/error.log of {conf} does not exist")
+    facts = NginxFacts(str(conf), (str(tmp_path / "logs/error.log"),))
+    assert missing_logs(facts, [errorlog.DEFAULT_ERROR_LOG])[-1] == (
+        f"none of the config's error logs exists: read {errorlog.DEFAULT_ERROR_LOG} instead")
+    assert missing_logs(NginxFacts(str(conf), (str(REAL),)), [str(REAL)]) == ()
+
+
+def test_core_files_match_whole_pids(tmp_path: Path) -> None:
+    from crashkit.triage import core_files
+
+    for name in ("core.nginx.1234.1700000000", "core.nginx.12.1700000012", "core.nginx.3120"):
+        (tmp_path / name).write_bytes(b"")
+    got = core_files(f"{tmp_path}/core.%e.%p.%t", ["12"], None)
+    assert got == [str(tmp_path / "core.nginx.12.1700000012")]
+    assert core_files(f"{tmp_path}/core.%e.%p.%t", ["123"], None) == []

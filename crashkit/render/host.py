@@ -8,6 +8,7 @@ from typing import Any
 
 from crashkit import __version__
 from crashkit.findings import Count, Doctor, Finding, Triage
+from crashkit.render.escape import visible
 
 TRIAGE_SCHEMA = "crashkit/triage/1"
 DOCTOR_SCHEMA = "crashkit/doctor/1"
@@ -37,6 +38,7 @@ def triage_json(t: Triage) -> dict[str, Any]:
         "seconds": round(t.seconds, 3),
         "kernel_log": t.kernel_log,
         "approximate_tops": t.approximate_tops,
+        "notes": list(t.notes),
         "findings": [finding_json(f) for f in t.findings],
     }
 
@@ -118,8 +120,10 @@ def triage_text(t: Triage) -> str:
             + (f", since {t.since.replace('T', ' ')}" if t.since else "")
             + (f", {t.garbage_lines} lines that are not error-log lines"
                if t.garbage_lines else "")]
+    head += [f"note: {n}" for n in t.notes]
     if not t.findings:
-        return "\n".join([*head, "no findings: nothing in these logs needs attention"])
+        return "\n".join(visible(line) for line in
+                         [*head, "no findings: nothing in these logs needs attention"])
     n = len(t.findings)
     head.append(f"{n} finding{'s' if n != 1 else ''}, most severe first:")
     out = head
@@ -128,7 +132,8 @@ def triage_text(t: Triage) -> str:
         out += _finding_lines(f)
     if t.approximate_tops:
         out += ["", "(top lists are approximate: too many distinct values to keep them all)"]
-    return "\n".join(out)
+    # A log line holds what clients sent: shown, never obeyed by the terminal.
+    return "\n".join(visible(line) for line in out)
 
 
 # ---------------------------------------------------------------- doctor
