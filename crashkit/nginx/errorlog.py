@@ -104,11 +104,12 @@ def split_context(rest: bytes) -> tuple[bytes, Context]:
 
 
 # The same fields, reduced to what a summary groups by, as bytes (cheap, for
-# counting many lines): client, "METHOD /path" (no query string), upstream peer.
+# counting many lines): client, "METHOD /path" (no query string), upstream peer
+# ("http://10.0.0.1:80"; no scheme for stream {} proxying: "10.0.0.1:5432").
 _CONTEXT_KEYS = re.compile(
     rb", client: ([^,]*)(?:, server: [^,]*)?"
     rb"(?:, request: \"(\S+ [^?\" ]*)[^\"]*\")?(?:, subrequest: \"[^\"]*\")?"
-    rb"(?:, upstream: \"([a-z0-9]+://(?:unix:[^:\"]*|[^/\"]*))[^\"]*\")?")
+    rb"(?:, upstream: \"((?:[a-z0-9]+://)?(?:unix:[^:\"]*|[^/\"]*))[^\"]*\")?")
 
 
 def context_keys(rest: bytes) -> tuple[bytes | None, bytes | None, bytes | None, int]:
@@ -223,7 +224,8 @@ def head(levels: Sequence[str], flagged: Sequence[str] = ()) -> bytes:
             raise ValueError(f"unknown nginx log level {lv!r}")
     alts = [lv.encode() for lv in levels]
     alts += [b"(?P<lv_%s>%s)" % (lv.encode(), lv.encode()) for lv in flagged]
-    return rb"\[(?:" + b"|".join(alts) + rb")\] \d+#\d+: (?:\*\d+ )?"
+    # Possessive: a pattern's lookahead must not see the "*conn " by backtracking.
+    return rb"\[(?:" + b"|".join(alts) + rb")\] \d+#\d+: (?:\*\d+ )?+"
 
 
 # A line that does not begin with a date ("2026/"), found after a newline.

@@ -72,12 +72,22 @@ def _finding_lines(f: Finding) -> list[str]:
         if cs:
             lines.append(f"         {label:<10} " + _list(_counts(cs)))
     d = f.details
-    for key, label in (("messages", "messages"), ("addresses", "addresses"),
+    messages = d.get("messages") or []
+    for m in messages[:5]:  # type: ignore[index]
+        lines.append(f"         {'message':<10} {m['value']} ({m['count']})")
+    if len(messages) > 5:  # type: ignore[arg-type]
+        lines.append(f"         {'':<10} … {len(messages) - 5} more in --json")  # type: ignore[arg-type]
+    for key, label in (("addresses", "addresses"),
                        ("sockets", "sockets"), ("directives", "directive"),
-                       ("limits", "limit"), ("calls", "calls"), ("signals", "signals"),
+                       ("limits", "limit"), ("calls", "calls"), ("levels", "levels"),
+                       ("signals", "signals"),
                        ("pids", "pids"), ("cores", "cores")):
         if d.get(key):
-            lines.append(f"         {label:<10} " + _list(d[key], 3 if key == "messages" else 5))
+            lines.append(f"         {label:<10} " + _list(d[key]))
+    if f.kind == "bind-in-use":  # nginx tries bind() 5 times per start
+        attempts = d.get("attempts")
+        lines[1] += (" bind() attempts (nginx makes up to 5 per start)" if attempts == f.count
+                     else f" failed starts or reloads, after {attempts} bind() attempts")
     cores = d.get("cores") or []
     if cores:
         lines.append(f"         analyze    crashkit analyze {cores[0]}")  # type: ignore[index]
