@@ -54,15 +54,15 @@ _BODY = (
     rb"|(?(lv_emerg)|(?!))(?P<k_emerg>)"
     # Any other [error], [crit] or [alert], except a file that is not there
     # (a 404: open() "/var/www/favicon.ico" failed (2: …)), which is routine.
-    rb"|(?(lv_warn)(?!))(?!open\(\) \"[^\"\n]*\" failed \(2: )(?P<k_other>)"
+    rb"|(?(lv_high)|(?!))(?!open\(\) \"[^\"\n]*\" failed \(2: )(?P<k_other>)"
 )
 _INNER: dict[str, tuple[str, ...]] = {
     "k_connect": ("peer", "cerr"), "k_timeout": ("phase",), "k_closed": (), "k_nolive": (),
     "k_conns": ("wc",), "k_bind": ("addr",), "k_signal": ("proc", "spid", "signo", "core"),
     "k_nofile": ("call",), "k_reset": (), "k_bindstart": (), "k_emerg": (),
-    "k_other": ("lv_error", "lv_crit", "lv_alert")}
-PATTERN = re.compile(head((), flagged=("warn", "error", "crit", "alert", "emerg")) +
-                     b"(?:" + _BODY + b")")
+    "k_other": ("lv_high",)}
+PATTERN = re.compile(head(("warn",), flagged=("emerg",),
+                          sets={"high": ("error", "crit", "alert")}) + b"(?:" + _BODY + b")")
 CLIP = 200  # characters of a value (a request, a message) shown; longer ones end in "…"
 _CLIP_BYTES = 1024  # bytes of a value kept for counting
 
@@ -109,7 +109,7 @@ def _kind(group: str, det: object) -> str:
     if group == "k_timeout":
         return "upstream-connect-timeout" if det == b"connecting" else "upstream-timeout"
     if group == "k_other":
-        return "other-errors" if det == (b"error", None, None) else "other-critical"
+        return "other-errors" if det == b"error" else "other-critical"
     return _GROUP_KIND[group]
 
 
@@ -178,9 +178,9 @@ def _fold(lines: dict[Key, list[Any]], t: Tally) -> None:
         if request is not None:
             acc.requests[_clip(request)] += n
         if group == "k_other":
-            assert isinstance(det, tuple)
+            assert isinstance(det, bytes)
             acc.detail("messages", _clip(normalize(rest[:ctx_start].strip())), n)
-            acc.detail("levels", next(lv for lv in det if lv is not None), n)
+            acc.detail("levels", det, n)
         elif det is None:
             if group == "k_emerg":
                 acc.detail("messages", _clip(rest[:ctx_start].strip()), n)

@@ -37,7 +37,7 @@ import os
 import re
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import BinaryIO, TypeVar
@@ -213,17 +213,23 @@ def check_is_error_log(stats: ScanStats) -> None:
                              "lines starts with a date", path=st.path)
 
 
-def head(levels: Sequence[str], flagged: Sequence[str] = ()) -> bytes:
+def head(levels: Sequence[str], flagged: Sequence[str] = (),
+         sets: Mapping[str, Sequence[str]] | None = None) -> bytes:
     """The start of a :func:`select` pattern: ``[level] pid#tid: *conn ``.
 
     ``flagged`` levels are matched too, each with a named group ``lv_<level>``
-    that conditionals later in the pattern can test (``(?(lv_emerg)…)``).
+    that conditionals later in the pattern can test (``(?(lv_emerg)…)``);
+    ``sets`` {name: levels} likewise, one group ``lv_<name>`` for several
+    levels (one group is cheaper than one per level).
     """
-    for lv in (*levels, *flagged):
+    sets = sets or {}
+    for lv in (*levels, *flagged, *itertools.chain(*sets.values())):
         if lv not in LEVELS:
             raise ValueError(f"unknown nginx log level {lv!r}")
     alts = [lv.encode() for lv in levels]
     alts += [b"(?P<lv_%s>%s)" % (lv.encode(), lv.encode()) for lv in flagged]
+    alts += [b"(?P<lv_%s>%s)" % (name.encode(), "|".join(lvs).encode())
+             for name, lvs in sets.items()]
     # Possessive: a pattern's lookahead must not see the "*conn " by backtracking.
     return rb"\[(?:" + b"|".join(alts) + rb")\] \d+#\d+: (?:\*\d+ )?+"
 
