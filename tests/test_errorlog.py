@@ -308,6 +308,12 @@ upstream: "http://10.0.0.7:8080/", host: "shop.example"
 2026/11/24 05:00:10 [error] 812#812: *50 open() "/var/www/html/favicon.ico" failed (2: No such \
 file or directory), client: 10.1.2.3, server: shop.example, request: "GET /favicon.ico \
 HTTP/1.1", host: "shop.example"
+2026/11/24 05:00:10 [error] 812#812: *52 "/var/www/html/docs/index.html" is not found (2: No \
+such file or directory), client: 10.1.2.3, server: shop.example, request: "GET /docs/ HTTP/1.1", \
+host: "shop.example"
+2026/11/24 05:00:10 [error] 812#812: *53 open() "/var/www/html/a.txt/b" failed (20: Not a \
+directory), client: 10.1.2.3, server: shop.example, request: "GET /a.txt/b HTTP/1.1", host: \
+"shop.example"
 2026/11/24 05:00:11 [warn] 812#812: *51 an upstream response is buffered to a temporary file \
 /var/lib/nginx/proxy/2/00/0000000002 while reading upstream, client: 10.1.2.3
 """
@@ -319,7 +325,7 @@ def test_other_errors_are_findings_not_an_all_clear(tmp_path: Path) -> None:
     code, data = cli_json("triage", "--error-log", str(log))
     assert code == 1 and data["needs_attention"] is True
     by_kind = {f["kind"]: f for f in data["findings"]}
-    assert sorted(by_kind) == ["other-critical", "other-errors"]  # the 404 and [warn]: not
+    assert sorted(by_kind) == ["other-critical", "other-errors"]  # the 404s and [warn]: not
     errors, serious = by_kind["other-errors"], by_kind["other-critical"]
     assert (errors["count"], errors["severity"]) == (6, "medium")
     assert (serious["count"], serious["severity"]) == (3, "high")

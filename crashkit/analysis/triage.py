@@ -52,9 +52,12 @@ _BODY = (
     rb"|still could not bind\(\)(?P<k_bindstart>)"
     # Any other [emerg]: nginx refused its configuration (start, reload, -t).
     rb"|(?(lv_emerg)|(?!))(?P<k_emerg>)"
-    # Any other [error], [crit] or [alert], except a file that is not there
-    # (a 404: open() "/var/www/favicon.ico" failed (2: …)), which is routine.
-    rb"|(?(lv_high)|(?!))(?!open\(\) \"[^\"\n]*\" failed \(2: )(?P<k_other>)"
+    # Any other [error], [crit] or [alert], except a file that is not there,
+    # which is a routine 404: open() "/var/www/favicon.ico" failed (2: …) or
+    # (20: Not a directory), and the index module's "…/index.html" is not found (2: …).
+    rb"|(?(lv_high)|(?!))"
+    rb"(?!open\(\) \"[^\"\n]*\" failed \((?:2|20): |\"[^\"\n]*\" is not found \(2: )"
+    rb"(?P<k_other>)"
 )
 _INNER: dict[str, tuple[str, ...]] = {
     "k_connect": ("peer", "cerr"), "k_timeout": ("phase",), "k_closed": (), "k_nolive": (),
