@@ -121,7 +121,13 @@ def run(paths: Sequence[str], *, since: datetime | None, facts: NginxFacts | Non
     notes = missing_logs(facts, paths)
     unique = list(dict.fromkeys(os.path.abspath(p) for p in paths))
     key = errorlog.since_key(since) if since is not None else None
-    tasks = errorlog.plan(unique, jobs)
+    try:
+        tasks = errorlog.plan(unique, jobs)
+    except InputError as exc:
+        # The log read in place of the config's missing ones is missing too.
+        if notes and exc.path not in (facts.error_logs if facts else ()):
+            raise InputError(f"{exc.message}; {notes[0]}", path=exc.path) from None
+        raise
     tallies, stats = errorlog.reduce_tasks(tasks, analysis.PATTERN, key, analysis.tally, jobs)
     tally = analysis.merge(tallies)
     found = analysis.findings(tally)

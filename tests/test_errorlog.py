@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from crashkit.analysis import triage
+from crashkit.errors import InputError
 from crashkit.nginx import errorlog
 from tests.conftest import cli_json, run_cli
 
@@ -380,6 +381,13 @@ def test_config_error_logs_that_do_not_exist_are_noted(tmp_path: Path) -> None:
     assert missing_logs(facts, [errorlog.DEFAULT_ERROR_LOG])[-1] == (
         f"none of the config's error logs exists: read {errorlog.DEFAULT_ERROR_LOG} instead")
     assert missing_logs(NginxFacts(str(conf), (str(REAL),)), [str(REAL)]) == ()
+    # The log read in their place is missing too: the error says both.
+    from crashkit.triage import run
+
+    with pytest.raises(InputError) as err:
+        run([str(tmp_path / "fallback.log")], since=None, facts=facts, jobs=1)
+    assert str(err.value) == (f"{tmp_path}/fallback.log: no such file; error_log "
+                              f"{tmp_path}/logs/error.log of {conf} does not exist")
 
 
 def test_long_values_clipped_and_control_characters_escaped(tmp_path: Path) -> None:
