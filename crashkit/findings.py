@@ -75,6 +75,7 @@ class Triage:
     seconds: float
     kernel_log: str  # where OOM kills were looked for, or why they were not
     approximate_tops: bool = False  # top lists pruned to bound memory
+    notes: tuple[str, ...] = ()  # what a person should know about what was read
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ crashkit.analysis.triage, the host facts in crashkit.host.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -56,6 +57,21 @@ def default_logs(facts: NginxFacts) -> list[str]:
     return seen or [errorlog.DEFAULT_ERROR_LOG]
 
 
+def missing_logs(facts: NginxFacts | None, paths: Sequence[str]) -> tuple[str, ...]:
+    """Notes on the config's error logs that do not exist (a relative
+    "logs/error.log" is under the prefix nginx -V names), and on the log read
+    in their place."""
+    if facts is None:
+        return ()
+    notes = [f"error_log {p} of {facts.conf} does not exist" for p in
+             dict.fromkeys(facts.error_logs) if not os.path.exists(p)]
+    if notes and errorlog.DEFAULT_ERROR_LOG in paths and \
+            errorlog.DEFAULT_ERROR_LOG not in facts.error_logs:
+        notes.append(f"none of the config's error logs exists: read "
+                     f"{errorlog.DEFAULT_ERROR_LOG} instead")
+    return tuple(notes)
+
+
 def jobs_default() -> int:
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -70,23 +86,28 @@ def _cores_for(finding: Finding, facts: NginxFacts) -> list[str]:
 
     pattern = read_sysctl("kernel.core_pattern") or "core"
     pids = [str(e["value"]) for e in finding.details.get("pids", ())]  # type: ignore[attr-defined]
+    return core_files(pattern, pids, facts.working_directory)
+
+
+def core_files(pattern: str, pids: Sequence[str], working_directory: str | None) -> list[str]:
+    """The files kernel.core_pattern ``pattern`` gives for these pids, that exist."""
     candidates: list[str] = []
     if pattern.startswith("|"):
         return []
     for pid in pids:
         name = pattern.replace("%p", pid).replace("%%", "%")
         if "%" in name:  # other specifiers (%e, %t): look for the pid in a name
-            directory = os.path.dirname(name) if name.startswith("/") else \
-                facts.working_directory
+            directory = os.path.dirname(name) if name.startswith("/") else working_directory
             if directory and os.path.isdir(directory):
+                own = re.compile(rf"(?<![0-9]){pid}(?![0-9])")  # pid 12: not core.1234
                 candidates += [os.path.join(directory, f) for f in sorted(os.listdir(directory))
-                               if f.startswith("core") and pid in f]
+                               if f.startswith("core") and own.search(f)]
             continue
         if name.startswith("/"):
             candidates.append(name)
-        elif facts.working_directory:
-            candidates += [os.path.join(facts.working_directory, name),
-                           os.path.join(facts.working_directory, f"{name}.{pid}")]
+        elif working_directory:
+            candidates += [os.path.join(working_directory, name),
+                           os.path.join(working_directory, f"{name}.{pid}")]
     out = []
     for c in candidates:
         if os.path.isfile(c) and c not in out:
@@ -97,9 +118,16 @@ def _cores_for(finding: Finding, facts: NginxFacts) -> list[str]:
 def run(paths: Sequence[str], *, since: datetime | None, facts: NginxFacts | None,
         jobs: int) -> Triage:
     """``facts`` None: read the default config only if a finding needs it."""
+    notes = missing_logs(facts, paths)
     unique = list(dict.fromkeys(os.path.abspath(p) for p in paths))
     key = errorlog.since_key(since) if since is not None else None
-    tasks = errorlog.plan(unique, jobs)
+    try:
+        tasks = errorlog.plan(unique, jobs)
+    except InputError as exc:
+        # The log read in place of the config's missing ones is missing too.
+        if notes and exc.path not in (facts.error_logs if facts else ()):
+            raise InputError(f"{exc.message}; {notes[0]}", path=exc.path) from None
+        raise
     tallies, stats = errorlog.reduce_tasks(tasks, analysis.PATTERN, key, analysis.tally, jobs)
     tally = analysis.merge(tallies)
     found = analysis.findings(tally)
@@ -142,7 +170,7 @@ def run(paths: Sequence[str], *, since: datetime | None, facts: NginxFacts | Non
         since=since.isoformat(timespec="seconds") if since else None,
         garbage_lines=stats.garbage_lines, skipped_bytes=stats.skipped_bytes,
         seconds=stats.seconds, kernel_log=kernel_source,
-        approximate_tops=tally.approximate)
+        approximate_tops=tally.approximate, notes=notes)
 
 
 def socket_state(path: str, user: str | None) -> dict[str, object]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from crashkit.analysis import triage
+from crashkit.errors import InputError
 from crashkit.nginx import errorlog
 from tests.conftest import cli_json, run_cli
 
@@ -238,3 +239,229 @@ def test_text_golden() -> None:
     if os.environ.get("CRASHKIT_UPDATE_GOLDEN"):
         golden.write_text(out)
     assert out == golden.read_text()
+
+
+# ---------------------------------------------------------------- review fixes
+
+REFUSED_LINE = (b"[error] 1#1: connect() failed (111: Connection refused) while connecting to "
+                b"upstream")
+
+
+def test_bad_heads_are_garbage_not_fatal(tmp_path: Path) -> None:
+    real = REAL.read_bytes()
+    bad = [b"x" * 19 + b" " + REFUSED_LINE,  # 19 bytes where a time should be
+           b"2026/13/45 10:00:00 " + REFUSED_LINE,  # no 13th month
+           b"2026/02/30 10:00:00 " + REFUSED_LINE,  # no 30th of February
+           REFUSED_LINE]  # the level within the first 20 bytes of the file
+    log = tmp_path / "error.log"
+    log.write_bytes(b"\n".join([bad[3], *bad[:3]]) + b"\n" + real)
+    code, data = cli_json("triage", "--error-log", str(log))
+    assert code == 1
+    assert data["garbage_lines"] == 4
+    assert {f["kind"]: f["count"] for f in data["findings"]}["upstream-refused"] == \
+        EXPECTED["upstream-refused"]
+    # tail -c: the first line is cut inside its timestamp
+    first_error = real.index(b"2026/11/24 04:23:39 [error]")
+    cut = tmp_path / "cut.log"
+    cut.write_bytes(real[first_error + 11:])
+    assert cut.read_bytes().startswith(b"04:23:39 [error]")
+    code, data = cli_json("triage", "--error-log", str(cut))
+    assert code == 1 and data["garbage_lines"] == 1
+    got = {f["kind"]: f["count"] for f in data["findings"]}
+    assert got["upstream-refused"] == EXPECTED["upstream-refused"] - 1
+
+
+def test_since_too_far_back_is_one_line_exit_2() -> None:
+    proc = run_cli("triage", "--error-log", str(REAL), "--since", "99999999999d")
+    assert proc.returncode == 2 and proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert "too far back" in line
+
+
+# Lines nginx 1.22 writes for trouble triage has no finding of its own for.
+OTHER = """\
+2026/11/24 05:00:01 [error] 812#812: *41 upstream sent too big header while reading response \
+header from upstream, client: 10.1.2.3, server: shop.example, request: "GET /cart HTTP/1.1", \
+upstream: "http://10.0.0.7:8080/cart", host: "shop.example"
+2026/11/24 05:00:02 [error] 812#812: *97 upstream sent too big header while reading response \
+header from upstream, client: 10.1.2.4, server: shop.example, request: "GET /cart HTTP/1.1", \
+upstream: "http://10.0.0.7:8080/cart", host: "shop.example"
+2026/11/24 05:00:03 [error] 812#812: *43 SSL_do_handshake() failed (SSL: error:0A000086:SSL \
+routines::certificate verify failed) while SSL handshaking to upstream, client: 10.1.2.3, \
+server: shop.example, request: "GET /pay HTTP/1.1", upstream: "https://10.0.0.8:443/pay", \
+host: "shop.example"
+2026/11/24 05:00:04 [crit] 812#812: *44 pwrite() "/var/lib/nginx/body/0000000012" failed \
+(28: No space left on device), client: 10.1.2.3, server: shop.example, request: \
+"POST /upload HTTP/1.1", host: "shop.example"
+2026/11/24 05:00:05 [error] 812#812: *45 connect() failed (113: No route to host) while \
+connecting to upstream, client: 10.1.2.3, server: shop.example, request: "GET / HTTP/1.1", \
+upstream: "http://10.0.0.9:80/", host: "shop.example"
+2026/11/24 05:00:06 [error] 812#812: *46 backend.internal could not be resolved (3: Host not \
+found), client: 10.1.2.3, server: shop.example, request: "GET / HTTP/1.1", host: "shop.example"
+2026/11/24 05:00:07 [crit] 812#812: *47 open() "/var/lib/nginx/proxy/1/00/0000000001" failed \
+(13: Permission denied) while reading upstream, client: 10.1.2.3, server: shop.example, \
+request: "GET /big HTTP/1.1", upstream: "http://10.0.0.7:8080/big", host: "shop.example"
+2026/11/24 05:00:08 [error] 812#812: *48 upstream sent invalid header while reading response \
+header from upstream, client: 10.1.2.3, server: shop.example, request: "GET / HTTP/1.1", \
+upstream: "http://10.0.0.7:8080/", host: "shop.example"
+2026/11/24 05:00:09 [alert] 812#812: *49 ngx_slab_alloc() failed: no memory in cache keys zone \
+"zone_one"
+2026/11/24 05:00:10 [error] 812#812: *50 open() "/var/www/html/favicon.ico" failed (2: No such \
+file or directory), client: 10.1.2.3, server: shop.example, request: "GET /favicon.ico \
+HTTP/1.1", host: "shop.example"
+2026/11/24 05:00:10 [error] 812#812: *52 "/var/www/html/docs/index.html" is not found (2: No \
+such file or directory), client: 10.1.2.3, server: shop.example, request: "GET /docs/ HTTP/1.1", \
+host: "shop.example"
+2026/11/24 05:00:10 [error] 812#812: *53 open() "/var/www/html/a.txt/b" failed (20: Not a \
+directory), client: 10.1.2.3, server: shop.example, request: "GET /a.txt/b HTTP/1.1", host: \
+"shop.example"
+2026/11/24 05:00:11 [warn] 812#812: *51 an upstream response is buffered to a temporary file \
+/var/lib/nginx/proxy/2/00/0000000002 while reading upstream, client: 10.1.2.3
+"""
+
+
+def test_other_errors_are_findings_not_an_all_clear(tmp_path: Path) -> None:
+    log = tmp_path / "error.log"
+    log.write_text(OTHER)
+    code, data = cli_json("triage", "--error-log", str(log))
+    assert code == 1 and data["needs_attention"] is True
+    by_kind = {f["kind"]: f for f in data["findings"]}
+    assert sorted(by_kind) == ["other-critical", "other-errors"]  # the 404s and [warn]: not
+    errors, serious = by_kind["other-errors"], by_kind["other-critical"]
+    assert (errors["count"], errors["severity"]) == (6, "medium")
+    assert (serious["count"], serious["severity"]) == (3, "high")
+    assert [f["kind"] for f in data["findings"]] == ["other-critical", "other-errors"]
+    assert errors["details"]["messages"][0] == {
+        "value": "upstream sent too big header while reading response header from upstream",
+        "count": 2}  # two connections, one message
+    msgs = {m["value"] for m in errors["details"]["messages"]}
+    assert "connect() failed (113: No route to host) while connecting to upstream" in msgs
+    assert "backend.internal could not be resolved (3: Host not found)" in msgs
+    assert {m["value"] for m in serious["details"]["messages"]} == {
+        'pwrite() "/var/lib/nginx/body/N" failed (28: No space left on device)',
+        'open() "/var/lib/nginx/proxy/N/N/N" failed (13: Permission denied) while reading '
+        "upstream",
+        'ngx_slab_alloc() failed: no memory in cache keys zone "zone_one"'}
+    assert serious["details"]["levels"] == [{"value": "crit", "count": 2},
+                                            {"value": "alert", "count": 1}]
+    assert errors["top_upstreams"][0] == {"value": "http://10.0.0.7:8080", "count": 3}
+    assert (errors["first"], errors["last"]) == ("2026-11-24T05:00:01", "2026-11-24T05:00:08")
+
+
+@pytest.mark.parametrize("content", [
+    b'10.1.2.3 - - [24/Nov/2026:05:00:01 +0000] "GET / HTTP/1.1" 200 612 "-" "curl/8.0"\n' * 3,
+    b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 40,
+], ids=["access-log", "binary"])
+def test_not_an_error_log_is_exit_2(tmp_path: Path, content: bytes) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(content)
+    proc = run_cli("triage", "--error-log", str(REAL), "--error-log", str(log))
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = content.count(b"\n") + (not content.endswith(b"\n"))
+    (line,) = proc.stderr.splitlines()
+    assert line == (f"crashkit: error: {log}: does not look like an nginx error log: none of "
+                    f"its {lines} lines starts with a date")
+    empty = tmp_path / "empty.log"  # nothing logged yet: fine
+    empty.write_bytes(b"")
+    code, data = cli_json("triage", "--error-log", str(empty))
+    assert code == 0 and data["findings"] == []
+
+
+def test_config_error_logs_that_do_not_exist_are_noted(tmp_path: Path) -> None:
+    from crashkit.triage import NginxFacts, missing_logs
+
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("error_log logs/error.log;\nevents {}\n")
+    code, data = cli_json("triage", "--conf", str(conf), "--error-log", str(REAL))
+    assert code == 1
+    (note,) = data["notes"]
+    assert note.startswith("error_log /") and note.endswith(
+        f"logs/error.log of {conf} does not exist")
+    facts = NginxFacts(str(conf), (str(tmp_path / "logs/error.log"),))
+    assert missing_logs(facts, [errorlog.DEFAULT_ERROR_LOG])[-1] == (
+        f"none of the config's error logs exists: read {errorlog.DEFAULT_ERROR_LOG} instead")
+    assert missing_logs(NginxFacts(str(conf), (str(REAL),)), [str(REAL)]) == ()
+    # The log read in their place is missing too: the error says both.
+    from crashkit.triage import run
+
+    with pytest.raises(InputError) as err:
+        run([str(tmp_path / "fallback.log")], since=None, facts=facts, jobs=1)
+    assert str(err.value) == (f"{tmp_path}/fallback.log: no such file; error_log "
+                              f"{tmp_path}/logs/error.log of {conf} does not exist")
+
+
+def test_long_values_clipped_and_control_characters_escaped(tmp_path: Path) -> None:
+    path = "/\x1b]0;owned\x07" + "a" * 400_000  # a terminal escape and a long path
+    line = (f"2026/11/24 05:00:01 [error] 812#812: *41 connect() failed (111: Connection "
+            f'refused) while connecting to upstream, client: 10.1.2.3, server: s, request: '
+            f'"GET {path} HTTP/1.1", upstream: "http://10.0.0.7:8080{path}", host: "s"\n')
+    log = tmp_path / "error.log"
+    log.write_text(line * 2)
+    code, data = cli_json("triage", "--error-log", str(log))
+    assert code == 1
+    (f,) = data["findings"]
+    (req,) = f["top_requests"]
+    assert req["count"] == 2 and len(req["value"]) == 201 and req["value"].endswith("…")
+    assert req["value"].startswith("GET /\x1b]0;owned\x07aaa")
+    proc = run_cli("triage", "--error-log", str(log))
+    assert proc.returncode == 1
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout
+    assert "GET /\\x1b]0;owned\\x07aaa" in proc.stdout
+    assert max(len(x) for x in proc.stdout.splitlines()) < 300
+
+
+STREAM = """\
+2026/11/24 05:10:00 [error] 900#900: *7 connect() failed (111: Connection refused) while \
+connecting to upstream, client: 127.0.0.1, server: 0.0.0.0:15432, upstream: "10.0.0.10:5432", \
+bytes from/to client:0/0, bytes from/to upstream:0/0
+2026/11/24 05:10:01 [error] 900#900: *8 upstream timed out (110: Connection timed out) while \
+connecting to upstream, client: 127.0.0.1, server: 0.0.0.0:15432, upstream: "10.0.0.11:5432", \
+bytes from/to client:0/0, bytes from/to upstream:0/0
+2026/11/24 05:10:02 [alert] 812#812: socketpair() failed while spawning "worker process" \
+(24: Too many open files)
+"""
+
+
+def test_stream_upstreams_and_socketpair_nofile(tmp_path: Path) -> None:
+    log = tmp_path / "error.log"
+    log.write_text(STREAM)
+    code, data = cli_json("triage", "--error-log", str(log))
+    assert code == 1
+    by_kind = {f["kind"]: f for f in data["findings"]}
+    assert sorted(by_kind) == ["too-many-open-files", "upstream-connect-timeout",
+                               "upstream-refused"]
+    assert by_kind["upstream-refused"]["top_upstreams"] == [
+        {"value": "10.0.0.10:5432", "count": 1}]
+    timeout = by_kind["upstream-connect-timeout"]
+    assert timeout["top_upstreams"] == [{"value": "10.0.0.11:5432", "count": 1}]
+    assert timeout["details"]["directives"] == [
+        {"value": "stream proxy_connect_timeout", "count": 1}]
+    assert "in stream it has no such cap" in timeout["fix"]
+    nofile = by_kind["too-many-open-files"]
+    assert nofile["details"]["calls"] == [{"value": "socketpair", "count": 1}]
+    assert "reload" in nofile["fix"] and "then restart" not in nofile["fix"]
+
+
+def test_core_files_match_whole_pids(tmp_path: Path) -> None:
+    from crashkit.triage import core_files
+
+    for name in ("core.nginx.1234.1700000000", "core.nginx.12.1700000012", "core.nginx.3120"):
+        (tmp_path / name).write_bytes(b"")
+    got = core_files(f"{tmp_path}/core.%e.%p.%t", ["12"], None)
+    assert got == [str(tmp_path / "core.nginx.12.1700000012")]
+    assert core_files(f"{tmp_path}/core.%e.%p.%t", ["123"], None) == []
+
+
+def test_bind_counts_failed_starts_not_attempts(tmp_path: Path) -> None:
+    # One failed start: five bind() attempts, then "still could not bind()".
+    attempt = ("2026/11/24 05:20:00 [emerg] 700#700: bind() to 0.0.0.0:80 failed (98: Address "
+               "already in use)\n")
+    log = tmp_path / "error.log"
+    log.write_text((attempt + "2026/11/24 05:20:00 [notice] 700#700: try again to bind() "
+                    "after 500ms\n") * 5 + "2026/11/24 05:20:02 [emerg] 700#700: still could "
+                   "not bind()\n")
+    code, data = cli_json("triage", "--error-log", str(log))
+    assert code == 1
+    (f,) = data["findings"]
+    assert (f["kind"], f["count"], f["details"]["attempts"]) == ("bind-in-use", 1, 5)
+    assert f["details"]["addresses"] == [{"value": "0.0.0.0:80", "count": 5}]

@@ -176,7 +176,9 @@ def test_port_already_taken_names_the_holder(tmp_path: Path) -> None:
         holder.close()
     assert code == 1
     f = finding(data, "bind-in-use")
-    assert f["count"] == lines_with(log, "(98: Address already in use)") >= 1
+    # nginx tries bind() up to five times, then gives up: one failed start
+    assert f["count"] == lines_with(log, "still could not bind()") == 1
+    assert f["details"]["attempts"] == lines_with(log, "(98: Address already in use)") > 1
     assert f["severity"] == "critical"
     assert f["details"]["addresses"][0]["value"] == f"127.0.0.1:{port}"
     assert {(h["pid"], h["address"]) for h in f["details"]["holders"]} == \
@@ -323,3 +325,34 @@ def test_too_many_open_files(tmp_path: Path) -> None:
     assert f["count"] == lines_with(log, "(24: Too many open files)") >= 1
     assert f["details"]["calls"][0]["value"] == "accept4"
     assert data["since"] is not None
+
+
+def big_header(conn: socket.socket) -> None:
+    """Read the request, answer with a header bigger than proxy_buffer_size."""
+    conn.recv(65536)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 8192 + b"\r\n\r\n")
+    conn.close()
+
+
+def test_errors_triage_has_no_finding_for_are_not_an_all_clear(tmp_path: Path) -> None:
+    port = free_port()
+    backend = Backend(big_header)
+    try:
+        server = (f"location / {{ proxy_pass http://127.0.0.1:{backend.port}; "
+                  "proxy_buffer_size 1k; }\n")
+        with LiveNginx(tmp_path / "ngx", basic_conf(port, server=server)) as ngx:
+            for i in range(3):
+                assert http_get(f"http://127.0.0.1:{port}/big?n={i}")[0] == 502
+            log = ngx.error_log
+            code, data = triage("--error-log", str(log))
+    finally:
+        backend.close()
+    assert code == 1 and data["needs_attention"] is True
+    other = finding(data, "other-errors")
+    assert other["count"] == 3 == lines_with(log, "upstream sent too big header")
+    assert other["details"]["messages"] == [
+        {"value": "upstream sent too big header while reading response header from upstream",
+         "count": 3}]
+    assert other["details"]["levels"] == [{"value": "error", "count": 3}]
+    assert other["top_upstreams"] == [{"value": f"http://127.0.0.1:{backend.port}", "count": 3}]
+    assert other["top_requests"] == [{"value": "GET /big", "count": 3}]

@@ -42,21 +42,32 @@ _BODY = (
     rb"|bind\(\) to (?P<addr>\S+) failed \(98: (?P<k_bind>)"
     rb"|(?P<proc>worker|cache manager|cache loader|helper) process (?P<spid>\d+) "
     rb"exited on signal (?P<signo>\d+)(?P<core> \(core dumped\))?(?P<k_signal>)"
-    # accept4(), open() "…", socket() … failed (24); recv()/readv() … failed
-    # (104) on an upstream connection (client resets are logged at [info]).
+    # accept4(), open() "…", socket() … failed (24), socketpair() failed while
+    # spawning "worker process" (24); recv()/readv() … failed (104) on an
+    # upstream connection (client resets are logged at [info]).
     # Possessive (++): a first word not followed by "()" fails at once.
-    rb"|(?P<call>\w++)\(\)(?: \"[^\"\n]*\"| to \S+)? failed \((?:24: (?P<k_nofile>)"
-    rb"|104: [^)\n]*\) while [^,\n]*upstream(?P<k_reset>))"
+    rb"|(?P<call>\w++)\(\)(?: \"[^\"\n]*\"| to \S+)? failed(?: while [^(\n]*)? \("
+    rb"(?:24: (?P<k_nofile>)|104: [^)\n]*\) while [^,\n]*upstream(?P<k_reset>))"
+    # nginx gave up binding after its five bind() attempts: one failed start.
+    rb"|still could not bind\(\)(?P<k_bindstart>)"
     # Any other [emerg]: nginx refused its configuration (start, reload, -t).
-    # "still could not bind()" only repeats the bind() failures above.
-    rb"|(?(lv_emerg)|(?!))(?!still could not bind)(?P<k_emerg>)"
+    rb"|(?(lv_emerg)|(?!))(?P<k_emerg>)"
+    # Any other [error], [crit] or [alert], except a file that is not there,
+    # which is a routine 404: open() "/var/www/favicon.ico" failed (2: …) or
+    # (20: Not a directory), and the index module's "…/index.html" is not found (2: …).
+    rb"|(?(lv_high)|(?!))"
+    rb"(?!open\(\) \"[^\"\n]*\" failed \((?:2|20): |\"[^\"\n]*\" is not found \(2: )"
+    rb"(?P<k_other>)"
 )
 _INNER: dict[str, tuple[str, ...]] = {
     "k_connect": ("peer", "cerr"), "k_timeout": ("phase",), "k_closed": (), "k_nolive": (),
     "k_conns": ("wc",), "k_bind": ("addr",), "k_signal": ("proc", "spid", "signo", "core"),
-    "k_nofile": ("call",), "k_reset": (), "k_emerg": ()}
-PATTERN = re.compile(head(("warn", "error", "crit", "alert"), flagged=("emerg",)) +
-                     b"(?:" + _BODY + b")")
+    "k_nofile": ("call",), "k_reset": (), "k_bindstart": (), "k_emerg": (),
+    "k_other": ("lv_high",)}
+PATTERN = re.compile(head(("warn",), flagged=("emerg",),
+                          sets={"high": ("error", "crit", "alert")}) + b"(?:" + _BODY + b")")
+CLIP = 200  # characters of a value (a request, a message) shown; longer ones end in "…"
+_CLIP_BYTES = 1024  # bytes of a value kept for counting
 
 _FOLD_AT = 200_000  # distinct lines kept before they are folded into the counters
 _TOP_KEEP = 20_000  # entries a top-N counter keeps when it is pruned
@@ -100,6 +111,8 @@ def _kind(group: str, det: object) -> str:
         return "worker-killed" if signo == b"9" else "worker-crash"
     if group == "k_timeout":
         return "upstream-connect-timeout" if det == b"connecting" else "upstream-timeout"
+    if group == "k_other":
+        return "other-errors" if det == b"error" else "other-critical"
     return _GROUP_KIND[group]
 
 
@@ -108,7 +121,8 @@ _CONNECT_KIND = {b"111": "upstream-refused", b"2": "upstream-socket-missing",
 _GROUP_KIND = {"k_reset": "upstream-reset",
                "k_closed": "upstream-closed", "k_nolive": "no-live-upstreams",
                "k_conns": "worker-connections", "k_nofile": "too-many-open-files",
-               "k_bind": "bind-in-use", "k_emerg": "config-error"}
+               "k_bind": "bind-in-use", "k_bindstart": "bind-failed-start",
+               "k_emerg": "config-error"}
 _DETAIL_NAME = {"k_conns": "limits", "k_nofile": "calls", "k_bind": "addresses"}
 
 # The *_timeout family a timed-out upstream obeys, by URL scheme and phase.
@@ -117,6 +131,27 @@ _TIMEOUT_MODULE = {b"http": b"proxy", b"https": b"proxy", b"fastcgi": b"fastcgi"
                    b"grpcs": b"grpc", b"memcached": b"memcached"}
 _TIMEOUT_PHASE = {b"connecting": b"connect_timeout", b"reading": b"read_timeout",
                   b"sending": b"send_timeout"}
+# stream {} proxying (an upstream without a scheme): one timeout after connecting
+_STREAM_PHASE = {b"connecting": b"stream proxy_connect_timeout",
+                 b"reading": b"stream proxy_timeout", b"sending": b"stream proxy_timeout"}
+
+# Numbers in a message (pids, connection ids, addresses, sizes, temp-file
+# names, hex codes like OpenSSL's 0A000086), except the errno in "(28: ":
+# "other" lines are grouped without them.
+_NUMBERS = re.compile(rb"\(\d+: |0x[0-9a-fA-F]+|[0-9][0-9A-Fa-f]*")
+
+
+def _number_out(m: re.Match[bytes]) -> bytes:
+    return m.group() if m.group().startswith(b"(") else b"N"
+
+
+def normalize(message: bytes) -> bytes:
+    """A message without its varying numbers: "pwrite() "/x/N" failed (28: …)"."""
+    return _NUMBERS.sub(_number_out, message)
+
+
+def _clip(value: bytes) -> bytes:
+    return value[:_CLIP_BYTES]
 
 
 def _prune(c: Counter[bytes]) -> bool:
@@ -140,14 +175,18 @@ def _fold(lines: dict[Key, list[Any]], t: Tally) -> None:
         acc.last = last if acc.last is None or last > acc.last else acc.last
         client, request, peer, ctx_start = context_keys(rest)
         if peer is not None:
-            acc.upstreams[peer] += n
+            acc.upstreams[_clip(peer)] += n
         if client is not None:
-            acc.clients[client] += n
+            acc.clients[_clip(client)] += n
         if request is not None:
-            acc.requests[request] += n
-        if det is None:
+            acc.requests[_clip(request)] += n
+        if group == "k_other":
+            assert isinstance(det, bytes)
+            acc.detail("messages", _clip(normalize(rest[:ctx_start].strip())), n)
+            acc.detail("levels", det, n)
+        elif det is None:
             if group == "k_emerg":
-                acc.detail("messages", rest[:ctx_start].strip(), n)
+                acc.detail("messages", _clip(rest[:ctx_start].strip()), n)
         elif group == "k_connect":
             assert isinstance(det, tuple)
             peer_name, errno = det
@@ -164,9 +203,12 @@ def _fold(lines: dict[Key, list[Any]], t: Tally) -> None:
             acc.detail("processes", proc + b" process", n)
         elif group == "k_timeout":
             assert isinstance(det, bytes)
-            scheme = peer.split(b"://", 1)[0] if peer else b"http"
-            acc.detail("directives", _TIMEOUT_MODULE.get(scheme, b"proxy") + b"_" +
-                       _TIMEOUT_PHASE[det], n)
+            if peer is not None and b"://" not in peer:
+                acc.detail("directives", _STREAM_PHASE[det], n)
+            else:
+                scheme = peer.split(b"://", 1)[0] if peer else b"http"
+                acc.detail("directives", _TIMEOUT_MODULE.get(scheme, b"proxy") + b"_" +
+                           _TIMEOUT_PHASE[det], n)
         else:
             assert isinstance(det, bytes)
             acc.detail(_DETAIL_NAME[group], det, n)
@@ -251,7 +293,7 @@ _KINDS: dict[str, _Kind] = {
         "-i oom`. Give the host more memory, or shrink nginx's footprint (proxy_buffers, "
         "client_max_body_size, a leaking third-party module)."),
     "bind-in-use": _Kind(
-        "critical", "bind() failed: address already in use (98)",
+        "critical", "nginx could not bind its listen address: in use (98)",
         "Another process holds the listen address, so nginx could not start or reload. "
         "Find it with `ss -ltnp` (an old nginx master, Apache, another proxy), stop it "
         "or change the `listen` port."),
@@ -268,8 +310,9 @@ _KINDS: dict[str, _Kind] = {
     "too-many-open-files": _Kind(
         "high", "too many open files (24)",
         "Workers hit their open-file limit. Raise `worker_rlimit_nofile` (or LimitNOFILE / "
-        "/etc/security/limits.conf for the nginx user) above twice worker_connections, then "
-        "restart nginx."),
+        "/etc/security/limits.conf for the nginx user) above twice worker_connections. A "
+        "reload (nginx -s reload) applies worker_rlimit_nofile to the new workers; a "
+        "changed LimitNOFILE needs a restart of the service."),
     "upstream-refused": _Kind(
         "high", "upstream refused the connection (111) → 502",
         "Nothing listens at the upstream address: the backend is down, restarting, or on "
@@ -293,7 +336,7 @@ _KINDS: dict[str, _Kind] = {
         "high", "upstream connect timed out (110) → 504",
         "The backend did not accept the connection in time: overloaded (full listen "
         "backlog), firewalled, or the host is down. The directive is listed under "
-        "directives (proxy_connect_timeout; at most 75s)."),
+        "directives; in http it cannot usefully exceed 75s, in stream it has no such cap."),
     "upstream-timeout": _Kind(
         "medium", "upstream timed out (110) → 504",
         "The backend accepted the request but answered too slowly. Find the slow requests "
@@ -303,6 +346,16 @@ _KINDS: dict[str, _Kind] = {
         "medium", "upstream reset the connection (104) → 502",
         "The backend closed the connection abruptly: it crashed, hit a worker limit or was "
         "restarted mid-request. Check the backend's own logs at these times."),
+    "other-critical": _Kind(
+        "high", "other [crit]/[alert]/[emerg] lines",
+        "nginx logged serious errors that triage has no finding for. Read the messages "
+        "listed (numbers are shown as N) and the full lines in the log."),
+    "other-errors": _Kind(
+        "medium", "other [error] lines",
+        "nginx logged errors that triage has no finding for: a full disk (28), an "
+        "unresolvable name, an oversized or invalid upstream header, a TLS handshake with "
+        "the upstream, a temp file it may not write. Read the messages listed (numbers "
+        "are shown as N) and the full lines in the log."),
     "upstream-closed": _Kind(
         "medium", "upstream closed the connection early → 502",
         "The backend closed the connection before sending a full response: its worker died "
@@ -311,7 +364,8 @@ _KINDS: dict[str, _Kind] = {
 
 
 def _text(b: bytes) -> str:
-    return b.decode("utf-8", "backslashreplace")
+    text = b.decode("utf-8", "backslashreplace")
+    return text if len(text) <= CLIP else text[:CLIP] + "…"
 
 
 def _tops(c: Counter[bytes], n: int = TOP) -> tuple[Count, ...]:
@@ -325,13 +379,23 @@ def _iso(ts: bytes | None) -> str | None:
 def findings(t: Tally) -> tuple[Finding, ...]:
     """Most severe first, then the most frequent."""
     out = []
+    starts = t.accs.get("bind-failed-start")
     for kind, acc in t.accs.items():
-        k = _KINDS[kind]
+        if kind == "bind-failed-start" and "bind-in-use" in t.accs:
+            continue  # counted as the starts of bind-in-use
+        k = _KINDS["bind-in-use" if kind == "bind-failed-start" else kind]
         details: dict[str, object] = {
             name: [{"value": c.value, "count": c.count}
                    for c in _tops(counter, 50 if name == "pids" else 10)]
             for name, counter in sorted(acc.details.items())}
-        out.append(Finding(kind, k.severity, k.title, acc.count, _iso(acc.first),
+        count = acc.count
+        if kind in ("bind-in-use", "bind-failed-start"):
+            # nginx tries bind() five times before it gives up: count the
+            # starts (and reloads) that failed, and the attempts apart.
+            details["attempts"] = acc.count if kind == "bind-in-use" else 0
+            count = starts.count if starts is not None else acc.count
+            kind = "bind-in-use"
+        out.append(Finding(kind, k.severity, k.title, count, _iso(acc.first),
                            _iso(acc.last), k.fix, _tops(acc.upstreams), _tops(acc.clients),
                            _tops(acc.requests), details))
     out.sort(key=lambda f: (SEVERITY_ORDER[f.severity], -f.count, f.kind))

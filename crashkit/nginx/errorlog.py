@@ -23,8 +23,10 @@ Two ways in:
 Unreadable files, directories, and ``.gz`` files that are not gzip raise
 :class:`~crashkit.errors.InputError` naming the file. Lines that are not
 error-log lines (a stack trace a module logged over several lines, a
-truncated write: any line that does not begin with a date) are counted in
-:class:`ScanStats`, never fatal.
+truncated write, a line with an impossible date: any line that does not begin
+with a valid date) are counted in :class:`ScanStats`, never fatal; a file
+none of whose lines begins with a date is not an error log, and
+:func:`reduce_tasks` says so with an InputError.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import os
 import re
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import BinaryIO, TypeVar
@@ -102,11 +104,12 @@ def split_context(rest: bytes) -> tuple[bytes, Context]:
 
 
 # The same fields, reduced to what a summary groups by, as bytes (cheap, for
-# counting many lines): client, "METHOD /path" (no query string), upstream peer.
+# counting many lines): client, "METHOD /path" (no query string), upstream peer
+# ("http://10.0.0.1:80"; no scheme for stream {} proxying: "10.0.0.1:5432").
 _CONTEXT_KEYS = re.compile(
     rb", client: ([^,]*)(?:, server: [^,]*)?"
     rb"(?:, request: \"(\S+ [^?\" ]*)[^\"]*\")?(?:, subrequest: \"[^\"]*\")?"
-    rb"(?:, upstream: \"([a-z0-9]+://(?:unix:[^:\"]*|[^/\"]*))[^\"]*\")?")
+    rb"(?:, upstream: \"((?:[a-z0-9]+://)?(?:unix:[^:\"]*|[^/\"]*))[^\"]*\")?")
 
 
 def context_keys(rest: bytes) -> tuple[bytes | None, bytes | None, bytes | None, int]:
@@ -151,12 +154,15 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     ("2026-11-24", "2026-11-24T04:00", "2026-11-24 04:00:00+01:00").
 
     Returns naive LOCAL time, the clock nginx writes its log in. Raises
-    ValueError with a reason.
+    ValueError with a reason, InputError for an age before the year 1.
     """
     now = now or datetime.now()
     m = _RELATIVE.fullmatch(text.strip())
     if m:
-        return now - timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2).lower()])
+        try:
+            return now - timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2).lower()])
+        except OverflowError:  # not a usage slip but an impossible time: one line, exit 2
+            raise InputError(f"--since {text}: too far back (before the year 1)") from None
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -180,6 +186,10 @@ class FileStats:
     compressed: bool
     bytes_read: int = 0  # uncompressed
     truncated: bool = False  # a .gz that ends early (being written, or cut)
+    # Lines looked at until one began with a date (all of them when none did):
+    # enough to tell a file that is no error log at all.
+    lines: int = 0
+    dated_lines: bool = False
 
 
 @dataclass
@@ -194,18 +204,34 @@ class ScanStats:
         return sum(f.bytes_read for f in self.files)
 
 
-def head(levels: Sequence[str], flagged: Sequence[str] = ()) -> bytes:
+def check_is_error_log(stats: ScanStats) -> None:
+    """Raise InputError for a file that has lines but not one that begins with
+    a date: an access log, a binary, the wrong file."""
+    for st in stats.files:
+        if st.lines and not st.dated_lines:
+            raise InputError(f"does not look like an nginx error log: none of its {st.lines} "
+                             "lines starts with a date", path=st.path)
+
+
+def head(levels: Sequence[str], flagged: Sequence[str] = (),
+         sets: Mapping[str, Sequence[str]] | None = None) -> bytes:
     """The start of a :func:`select` pattern: ``[level] pid#tid: *conn ``.
 
     ``flagged`` levels are matched too, each with a named group ``lv_<level>``
-    that conditionals later in the pattern can test (``(?(lv_emerg)…)``).
+    that conditionals later in the pattern can test (``(?(lv_emerg)…)``);
+    ``sets`` {name: levels} likewise, one group ``lv_<name>`` for several
+    levels (one group is cheaper than one per level).
     """
-    for lv in (*levels, *flagged):
+    sets = sets or {}
+    for lv in (*levels, *flagged, *itertools.chain(*sets.values())):
         if lv not in LEVELS:
             raise ValueError(f"unknown nginx log level {lv!r}")
     alts = [lv.encode() for lv in levels]
     alts += [b"(?P<lv_%s>%s)" % (lv.encode(), lv.encode()) for lv in flagged]
-    return rb"\[(?:" + b"|".join(alts) + rb")\] \d+#\d+: (?:\*\d+ )?"
+    alts += [b"(?P<lv_%s>%s)" % (name.encode(), "|".join(lvs).encode())
+             for name, lvs in sets.items()]
+    # Possessive: a pattern's lookahead must not see the "*conn " by backtracking.
+    return rb"\[(?:" + b"|".join(alts) + rb")\] \d+#\d+: (?:\*\d+ )?+"
 
 
 # A line that does not begin with a date ("2026/"), found after a newline.
@@ -213,6 +239,24 @@ def head(levels: Sequence[str], flagged: Sequence[str] = ()) -> bytes:
 # a selected line's head is checked where it is selected.
 _GARBAGE = re.compile(rb"\n(?![0-9]{4}/)")
 _GZIP_MAGIC = b"\x1f\x8b"
+# What a selected line's first 19 bytes must be (2026/11/24 04:23:39); days
+# that do not exist (02/30) are caught by _valid_day.
+_TIMESTAMP = re.compile(rb"[0-9]{4}/(?:0[1-9]|1[0-2])/(?:0[1-9]|[12][0-9]|3[01]) "
+                        rb"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]")
+_DAYS: dict[bytes, bool] = {}
+
+
+def _valid_day(day: bytes) -> bool:
+    ok = _DAYS.get(day)
+    if ok is None:
+        try:
+            datetime.strptime(day.decode("ascii"), "%Y/%m/%d")
+            ok = True
+        except ValueError:
+            ok = False
+        if len(_DAYS) < 10_000:
+            _DAYS[day] = ok
+    return ok
 
 
 def _open(path: str) -> tuple[BinaryIO, bool]:
@@ -353,6 +397,7 @@ def _blocks(chunks: Iterator[bytes], st: FileStats,
         if not data:
             if dropping:
                 stats.garbage_lines += 1
+                st.lines += 1
             elif rest:
                 yield b"\n" + rest + b"\n", 0, len(rest) + 2
             return
@@ -372,6 +417,7 @@ def _blocks(chunks: Iterator[bytes], st: FileStats,
                 continue
             if dropping:
                 stats.garbage_lines += 1
+                st.lines += 1
                 dropping = False
             elif rest or nl:
                 yield b"\n" + rest + data[:nl + 1], 0, len(rest) + nl + 2
@@ -402,23 +448,39 @@ def select_task(task: Task, pattern: re.Pattern[bytes], *, since: bytes | None =
     f, compressed = _open(task.path)
     st = FileStats(task.path, compressed)
     stats.files.append(st)
+    good = b""  # the last timestamp found valid: log lines come in time order
+    timestamp = _TIMESTAMP.fullmatch
     try:
         for data, start, end in _blocks(_chunks(f, task, block_size), st, stats):
             if since is not None:
                 last = data.rfind(b"\n", start, end - 1) + 1
                 if data[last + 19:last + 21] == b" [" and data[last:last + 19] < since:
                     stats.skipped_bytes += end - start
+                    st.dated_lines = True
                     continue
+            garbage = 0
             for _ in _GARBAGE.finditer(data, start, end - 1):
-                stats.garbage_lines += 1
+                garbage += 1
+            stats.garbage_lines += garbage
+            if not st.dated_lines:
+                n = data.count(b"\n", start, end - 1)
+                st.lines += n
+                st.dated_lines = n > garbage
             find = data.find
             for m in pattern.finditer(data, start, end):
                 p, e = m.span()
                 # The level sits 20 bytes into a line: anything else is a
                 # match inside some other text, not a log line's head.
-                if data[p - 21] != 10:
+                if p - 21 < start or data[p - 21] != 10:
                     continue
                 ts = data[p - 20:p - 1]
+                if ts != good:
+                    if timestamp(ts) is None or not _valid_day(ts[:10]):
+                        # "2026/13/45 …" was not counted by _GARBAGE; "xxxx…" was.
+                        if ts[4:5] == b"/" and ts[:4].isdigit():
+                            stats.garbage_lines += 1
+                        continue
+                    good = ts
                 if since is not None and ts < since:
                     continue
                 yield ts, m, data[e:find(b"\n", e)]
@@ -477,10 +539,14 @@ def reduce_tasks(tasks: Sequence[Task], pattern: re.Pattern[bytes], since: bytes
         results.append(result)
         for st in stats.files:  # the ranges of one file become one entry again
             if total.files and total.files[-1].path == st.path and not st.compressed:
-                total.files[-1].bytes_read += st.bytes_read
+                into = total.files[-1]
+                into.bytes_read += st.bytes_read
+                into.lines += st.lines
+                into.dated_lines |= st.dated_lines
             else:
                 total.files.append(st)
         total.garbage_lines += stats.garbage_lines
         total.skipped_bytes += stats.skipped_bytes
         total.seconds = max(total.seconds, stats.seconds)
+    check_is_error_log(total)
     return results, total

@@ -8,6 +8,7 @@ from typing import Any
 
 from crashkit import __version__
 from crashkit.findings import Count, Doctor, Finding, Triage
+from crashkit.render.escape import visible
 
 TRIAGE_SCHEMA = "crashkit/triage/1"
 DOCTOR_SCHEMA = "crashkit/doctor/1"
@@ -37,6 +38,7 @@ def triage_json(t: Triage) -> dict[str, Any]:
         "seconds": round(t.seconds, 3),
         "kernel_log": t.kernel_log,
         "approximate_tops": t.approximate_tops,
+        "notes": list(t.notes),
         "findings": [finding_json(f) for f in t.findings],
     }
 
@@ -70,12 +72,22 @@ def _finding_lines(f: Finding) -> list[str]:
         if cs:
             lines.append(f"         {label:<10} " + _list(_counts(cs)))
     d = f.details
-    for key, label in (("messages", "messages"), ("addresses", "addresses"),
+    messages = d.get("messages") or []
+    for m in messages[:5]:  # type: ignore[index]
+        lines.append(f"         {'message':<10} {m['value']} ({m['count']})")
+    if len(messages) > 5:  # type: ignore[arg-type]
+        lines.append(f"         {'':<10} … {len(messages) - 5} more in --json")  # type: ignore[arg-type]
+    for key, label in (("addresses", "addresses"),
                        ("sockets", "sockets"), ("directives", "directive"),
-                       ("limits", "limit"), ("calls", "calls"), ("signals", "signals"),
+                       ("limits", "limit"), ("calls", "calls"), ("levels", "levels"),
+                       ("signals", "signals"),
                        ("pids", "pids"), ("cores", "cores")):
         if d.get(key):
-            lines.append(f"         {label:<10} " + _list(d[key], 3 if key == "messages" else 5))
+            lines.append(f"         {label:<10} " + _list(d[key]))
+    if f.kind == "bind-in-use":  # nginx tries bind() 5 times per start
+        attempts = d.get("attempts")
+        lines[1] += (" bind() attempts (nginx makes up to 5 per start)" if attempts == f.count
+                     else f" failed starts or reloads, after {attempts} bind() attempts")
     cores = d.get("cores") or []
     if cores:
         lines.append(f"         analyze    crashkit analyze {cores[0]}")  # type: ignore[index]
@@ -118,8 +130,10 @@ def triage_text(t: Triage) -> str:
             + (f", since {t.since.replace('T', ' ')}" if t.since else "")
             + (f", {t.garbage_lines} lines that are not error-log lines"
                if t.garbage_lines else "")]
+    head += [f"note: {n}" for n in t.notes]
     if not t.findings:
-        return "\n".join([*head, "no findings: nothing in these logs needs attention"])
+        return "\n".join(visible(line) for line in
+                         [*head, "no findings: nothing in these logs needs attention"])
     n = len(t.findings)
     head.append(f"{n} finding{'s' if n != 1 else ''}, most severe first:")
     out = head
@@ -128,7 +142,8 @@ def triage_text(t: Triage) -> str:
         out += _finding_lines(f)
     if t.approximate_tops:
         out += ["", "(top lists are approximate: too many distinct values to keep them all)"]
-    return "\n".join(out)
+    # A log line holds what clients sent: shown, never obeyed by the terminal.
+    return "\n".join(visible(line) for line in out)
 
 
 # ---------------------------------------------------------------- doctor
