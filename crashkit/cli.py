@@ -285,7 +285,9 @@ def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
     worker_connections exhausted, too many open files (24), bind() failing
     on an address in use (98, and which process holds it), workers dying of
     a signal (with a core; or SIGKILL, matched against the kernel's OOM-killer
-    lines), and configurations nginx refused ([emerg]). Each with its count,
+    lines), configurations nginx refused ([emerg]), and any other [error],
+    [crit] or [alert] grouped by message (not routine 404s, nor limit_req,
+    limit_conn, deny or body-size rejections). Each with its count,
     first and last time, top upstreams, clients and requests, and the fix.
     Exit 1 when there are findings.
     """

@@ -465,3 +465,33 @@ def test_bind_counts_failed_starts_not_attempts(tmp_path: Path) -> None:
     (f,) = data["findings"]
     assert (f["kind"], f["count"], f["details"]["attempts"]) == ("bind-in-use", 1, 5)
     assert f["details"]["addresses"] == [{"value": "0.0.0.0:80", "count": 5}]
+
+
+ROUTINE = """\
+2026/11/24 10:00:00 [error] 200#200: *1 limiting requests, excess: 10.520 by zone "one", \
+client: 10.0.0.1, server: a, request: "GET / HTTP/1.1", host: "a"
+2026/11/24 10:00:01 [error] 200#200: *2 access forbidden by rule, client: 10.0.0.2, server: a, \
+request: "GET /admin HTTP/1.1", host: "a"
+2026/11/24 10:00:02 [error] 200#200: *3 client intended to send too large body: 2000000 bytes, \
+client: 10.0.0.3, server: a, request: "POST /up HTTP/1.1", host: "a"
+2026/11/24 10:00:03 [error] 200#200: *4 directory index of "/var/www/x/" is forbidden, \
+client: 10.0.0.3, server: a, request: "GET /x/ HTTP/1.1", host: "a"
+2026/11/24 10:00:04 [error] 200#200: *5 limiting connections by zone "addr", client: 10.0.0.4, \
+server: a, request: "GET / HTTP/1.1", host: "a"
+"""
+
+
+def test_a_sites_own_policy_at_work_is_not_an_error_to_fix(tmp_path: Path) -> None:
+    """limit_req/limit_conn rejections, deny rules, client_max_body_size and a
+    forbidden directory index are logged at [error] by design: no finding."""
+    log = tmp_path / "error.log"
+    log.write_text(ROUTINE)
+    code, data = cli_json("triage", "--error-log", str(log))
+    assert (code, data["findings"]) == (0, [])
+    log.write_text(ROUTINE + "2026/11/24 10:00:05 [error] 200#200: *6 upstream sent too big "
+                   "header while reading response header from upstream, client: 10.0.0.5, "
+                   'server: a, request: "GET / HTTP/1.1", upstream: "http://127.0.0.1:9000/", '
+                   'host: "a"\n')
+    code, data = cli_json("triage", "--error-log", str(log))
+    assert code == 1 and [(f["kind"], f["count"]) for f in data["findings"]] == [
+        ("other-errors", 1)]

@@ -54,9 +54,13 @@ _BODY = (
     rb"|(?(lv_emerg)|(?!))(?P<k_emerg>)"
     # Any other [error], [crit] or [alert], except a file that is not there,
     # which is a routine 404: open() "/var/www/favicon.ico" failed (2: …) or
-    # (20: Not a directory), and the index module's "…/index.html" is not found (2: …).
+    # (20: Not a directory), and the index module's "…/index.html" is not found (2: …);
+    # and the site's own policy at work, logged at [error] by design: limit_req
+    # and limit_conn rejections, deny rules, client_max_body_size, autoindex off.
     rb"|(?(lv_high)|(?!))"
-    rb"(?!open\(\) \"[^\"\n]*\" failed \((?:2|20): |\"[^\"\n]*\" is not found \(2: )"
+    rb"(?!open\(\) \"[^\"\n]*\" failed \((?:2|20): |\"[^\"\n]*\" is not found \(2: "
+    rb"|limiting (?:requests|connections)|access forbidden by rule"
+    rb"|client intended to send too large body|directory index of \"[^\"\n]*\" is forbidden)"
     rb"(?P<k_other>)"
 )
 _INNER: dict[str, tuple[str, ...]] = {
