@@ -48,7 +48,7 @@ def _address(target: str, kind: str, upstream_names: set[str]) -> tuple[str | No
     if not sep:
         scheme, rest = "", target
     if rest.startswith("unix:"):
-        path = config._unix_socket(target) or rest[5:]
+        path = config.unix_socket(target) or rest[5:]
         return f"unix:{path}", ""
     hostport = rest.split("/", 1)[0]
     if kind != "server" and scheme and hostport in upstream_names:

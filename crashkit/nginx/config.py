@@ -378,16 +378,16 @@ def upstream_targets(cfg: NginxConfig) -> tuple[UpstreamTarget, ...]:
     out: list[UpstreamTarget] = []
     for d in cfg.walk():
         if d.name in _PASS_DIRECTIVES and d.args:
-            out.append(UpstreamTarget(d.name, d.args[0], _unix_socket(d.args[0]), None, d))
+            out.append(UpstreamTarget(d.name, d.args[0], unix_socket(d.args[0]), None, d))
     for up in cfg.find("upstream"):
         for d in up.block or ():
             if d.name == "server" and d.args:
-                out.append(UpstreamTarget("server", d.args[0], _unix_socket(d.args[0]),
+                out.append(UpstreamTarget("server", d.args[0], unix_socket(d.args[0]),
                                           up.args[0] if up.args else None, d))
     return tuple(out)
 
 
-def _unix_socket(target: str) -> str | None:
+def unix_socket(target: str) -> str | None:
     """The socket path of "unix:/path", "http://unix:/path:/uri", "grpc://unix:..."."""
     rest = target.split("://", 1)[1] if "://" in target else target
     if not rest.startswith("unix:"):
