@@ -181,3 +181,16 @@ def test_a_core_dir_swapped_for_a_symlink_is_not_followed(tmp_path: Path) -> Non
     take_over(str(target), worker)  # the directory itself is taken over
     st = target.stat()
     assert (st.st_uid, st.st_mode & 0o777) == (www.pw_uid, 0o700)
+
+
+def test_an_included_file_that_is_no_config_is_named(tmp_path: Path) -> None:
+    """include of a file that is not nginx syntax (here, shadow-like lines
+    with no ';'): one message naming it, not crossplane's empty error."""
+    garbage = tmp_path / "accounts"
+    garbage.write_text("root:$6$abc:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::")
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"user www-data;\ninclude {garbage};\nevents {{}}\n")
+    with pytest.raises(InputError) as caught:
+        load_config(str(conf))
+    assert str(caught.value) == (f"{garbage}: not an nginx configuration (it ends inside a "
+                                 "directive)")

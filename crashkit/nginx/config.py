@@ -258,7 +258,11 @@ def _input_error(err: dict[str, Any]) -> InputError:
                               f"(include at {err['file']}:{err['line']})", path=target)
         return InputError(f"cannot read: {reason}", path=target)
     line = f"line {err['line']}: " if err.get("line") else ""
-    return InputError(f"{line}{err['error']}", path=err["file"])
+    # crossplane's lexer gives an empty error (a bare StopIteration) when a
+    # file ends inside a directive: text that is no nginx config at all.
+    what = err.get("error") or (f"{type(exc).__name__}: {exc}" if exc and str(exc) else
+                                "not an nginx configuration (it ends inside a directive)")
+    return InputError(f"{line}{what}", path=err["file"])
 
 
 # ---------------------------------------------------------------- queries
