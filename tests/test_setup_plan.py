@@ -194,3 +194,11 @@ def test_an_included_file_that_is_no_config_is_named(tmp_path: Path) -> None:
         load_config(str(conf))
     assert str(caught.value) == (f"{garbage}: not an nginx configuration (it ends inside a "
                                  "directive)")
+
+
+def test_the_lexer_unescapes_as_nginx_does() -> None:
+    """\\" \\' \\\\ lose the backslash, \\t \\r \\n are control characters, any
+    other backslash stays (a regex's \\. is two characters)."""
+    text = 'set $a "x\\"y\\d\\tz"; rewrite ^/a\\.b$ /c;\n'
+    got = [(s.name.value, [t.value for t in s.args]) for s in statements(text)]
+    assert got == [("set", ["$a", 'x"y\\d\tz']), ("rewrite", ["^/a\\.b$", "/c"])]

@@ -101,7 +101,11 @@ def statements(text: str, path: str = "<text>") -> list[Statement]:
             value = []
             while i < n and text[i] != c:
                 if text[i] == "\\" and i + 1 < n:
-                    i += 1
+                    step = _unescape(text[i + 1])
+                    value.append(step)
+                    line += text[i + 1] == "\n"
+                    i += 2
+                    continue
                 line += text[i] == "\n"
                 value.append(text[i])
                 i += 1
@@ -116,7 +120,9 @@ def statements(text: str, path: str = "<text>") -> list[Statement]:
         while i < n and text[i] not in _SPACE and text[i] != ";" and (
                 text[i] != "{" or (value and value[-1] == "$")):
             if text[i] == "\\" and i + 1 < n:
-                i += 1
+                value.append(_unescape(text[i + 1]))
+                i += 2
+                continue
             value.append(text[i])
             i += 1
         words.append(Token("".join(value), start, i, start_line, False))
@@ -125,6 +131,14 @@ def statements(text: str, path: str = "<text>") -> list[Statement]:
     if depth:
         raise InputError(f'line {line}: unexpected end of file, expecting "}}"', path=path)
     return out
+
+
+def _unescape(c: str) -> str:
+    """What nginx makes of a backslash and ``c`` in a token: \\", \\', \\\\ lose the
+    backslash, \\t \\r \\n become those characters, any other keeps both."""
+    if c in "\"'\\":
+        return c
+    return {"t": "\t", "r": "\r", "n": "\n"}.get(c, "\\" + c)
 
 
 def _skip_lua(text: str, i: int, line: int, path: str) -> tuple[int, int]:
