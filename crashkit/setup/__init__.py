@@ -87,7 +87,11 @@ class Result:
         return any(c.needs_attention and not self._fixed(c) for c in self.checks)
 
     def _fixed(self, c: Check) -> bool:
-        return c.remedy is not None and any(s.kind == c.remedy.kind for s in self.system)
+        # A sysctl drop-in counts once the running kernel has the value too
+        # (not with --system-root, which only writes the files).
+        return c.remedy is not None and any(
+            s.kind == c.remedy.kind and (s.kind != "sysctl" or s.live is not None)
+            for s in self.system)
 
 
 def run(opts: Options) -> Result:
