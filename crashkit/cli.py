@@ -259,6 +259,10 @@ _CONF_OPTION = click.option(
 _NGINX_OPTION = click.option(
     "--nginx", "nginx_path", metavar="PATH", default="nginx", show_default=True,
     help="The nginx binary (for nginx -V and nginx -t).")
+_PREFIX_OPTION = click.option(
+    "--prefix", metavar="DIR", help="The -p nginx runs with (relative paths in the config "
+    "are under it). Default: the -p of a running master of this config, else the "
+    "compiled-in prefix.")
 
 
 @cli.command(epilog=TRIAGE_EXIT_HELP)
@@ -272,12 +276,13 @@ _NGINX_OPTION = click.option(
 @click.option("--conf", metavar="PATH",
               help="nginx config to take error logs, worker user and working_directory from "
                    "(default: nginx -V's --conf-path).")
+@_PREFIX_OPTION
 @click.option("--jobs", metavar="N", type=click.IntRange(min=1),
               help="Processes reading big logs in parallel (default: CPUs, at most 4).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the findings as JSON (schema crashkit/triage/1, see README).")
 def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
-           jobs: int | None, as_json: bool) -> None:
+           prefix: str | None, jobs: int | None, as_json: bool) -> None:
     """Read nginx error logs and say what needs attention, most severe first.
 
     Finds: upstreams refusing (111), missing or forbidden unix sockets (2,
@@ -300,7 +305,9 @@ def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
             when = parse_since(since)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--since") from None
-    facts = run_triage.nginx_facts(conf) if conf or not error_logs else None
+    if prefix is not None and not os.path.isdir(prefix):
+        raise InputError("--prefix: no such directory", path=prefix)
+    facts = run_triage.nginx_facts(conf, prefix) if conf or not error_logs else None
     paths = list(error_logs) or run_triage.default_logs(facts or run_triage.NginxFacts())
     result = run_triage.run(paths, since=when, facts=facts,
                             jobs=jobs or run_triage.jobs_default())
@@ -313,9 +320,10 @@ def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
 @cli.command(epilog=DOCTOR_EXIT_HELP)
 @_CONF_OPTION
 @_NGINX_OPTION
+@_PREFIX_OPTION
 @click.option("--json", "as_json", is_flag=True,
               help="Print the checks as JSON (schema crashkit/doctor/1, see README).")
-def doctor(conf: str | None, nginx_path: str, as_json: bool) -> None:
+def doctor(conf: str | None, nginx_path: str, prefix: str | None, as_json: bool) -> None:
     """Check the live nginx host: what is wrong right now.
 
     nginx -t; the master (from the config's pid file) and its workers;
@@ -327,7 +335,9 @@ def doctor(conf: str | None, nginx_path: str, as_json: bool) -> None:
     """
     from crashkit import doctor as run_doctor
 
-    result = run_doctor.run(conf, nginx_path)
+    if prefix is not None and not os.path.isdir(prefix):
+        raise InputError("--prefix: no such directory", path=prefix)
+    result = run_doctor.run(conf, nginx_path, prefix)
     _emit(result, as_json)
     if result.needs_attention:
         global _EXIT
@@ -381,11 +391,12 @@ Exit codes:
               help="Write --system's drop-ins under DIR (an image or chroot); anything "
                    "but / leaves the running system alone.")
 @_NGINX_OPTION
+@_PREFIX_OPTION
 @click.option("--json", "as_json", is_flag=True,
               help="Print the result as JSON (schema crashkit/setup/1, see README).")
 def setup(conf: str | None, core_dir: str | None, core_limit: str | None, do_apply: bool,
           do_reload: bool, undo: bool, system: bool, system_root: str, nginx_path: str,
-          as_json: bool) -> None:
+          prefix: str | None, as_json: bool) -> None:
     """Make nginx workers leave usable core dumps, safely.
 
     Sets worker_rlimit_core and working_directory in nginx's main context
@@ -402,9 +413,11 @@ def setup(conf: str | None, core_dir: str | None, core_limit: str | None, do_app
                          "--core-dir or --core-limit")
     if (system or do_reload) and not (do_apply or undo):
         raise InputError("--system and --reload change the host: give --apply too")
+    if prefix is not None and not os.path.isdir(prefix):
+        raise InputError("--prefix: no such directory", path=prefix)
     result = run(Options(conf=conf, core_dir=core_dir, core_limit=core_limit, apply=do_apply,
                          reload=do_reload, undo=undo, system=system, system_root=system_root,
-                         nginx=nginx_path))
+                         nginx=nginx_path, prefix=prefix))
     if as_json:
         indent = 2 if sys.stdout.isatty() else None
         _OUTPUT.append(json.dumps(setup_json(result), indent=indent))

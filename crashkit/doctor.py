@@ -18,11 +18,11 @@ _CONNECT_TIMEOUT = 1.0
 _DEFAULT_PORT = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443, "uwsgi": 80, "suwsgi": 80}
 
 
-def _nginx_t(nginx: str, conf: str) -> tuple[bool, str]:
+def _nginx_t(nginx: str, cfg: config.NginxConfig) -> tuple[bool, str]:
     from crashkit.setup.write import ValidationError, nginx_test
 
     try:
-        return True, nginx_test(nginx, conf)
+        return True, nginx_test(nginx, cfg.root, cfg=cfg)
     except ValidationError as exc:
         return False, exc.output or str(exc)
     except CrashkitError as exc:
@@ -113,15 +113,13 @@ def _core_checks(conf: str, nginx: str) -> tuple[Check, ...]:
     return (first, *(Check(f"cores:{c.name}", c.status, c.detail, c.fix) for c in r.checks))
 
 
-def run(conf: str | None, nginx: str = "nginx") -> Doctor:
+def run(conf: str | None, nginx: str = "nginx", prefix: str | None = None) -> Doctor:
     from crashkit.host.coredump import children, nginx_master, proc_limits
     from crashkit.host.kernlog import oom_kills, read_kernel_log
     from crashkit.host.sockets import holders_by_address
 
-    build = config.build_info(nginx)
-    where = config.find_config(conf, build)
-    cfg = config.load_config(where.path, build)
-    ok, output = _nginx_t(nginx, cfg.root)
+    _where, cfg = config.open_config(conf, nginx, prefix)
+    ok, output = _nginx_t(nginx, cfg)
     pid_file = config.pid_path(cfg)
     master = nginx_master(pid_file)
     user = config.worker_user(cfg).user

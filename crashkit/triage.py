@@ -28,15 +28,13 @@ class NginxFacts:
     working_directory: str | None = None
 
 
-def nginx_facts(conf: str | None) -> NginxFacts:
+def nginx_facts(conf: str | None, prefix: str | None = None) -> NginxFacts:
     """Read the config (``--conf``, else nginx -V's, else Debian's) when it can
     be read; an explicit ``--conf`` that cannot be read is an error."""
     from crashkit.nginx import config
 
-    build = config.build_info()
-    where = config.find_config(conf, build)
     try:
-        cfg = config.load_config(where.path, build)
+        _where, cfg = config.open_config(conf, prefix=prefix)
     except InputError:
         if conf is not None:
             raise

@@ -142,3 +142,47 @@ def test_bad_conf_is_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     (line,) = proc.stderr.splitlines()
     assert line == f"crashkit: error: {tmp_path / 'nope.conf'}: nginx config not found"
+
+
+RELATIVE = """user www-data;
+worker_processes 1;
+pid run/nginx.pid;
+error_log logs/error.log info;
+lock_file run/nginx.lock;
+events {{ worker_connections 16; }}
+http {{
+    access_log off;
+    client_body_temp_path tmp/body;
+    proxy_temp_path tmp/proxy;
+    fastcgi_temp_path tmp/fastcgi;
+    uwsgi_temp_path tmp/uwsgi;
+    scgi_temp_path tmp/scgi;
+    server {{ listen 127.0.0.1:{port}; location / {{ return 204; }} }}
+}}
+"""
+
+
+def test_nginx_run_with_a_prefix(tmp_path: Path) -> None:
+    """nginx -p DIR: the config's relative paths (pid, logs) are under DIR.
+    doctor takes the running master's -p; --prefix gives it when none runs."""
+    prefix = tmp_path / "ngx"
+    for d in ("run", "logs", "tmp"):
+        (prefix / d).mkdir(parents=True)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(RELATIVE.format(port=free_port()))
+    with LiveNginx(prefix, conf, error_log=prefix / "logs" / "error.log") as ngx:
+        _code, data = doctor(conf)  # -p found from the running master
+        master_pid = ngx.master_pid
+    assert check(data, "nginx-t")["status"] == "ok"
+    master = check(data, "master")
+    assert (master["status"], master["details"]["pid"]) == ("ok", master_pid)
+    assert master["details"]["pid_file"] == str(prefix / "run" / "nginx.pid")
+    # Stopped: only --prefix can say where its files are.
+    code, data = cli_json("doctor", "--conf", str(conf), "--prefix", f"{prefix}/")
+    assert code == 1 and check(data, "nginx-t")["status"] == "ok"
+    master = check(data, "master")
+    assert master["status"] == "fail" and master["details"]["pid_file"] == str(
+        prefix / "run" / "nginx.pid")
+    missing = run_cli("doctor", "--conf", str(conf), "--prefix", str(tmp_path / "nope"))
+    assert (missing.returncode, missing.stderr) == (
+        2, f"crashkit: error: {tmp_path / 'nope'}: --prefix: no such directory\n")

@@ -52,6 +52,9 @@ class BuildInfo:
     user: str | None
     group: str | None
     configure_args: tuple[str, ...]
+    # The -p nginx runs with, when not its compiled-in prefix (crashkit's
+    # --prefix, or the running master's own -p): nginx -t must be given it.
+    prefix_option: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,36 @@ def build_info(nginx: str = DEFAULT_NGINX) -> BuildInfo | None:
     if proc.returncode != 0:
         return None
     return parse_build_info(proc.stderr + proc.stdout)
+
+
+def with_prefix(build: BuildInfo | None, prefix: str) -> BuildInfo:
+    """The build, run with ``-p prefix``."""
+    import dataclasses
+
+    base = build or BuildInfo(None, None, None, None, None, None, None, ())
+    return dataclasses.replace(base, prefix=prefix, prefix_option=prefix)
+
+
+def prefix_args(cfg: NginxConfig | None) -> list[str]:
+    """``-p PREFIX`` for an nginx command about this config, when it needs one."""
+    build = cfg.build if cfg is not None else None
+    return ["-p", build.prefix_option] if build is not None and build.prefix_option else []
+
+
+def open_config(conf: str | None, nginx: str = DEFAULT_NGINX, prefix: str | None = None,
+                ) -> tuple[ConfigLocation, NginxConfig]:
+    """Find and load the config as the nginx that runs it sees it: with
+    ``prefix`` (crashkit's --prefix), else the -p of a running master of
+    this very config (trusted: root, the same binary), else the build's."""
+    build = build_info(nginx)
+    where = find_config(conf, build)
+    if prefix is None:
+        from crashkit.nginx.dump import running_prefix
+
+        prefix = running_prefix(where.path, nginx)
+    if prefix is not None:
+        build = with_prefix(build, prefix)
+    return where, load_config(where.path, build)
 
 
 def find_config(conf: str | None, build: BuildInfo | None) -> ConfigLocation:

@@ -74,6 +74,32 @@ def running_master(pid: int, started_before: float, nginx: str) -> MasterOptions
     return MasterOptions(pid, words[0], conf, prefix)
 
 
+def running_prefix(conf: str, nginx: str) -> str | None:
+    """The -p of a running, trusted master (see running_master) of ``conf``."""
+    import time
+
+    want = os.path.realpath(conf)
+    try:
+        pids = [int(d) for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if not f.read(22).startswith(b"nginx: master process"):
+                    continue
+        except OSError:
+            continue
+        master = running_master(pid, time.time(), nginx)
+        if master is None or master.conf is None or master.prefix is None:
+            continue
+        path = master.conf if os.path.isabs(master.conf) else os.path.join(master.prefix,
+                                                                             master.conf)
+        if os.path.realpath(path) == want:
+            return master.prefix
+    return None
+
+
 def config_dump(nginx: str, conf: str, files: tuple[str, ...], prefix: str | None = None,
                 ) -> tuple[list[tuple[str, str]], str]:
     """Every file of the configuration as (path, text), and how it was read:

@@ -19,9 +19,7 @@ from crashkit.host.coredump import Check, CoreSetting, core_checks, nginx_master
 from crashkit.nginx.config import (
     ConfigLocation,
     NginxConfig,
-    build_info,
-    find_config,
-    load_config,
+    open_config,
     pid_path,
     worker_process_count,
     worker_user,
@@ -52,6 +50,7 @@ class Options:
     system: bool = False
     system_root: str = "/"
     nginx: str = "nginx"
+    prefix: str | None = None  # nginx's -p (None: the running master's, else the build's)
 
 
 @dataclass(frozen=True)
@@ -100,15 +99,13 @@ def run(opts: Options) -> Result:
                          "(bytes, or a number with k, m or g)")
     if opts.core_dir is not None and not os.path.isabs(opts.core_dir):
         raise InputError("--core-dir must be an absolute path", path=opts.core_dir)
-    build = build_info(opts.nginx)
-    location = find_config(opts.conf, build)
-    cfg = load_config(location.path, build)
+    location, cfg = open_config(opts.conf, opts.nginx, opts.prefix)
     worker = coredir.resolve_worker(worker_user(cfg))
     workers = worker_process_count(cfg)
     if opts.undo:  # the backups are validated before they go back; the live file may fail
         return _undo(opts, location, cfg, worker, workers)
     # A config that already fails is the user's to fix: change nothing.
-    nginx_test(opts.nginx, cfg.root)
+    nginx_test(opts.nginx, cfg.root, cfg=cfg)
 
     core_dir, core_limit = choose_values(cfg, opts.core_dir, opts.core_limit,
                                          lambda p: coredir.fit_as_is(p, worker))

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from crashkit.errors import CrashkitError, InputError
 from crashkit.host.coredump import children, nginx_master, systemd_running
-from crashkit.nginx.config import NginxConfig, pid_path
+from crashkit.nginx.config import NginxConfig, pid_path, prefix_args
 from crashkit.nginx.text import quote, read_text, statements, to_bytes
 from crashkit.setup.plan import FileEdit
 
@@ -128,17 +128,18 @@ def nginx_test(nginx: str, root: str, replacements: Mapping[str, str] | None = N
     """
     replacements = dict(replacements or {})
     real_root = os.path.realpath(root)
+    p = prefix_args(cfg)
     if not replacements:
-        cmd = [nginx, "-t", "-c", root]
+        cmd = [nginx, *p, "-t", "-c", root]
     elif (set(replacements) == {real_root}
           and os.path.dirname(real_root) == os.path.dirname(root)):
         # Beside the original: relative includes resolve against the same
         # directory (nginx's conf prefix is the directory of -c).
-        cmd = [nginx, "-t", "-c", replacements[real_root]]
+        cmd = [nginx, *p, "-t", "-c", replacements[real_root]]
     else:
         pairs = [x for orig, cand in replacements.items() for x in (cand, orig)]
         cmd = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _NS_SCRIPT,
-               "sh", *pairs, "--", nginx, "-t", "-c", root]
+               "sh", *pairs, "--", nginx, *p, "-t", "-c", root]
     proc = _run(cmd)
     output = (proc.stderr + proc.stdout).strip()
     if proc.returncode != 0 and cmd[0] == "unshare" and (
@@ -185,7 +186,7 @@ def validate_copies(nginx: str, cfg: NginxConfig, replacements: Mapping[str, str
                 repl = " ".join(f"include {quote(copies[m])};" for m in matched)
                 text = text[:st.name.start] + repl + text[st.end:]
             _write_beside(copies[f], to_bytes(text), like=real)
-        proc = _run([nginx, "-t", "-c", main_copy])
+        proc = _run([nginx, *prefix_args(cfg), "-t", "-c", main_copy])
         output = (proc.stderr + proc.stdout).strip()
         for f, copy in copies.items():  # name the real files in nginx's messages
             output = output.replace(copy, os.path.realpath(f))
