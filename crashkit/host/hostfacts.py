@@ -8,12 +8,11 @@ sysroot, a sender that has exited) leaves its fact out.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from collections.abc import Iterable
 
 from crashkit.errors import InputError
+from crashkit.host.system import run_text
 from crashkit.model import Package
 
 DPKG_TIMEOUT = 10.0
@@ -50,7 +49,8 @@ def dpkg_packages(paths: Iterable[str], admindir: str | None = None) -> dict[str
         return {}
     admin = [f"--admindir={admindir}"] if admindir else []
     owner: dict[str, str] = {}
-    out = _run([dpkg, *admin, "-S", *wanted])
+    # dpkg-query exits 1 when some paths are unknown: only stdout matters.
+    _status, out = run_text([dpkg, *admin, "-S", *wanted], DPKG_TIMEOUT, stderr=False)
     for line in out.splitlines():
         names, sep, file = line.partition(": ")
         if not sep or line.startswith(("diversion ", "local diversion")) or file not in wanted:
@@ -60,8 +60,9 @@ def dpkg_packages(paths: Iterable[str], admindir: str | None = None) -> dict[str
         return {}
     fields = "${binary:Package}\t${Package}\t${Version}\t${source:Package}\t${Homepage}\n"
     info: dict[str, Package] = {}
-    for line in _run([dpkg, *admin, "-W", "-f", fields, *sorted(set(owner.values()))]
-                     ).splitlines():
+    _status, out = run_text([dpkg, *admin, "-W", "-f", fields, *sorted(set(owner.values()))],
+                            DPKG_TIMEOUT, stderr=False)
+    for line in out.splitlines():
         parts = line.split("\t")
         if len(parts) != 5:
             continue
@@ -71,15 +72,6 @@ def dpkg_packages(paths: Iterable[str], admindir: str | None = None) -> dict[str
                       homepage=homepage or None)
         info[binary] = info[name] = pkg
     return {path: info[name] for path, name in owner.items() if name in info}
-
-
-def _run(argv: list[str]) -> str:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=DPKG_TIMEOUT,
-                              errors="replace", env={**os.environ, "LC_ALL": "C"})
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return proc.stdout  # exit 1 only means some paths are unknown
 
 
 def process_command(pid: int) -> str | None:

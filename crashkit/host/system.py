@@ -7,15 +7,17 @@ import shutil
 import subprocess
 
 
-def run_text(argv: list[str], timeout: float = 30.0) -> tuple[int | None, str]:
-    """(exit status, stdout and stderr); (None, why) when it could not run."""
+def run_text(argv: list[str], timeout: float = 30.0, stderr: bool = True,
+             ) -> tuple[int | None, str]:
+    """(exit status, stdout and, with ``stderr``, stderr); (None, why) when it
+    could not run. In the C locale, so that messages parse the same everywhere."""
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, errors="replace",
                               timeout=timeout, stdin=subprocess.DEVNULL,
                               env={**os.environ, "LC_ALL": "C"})
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, str(exc)
-    return proc.returncode, proc.stdout + proc.stderr
+    return proc.returncode, proc.stdout + (proc.stderr if stderr else "")
 
 
 def os_release(path: str = "/etc/os-release") -> str | None:
