@@ -31,7 +31,7 @@ from crashkit.elf.files import is_elf, regular_file
 from crashkit.elf.modules import read_modules
 from crashkit.elf.symbols import DEFAULT_DEBUG_DIRS, Symbolizer, host_path
 from crashkit.errors import GdbError
-from crashkit.model import Analysis, CoreFacts, CrashContext, HostFacts, Package, Thread
+from crashkit.model.analyze import Analysis, CoreFacts, CrashContext, HostFacts, Package, Thread
 
 if TYPE_CHECKING:
     from crashkit.gdb.backtrace import Pending

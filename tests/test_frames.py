@@ -10,7 +10,7 @@ from crashkit.analysis.frames import (
     pc_frame,
     scan_for_caller,
 )
-from crashkit.model import GdbFrame, Symbol
+from crashkit.model.analyze import GdbFrame, Symbol
 
 LIB, EXE, BAD = "/usr/lib/libx.so", "/usr/sbin/prog", "/opt/rebuilt.so"
 

@@ -13,7 +13,7 @@ import pytest
 from crashkit import redact as R
 from crashkit import signals as S
 from crashkit.analysis.verdict import build_analysis
-from crashkit.model import (
+from crashkit.model.analyze import (
     CoreFacts,
     Frame,
     HostFacts,

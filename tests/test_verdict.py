@@ -17,7 +17,7 @@ from crashkit.analysis.signature import (
     signature_frames,
 )
 from crashkit.analysis.verdict import build_analysis
-from crashkit.model import (
+from crashkit.model.analyze import (
     CoreFacts,
     Frame,
     HostFacts,

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from crashkit.model import CoreFacts, Frame, Package
+from crashkit.model.analyze import CoreFacts, Frame, Package
 
 # The base system: the C and C++ runtimes, the dynamic loader, the sanitizer
 # runtimes (their report is about the caller).

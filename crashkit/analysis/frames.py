@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from crashkit.model import Frame, GdbFrame, Symbol
+from crashkit.model.analyze import Frame, GdbFrame, Symbol
 
 SIGNAL_HANDLER = "<signal handler called>"
 

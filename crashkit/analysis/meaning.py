@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from crashkit import signals as S
-from crashkit.model import CoreFacts, Meaning, Thread
+from crashkit.model.analyze import CoreFacts, Meaning, Thread
 
 SIGSTOP = 19
 SEGV_MAPERR, SEGV_ACCERR = 1, 2

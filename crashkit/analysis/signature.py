@@ -31,7 +31,7 @@ import re
 from collections.abc import Sequence
 
 from crashkit.analysis.attribution import MACHINERY, is_system_library
-from crashkit.model import Frame, Signature
+from crashkit.model.analyze import Frame, Signature
 
 DEPTH = 3
 

@@ -16,7 +16,7 @@ from crashkit.analysis.attribution import (
 )
 from crashkit.analysis.meaning import is_snapshot, sent_by_other, signal_meaning
 from crashkit.analysis.signature import make_signature, normalize_function
-from crashkit.model import (
+from crashkit.model.analyze import (
     Analysis,
     CoreFacts,
     CrashContext,

@@ -23,7 +23,7 @@ from crashkit.elf import layouts as L
 from crashkit.elf.buildid import BuildIdResult, build_id_from_reader
 from crashkit.elf.files import ProgramHeader, open_regular, parse_phdrs
 from crashkit.errors import CoreFormatError, InputError, MemoryReadError, UnsupportedCoreError
-from crashkit.model import CoreFacts, Mapping, ProcessInfo, SignalInfo, Thread
+from crashkit.model.analyze import CoreFacts, Mapping, ProcessInfo, SignalInfo, Thread
 
 # Refuse to read more than this much of a note segment: a real one holds a few
 # KiB per thread, so even 10,000 threads fit.

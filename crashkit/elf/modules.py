@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from crashkit.elf.buildid import BuildIdResult, build_id_from_reader, file_build_id
 from crashkit.elf.core import CoreFile
 from crashkit.elf.symbols import host_path
-from crashkit.model import FileStatus, Mapping, Module
+from crashkit.model.analyze import FileStatus, Mapping, Module
 
 
 def _disk_build_id(path: str) -> tuple[FileStatus, BuildIdResult | None]:

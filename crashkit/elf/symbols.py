@@ -19,7 +19,7 @@ from elftools.elf.elffile import ELFFile
 from crashkit.elf import layouts as L
 from crashkit.elf.buildid import file_build_id
 from crashkit.elf.files import open_regular, read_phdrs, regular_file
-from crashkit.model import Mapping, Symbol
+from crashkit.model.analyze import Mapping, Symbol
 
 STT_FUNC, STT_GNU_IFUNC = 2, 10
 DEFAULT_DEBUG_DIRS = ("/usr/lib/debug",)

@@ -15,7 +15,7 @@ from typing import Any
 
 from crashkit.errors import GdbError
 from crashkit.gdb.session import GdbSession, MiResult, has_control
-from crashkit.model import CrashContext, GdbFrame, Instruction
+from crashkit.model.analyze import CrashContext, GdbFrame, Instruction
 
 SIGNAL_HANDLER = "<signal handler called>"
 _LWP = re.compile(r"\b(?:LWP|process) (\d+)\b")

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from crashkit.errors import InputError
 from crashkit.host.system import run_text
-from crashkit.model import Package
+from crashkit.model.analyze import Package
 
 DPKG_TIMEOUT = 10.0
 _GLOB = re.compile(r"[*?\[\]\\\s]")

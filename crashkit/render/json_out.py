@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from crashkit import __version__
-from crashkit.model import Analysis, Frame, Module, Package, Thread, Verdict
+from crashkit.model.analyze import Analysis, Frame, Module, Package, Thread, Verdict
 
 SCHEMA = "crashkit/analysis/1"
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from crashkit.analysis.attribution import frame_label
 from crashkit.analysis.meaning import is_snapshot, sent_by_other
-from crashkit.model import Analysis, Frame, Thread
+from crashkit.model.analyze import Analysis, Frame, Thread
 from crashkit.render.escape import visible as visible  # also crashkit.report's
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from crashkit import __version__
 from crashkit import redact as R
 from crashkit.errors import InputError
-from crashkit.model import Analysis
+from crashkit.model.analyze import Analysis
 
 FORMATS = ("md", "html", "json")
 FULL_FRAMES = 64  # frames per thread with arguments and locals in backtrace-full.txt
