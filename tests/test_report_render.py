@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from crashkit import redact as R
-from crashkit import signals as S
+from crashkit.model import signals as S
 from crashkit.analysis.verdict import build_analysis
 from crashkit.model.analyze import (
     CoreFacts,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from crashkit import signals
+from crashkit.model import signals
 
 
 @pytest.mark.parametrize(("signo", "code", "name"), [

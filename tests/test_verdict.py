@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from crashkit import signals as S
+from crashkit.model import signals as S
 from crashkit.analysis.attribution import blame, origin, report_to
 from crashkit.analysis.meaning import signal_meaning
 from crashkit.analysis.signature import (

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from crashkit import signals as S
+from crashkit.model import signals as S
 from crashkit.model.analyze import CoreFacts, Meaning, Thread
 
 SIGSTOP = 19

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from elftools.elf.elffile import ELFFile
 
-from crashkit import signals
+from crashkit.model import signals
 from crashkit.elf import layouts as L
 from crashkit.elf.buildid import BuildIdResult, build_id_from_reader
 from crashkit.elf.files import ProgramHeader, open_regular, parse_phdrs

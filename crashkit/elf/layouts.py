@@ -4,7 +4,7 @@ pyelftools knows Elf_Nhdr, NT_PRPSINFO and NT_FILE; NT_PRSTATUS, NT_SIGINFO and
 NT_AUXV are laid out here, per architecture, after the kernel's
 include/uapi/linux/elfcore.h (struct elf_prstatus), arch/*/include/uapi/asm/
 ptrace.h (the general registers) and include/uapi/asm-generic/siginfo.h.
-Only the layout lives here; meaning lives in :mod:`crashkit.signals`.
+Only the layout lives here; meaning lives in :mod:`crashkit.model.signals`.
 """
 
 from __future__ import annotations
