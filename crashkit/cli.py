@@ -345,7 +345,7 @@ def doctor(conf: str | None, nginx_path: str, prefix: str | None, as_json: bool)
 
 
 def _emit(result: object, as_json: bool) -> None:
-    from crashkit.findings import Doctor, Triage
+    from crashkit.model.triage import Doctor, Triage
     from crashkit.render import host
 
     if as_json:

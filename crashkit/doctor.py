@@ -11,7 +11,7 @@ import socket
 
 from crashkit.analysis.doctor import HostFacts, ListenState, UpstreamProbe, WorkerLimits, judge
 from crashkit.errors import CrashkitError
-from crashkit.findings import Check, Doctor
+from crashkit.model.triage import Check, Doctor
 from crashkit.nginx import config
 
 _CONNECT_TIMEOUT = 1.0

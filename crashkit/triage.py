@@ -14,7 +14,7 @@ from datetime import datetime
 
 from crashkit.analysis import triage as analysis
 from crashkit.errors import InputError
-from crashkit.findings import Finding, LogSource, Triage
+from crashkit.model.triage import Finding, LogSource, Triage
 from crashkit.nginx import errorlog
 
 

@@ -228,7 +228,7 @@ def test_text_golden() -> None:
     rendered from the pure analysis). CRASHKIT_UPDATE_GOLDEN=1 rewrites it."""
     import os
 
-    from crashkit.findings import LogSource, Triage
+    from crashkit.model.triage import LogSource, Triage
     from crashkit.render.host import triage_text
 
     _, stats, found = counts([str(REAL)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from crashkit.analysis import doctor
 from crashkit.analysis.triage import add_host_facts, findings, tally
-from crashkit.findings import OomKill, PortHolder
+from crashkit.model.triage import OomKill, PortHolder
 from crashkit.host.kernlog import oom_kills
 from crashkit.host.sockets import _hex_ip, split_address
 

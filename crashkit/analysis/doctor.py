@@ -1,4 +1,4 @@
-"""``crashkit doctor``'s judgments: host facts in, :class:`~crashkit.findings.Check` out.
+"""``crashkit doctor``'s judgments: host facts in, :class:`~crashkit.model.triage.Check` out.
 
 Pure functions over :class:`HostFacts`, which crashkit.doctor gathers from
 the live host (nginx -t, /proc, the kernel log, connects to upstreams).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from crashkit.findings import Check, OomKill, PortHolder
+from crashkit.model.triage import Check, OomKill, PortHolder
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ regex, one alternative per kind of trouble, matched inside the regex engine
 so that ordinary lines cost next to nothing. :func:`tally` counts the
 selected lines by (kind, detail, rest of line) — distinct lines are far
 fewer than lines — and :func:`findings` turns the tally into
-:class:`~crashkit.findings.Finding` records. Host facts (OOM kills from the
+:class:`~crashkit.model.triage.Finding` records. Host facts (OOM kills from the
 kernel log, who holds a port, a socket's owner) are given to
 :func:`add_host_facts` by the caller; nothing here reads the host.
 
@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from crashkit.findings import SEVERITY_ORDER, Count, Finding, OomKill, PortHolder, Severity
+from crashkit.model.triage import SEVERITY_ORDER, Count, Finding, OomKill, PortHolder, Severity
 from crashkit.nginx.errorlog import context_keys, head, parse_time
 
 # What triage selects, after the level and "pid#tid: *conn ": one alternative

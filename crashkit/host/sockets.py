@@ -9,7 +9,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from crashkit.findings import PortHolder
+from crashkit.model.triage import PortHolder
 
 _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's "st" column
 

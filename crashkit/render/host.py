@@ -7,7 +7,7 @@ import textwrap
 from typing import Any
 
 from crashkit import __version__
-from crashkit.findings import Count, Doctor, Finding, Triage
+from crashkit.model.triage import Count, Doctor, Finding, Triage
 from crashkit.render.escape import visible
 
 TRIAGE_SCHEMA = "crashkit/triage/1"
