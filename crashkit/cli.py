@@ -91,7 +91,7 @@ def core_options(f: F) -> F:
 
 
 def _analysis_options(kw: dict[str, Any], *, full_frames: int, redact: bool) -> Any:
-    from crashkit.pipeline import Options
+    from crashkit.commands.analyze import Options
 
     # Checked here rather than by click, for one-line errors like every other.
     for option, path in (("--exe", kw["exe"]), ("--error-log", kw["error_log"])):
@@ -110,8 +110,8 @@ def _analysis_options(kw: dict[str, Any], *, full_frames: int, redact: bool) -> 
 
 
 def _run_analysis(core: str, options: Any) -> Any:
-    from crashkit.pipeline import analyze as run_analysis
-    from crashkit.pipeline import start_gdb
+    from crashkit.commands.analyze import analyze as run_analysis
+    from crashkit.commands.analyze import start_gdb
 
     # Usually gdb is running already (crashkit.launch); otherwise it starts here.
     session, gdb_error = start_gdb(options)

@@ -10,7 +10,7 @@ import pytest
 
 from crashkit.elf.core import CoreFile
 from crashkit.errors import CoreFormatError, CrashkitError, UnsupportedCoreError
-from crashkit.pipeline import analyze
+from crashkit.commands.analyze import analyze
 from tests.elfwriter import EM_AARCH64, SynthCore, SynthThread, note, tiny_elf_image
 
 LIB = "/opt/synthetic/libfake.so"

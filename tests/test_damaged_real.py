@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from crashkit.errors import CrashkitError
-from crashkit.pipeline import Options, analyze
+from crashkit.commands.analyze import Options, analyze
 from tests.conftest import fixture
 
 pytestmark = pytest.mark.integration
