@@ -296,7 +296,7 @@ def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
     first and last time, top upstreams, clients and requests, and the fix.
     Exit 1 when there are findings.
     """
-    from crashkit import triage as run_triage
+    from crashkit.commands import triage as run_triage
     from crashkit.nginx.errorlog import parse_since
 
     when = None

@@ -368,7 +368,7 @@ def test_not_an_error_log_is_exit_2(tmp_path: Path, content: bytes) -> None:
 
 
 def test_config_error_logs_that_do_not_exist_are_noted(tmp_path: Path) -> None:
-    from crashkit.triage import NginxFacts, missing_logs
+    from crashkit.commands.triage import NginxFacts, missing_logs
 
     conf = tmp_path / "nginx.conf"
     conf.write_text("error_log logs/error.log;\nevents {}\n")
@@ -382,7 +382,7 @@ def test_config_error_logs_that_do_not_exist_are_noted(tmp_path: Path) -> None:
         f"none of the config's error logs exists: read {errorlog.DEFAULT_ERROR_LOG} instead")
     assert missing_logs(NginxFacts(str(conf), (str(REAL),)), [str(REAL)]) == ()
     # The log read in their place is missing too: the error says both.
-    from crashkit.triage import run
+    from crashkit.commands.triage import run
 
     with pytest.raises(InputError) as err:
         run([str(tmp_path / "fallback.log")], since=None, facts=facts, jobs=1)
@@ -443,7 +443,7 @@ def test_stream_upstreams_and_socketpair_nofile(tmp_path: Path) -> None:
 
 
 def test_core_files_match_whole_pids(tmp_path: Path) -> None:
-    from crashkit.triage import core_files
+    from crashkit.commands.triage import core_files
 
     for name in ("core.nginx.1234.1700000000", "core.nginx.12.1700000012", "core.nginx.3120"):
         (tmp_path / name).write_bytes(b"")
