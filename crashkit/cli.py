@@ -333,7 +333,7 @@ def doctor(conf: str | None, nginx_path: str, prefix: str | None, as_json: bool)
     in the kernel log; and core-dump readiness (crashkit setup's dry run and
     OS checks). Exit 1 when a check warns or fails.
     """
-    from crashkit import doctor as run_doctor
+    from crashkit.commands import doctor as run_doctor
 
     if prefix is not None and not os.path.isdir(prefix):
         raise InputError("--prefix: no such directory", path=prefix)

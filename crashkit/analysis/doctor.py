@@ -1,6 +1,6 @@
 """``crashkit doctor``'s judgments: host facts in, :class:`~crashkit.model.triage.Check` out.
 
-Pure functions over :class:`HostFacts`, which crashkit.doctor gathers from
+Pure functions over :class:`HostFacts`, which crashkit.commands.doctor gathers from
 the live host (nginx -t, /proc, the kernel log, connects to upstreams).
 """
 
