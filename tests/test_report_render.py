@@ -200,7 +200,7 @@ def test_log_and_command_line_secrets(text: str, shown: str) -> None:
 def test_setup_diffs_do_not_show_secrets_in_their_context() -> None:
     """People paste setup's dry run into tickets: the lines around a change
     are config too."""
-    from crashkit.setup.plan import FileEdit
+    from crashkit.analysis.setup import FileEdit
 
     before = "env API_TOKEN=topsecret-123;\nuser www-data;\nevents {}\n"
     after = ("env API_TOKEN=topsecret-123;\nuser www-data;\nworker_rlimit_core 2G;\n"
@@ -228,7 +228,7 @@ def test_markdown_from_the_core_cannot_make_links_or_break_code_spans() -> None:
 
 
 def test_setup_diffs_mark_a_last_line_without_newline() -> None:
-    from crashkit.setup.plan import FileEdit
+    from crashkit.analysis.setup import FileEdit
 
     diff = FileEdit("/x", "user a;\nworker_rlimit_core 10m;", "user a;\nworker_rlimit_core 2G;"
                     ).diff().splitlines()

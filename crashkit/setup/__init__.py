@@ -26,7 +26,7 @@ from crashkit.nginx.config import (
 )
 from crashkit.nginx.text import read_text
 from crashkit.setup import coredir
-from crashkit.setup.plan import (
+from crashkit.analysis.setup import (
     DEFAULT_CORE_DIR,
     FileEdit,
     NginxPlan,

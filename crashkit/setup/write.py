@@ -34,7 +34,7 @@ from crashkit.errors import CrashkitError, InputError
 from crashkit.host.coredump import children, nginx_master, systemd_running
 from crashkit.nginx.config import NginxConfig, pid_path, prefix_args
 from crashkit.nginx.text import quote, read_text, statements, to_bytes
-from crashkit.setup.plan import FileEdit
+from crashkit.analysis.setup import FileEdit
 
 CANDIDATE_TAG = ".crashkit-new"
 BACKUP_TAG = ".crashkit-backup-"
