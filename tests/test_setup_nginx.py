@@ -33,7 +33,7 @@ from crashkit.nginx.config import (
     load_config,
     parse_build_info,
 )
-from crashkit.setup.write import ValidationError, candidate_path, validate_copies
+from crashkit.writers.config import ValidationError, candidate_path, validate_copies
 from tests.conftest import ROOT, run_cli, unavailable
 from tests.live_nginx import NGINX, WORKER_USER, debian_tree, reachable_dir
 

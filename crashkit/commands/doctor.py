@@ -19,7 +19,7 @@ _DEFAULT_PORT = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443, "uwsgi": 80
 
 
 def _nginx_t(nginx: str, cfg: config.NginxConfig) -> tuple[bool, str]:
-    from crashkit.setup.write import ValidationError, nginx_test
+    from crashkit.writers.config import ValidationError, nginx_test
 
     try:
         return True, nginx_test(nginx, cfg.root, cfg=cfg)

@@ -35,8 +35,8 @@ from crashkit.analysis.setup import (
     plan_core_directives,
 )
 from crashkit.setup.system import SystemChange, apply_remedies, plan_files
-from crashkit.setup.write import Reload, latest_backups, new_stamp, nginx_test, reload_nginx
-from crashkit.setup.write import replace_validated as _replace
+from crashkit.writers.config import Reload, latest_backups, new_stamp, nginx_test, reload_nginx
+from crashkit.writers.config import replace_validated as _replace
 
 
 @dataclass(frozen=True)
