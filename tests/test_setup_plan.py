@@ -163,7 +163,7 @@ def test_a_core_dir_swapped_for_a_symlink_is_not_followed(tmp_path: Path) -> Non
     target keeps its owner and mode."""
     import pwd
 
-    from crashkit.setup.coredir import Worker, take_over
+    from crashkit.writers.coredir import Worker, take_over
 
     if os.geteuid() != 0:
         unavailable("chown needs root")

@@ -25,7 +25,7 @@ from crashkit.nginx.config import (
     worker_user,
 )
 from crashkit.nginx.text import read_text
-from crashkit.setup import coredir
+from crashkit.writers import coredir
 from crashkit.analysis.setup import (
     DEFAULT_CORE_DIR,
     FileEdit,
