@@ -25,7 +25,7 @@ from crashkit.host.coredump import (
     has_cap_sys_resource,
     read_sysctl,
 )
-from crashkit.setup.system import SYSCTL_DROPIN, SYSTEMD_DROPIN, apply_remedies
+from crashkit.writers.dropins import SYSCTL_DROPIN, SYSTEMD_DROPIN, apply_remedies
 from tests.conftest import run_cli, unavailable
 from tests.live_nginx import reachable_dir
 

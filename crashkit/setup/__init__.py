@@ -34,7 +34,7 @@ from crashkit.analysis.setup import (
     parse_size,
     plan_core_directives,
 )
-from crashkit.setup.system import SystemChange, apply_remedies, plan_files
+from crashkit.writers.dropins import SystemChange, apply_remedies, plan_files
 from crashkit.writers.config import Reload, latest_backups, new_stamp, nginx_test, reload_nginx
 from crashkit.writers.config import replace_validated as _replace
 
