@@ -406,7 +406,7 @@ def setup(conf: str | None, core_dir: str | None, core_limit: str | None, do_app
     free disk space. Dry run by default.
     """
     from crashkit.render.setup_out import render_setup, setup_json
-    from crashkit.setup import Options, run
+    from crashkit.commands.setup import Options, run
 
     if undo and (do_apply or system or core_dir or core_limit):
         raise InputError("--undo restores the last backup; it takes no --apply, --system, "

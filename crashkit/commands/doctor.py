@@ -93,8 +93,8 @@ def probe_upstreams(cfg: config.NginxConfig, user: str) -> tuple[UpstreamProbe, 
 
 def _core_checks(conf: str, nginx: str) -> tuple[Check, ...]:
     """setup's dry run: would it change the config, and the OS checks it makes."""
-    from crashkit.setup import Options
-    from crashkit.setup import run as setup_run
+    from crashkit.commands.setup import Options
+    from crashkit.commands.setup import run as setup_run
 
     try:
         r = setup_run(Options(conf=conf, nginx=nginx))

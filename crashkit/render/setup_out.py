@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from crashkit import __version__
-from crashkit.setup import Result
+from crashkit.commands.setup import Result
 
 SCHEMA = "crashkit/setup/1"
 _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
