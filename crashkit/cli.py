@@ -162,7 +162,7 @@ def analyze(core: str, full: bool, full_frames: int, show_secrets: bool, as_json
 
 
 def _formats(value: str) -> tuple[str, ...]:
-    from crashkit.report.bundle import FORMATS
+    from crashkit.commands.report import FORMATS
 
     wanted = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
     unknown = [v for v in wanted if v not in FORMATS]
@@ -206,7 +206,7 @@ def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact:
     secret-looking values in logs are redacted (<redacted:N>, N their length)
     unless --no-redact. The core goes in only with --include-core.
     """
-    from crashkit.report.bundle import FULL_FRAMES, ReportOptions, make_report
+    from crashkit.commands.report import FULL_FRAMES, ReportOptions, make_report
 
     wanted = _formats(formats)
     if template_dir is not None and not os.path.isdir(template_dir):

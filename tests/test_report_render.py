@@ -24,7 +24,7 @@ from crashkit.model.analyze import (
     Thread,
 )
 from crashkit.nginx.text import redacted_config
-from crashkit.report.bundle import render_template, template_environment
+from crashkit.commands.report import render_template, template_environment
 from crashkit.report.model import build_model
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
