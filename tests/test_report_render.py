@@ -25,7 +25,7 @@ from crashkit.model.analyze import (
 )
 from crashkit.nginx.text import redacted_config
 from crashkit.commands.report import render_template, template_environment
-from crashkit.report.model import build_model
+from crashkit.render.report import build_model
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 NGINX = "/usr/sbin/nginx"

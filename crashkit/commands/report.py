@@ -249,7 +249,7 @@ DESCRIPTIONS = {
 
 def make_report(a: Analysis, options: ReportOptions,
                 progress: Callable[[str], None] = lambda _m: None) -> ReportResult:
-    from crashkit.report.model import build_model, module_rows
+    from crashkit.render.report import build_model, module_rows
 
     notes: list[str] = []
     if options.redact:
