@@ -156,7 +156,7 @@ def analyze(core: str, full: bool, full_frames: int, show_secrets: bool, as_json
         indent = 2 if sys.stdout.isatty() else None
         _OUTPUT.append(json.dumps(analysis_json(result), indent=indent))
     else:
-        from crashkit.render.text import render
+        from crashkit.render.analyze import render
 
         _OUTPUT.append(render(result))
 

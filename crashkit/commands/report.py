@@ -187,7 +187,7 @@ def collect(a: Analysis, options: ReportOptions, notes: list[str],
     from crashkit.analysis.attribution import is_nginx
     from crashkit.host import hostfacts, system
     from crashkit.render.json_out import analysis_json
-    from crashkit.render.text import crash_site, full_backtrace
+    from crashkit.render.analyze import crash_site, full_backtrace
 
     files: dict[str, str] = {}
     files["analysis.json"] = json.dumps(analysis_json(a), indent=2) + "\n"

@@ -12,7 +12,7 @@ from typing import TypeVar
 from crashkit.analysis.attribution import describe_module
 from crashkit.analysis.verdict import TITLES
 from crashkit.model.analyze import Analysis, Package
-from crashkit.render.text import crash_site, crashing_frames, human_size, visible
+from crashkit.render.analyze import crash_site, crashing_frames, human_size, visible
 
 
 @dataclass(frozen=True)
