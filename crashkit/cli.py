@@ -405,7 +405,7 @@ def setup(conf: str | None, core_dir: str | None, core_limit: str | None, do_app
     core_uses_pid, suid_dumpable, systemd's LimitCORE, the hard core limit and
     free disk space. Dry run by default.
     """
-    from crashkit.render.setup_out import render_setup, setup_json
+    from crashkit.render.setup import render_setup, setup_json
     from crashkit.commands.setup import Options, run
 
     if undo and (do_apply or system or core_dir or core_limit):
