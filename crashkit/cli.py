@@ -346,7 +346,7 @@ def doctor(conf: str | None, nginx_path: str, prefix: str | None, as_json: bool)
 
 def _emit(result: object, as_json: bool) -> None:
     from crashkit.model.triage import Doctor, Triage
-    from crashkit.render import host
+    from crashkit.render import triage as host
 
     if as_json:
         data = host.triage_json(result) if isinstance(result, Triage) else \

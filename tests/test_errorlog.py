@@ -229,7 +229,7 @@ def test_text_golden() -> None:
     import os
 
     from crashkit.model.triage import LogSource, Triage
-    from crashkit.render.host import triage_text
+    from crashkit.render.triage import triage_text
 
     _, stats, found = counts([str(REAL)])
     t = Triage(found, (LogSource("error.log", False, stats.bytes_read, False),), None, 0, 0,

@@ -2,7 +2,7 @@
 
 Readers (crashkit.nginx.errorlog, crashkit.host.*) and the analyses in
 crashkit.analysis.triage / crashkit.analysis.doctor produce these; the
-renderers in crashkit.render.host print them as text or JSON.
+renderers in crashkit.render.triage print them as text or JSON.
 """
 
 from __future__ import annotations
