@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from crashkit.host.coredump import (
+from crashkit.analysis.readiness import (
     CORE_USES_PID,
     CoreSetting,
     Remedy,

@@ -114,7 +114,7 @@ def _core_checks(conf: str, nginx: str) -> tuple[Check, ...]:
 
 
 def run(conf: str | None, nginx: str = "nginx", prefix: str | None = None) -> Doctor:
-    from crashkit.host.coredump import children, nginx_master, proc_limits
+    from crashkit.analysis.readiness import children, nginx_master, proc_limits
     from crashkit.host.kernlog import oom_kills, read_kernel_log
     from crashkit.host.sockets import holders_by_address
 

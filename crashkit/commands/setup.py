@@ -3,7 +3,7 @@
 The steps, in order: find and parse the config; refuse a config that already
 fails ``nginx -t``; plan the main-context directives (:mod:`.plan`); inspect
 the core directory (:mod:`.coredir`); run the OS checks
-(:mod:`crashkit.host.coredump`). A dry run stops there. ``--apply`` prepares
+(:mod:`crashkit.analysis.readiness`). A dry run stops there. ``--apply`` prepares
 the directory, then replaces the config files validated (:mod:`.write`);
 ``--system`` applies the OS remedies (:mod:`.system`); ``--reload`` reloads
 nginx. ``--undo`` restores the newest backup set instead.
@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 from crashkit.errors import InputError
-from crashkit.host.coredump import Check, CoreSetting, core_checks, nginx_master
+from crashkit.analysis.readiness import Check, CoreSetting, core_checks, nginx_master
 from crashkit.nginx.config import (
     ConfigLocation,
     NginxConfig,

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from crashkit.errors import CrashkitError, InputError
-from crashkit.host.coredump import children, nginx_master, systemd_running
+from crashkit.analysis.readiness import children, nginx_master, systemd_running
 from crashkit.nginx.config import NginxConfig, pid_path, prefix_args
 from crashkit.nginx.text import quote, read_text, statements, to_bytes
 from crashkit.analysis.setup import FileEdit

@@ -18,7 +18,7 @@ import stat
 from dataclasses import dataclass
 
 from crashkit.errors import InputError
-from crashkit.host.coredump import existing_parent, user_access, user_can_write
+from crashkit.analysis.readiness import existing_parent, user_access, user_can_write
 from crashkit.nginx.config import WorkerUser
 
 MODE = 0o700

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from crashkit.errors import CrashkitError
-from crashkit.host.coredump import (
+from crashkit.analysis.readiness import (
     NGINX_UNIT,
     SYSCTL_DROPIN,
     Remedy,
