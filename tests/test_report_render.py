@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crashkit import redact as R
+from crashkit.analysis import redact as R
 from crashkit.model import signals as S
 from crashkit.analysis.verdict import build_analysis
 from crashkit.model.analyze import (

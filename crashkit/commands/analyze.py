@@ -312,7 +312,7 @@ def _gdb_threads(session: GdbSession, pending: Pending, threads: tuple[Thread, .
                  notes: list[str], exec_ranges: tuple[tuple[int, int], ...],
                  rescued: frozenset[str]) -> tuple[tuple[Thread, ...], CrashContext | None]:
     from crashkit.gdb import backtrace as bt
-    from crashkit.redact import gdb_value
+    from crashkit.analysis.redact import gdb_value
 
     redact = gdb_value if options.redact else (lambda v: v)
     per_thread, warnings = bt.collect(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crashkit import __version__
-from crashkit import redact as R
+from crashkit.analysis import redact as R
 from crashkit.errors import InputError
 from crashkit.model.analyze import Analysis
 

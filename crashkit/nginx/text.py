@@ -179,8 +179,8 @@ def line_span(text: str, offset: int) -> tuple[int, int]:
 
 
 def redacted_config(text: str) -> str:
-    """The text with secret values replaced (crashkit.redact.config_text)."""
-    from crashkit.redact import Statement, config_text
+    """The text with secret values replaced (crashkit.analysis.redact.config_text)."""
+    from crashkit.analysis.redact import Statement, config_text
 
     def lex(text: str) -> list[Statement]:
         out: list[Statement] = []
