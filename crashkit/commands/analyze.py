@@ -235,7 +235,7 @@ def _host_lookup(facts: CoreFacts, options: Options) -> Callable[[], HostFacts]:
     database, and the processes and users of this host say nothing."""
     import threading
 
-    from crashkit.host import hostfacts as H
+    from crashkit.host import dpkg as hostfacts as H
 
     log = (H.last_log_lines(options.error_log, facts.process.pid)
            if options.error_log and facts.process else ())
