@@ -405,8 +405,8 @@ def setup(conf: str | None, core_dir: str | None, core_limit: str | None, do_app
     core_uses_pid, suid_dumpable, systemd's LimitCORE, the hard core limit and
     free disk space. Dry run by default.
     """
-    from crashkit.render.setup import render_setup, setup_json
     from crashkit.commands.setup import Options, run
+    from crashkit.render.setup import render_setup, setup_json
 
     if undo and (do_apply or system or core_dir or core_limit):
         raise InputError("--undo restores the last backup; it takes no --apply, --system, "

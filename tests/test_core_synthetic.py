@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from crashkit.commands.analyze import analyze
 from crashkit.elf.core import CoreFile
 from crashkit.errors import CoreFormatError, CrashkitError, UnsupportedCoreError
-from crashkit.commands.analyze import analyze
 from tests.elfwriter import EM_AARCH64, SynthCore, SynthThread, note, tiny_elf_image
 
 LIB = "/opt/synthetic/libfake.so"

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from crashkit.errors import CrashkitError
 from crashkit.commands.analyze import Options, analyze
+from crashkit.errors import CrashkitError
 from tests.conftest import fixture
 
 pytestmark = pytest.mark.integration

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from crashkit.analysis import doctor
 from crashkit.analysis.triage import add_host_facts, findings, tally
-from crashkit.model.triage import OomKill, PortHolder
 from crashkit.host.kernlog import oom_kills
 from crashkit.host.sockets import _hex_ip, split_address
+from crashkit.model.triage import OomKill, PortHolder
 
 # The shapes the kernel prints (mm/oom_kill.c, 4.x to 6.x)
 KERNEL = [

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from crashkit.analysis import redact as R
-from crashkit.model import signals as S
 from crashkit.analysis.verdict import build_analysis
+from crashkit.commands.report import render_template, template_environment
+from crashkit.model import signals as S
 from crashkit.model.analyze import (
     CoreFacts,
     Frame,
@@ -24,7 +25,6 @@ from crashkit.model.analyze import (
     Thread,
 )
 from crashkit.nginx.text import redacted_config
-from crashkit.commands.report import render_template, template_environment
 from crashkit.render.report import build_model
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -7,7 +7,6 @@ import dataclasses
 
 import pytest
 
-from crashkit.model import signals as S
 from crashkit.analysis.attribution import blame, origin, report_to
 from crashkit.analysis.meaning import signal_meaning
 from crashkit.analysis.signature import (
@@ -17,6 +16,7 @@ from crashkit.analysis.signature import (
     signature_frames,
 )
 from crashkit.analysis.verdict import build_analysis
+from crashkit.model import signals as S
 from crashkit.model.analyze import (
     CoreFacts,
     Frame,

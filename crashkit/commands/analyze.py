@@ -235,7 +235,7 @@ def _host_lookup(facts: CoreFacts, options: Options) -> Callable[[], HostFacts]:
     database, and the processes and users of this host say nothing."""
     import threading
 
-    from crashkit.host import dpkg as hostfacts as H
+    from crashkit.host import dpkg as H
 
     log = (H.last_log_lines(options.error_log, facts.process.pid)
            if options.error_log and facts.process else ())
@@ -311,8 +311,8 @@ def _gdb_threads(session: GdbSession, pending: Pending, threads: tuple[Thread, .
                  symbolizer: Symbolizer, untrusted: set[str], options: Options,
                  notes: list[str], exec_ranges: tuple[tuple[int, int], ...],
                  rescued: frozenset[str]) -> tuple[tuple[Thread, ...], CrashContext | None]:
-    from crashkit.gdb import backtrace as bt
     from crashkit.analysis.redact import gdb_value
+    from crashkit.gdb import backtrace as bt
 
     redact = gdb_value if options.redact else (lambda v: v)
     per_thread, warnings = bt.collect(

@@ -185,9 +185,10 @@ def collect(a: Analysis, options: ReportOptions, notes: list[str],
     """Every text file of the bundle but the reports, by name, and the
     environment (what, version) pairs."""
     from crashkit.analysis.attribution import is_nginx
-    from crashkit.host import dpkg as hostfacts, system
-    from crashkit.render.json_out import analysis_json
+    from crashkit.host import dpkg as hostfacts
+    from crashkit.host import system
     from crashkit.render.analyze import crash_site, full_backtrace
+    from crashkit.render.json_out import analysis_json
 
     files: dict[str, str] = {}
     files["analysis.json"] = json.dumps(analysis_json(a), indent=2) + "\n"

@@ -14,8 +14,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from crashkit.errors import InputError
 from crashkit.analysis.readiness import Check, CoreSetting, core_checks, nginx_master
+from crashkit.analysis.setup import (
+    DEFAULT_CORE_DIR,
+    FileEdit,
+    NginxPlan,
+    choose_values,
+    parse_size,
+    plan_core_directives,
+)
+from crashkit.errors import InputError
 from crashkit.nginx.config import (
     ConfigLocation,
     NginxConfig,
@@ -26,17 +34,9 @@ from crashkit.nginx.config import (
 )
 from crashkit.nginx.text import read_text
 from crashkit.writers import coredir
-from crashkit.analysis.setup import (
-    DEFAULT_CORE_DIR,
-    FileEdit,
-    NginxPlan,
-    choose_values,
-    parse_size,
-    plan_core_directives,
-)
-from crashkit.writers.dropins import SystemChange, apply_remedies, plan_files
 from crashkit.writers.config import Reload, latest_backups, new_stamp, nginx_test, reload_nginx
 from crashkit.writers.config import replace_validated as _replace
+from crashkit.writers.dropins import SystemChange, apply_remedies, plan_files
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from typing import BinaryIO
 
 from elftools.elf.elffile import ELFFile
 
-from crashkit.model import signals
 from crashkit.elf import layouts as L
 from crashkit.elf.buildid import BuildIdResult, build_id_from_reader
 from crashkit.elf.files import ProgramHeader, open_regular, parse_phdrs
 from crashkit.errors import CoreFormatError, InputError, MemoryReadError, UnsupportedCoreError
+from crashkit.model import signals
 from crashkit.model.analyze import CoreFacts, Mapping, ProcessInfo, SignalInfo, Thread
 
 # Refuse to read more than this much of a note segment: a real one holds a few

@@ -30,11 +30,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from crashkit.errors import CrashkitError, InputError
 from crashkit.analysis.readiness import children, nginx_master, systemd_running
+from crashkit.analysis.setup import FileEdit
+from crashkit.errors import CrashkitError, InputError
 from crashkit.nginx.config import NginxConfig, pid_path, prefix_args
 from crashkit.nginx.text import quote, read_text, statements, to_bytes
-from crashkit.analysis.setup import FileEdit
 
 CANDIDATE_TAG = ".crashkit-new"
 BACKUP_TAG = ".crashkit-backup-"

@@ -15,7 +15,6 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from crashkit.errors import CrashkitError
 from crashkit.analysis.readiness import (
     NGINX_UNIT,
     SYSCTL_DROPIN,
@@ -23,6 +22,7 @@ from crashkit.analysis.readiness import (
     read_sysctl,
     systemd_running,
 )
+from crashkit.errors import CrashkitError
 
 __all__ = ["SYSCTL_DROPIN", "SYSTEMD_DROPIN", "SystemChange", "apply_remedies", "plan_files"]
 SYSTEMD_DROPIN = f"etc/systemd/system/{NGINX_UNIT}.d/crashkit-core.conf"

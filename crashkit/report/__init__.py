@@ -1,1 +1,0 @@
-"""crashkit report: bug-report bundles (model, templates, redaction, tar.gz)."""
