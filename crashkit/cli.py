@@ -345,7 +345,8 @@ def doctor(conf: str | None, nginx_path: str, prefix: str | None, as_json: bool)
 
 
 def _emit(result: object, as_json: bool) -> None:
-    from crashkit.model.triage import Doctor, Triage
+    from crashkit.model.doctor import Doctor
+    from crashkit.model.triage import Triage
     from crashkit.render import triage as host
 
     if as_json:

@@ -60,3 +60,15 @@ class GdbError(CrashkitError):
     def __init__(self, message: str, *, command: str | None = None) -> None:
         super().__init__(message)
         self.command = command
+
+
+class CommandError(CrashkitError):
+    """A host command that is missing, could not start, timed out, or (when the
+    caller asked for success) exited non-zero."""
+
+    def __init__(self, message: str, *, command: str, status: int | None = None,
+                 output: str = "") -> None:
+        super().__init__(message)
+        self.command = command
+        self.status = status
+        self.output = output

@@ -6,7 +6,8 @@ from crashkit.analysis import doctor
 from crashkit.analysis.triage import add_host_facts, findings, tally
 from crashkit.host.kernlog import oom_kills
 from crashkit.host.sockets import _hex_ip, split_address
-from crashkit.model.triage import OomKill, PortHolder
+from crashkit.model.doctor import DoctorFacts, ListenState, UpstreamProbe, WorkerLimits
+from crashkit.model.host import OomKill, PortHolder
 
 # The shapes the kernel prints (mm/oom_kill.c, 4.x to 6.x)
 KERNEL = [
@@ -58,33 +59,33 @@ def test_proc_net_addresses() -> None:
     assert split_address("unix:/run/x.sock") is None
 
 
-def facts(**kw: object) -> doctor.HostFacts:
+def facts(**kw: object) -> DoctorFacts:
     base: dict[str, object] = dict(
         conf="/etc/nginx/nginx.conf", nginx_t_ok=True, nginx_t_output="", pid_file="/run/n.pid",
         master_pid=10, worker_pids=(11, 12), expected_workers=2, worker_user="www-data",
         worker_connections=1024, worker_rlimit_nofile=None,
-        limits=(doctor.WorkerLimits(11, 4096, 4096), doctor.WorkerLimits(12, 4096, 4096)),
+        limits=(WorkerLimits(11, 4096, 4096), WorkerLimits(12, 4096, 4096)),
         listens=(), upstreams=(), kernel_log="/dev/kmsg", kernel_log_read=True, oom_kills=())
     base.update(kw)
-    return doctor.HostFacts(**base)  # type: ignore[arg-type]
+    return DoctorFacts(**base)  # type: ignore[arg-type]
 
 
 def test_nofile_against_worker_connections() -> None:
     assert doctor.check_nofile(facts()).status == "ok"
-    low = doctor.check_nofile(facts(limits=(doctor.WorkerLimits(11, 512, 4096),)))
+    low = doctor.check_nofile(facts(limits=(WorkerLimits(11, 512, 4096),)))
     assert low.status == "fail" and "512" in low.summary
-    up = doctor.UpstreamProbe("127.0.0.1:9000", "x:1", "fastcgi_pass", "127.0.0.1:9000", 0)
+    up = UpstreamProbe("127.0.0.1:9000", "x:1", "fastcgi_pass", "127.0.0.1:9000", 0)
     tight = doctor.check_nofile(facts(upstreams=(up,),
-                                      limits=(doctor.WorkerLimits(11, 1500, 4096),)))
+                                      limits=(WorkerLimits(11, 1500, 4096),)))
     assert tight.status == "warn" and tight.details["needed"] == 2048
 
 
 def test_listen_states() -> None:
-    mine = doctor.ListenState("0.0.0.0:80", "n.conf:9", (PortHolder("0.0.0.0:80", 10, "nginx",
+    mine = ListenState("0.0.0.0:80", "n.conf:9", (PortHolder("0.0.0.0:80", 10, "nginx",
                                                                       "nginx: master"),))
-    theirs = doctor.ListenState("0.0.0.0:443", "n.conf:10",
+    theirs = ListenState("0.0.0.0:443", "n.conf:10",
                                 (PortHolder("0.0.0.0:443", 99, "apache2", "apache2"),))
-    nobody = doctor.ListenState("127.0.0.1:81", "n.conf:11", ())
+    nobody = ListenState("127.0.0.1:81", "n.conf:11", ())
     assert doctor.check_listen(facts(listens=(mine,))).status == "ok"
     c = doctor.check_listen(facts(listens=(mine, theirs, nobody)))
     assert c.status == "fail"

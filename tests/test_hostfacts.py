@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crashkit.host.dpkg import last_log_lines, log_excerpt
+from crashkit.nginx.logtail import last_log_lines, log_excerpt
 
 LOG = """\
 2026/11/24 10:00:00 [notice] 100#100: start worker process 200

@@ -15,16 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from crashkit.analysis.readiness import (
-    CORE_USES_PID,
-    CoreSetting,
-    Remedy,
-    check_core_pattern,
-    check_core_uses_pid,
-    check_hard_limit,
-    has_cap_sys_resource,
-    read_sysctl,
-)
+from crashkit.analysis.readiness import check_core_pattern, check_core_uses_pid, check_hard_limit
+from crashkit.host import cores
+from crashkit.host.proc import has_cap_sys_resource, read_sysctl
+from crashkit.model.readiness import CORE_USES_PID, CoreSetting, Remedy
 from crashkit.writers.dropins import SYSCTL_DROPIN, SYSTEMD_DROPIN, apply_remedies
 from tests.conftest import run_cli, unavailable
 from tests.live_nginx import reachable_dir
@@ -72,12 +66,13 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
 def test_hard_limit_of_a_real_process(sleeper: subprocess.Popen[bytes]) -> None:
     # With CAP_SYS_RESOURCE (root, usually) nginx's worker_rlimit_core can raise
     # the hard limit; without it (some containers drop it) setrlimit fails.
-    check = check_hard_limit(setting(sleeper.pid))
+    check = check_hard_limit(setting(sleeper.pid), cores.gather(setting(sleeper.pid)))
     if has_cap_sys_resource(sleeper.pid):
         assert check.status == "ok" and "1M" in check.detail and "CAP_SYS_RESOURCE" in check.detail
     else:
         assert check.status == "fail" and "1M" in check.detail and "EPERM" in check.detail
-    assert check_hard_limit(setting(sleeper.pid, limit=1 << 20)).status == "ok"
+    assert check_hard_limit(setting(sleeper.pid, limit=1 << 20),
+                            cores.gather(setting(sleeper.pid, limit=1 << 20))).status == "ok"
     nobody = pwd.getpwnam("nobody")
 
     def drop() -> None:
@@ -86,12 +81,12 @@ def test_hard_limit_of_a_real_process(sleeper: subprocess.Popen[bytes]) -> None:
         os.setuid(nobody.pw_uid)
     p = subprocess.Popen(["sleep", "60"], preexec_fn=drop)
     try:
-        fail = check_hard_limit(setting(p.pid))
+        fail = check_hard_limit(setting(p.pid), cores.gather(setting(p.pid)))
         assert fail.status == "fail" and fail.remedy == Remedy("systemd", "LimitCORE", "infinity")
     finally:
         p.kill()
         p.wait()
-    assert check_hard_limit(setting(None)).status == "skip"
+    assert check_hard_limit(setting(None), cores.gather(setting(None))).status == "skip"
 
 
 def test_system_with_a_root_prefix_writes_drop_ins_and_leaves_the_host(tmp_path: Path) -> None:

@@ -1,62 +1,15 @@
 """``crashkit doctor``'s judgments: host facts in, :class:`~crashkit.model.triage.Check` out.
 
-Pure functions over :class:`HostFacts`, which crashkit.commands.doctor gathers from
+Pure functions over :class:`DoctorFacts`, which crashkit.commands.doctor gathers from
 the live host (nginx -t, /proc, the kernel log, connects to upstreams).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from crashkit.model.triage import Check, OomKill, PortHolder
+from crashkit.model.doctor import Check, DoctorFacts
 
 
-@dataclass(frozen=True)
-class WorkerLimits:
-    pid: int
-    nofile_soft: int | None  # None: unlimited or unreadable
-    nofile_hard: int | None
-
-
-@dataclass(frozen=True)
-class ListenState:
-    address: str
-    where: str  # file:line of the listen directive
-    holders: tuple[PortHolder, ...]
-
-
-@dataclass(frozen=True)
-class UpstreamProbe:
-    target: str  # as written in the config
-    where: str
-    kind: str  # proxy_pass, fastcgi_pass, …, server
-    address: str | None  # "127.0.0.1:8080", "unix:/run/x.sock"; None: not probed
-    errno: int | None  # 0 connected; an errno; None: not probed
-    note: str = ""  # why not probed, or what the errno means
-
-
-@dataclass(frozen=True)
-class HostFacts:
-    conf: str
-    nginx_t_ok: bool
-    nginx_t_output: str
-    pid_file: str
-    master_pid: int | None
-    worker_pids: tuple[int, ...]
-    expected_workers: int
-    worker_user: str
-    worker_connections: int
-    worker_rlimit_nofile: int | None
-    limits: tuple[WorkerLimits, ...]
-    listens: tuple[ListenState, ...]
-    upstreams: tuple[UpstreamProbe, ...]
-    kernel_log: str  # where it was read, or why not
-    kernel_log_read: bool
-    oom_kills: tuple[OomKill, ...]  # nginx processes only
-    core_checks: tuple[Check, ...] = field(default=())
-
-
-def check_nginx_t(f: HostFacts) -> Check:
+def check_nginx_t(f: DoctorFacts) -> Check:
     if f.nginx_t_ok:
         return Check("nginx-t", "ok", "nginx -t: the configuration is valid")
     lines = [ln for ln in f.nginx_t_output.splitlines() if ln.strip()]
@@ -69,7 +22,7 @@ def check_nginx_t(f: HostFacts) -> Check:
                  details={"output": f.nginx_t_output})
 
 
-def check_master(f: HostFacts) -> Check:
+def check_master(f: DoctorFacts) -> Check:
     if f.master_pid is None:
         return Check("master", "fail", f"nginx is not running (no live master in {f.pid_file})",
                      fix="start nginx (systemctl start nginx) and read the error log if it "
@@ -79,7 +32,7 @@ def check_master(f: HostFacts) -> Check:
                  details={"pid_file": f.pid_file, "pid": f.master_pid})
 
 
-def check_workers(f: HostFacts) -> Check:
+def check_workers(f: DoctorFacts) -> Check:
     details: dict[str, object] = {"pids": list(f.worker_pids), "expected": f.expected_workers}
     if f.master_pid is None:
         return Check("workers", "skip", "nginx is not running", details=details)
@@ -96,7 +49,7 @@ def check_workers(f: HostFacts) -> Check:
                  f"({', '.join(map(str, f.worker_pids))})", details=details)
 
 
-def check_listen(f: HostFacts) -> Check:
+def check_listen(f: DoctorFacts) -> Check:
     nginx_pids = ({f.master_pid} if f.master_pid else set()) | set(f.worker_pids)
     rows = []
     bad = []
@@ -130,7 +83,7 @@ def check_listen(f: HostFacts) -> Check:
                  + ", ".join(ls.address for ls in f.listens), details=details)
 
 
-def check_nofile(f: HostFacts) -> Check:
+def check_nofile(f: DoctorFacts) -> Check:
     wc = f.worker_connections
     proxies = bool(f.upstreams)
     need = 2 * wc if proxies else wc
@@ -162,7 +115,7 @@ _ERRNO_TEXT = {0: "reachable", 2: "no such socket", 13: "permission denied",
                110: "timed out", 111: "connection refused", 113: "no route to host"}
 
 
-def check_upstreams(f: HostFacts) -> Check:
+def check_upstreams(f: DoctorFacts) -> Check:
     rows = [{"target": u.target, "where": u.where, "kind": u.kind, "address": u.address,
              "errno": u.errno, "result": (_ERRNO_TEXT.get(u.errno, f"errno {u.errno}")
                                           if u.errno is not None else "not probed"),
@@ -185,7 +138,7 @@ def check_upstreams(f: HostFacts) -> Check:
                  f"{'es' if len(probed) != 1 else ''} reachable", details=details)
 
 
-def check_oom(f: HostFacts) -> Check:
+def check_oom(f: DoctorFacts) -> Check:
     details: dict[str, object] = {"kernel_log": f.kernel_log, "kills": [
         {"pid": k.pid, "comm": k.comm, "line": k.line} for k in f.oom_kills]}
     if not f.kernel_log_read:
@@ -200,6 +153,6 @@ def check_oom(f: HostFacts) -> Check:
                  details=details)
 
 
-def judge(f: HostFacts) -> tuple[Check, ...]:
+def judge(f: DoctorFacts) -> tuple[Check, ...]:
     return (check_nginx_t(f), check_master(f), check_workers(f), check_listen(f),
             check_nofile(f), check_upstreams(f), check_oom(f), *f.core_checks)

@@ -11,228 +11,39 @@ fixes it; ``remedy`` is the same fix as data, for ``crashkit setup --system``.
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import subprocess
-from dataclasses import dataclass
-from typing import Literal
 
-Status = Literal["ok", "warn", "fail", "skip"]
+from crashkit.model.readiness import (
+    APPORT_DIR,
+    CORE_PATTERN,
+    CORE_USES_PID,
+    SUID_DUMPABLE,
+    SYSCTL_DROPIN,
+    SYSTEMD_COREDUMP_DIR,
+    CoreCheck,
+    CoreFacts,
+    CoreSetting,
+    Remedy,
+    human,
+)
 
-CORE_PATTERN = "kernel.core_pattern"
-CORE_USES_PID = "kernel.core_uses_pid"
-SUID_DUMPABLE = "fs.suid_dumpable"
-NGINX_UNIT = "nginx.service"
-SYSTEMD_COREDUMP_DIR = "/var/lib/systemd/coredump"
-APPORT_DIR = "/var/crash"
-SYSCTL_DROPIN = "etc/sysctl.d/60-crashkit-cores.conf"  # relative to the system root
-_CAP_SYS_RESOURCE = 24
-
-
-@dataclass(frozen=True)
-class Remedy:
-    """A setting ``crashkit setup --system`` can apply."""
-
-    kind: Literal["sysctl", "systemd"]
-    key: str  # "kernel.core_uses_pid", or "LimitCORE" (of nginx.service)
-    value: str
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: Status
-    detail: str
-    fix: str | None = None  # the command that fixes it, for a person
-    remedy: Remedy | None = None
-
-    @property
-    def needs_attention(self) -> bool:
-        return self.status in ("warn", "fail")
-
-
-@dataclass(frozen=True)
-class CoreSetting:
-    """What the nginx side will be: who dumps, where, how big, how many."""
-
-    user: str
-    uid: int
-    gid: int
-    core_dir: str
-    core_limit: int  # bytes
-    workers: int
-    master_pid: int | None  # the running master, None when nginx is not running
-
-
-# ---------------------------------------------------------------- readers
-
-def read_sysctl(name: str, proc: str = "/proc") -> str | None:
-    try:
-        with open(os.path.join(proc, "sys", *name.split(".")), encoding="utf-8",
-                  errors="replace") as f:
-            return f.read().rstrip("\n")
-    except OSError:
-        return None
-
-
-def systemd_running() -> bool:
-    """systemd is PID 1 (sd_booted(3): /run/systemd/system exists)."""
-    return os.path.isdir("/run/systemd/system")
-
-
-def systemd_limit_core(unit: str = NGINX_UNIT) -> str | None:
-    """``LimitCORE`` of the unit as systemd has loaded it, None when unknown."""
-    try:
-        proc = subprocess.run(["systemctl", "show", unit, "-p", "LimitCORE", "--value"],
-                              capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    value = proc.stdout.strip()
-    return value if proc.returncode == 0 and value else None
-
-
-def core_limits(pid: int) -> tuple[int | None, int | None] | None:
-    """(soft, hard) RLIMIT_CORE of a process in bytes, None meaning unlimited."""
-    return proc_limits(pid, "Max core file size")
-
-
-def proc_limits(pid: int, label: str) -> tuple[int | None, int | None] | None:
-    """(soft, hard) of one line of /proc/PID/limits ("Max open files", …),
-    None meaning unlimited; None when unreadable."""
-    try:
-        with open(f"/proc/{pid}/limits", encoding="utf-8") as f:
-            text = f.read()
-    except OSError:
-        return None
-    m = re.search(rf"^{re.escape(label)}\s+(\S+)\s+(\S+)", text, re.M)
-    if not m:
-        return None
-
-    def value(v: str) -> int | None:
-        return None if v == "unlimited" else int(v)
-    return value(m.group(1)), value(m.group(2))
-
-
-def _status_field(pid: int, field: str) -> str | None:
-    try:
-        with open(f"/proc/{pid}/status", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        return None
-    return None
-
-
-def has_cap_sys_resource(pid: int) -> bool:
-    eff = _status_field(pid, "CapEff")
-    return eff is not None and bool(int(eff, 16) >> _CAP_SYS_RESOURCE & 1)
-
-
-def nginx_master(pid_file: str) -> int | None:
-    """The pid in nginx's pid file, when that process is alive and runs an nginx binary."""
-    try:
-        with open(pid_file, encoding="utf-8") as f:
-            pid = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    try:
-        exe = os.readlink(f"/proc/{pid}/exe")
-    except OSError:
-        return None
-    return pid if "nginx" in os.path.basename(exe.removesuffix(" (deleted)")) else None
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(entry))
-    return out
-
-
-def resident_bytes(pid: int) -> int | None:
-    """What a core of this process would take on disk: resident plus swapped memory."""
-    total = None
-    for field in ("VmRSS", "VmSwap"):
-        value = _status_field(pid, field)
-        if value and value.endswith("kB"):
-            total = (total or 0) + int(value.split()[0]) * 1024
-    return total
-
-
-def user_can_write(path: str, uid: int, gid: int) -> bool | None:
-    """Can uid:gid (no supplementary groups) create files in directory ``path``?
-
-    Asked the kernel in a child that switched to that user; None when we are
-    not root and cannot switch.
-    """
-    return user_access(path, uid, gid, os.W_OK | os.X_OK)
-
-
-def user_access(path: str, uid: int, gid: int, mode: int) -> bool | None:
-    """os.access(path, mode) as uid:gid would get it (None when we cannot switch user),
-    with the user's supplementary groups, as nginx's workers have them (initgroups)."""
-    import pwd
-
-    if os.geteuid() != 0:
-        return None
-    try:
-        name: str | None = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        name = None
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child only exits
-        try:
-            if name is not None:
-                os.initgroups(name, gid)
-            else:
-                os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-            os._exit(0 if os.access(path, mode) else 1)
-        except BaseException:  # noqa: BLE001 - a forked child must never return
-            os._exit(2)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
-
-
-def existing_parent(path: str) -> str:
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    return path
-
-
-def human(size: int | None) -> str:
-    if size is None:
-        return "unlimited"
-    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if size >= scale:
-            value = size / scale
-            return f"{value:.0f}{unit}" if value == int(value) else f"{value:.1f}{unit}"
-    return f"{size} bytes"
+Check = CoreCheck
 
 
 # ---------------------------------------------------------------- checks
 
-def core_checks(s: CoreSetting) -> list[Check]:
+def core_checks(s: CoreSetting, f: CoreFacts) -> list[Check]:
     """Every OS-side check, in the order a person would fix them."""
-    pattern = read_sysctl(CORE_PATTERN)
-    return [check_core_pattern(pattern, s),
-            check_core_uses_pid(pattern, read_sysctl(CORE_USES_PID)),
-            check_suid_dumpable(read_sysctl(SUID_DUMPABLE)), check_limit_core_unit(),
-            check_hard_limit(s), check_disk_space(pattern, s)]
+    pattern = f.core_pattern
+    return [check_core_pattern(pattern, s, f.pattern_dir_writable),
+            check_core_uses_pid(pattern, f.core_uses_pid),
+            check_suid_dumpable(f.suid_dumpable), check_limit_core_unit(f),
+            check_hard_limit(s, f), check_disk_space(pattern, s, f)]
 
 
-def check_core_pattern(pattern: str | None, s: CoreSetting) -> Check:
+def check_core_pattern(pattern: str | None, s: CoreSetting,
+                       writable: bool | None = None) -> Check:
+    """``writable``: can the worker user write the directory of an absolute
+    pattern (its nearest existing parent); None when unknown."""
     if pattern is None:
         return Check(CORE_PATTERN, "skip", "cannot read /proc/sys/kernel/core_pattern")
     if pattern.startswith("|"):
@@ -258,7 +69,7 @@ def check_core_pattern(pattern: str | None, s: CoreSetting) -> Check:
     name = pattern or "core"
     if os.path.isabs(name):
         target = os.path.dirname(name)
-        can = user_can_write(existing_parent(target), s.uid, s.gid)
+        can = writable
         detail = (f"cores are written to {name} (an absolute pattern: working_directory "
                   "does not decide where they go)")
         if can is False:
@@ -302,12 +113,13 @@ def check_suid_dumpable(value: str | None) -> Check:
                  "dumpable whatever this says (no need to raise it)")
 
 
-def check_limit_core_unit(unit: str = NGINX_UNIT) -> Check:
+def check_limit_core_unit(f: CoreFacts) -> Check:
+    unit = f.unit
     name = f"systemd LimitCORE ({unit})"
-    if not systemd_running():
+    if not f.systemd_running:
         return Check(name, "skip", "systemd is not running here (no /run/systemd/system): "
                                    "no unit limits apply")
-    value = systemd_limit_core(unit)
+    value = f.unit_limit_core
     if value is None:
         return Check(name, "skip", f"systemctl show {unit} gave no LimitCORE (no such unit?)")
     if value == "infinity":
@@ -324,17 +136,17 @@ def check_limit_core_unit(unit: str = NGINX_UNIT) -> Check:
                  remedy=Remedy("systemd", "LimitCORE", "infinity"))
 
 
-def check_hard_limit(s: CoreSetting) -> Check:
+def check_hard_limit(s: CoreSetting, f: CoreFacts) -> Check:
     name = "RLIMIT_CORE (hard, nginx master)"
     if s.master_pid is None:
         return Check(name, "skip", "nginx is not running (no live master in its pid file)")
-    limits = core_limits(s.master_pid)
+    limits = f.master_core_limits
     if limits is None:
         return Check(name, "skip", f"cannot read /proc/{s.master_pid}/limits")
     soft, hard = limits
     if hard is None or hard >= s.core_limit:
         return Check(name, "ok", f"{human(hard)} (master PID {s.master_pid}; soft {human(soft)})")
-    if os.path.exists(f"/proc/{s.master_pid}") and has_cap_sys_resource(s.master_pid):
+    if f.master_cap_sys_resource:
         return Check(name, "ok",
                      f"{human(hard)} (master PID {s.master_pid}), below the core limit "
                      f"{human(s.core_limit)}, but the master has CAP_SYS_RESOURCE: "
@@ -346,25 +158,19 @@ def check_hard_limit(s: CoreSetting) -> Check:
                  remedy=Remedy("systemd", "LimitCORE", "infinity"))
 
 
-def check_disk_space(pattern: str | None, s: CoreSetting) -> Check:
+def check_disk_space(pattern: str | None, s: CoreSetting, f: CoreFacts) -> Check:
     name = "free disk space"
-    if pattern is not None and pattern.startswith("|"):
-        where = SYSTEMD_COREDUMP_DIR if "systemd-coredump" in pattern else APPORT_DIR
-    elif pattern and os.path.isabs(pattern):
-        where = os.path.dirname(pattern)
-    else:
-        where = s.core_dir
-    probe = existing_parent(where)
-    usage = shutil.disk_usage(probe)
-    sizes = [resident_bytes(p) for p in children(s.master_pid)] if s.master_pid else []
-    measured = max((x for x in sizes if x is not None), default=None)
+    where, probe = f.core_target, f.core_target_probe
+    if f.free_bytes is None:
+        return Check(name, "skip", f"cannot read the free space of {probe}")
+    measured = max((x for x in f.worker_sizes if x is not None), default=None)
     per_worker = min(measured, s.core_limit) if measured is not None else s.core_limit
     how = (f"the largest running worker holds {human(measured)}" if measured is not None
            else f"nginx is not running: each core counted at the limit, {human(s.core_limit)}")
     need = per_worker * s.workers
-    detail = (f"{human(usage.free)} free on the filesystem of {where}; {s.workers} worker(s) "
+    detail = (f"{human(f.free_bytes)} free on the filesystem of {where}; {s.workers} worker(s) "
               f"crashing together need about {human(need)} ({how})")
-    if usage.free < need:
+    if f.free_bytes < need:
         return Check(name, "warn", detail,
                      fix=f"free space under {probe}, or choose --core-dir on a larger filesystem")
     return Check(name, "ok", detail)

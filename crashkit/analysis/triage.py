@@ -21,7 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from crashkit.model.triage import SEVERITY_ORDER, Count, Finding, OomKill, PortHolder, Severity
+from crashkit.model.host import OomKill, PortHolder
+from crashkit.model.triage import SEVERITY_ORDER, Count, Finding, Severity
 from crashkit.nginx.errorlog import context_keys, head, parse_time
 
 # What triage selects, after the level and "pid#tid: *conn ": one alternative

@@ -236,8 +236,10 @@ def _host_lookup(facts: CoreFacts, options: Options) -> Callable[[], HostFacts]:
     import threading
 
     from crashkit.host import dpkg as H
+    from crashkit.host import proc
+    from crashkit.nginx import logtail
 
-    log = (H.last_log_lines(options.error_log, facts.process.pid)
+    log = (logtail.last_log_lines(options.error_log, facts.process.pid)
            if options.error_log and facts.process else ())
     if not options.host_facts:
         return lambda: HostFacts(log_lines=log, log_path=options.error_log)
@@ -261,8 +263,8 @@ def _host_lookup(facts: CoreFacts, options: Options) -> Callable[[], HostFacts]:
     sender_command = sender_user = None
     if s is not None and s.sender_pid and not options.sysroot and options.sender_now and (
             facts.process is None or s.sender_pid != facts.process.pid):
-        sender_command = H.process_command(s.sender_pid)
-        sender_user = H.user_name(s.sender_uid) if s.sender_uid is not None else None
+        sender_command = proc.process_command(s.sender_pid)
+        sender_user = proc.user_name(s.sender_uid) if s.sender_uid is not None else None
 
     def finish() -> HostFacts:
         thread.join(H.DPKG_TIMEOUT * 2 + 1)

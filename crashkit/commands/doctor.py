@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import socket
 
-from crashkit.analysis.doctor import HostFacts, ListenState, UpstreamProbe, WorkerLimits, judge
+from crashkit.analysis.doctor import judge
 from crashkit.errors import CrashkitError
-from crashkit.model.triage import Check, Doctor
+from crashkit.model.doctor import (
+    Check,
+    Doctor,
+    DoctorFacts,
+    ListenState,
+    UpstreamProbe,
+    WorkerLimits,
+)
 from crashkit.nginx import config
 
 _CONNECT_TIMEOUT = 1.0
@@ -114,8 +121,8 @@ def _core_checks(conf: str, nginx: str) -> tuple[Check, ...]:
 
 
 def run(conf: str | None, nginx: str = "nginx", prefix: str | None = None) -> Doctor:
-    from crashkit.analysis.readiness import children, nginx_master, proc_limits
     from crashkit.host.kernlog import oom_kills, read_kernel_log
+    from crashkit.host.proc import children, nginx_master, proc_limits
     from crashkit.host.sockets import holders_by_address
 
     _where, cfg = config.open_config(conf, nginx, prefix)
@@ -125,7 +132,7 @@ def run(conf: str | None, nginx: str = "nginx", prefix: str | None = None) -> Do
     user = config.worker_user(cfg).user
     workers: list[int] = []
     if master is not None:
-        from crashkit.host.sockets import process_name
+        from crashkit.host.proc import process_name
 
         workers = [pid for pid in children(master)
                    if "worker process" in process_name(pid)[1]]
@@ -140,7 +147,7 @@ def run(conf: str | None, nginx: str = "nginx", prefix: str | None = None) -> Do
                     for ls in tcp)
     klog = read_kernel_log()
     kills = tuple(k for k in oom_kills(klog.lines) if "nginx" in k.comm)
-    facts = HostFacts(
+    facts = DoctorFacts(
         conf=cfg.root, nginx_t_ok=ok, nginx_t_output=output, pid_file=pid_file,
         master_pid=master, worker_pids=tuple(sorted(workers)),
         expected_workers=config.worker_process_count(cfg), worker_user=user,

@@ -185,8 +185,8 @@ def collect(a: Analysis, options: ReportOptions, notes: list[str],
     """Every text file of the bundle but the reports, by name, and the
     environment (what, version) pairs."""
     from crashkit.analysis.attribution import is_nginx
-    from crashkit.host import dpkg as hostfacts
     from crashkit.host import system
+    from crashkit.nginx import logtail
     from crashkit.render.analyze import crash_site, full_backtrace
     from crashkit.render.json_out import analysis_json
 
@@ -210,7 +210,7 @@ def collect(a: Analysis, options: ReportOptions, notes: list[str],
         # around the core's time still belong to the crash. A log found from a
         # config may be another instance's: then only the exit line counts.
         around = os.stat(a.core.path).st_mtime if options.error_log is not None else None
-        lines, how = hostfacts.log_excerpt(log, pid, around=around)
+        lines, how = logtail.log_excerpt(log, pid, around=around)
         if how is not None:
             if options.redact:
                 lines = tuple(R.request_line(line) for line in lines)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from crashkit.analysis.readiness import Check, CoreSetting, core_checks, nginx_master
+from crashkit.analysis.readiness import Check, core_checks
 from crashkit.analysis.setup import (
     DEFAULT_CORE_DIR,
     FileEdit,
@@ -24,6 +24,9 @@ from crashkit.analysis.setup import (
     plan_core_directives,
 )
 from crashkit.errors import InputError
+from crashkit.host import cores
+from crashkit.host.proc import nginx_master
+from crashkit.model.readiness import CoreSetting
 from crashkit.nginx.config import (
     ConfigLocation,
     NginxConfig,
@@ -119,8 +122,9 @@ def run(opts: Options) -> Result:
                          "searchable by that user): its workers could not chdir there; choose "
                          "another --core-dir", path=core_dir)
     master = nginx_master(pid_path(cfg))
-    checks = tuple(core_checks(CoreSetting(worker.user, worker.uid, worker.gid, core_dir,
-                                           plan.core_limit_bytes, workers, master)))
+    setting = CoreSetting(worker.user, worker.uid, worker.gid, core_dir, plan.core_limit_bytes,
+                          workers, master)
+    checks = tuple(core_checks(setting, cores.gather(setting)))
     remedies = [c.remedy for c in checks if c.remedy is not None]
     if not opts.apply:
         return Result("dry-run", location, cfg, worker, workers, plan, dir_state, checks,

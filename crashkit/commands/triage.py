@@ -80,7 +80,7 @@ def jobs_default() -> int:
 
 def _cores_for(finding: Finding, facts: NginxFacts) -> list[str]:
     """Core files on this host that may be those of the crashed workers."""
-    from crashkit.analysis.readiness import read_sysctl
+    from crashkit.host.proc import read_sysctl
 
     pattern = read_sysctl("kernel.core_pattern") or "core"
     pids = [str(e["value"]) for e in finding.details.get("pids", ())]  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-from crashkit.model.triage import OomKill
+from crashkit.model.host import OomKill
 
 _KMSG = "/dev/kmsg"
 _MAX_RECORDS = 200_000  # the ring buffer holds far fewer; a bound all the same

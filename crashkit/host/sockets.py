@@ -9,7 +9,8 @@ import os
 import socket
 from dataclasses import dataclass
 
-from crashkit.model.triage import PortHolder
+from crashkit.host.proc import process_name
+from crashkit.model.host import PortHolder
 
 _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's "st" column
 
@@ -73,16 +74,6 @@ def socket_owners(inodes: set[int], proc: str = "/proc") -> dict[int, list[int]]
     return owners
 
 
-def process_name(pid: int, proc: str = "/proc") -> tuple[str, str]:
-    """(comm, command line) of a process; empty strings when it is gone."""
-    try:
-        with open(f"{proc}/{pid}/comm", encoding="utf-8", errors="replace") as f:
-            comm = f.read().strip()
-        with open(f"{proc}/{pid}/cmdline", "rb") as fb:
-            cmdline = fb.read().rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
-    except OSError:
-        return "", ""
-    return comm, cmdline
 
 
 def split_address(address: str) -> tuple[str | None, int] | None:
@@ -159,31 +150,24 @@ def connect_as(path: str, user: str) -> int | None:
     """
     import pwd
 
-    if os.geteuid() != 0:
-        return None
+    from crashkit.host.privs import as_user
+
     try:
         pw = pwd.getpwnam(user)
     except KeyError:
         return None
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child only exits
-        code = 255
-        try:
-            os.initgroups(user, pw.pw_gid)
-            os.setgid(pw.pw_gid)
-            os.setuid(pw.pw_uid)
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(2)
-                try:
-                    s.connect(path)
-                    code = 0
-                except OSError as exc:
-                    code = exc.errno if exc.errno and exc.errno < 255 else 254
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    return None if code in (254, 255) else code
+
+    def connect() -> int:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(2)
+            try:
+                s.connect(path)
+            except OSError as exc:
+                return exc.errno if exc.errno and exc.errno < 254 else 254
+        return 0
+
+    code = as_user(pw.pw_uid, pw.pw_gid, user, connect)
+    return None if code == 254 else code
 
 
 def selinux_mode(root: str = "/sys/fs/selinux") -> str:

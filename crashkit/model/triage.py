@@ -1,8 +1,7 @@
-"""The plain data of ``crashkit triage`` and ``crashkit doctor``.
+"""The plain data of ``crashkit triage``.
 
-Readers (crashkit.nginx.errorlog, crashkit.host.*) and the analyses in
-crashkit.analysis.triage / crashkit.analysis.doctor produce these; the
-renderers in crashkit.render.triage print them as text or JSON.
+The error-log reader (crashkit.nginx.errorlog) and crashkit.analysis.triage
+produce these; crashkit.render.triage prints them as text or JSON.
 """
 
 from __future__ import annotations
@@ -12,32 +11,12 @@ from typing import Literal
 
 Severity = Literal["critical", "high", "medium", "low"]
 SEVERITY_ORDER: dict[str, int] = {"critical": 0, "high": 1, "medium": 2, "low": 3}
-CheckStatus = Literal["ok", "warn", "fail", "skip"]
 
 
 @dataclass(frozen=True)
 class Count:
     value: str
     count: int
-
-
-@dataclass(frozen=True)
-class OomKill:
-    """A kernel log line saying the OOM killer killed a process."""
-
-    pid: int
-    comm: str
-    line: str
-
-
-@dataclass(frozen=True)
-class PortHolder:
-    """A process that has a listening socket on an address."""
-
-    address: str  # "127.0.0.1:8080", "[::]:80"
-    pid: int
-    comm: str
-    cmdline: str
 
 
 @dataclass(frozen=True)
@@ -77,21 +56,6 @@ class Triage:
     approximate_tops: bool = False  # top lists pruned to bound memory
     notes: tuple[str, ...] = ()  # what a person should know about what was read
 
-
-@dataclass(frozen=True)
-class Check:
-    name: str  # stable identifier: "nginx-t", "master", "workers", …
-    status: CheckStatus
-    summary: str
-    fix: str | None = None
-    details: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Doctor:
-    conf: str
-    checks: tuple[Check, ...]
-
     @property
     def needs_attention(self) -> bool:
-        return any(c.status in ("warn", "fail") for c in self.checks)
+        return bool(self.findings)

@@ -7,7 +7,8 @@ import textwrap
 from typing import Any
 
 from crashkit import __version__
-from crashkit.model.triage import Count, Doctor, Finding, Triage
+from crashkit.model.doctor import Doctor
+from crashkit.model.triage import Count, Finding, Triage
 from crashkit.render.escape import visible
 
 TRIAGE_SCHEMA = "crashkit/triage/1"

@@ -30,9 +30,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from crashkit.analysis.readiness import children, nginx_master, systemd_running
 from crashkit.analysis.setup import FileEdit
 from crashkit.errors import CrashkitError, InputError
+from crashkit.host.proc import children, nginx_master, systemd_running
 from crashkit.nginx.config import NginxConfig, pid_path, prefix_args
 from crashkit.nginx.text import quote, read_text, statements, to_bytes
 

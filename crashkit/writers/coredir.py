@@ -17,8 +17,8 @@ import pwd
 import stat
 from dataclasses import dataclass
 
-from crashkit.analysis.readiness import existing_parent, user_access, user_can_write
 from crashkit.errors import InputError
+from crashkit.host.proc import existing_parent, user_access, user_can_write
 from crashkit.nginx.config import WorkerUser
 
 MODE = 0o700

@@ -15,14 +15,9 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from crashkit.analysis.readiness import (
-    NGINX_UNIT,
-    SYSCTL_DROPIN,
-    Remedy,
-    read_sysctl,
-    systemd_running,
-)
 from crashkit.errors import CrashkitError
+from crashkit.host.proc import read_sysctl, systemd_running
+from crashkit.model.readiness import NGINX_UNIT, SYSCTL_DROPIN, Remedy
 
 __all__ = ["SYSCTL_DROPIN", "SYSTEMD_DROPIN", "SystemChange", "apply_remedies", "plan_files"]
 SYSTEMD_DROPIN = f"etc/systemd/system/{NGINX_UNIT}.d/crashkit-core.conf"
