@@ -1,17 +1,22 @@
-"""Command line: the only place that turns errors into messages and exit codes.
+"""Command line: the table of verbs, the one :func:`emit`, and the only place
+that turns errors into messages and exit codes.
 
-Exit codes: 0 the command did its job (warnings included), 1 it found
-something that needs attention, 2 bad input or usage.
+Each verb is ``crashkit.commands.<verb>.run(Options) -> Result`` and
+``crashkit.render.<verb>`` (``text``, ``to_json``, ``messages``); a click
+command here only turns its options into that verb's ``Options``. Exit codes:
+0 the command did its job (warnings included), 1 ``result.needs_attention``,
+2 bad input or usage (a :class:`~crashkit.errors.CrashkitError`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import click
 
@@ -24,6 +29,12 @@ EXIT_CODES_HELP = """\b
 Exit codes:
   0  the command did its job (warnings such as a build-id mismatch included)
   1  it ran and found something that needs attention
+  2  bad input or usage, or output that could not be written (one line on
+     stderr names the file and the problem)"""
+
+CORE_EXIT_HELP = """\b
+Exit codes:
+  0  the core was read (warnings such as a build-id mismatch included)
   2  bad input or usage, or output that could not be written (one line on
      stderr names the file and the problem)"""
 
@@ -90,7 +101,7 @@ def core_options(f: F) -> F:
     return f
 
 
-def _analysis_options(kw: dict[str, Any], *, full_frames: int, redact: bool) -> Any:
+def _analysis_options(kw: dict[str, Any], core: str, *, full_frames: int, redact: bool) -> Any:
     from crashkit.commands.analyze import Options
 
     # Checked here rather than by click, for one-line errors like every other.
@@ -106,23 +117,34 @@ def _analysis_options(kw: dict[str, Any], *, full_frames: int, redact: bool) -> 
                    use_gdb=not kw["no_gdb"], gdb=kw["gdb_path"], gdb_timeout=kw["gdb_timeout"],
                    debuginfod=kw["debuginfod"], full_frames=full_frames,
                    max_frames=kw["max_frames"], redact=redact, error_log=kw["error_log"],
-                   host_facts=not kw["no_host"])
+                   host_facts=not kw["no_host"], core=core)
 
 
-def _run_analysis(core: str, options: Any) -> Any:
-    from crashkit.commands.analyze import analyze as run_analysis
-    from crashkit.commands.analyze import start_gdb
-
-    # Usually gdb is running already (crashkit.launch); otherwise it starts here.
-    session, gdb_error = start_gdb(options)
-    result = run_analysis(core, options, session=session, gdb_error=gdb_error)
-    if result.gdb_error:
-        click.echo(f"crashkit: warning: {result.gdb_error}; showing what the core's notes hold",
-                   err=True)
-    return result
+class Result(Protocol):
+    @property
+    def needs_attention(self) -> bool: ...
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
+def emit(verb: str, result: Result, as_json: bool) -> int:
+    """The one way a verb's result reaches the user: its messages on stderr, its
+    text (every line escaped for the terminal) or JSON on stdout (written by
+    :func:`main` once click has returned); the exit status (1: needs attention)."""
+    from crashkit.render.escape import visible
+
+    render: Any = importlib.import_module(f"crashkit.render.{verb}")
+    for line in render.messages(result):
+        click.echo(f"crashkit: {visible(line)}", err=True)
+    if as_json:
+        # Indented for a person at a terminal; compact (and several times
+        # faster: CPython's C encoder does not indent) for a pipe or a file.
+        _OUTPUT.append(json.dumps(render.to_json(result),
+                                  indent=2 if sys.stdout.isatty() else None))
+    else:
+        _OUTPUT.append("\n".join(visible(line) for line in render.text(result).split("\n")))
+    return 1 if result.needs_attention else 0
+
+
+@cli.command(epilog=CORE_EXIT_HELP)
 @click.argument("core")
 @core_options
 @click.option("--full", "full", is_flag=True,
@@ -134,7 +156,7 @@ def _run_analysis(core: str, options: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True,
               help="Print the analysis as JSON (schema crashkit/analysis/1, see README).")
 def analyze(core: str, full: bool, full_frames: int, show_secrets: bool, as_json: bool,
-            **kw: Any) -> None:
+            **kw: Any) -> int:
     """Tell what crashed in CORE and whose code is at fault.
 
     From the core's own notes: program, process, signal and why, the faulting
@@ -145,20 +167,11 @@ def analyze(core: str, full: bool, full_frames: int, show_secrets: bool, as_json
     tables, and the instructions around the crash. The first line is the
     verdict: what happened and whose code is at fault.
     """
-    options = _analysis_options(kw, full_frames=full_frames if full else 0,
+    from crashkit.commands import analyze as verb
+
+    options = _analysis_options(kw, core, full_frames=full_frames if full else 0,
                                 redact=not show_secrets)
-    result = _run_analysis(core, options)
-    if as_json:
-        from crashkit.render.json_out import analysis_json
-
-        # Indented for a person at a terminal; compact (and several times
-        # faster: CPython's C encoder does not indent) for a pipe or a file.
-        indent = 2 if sys.stdout.isatty() else None
-        _OUTPUT.append(json.dumps(analysis_json(result), indent=indent))
-    else:
-        from crashkit.render.analyze import render
-
-        _OUTPUT.append(render(result))
+    return emit("analyze", verb.run(options), as_json)
 
 
 def _formats(value: str) -> tuple[str, ...]:
@@ -172,7 +185,7 @@ def _formats(value: str) -> tuple[str, ...]:
     return wanted
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
+@cli.command(epilog=CORE_EXIT_HELP)
 @click.argument("core")
 @click.option("--out", "out_dir", metavar="DIR", default=".", show_default=True,
               help="Where to write the bundle (crashkit-report-PROGRAM-PID-SIG.tar.gz).")
@@ -195,7 +208,7 @@ def _formats(value: str) -> tuple[str, ...]:
               help="Print what was written as JSON (schema crashkit/report/1).")
 def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact: bool,
            template_dir: str | None, conf: str | None, nginx_path: str, as_json: bool,
-           **kw: Any) -> None:
+           **kw: Any) -> int:
     """Write a bug-report bundle for CORE, ready to attach upstream.
 
     A .tar.gz (mode 0600) with report.md (an issue body for GitHub or GitLab),
@@ -206,7 +219,7 @@ def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact:
     secret-looking values in logs are redacted (<redacted:N>, N their length)
     unless --no-redact. The core goes in only with --include-core.
     """
-    from crashkit.commands.report import FULL_FRAMES, ReportOptions, make_report
+    from crashkit.commands import report as verb
 
     wanted = _formats(formats)
     if template_dir is not None and not os.path.isdir(template_dir):
@@ -217,7 +230,7 @@ def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact:
     if not os.path.isdir(out_dir):
         raise InputError("--out: not a directory" if os.path.exists(out_dir) else
                          "--out: no such directory", path=out_dir)
-    options = dataclasses.replace(_analysis_options(kw, full_frames=FULL_FRAMES,
+    options = dataclasses.replace(_analysis_options(kw, core, full_frames=verb.FULL_FRAMES,
                                                     redact=not no_redact), packages="all",
                                   # Another process's command line has no place in a
                                   # bundle: it may hold its secrets, and the pid may
@@ -233,23 +246,11 @@ def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact:
         if sys.stderr.isatty():
             click.echo(f"crashkit: {message}…", err=True)
 
-    progress("analyzing the core")
-    result = _run_analysis(core, options)
-    done = make_report(result, ReportOptions(
+    result = verb.run(verb.Options(options, verb.ReportOptions(
         out_dir=out_dir, formats=wanted, include_core=include_core, redact=not no_redact,
         template_dir=template_dir, conf=conf, error_log=kw["error_log"], nginx=nginx_path),
-        progress=progress)
-    for note in done.notes:
-        click.echo(f"crashkit: note: {note}", err=True)
-    if as_json:
-        _OUTPUT.append(json.dumps({
-            "schema": "crashkit/report/1", "bundle": os.path.abspath(done.bundle),
-            "size": done.size, "files": list(done.files), "redacted": not no_redact,
-            "include_core": include_core, "verdict": done.verdict, "notes": list(done.notes)},
-            indent=2 if sys.stdout.isatty() else None))
-    else:
-        _OUTPUT.append(f"{done.verdict}\n\nwrote {done.bundle} ({done.size} bytes): "
-                       f"{', '.join(done.files)}")
+        progress=progress))
+    return emit("report", result, as_json)
 
 
 # Options several commands share.
@@ -282,7 +283,7 @@ _PREFIX_OPTION = click.option(
 @click.option("--json", "as_json", is_flag=True,
               help="Print the findings as JSON (schema crashkit/triage/1, see README).")
 def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
-           prefix: str | None, jobs: int | None, as_json: bool) -> None:
+           prefix: str | None, jobs: int | None, as_json: bool) -> int:
     """Read nginx error logs and say what needs attention, most severe first.
 
     Finds: upstreams refusing (111), missing or forbidden unix sockets (2,
@@ -296,7 +297,7 @@ def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
     first and last time, top upstreams, clients and requests, and the fix.
     Exit 1 when there are findings.
     """
-    from crashkit.commands import triage as run_triage
+    from crashkit.commands import triage as verb
     from crashkit.nginx.errorlog import parse_since
 
     when = None
@@ -305,16 +306,8 @@ def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
             when = parse_since(since)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--since") from None
-    if prefix is not None and not os.path.isdir(prefix):
-        raise InputError("--prefix: no such directory", path=prefix)
-    facts = run_triage.nginx_facts(conf, prefix) if conf or not error_logs else None
-    paths = list(error_logs) or run_triage.default_logs(facts or run_triage.NginxFacts())
-    result = run_triage.run(paths, since=when, facts=facts,
-                            jobs=jobs or run_triage.jobs_default())
-    _emit(result, as_json)
-    if result.findings:
-        global _EXIT
-        _EXIT = 1
+    return emit("triage", verb.run(verb.Options(error_logs=error_logs, since=when, conf=conf,
+                                                prefix=prefix, jobs=jobs)), as_json)
 
 
 @cli.command(epilog=DOCTOR_EXIT_HELP)
@@ -323,7 +316,7 @@ def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
 @_PREFIX_OPTION
 @click.option("--json", "as_json", is_flag=True,
               help="Print the checks as JSON (schema crashkit/doctor/1, see README).")
-def doctor(conf: str | None, nginx_path: str, prefix: str | None, as_json: bool) -> None:
+def doctor(conf: str | None, nginx_path: str, prefix: str | None, as_json: bool) -> int:
     """Check the live nginx host: what is wrong right now.
 
     nginx -t; the master (from the config's pid file) and its workers;
@@ -333,31 +326,10 @@ def doctor(conf: str | None, nginx_path: str, prefix: str | None, as_json: bool)
     in the kernel log; and core-dump readiness (crashkit setup's dry run and
     OS checks). Exit 1 when a check warns or fails.
     """
-    from crashkit.commands import doctor as run_doctor
+    from crashkit.commands import doctor as verb
 
-    if prefix is not None and not os.path.isdir(prefix):
-        raise InputError("--prefix: no such directory", path=prefix)
-    result = run_doctor.run(conf, nginx_path, prefix)
-    _emit(result, as_json)
-    if result.needs_attention:
-        global _EXIT
-        _EXIT = 1
-
-
-def _emit(result: object, as_json: bool) -> None:
-    from crashkit.model.doctor import Doctor
-    from crashkit.model.triage import Triage
-    from crashkit.render import triage as host
-
-    if as_json:
-        data = host.triage_json(result) if isinstance(result, Triage) else \
-            host.doctor_json(result)  # type: ignore[arg-type]
-        _OUTPUT.append(json.dumps(data, indent=2 if sys.stdout.isatty() else None))
-    elif isinstance(result, Triage):
-        _OUTPUT.append(host.triage_text(result))
-    else:
-        assert isinstance(result, Doctor)
-        _OUTPUT.append(host.doctor_text(result))
+    return emit("doctor", verb.run(verb.Options(conf=conf, nginx=nginx_path, prefix=prefix)),
+                as_json)
 
 
 SETUP_EXIT_HELP = """\b
@@ -397,7 +369,7 @@ Exit codes:
               help="Print the result as JSON (schema crashkit/setup/1, see README).")
 def setup(conf: str | None, core_dir: str | None, core_limit: str | None, do_apply: bool,
           do_reload: bool, undo: bool, system: bool, system_root: str, nginx_path: str,
-          prefix: str | None, as_json: bool) -> None:
+          prefix: str | None, as_json: bool) -> int:
     """Make nginx workers leave usable core dumps, safely.
 
     Sets worker_rlimit_core and working_directory in nginx's main context
@@ -407,7 +379,6 @@ def setup(conf: str | None, core_dir: str | None, core_limit: str | None, do_app
     free disk space. Dry run by default.
     """
     from crashkit.commands.setup import Options, run
-    from crashkit.render.setup import render_setup, setup_json
 
     if undo and (do_apply or system or core_dir or core_limit):
         raise InputError("--undo restores the last backup; it takes no --apply, --system, "
@@ -419,20 +390,12 @@ def setup(conf: str | None, core_dir: str | None, core_limit: str | None, do_app
     result = run(Options(conf=conf, core_dir=core_dir, core_limit=core_limit, apply=do_apply,
                          reload=do_reload, undo=undo, system=system, system_root=system_root,
                          nginx=nginx_path, prefix=prefix))
-    if as_json:
-        indent = 2 if sys.stdout.isatty() else None
-        _OUTPUT.append(json.dumps(setup_json(result), indent=indent))
-    else:
-        _OUTPUT.append(render_setup(result))
-    if result.needs_attention:
-        global _EXIT
-        _EXIT = 1
+    return emit("setup", result, as_json)
 
 
 # What a command prints goes out after click returns (see main): click turns
 # a broken pipe inside a command into exit 1, which scripts would misread.
 _OUTPUT: list[str] = []
-_EXIT = 0  # set by a command that ran fine but found something needing attention
 
 
 def _exit_on_signal(signo: int, _frame: object) -> None:
@@ -447,12 +410,12 @@ def main(argv: list[str] | None = None) -> None:
     for signo in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signo, _exit_on_signal)
     try:
-        cli.main(args=argv, prog_name="crashkit", standalone_mode=False)
+        status = cli.main(args=argv, prog_name="crashkit", standalone_mode=False)
         for text in _OUTPUT:
             sys.stdout.write(text + "\n")
         sys.stdout.flush()
-        if _EXIT:
-            sys.exit(_EXIT)
+        if isinstance(status, int) and status:
+            sys.exit(status)
     except click.exceptions.Abort:
         click.echo("crashkit: interrupted", err=True)
         sys.exit(130)

@@ -56,6 +56,13 @@ class Options:
     # that is not a system library: what a verdict can name) or "all".
     packages: str = "blamable"
     sender_now: bool = True  # say what the signal's sender runs now (not in bundles)
+    core: str = ""  # the core file
+
+
+def run(options: Options) -> Analysis:
+    """The verb: gdb (usually pre-started by crashkit.launch) and the core."""
+    session, gdb_error = start_gdb(options)
+    return analyze(options.core, options, session=session, gdb_error=gdb_error)
 
 
 def start_gdb(options: Options) -> tuple[GdbSession | None, str | None]:

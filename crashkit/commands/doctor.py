@@ -7,10 +7,12 @@ them. Core-dump readiness is ``crashkit setup``'s own dry run.
 
 from __future__ import annotations
 
+import os
 import socket
+from dataclasses import dataclass
 
 from crashkit.analysis.doctor import judge
-from crashkit.errors import CrashkitError
+from crashkit.errors import CrashkitError, InputError
 from crashkit.model.doctor import (
     Check,
     Doctor,
@@ -100,11 +102,11 @@ def probe_upstreams(cfg: config.NginxConfig, user: str) -> tuple[UpstreamProbe, 
 
 def _core_checks(conf: str, nginx: str) -> tuple[Check, ...]:
     """setup's dry run: would it change the config, and the OS checks it makes."""
-    from crashkit.commands.setup import Options
+    from crashkit.commands.setup import Options as SetupOptions
     from crashkit.commands.setup import run as setup_run
 
     try:
-        r = setup_run(Options(conf=conf, nginx=nginx))
+        r = setup_run(SetupOptions(conf=conf, nginx=nginx))
     except CrashkitError as exc:
         return (Check("cores", "skip", f"core-dump readiness not checked: {exc}"),)
     changes = [f.path for f in r.files]
@@ -120,7 +122,17 @@ def _core_checks(conf: str, nginx: str) -> tuple[Check, ...]:
     return (first, *(Check(f"cores:{c.name}", c.status, c.detail, c.fix) for c in r.checks))
 
 
-def run(conf: str | None, nginx: str = "nginx", prefix: str | None = None) -> Doctor:
+@dataclass(frozen=True)
+class Options:
+    conf: str | None = None  # None: nginx -V's --conf-path
+    nginx: str = "nginx"
+    prefix: str | None = None
+
+
+def run(options: Options) -> Doctor:
+    conf, nginx, prefix = options.conf, options.nginx, options.prefix
+    if prefix is not None and not os.path.isdir(prefix):
+        raise InputError("--prefix: no such directory", path=prefix)
     from crashkit.host.kernlog import oom_kills, read_kernel_log
     from crashkit.host.proc import children, nginx_master, proc_limits
     from crashkit.host.sockets import holders_by_address

@@ -4,23 +4,45 @@ core, the host's nginx and its logs, with secrets redacted by default."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
-import re
-import tarfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from crashkit import __version__
 from crashkit.analysis import redact as R
+from crashkit.commands.analyze import Options as AnalyzeOptions
 from crashkit.errors import InputError
 from crashkit.model.analyze import Analysis
+from crashkit.model.report import ReportResult
 
 FORMATS = ("md", "html", "json")
 FULL_FRAMES = 64  # frames per thread with arguments and locals in backtrace-full.txt
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Options:
+    """The analysis's options (``analysis.core`` the core) and the bundle's."""
+
+    analysis: AnalyzeOptions
+    report: ReportOptions
+    progress: Callable[[str], None] = _quiet  # "analyzing the core", … for a person
+
+
+def run(options: Options) -> ReportResult:
+    from crashkit.commands import analyze
+
+    options.progress("analyzing the core")
+    a = analyze.run(options.analysis)
+    done = make_report(a, options.report, progress=options.progress)
+    if a.gdb_error:
+        return dataclasses.replace(done, warnings=(
+            f"{a.gdb_error}; showing what the core's notes hold",))
+    return done
 
 
 @dataclass(frozen=True)
@@ -33,80 +55,6 @@ class ReportOptions:
     conf: str | None = None  # None: the one `nginx -V` names
     error_log: str | None = None  # None: the one the config names
     nginx: str = "nginx"
-
-
-@dataclass(frozen=True)
-class ReportResult:
-    bundle: str
-    files: tuple[str, ...]
-    size: int
-    notes: tuple[str, ...]  # what could not be included, and why
-    verdict: str
-
-
-def shipped_templates() -> Path:
-    """reports/templates: inside the installed package (crashkit.report_templates),
-    or at the top of a source checkout."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("crashkit.report_templates")
-    if spec is not None and spec.submodule_search_locations:
-        return Path(next(iter(spec.submodule_search_locations)))
-    return Path(__file__).resolve().parent.parent.parent / "reports" / "templates"
-
-
-def template_environment(template_dir: str | None) -> object:
-    import jinja2
-
-    loaders: list[jinja2.BaseLoader] = []
-    if template_dir is not None:
-        loaders.append(jinja2.FileSystemLoader(template_dir))
-    loaders.append(jinja2.FileSystemLoader(str(shipped_templates())))
-    env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined,
-        autoescape=lambda name: bool(name and name.endswith(".html.j2")),
-        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    # Markdown (text from a core, a config or a log is not to be trusted):
-    # md escapes what would make links, images, HTML, emphasis or code;
-    # code makes a code span no backtick inside can close; cell keeps a
-    # table cell whole (a "|" or a newline would end it).
-    env.filters["md"] = md_text
-    env.filters["code"] = md_code
-    env.filters["cell"] = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
-    return env
-
-
-# Not "_": GitHub and GitLab do not emphasize inside words (a_b_c), and
-# function names stay readable in the raw text.
-# Nor "!" and "|": without "[" no image starts, and the cell filter guards
-# table cells.
-_MD_SPECIAL = re.compile(r"([\\`*\[\]<>])")
-
-
-def md_text(value: object) -> str:
-    return _MD_SPECIAL.sub(r"\\\1", str(value))
-
-
-def md_code(value: object) -> str:
-    text = str(value)
-    ticks = "`" * (max((len(m) for m in re.findall("`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{ticks}{pad}{text}{pad}{ticks}"
-
-
-def render_template(env: object, name: str, **context: object) -> str:
-    import jinja2
-
-    assert isinstance(env, jinja2.Environment)
-    try:
-        return env.get_template(name).render(**context)
-    except jinja2.TemplateNotFound:
-        raise InputError(f"template {name} not found", path=str(shipped_templates())) from None
-    except jinja2.TemplateError as exc:
-        where = getattr(exc, "filename", None) or name
-        line = getattr(exc, "lineno", None)
-        raise InputError(f"template error{f' at line {line}' if line else ''}: {exc}",
-                         path=where) from None
 
 
 def _redacted(a: Analysis) -> Analysis:
@@ -188,7 +136,7 @@ def collect(a: Analysis, options: ReportOptions, notes: list[str],
     from crashkit.host import system
     from crashkit.nginx import logtail
     from crashkit.render.analyze import crash_site, full_backtrace
-    from crashkit.render.json_out import analysis_json
+    from crashkit.render.analyze import to_json as analysis_json
 
     files: dict[str, str] = {}
     files["analysis.json"] = json.dumps(analysis_json(a), indent=2) + "\n"
@@ -250,7 +198,13 @@ DESCRIPTIONS = {
 
 def make_report(a: Analysis, options: ReportOptions,
                 progress: Callable[[str], None] = lambda _m: None) -> ReportResult:
-    from crashkit.render.report import build_model, module_rows
+    from crashkit.render.report import (
+        build_model,
+        module_rows,
+        render_template,
+        template_environment,
+    )
+    from crashkit.writers.bundle import write_bundle
 
     notes: list[str] = []
     if options.redact:
@@ -278,80 +232,11 @@ def make_report(a: Analysis, options: ReportOptions,
     for name in wanted:
         files[name] = render_template(env, f"{name}.j2", r=model)
     progress("writing the bundle")
-    bundle = write_bundle(a, files, names, options)
+    bundle = write_bundle(a, files, names, out_dir=options.out_dir, redact=options.redact,
+                          include_core=options.include_core)
     return ReportResult(bundle=bundle, files=tuple(n for n, _ in listing),
                         size=os.path.getsize(bundle), notes=tuple(notes),
-                        verdict=model.verdict)
+                        verdict=model.verdict, redacted=options.redact,
+                        include_core=options.include_core)
 
 
-def bundle_name(a: Analysis) -> str:
-    p = a.core.process
-    who = "".join(c if c.isalnum() or c in "-_." else "_"
-                  for c in (p.fname if p else "core"))[:32] or "core"
-    tag = a.signature.hash[:8] if a.signature else "nosig"
-    return f"crashkit-report-{who}-{p.pid if p else 0}-{tag}"
-
-
-def write_bundle(a: Analysis, files: dict[str, str], order: Sequence[str],
-                 options: ReportOptions) -> str:
-    """The .tar.gz, written to a hidden temporary file beside it and renamed
-    into place: a reader sees the whole bundle or none. Mode 0600 from the
-    first byte: it may hold secrets the redaction missed."""
-    out = Path(options.out_dir)
-    if not out.is_dir():
-        raise InputError("--out: no such directory" if not out.exists() else
-                         "--out: not a directory", path=str(out))
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise InputError("--out: not writable", path=str(out))
-    # What the bundle holds is in its name: an unredacted one, or one with
-    # the core, must not be mistaken for the one to post.
-    top = bundle_name(a) + ("-UNREDACTED" if not options.redact else "") + (
-        "-with-core" if options.include_core else "")
-    tmp = out / f".{top}.tar.gz.{os.getpid()}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except OSError as exc:
-        raise InputError(f"--out: cannot write here ({exc.strerror})", path=str(out)) from None
-    now = time.time()
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w:gz") as tar:
-                for name in order:
-                    data = files[name].encode("utf-8", "surrogateescape")
-                    info = tarfile.TarInfo(f"{top}/{name}")
-                    info.size, info.mode, info.mtime = len(data), 0o600, now
-                    tar.addfile(info, io.BytesIO(data))
-                if options.include_core:
-                    _add_core(tar, a.core.path, f"{top}/{os.path.basename(a.core.path)}")
-            raw.flush()
-            os.fsync(raw.fileno())
-        return str(_place(tmp, out, top))
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _place(tmp: Path, out: Path, top: str) -> Path:
-    """Give the finished bundle its name without replacing an earlier one
-    (link fails on an existing name): NAME.tar.gz, else NAME-2.tar.gz, …"""
-    for n in range(1, 1000):
-        final = out / (f"{top}.tar.gz" if n == 1 else f"{top}-{n}.tar.gz")
-        try:
-            os.link(tmp, final)
-        except FileExistsError:
-            continue
-        except OSError:  # a filesystem without hard links: rename, checked first
-            if final.exists():
-                continue
-            os.replace(tmp, final)
-        return final
-    raise InputError("--out: too many bundles of this crash already", path=str(out))
-
-
-def _add_core(tar: tarfile.TarFile, path: str, name: str) -> None:
-    """The core's bytes (a symlink to a core is followed: the bundle gets the
-    core, not a link), owner-less and mode 0600."""
-    with open(path, "rb") as f:
-        info = tarfile.TarInfo(name)
-        info.size = os.fstat(f.fileno()).st_size
-        info.mode, info.mtime = 0o600, time.time()
-        tar.addfile(info, f)

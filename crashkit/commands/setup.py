@@ -12,13 +12,12 @@ nginx. ``--undo`` restores the newest backup set instead.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from crashkit.analysis.readiness import Check, core_checks
+from crashkit.analysis.readiness import core_checks
 from crashkit.analysis.setup import (
     DEFAULT_CORE_DIR,
     FileEdit,
-    NginxPlan,
     choose_values,
     parse_size,
     plan_core_directives,
@@ -27,6 +26,7 @@ from crashkit.errors import InputError
 from crashkit.host import cores
 from crashkit.host.proc import nginx_master
 from crashkit.model.readiness import CoreSetting
+from crashkit.model.setup import FileResult, Result
 from crashkit.nginx.config import (
     ConfigLocation,
     NginxConfig,
@@ -37,9 +37,9 @@ from crashkit.nginx.config import (
 )
 from crashkit.nginx.text import read_text
 from crashkit.writers import coredir
-from crashkit.writers.config import Reload, latest_backups, new_stamp, nginx_test, reload_nginx
+from crashkit.writers.config import latest_backups, new_stamp, nginx_test, reload_nginx
 from crashkit.writers.config import replace_validated as _replace
-from crashkit.writers.dropins import SystemChange, apply_remedies, plan_files
+from crashkit.writers.dropins import apply_remedies, plan_files
 
 
 @dataclass(frozen=True)
@@ -54,46 +54,6 @@ class Options:
     system_root: str = "/"
     nginx: str = "nginx"
     prefix: str | None = None  # nginx's -p (None: the running master's, else the build's)
-
-
-@dataclass(frozen=True)
-class FileResult:
-    path: str
-    diff: str
-    backup: str | None  # the backup written (apply) or restored from (undo)
-
-
-@dataclass(frozen=True)
-class Result:
-    mode: str  # "dry-run", "apply" or "undo"
-    location: ConfigLocation
-    config: NginxConfig
-    worker: coredir.Worker
-    workers: int
-    plan: NginxPlan | None  # None for undo
-    core_dir: coredir.CoreDir | None
-    checks: tuple[Check, ...]
-    files: tuple[FileResult, ...]
-    changed: bool  # files were (or, in a dry run, would be) replaced
-    system: tuple[SystemChange, ...] = ()
-    system_planned: tuple[tuple[str, str, str], ...] = ()  # dry run: (kind, path, content)
-    reload: Reload | None = None
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def needs_attention(self) -> bool:
-        """Exit 1: the dry run found changes to make, or a check still warns or fails."""
-        if self.mode == "dry-run" and (self.changed or (self.core_dir and (
-                self.core_dir.actions or self.core_dir.worker_can_reach is False))):
-            return True
-        return any(c.needs_attention and not self._fixed(c) for c in self.checks)
-
-    def _fixed(self, c: Check) -> bool:
-        # A sysctl drop-in counts once the running kernel has the value too
-        # (not with --system-root, which only writes the files).
-        return c.remedy is not None and any(
-            s.kind == c.remedy.kind and (s.kind != "sysctl" or s.live is not None)
-            for s in self.system)
 
 
 def run(opts: Options) -> Result:

@@ -113,8 +113,26 @@ def core_files(pattern: str, pids: Sequence[str], working_directory: str | None)
     return out
 
 
-def run(paths: Sequence[str], *, since: datetime | None, facts: NginxFacts | None,
-        jobs: int) -> Triage:
+@dataclass(frozen=True)
+class Options:
+    error_logs: tuple[str, ...] = ()  # empty: the config's error logs, else Debian's
+    since: datetime | None = None
+    conf: str | None = None
+    prefix: str | None = None
+    jobs: int | None = None  # None: the CPUs, at most 4
+
+
+def run(options: Options) -> Triage:
+    if options.prefix is not None and not os.path.isdir(options.prefix):
+        raise InputError("--prefix: no such directory", path=options.prefix)
+    facts = nginx_facts(options.conf, options.prefix) \
+        if options.conf or not options.error_logs else None
+    paths = list(options.error_logs) or default_logs(facts or NginxFacts())
+    return scan(paths, since=options.since, facts=facts, jobs=options.jobs or jobs_default())
+
+
+def scan(paths: Sequence[str], *, since: datetime | None, facts: NginxFacts | None,
+         jobs: int) -> Triage:
     """``facts`` None: read the default config only if a finding needs it."""
     notes = missing_logs(facts, paths)
     unique = list(dict.fromkeys(os.path.abspath(p) for p in paths))

@@ -7,11 +7,15 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
+from crashkit import __version__
 from crashkit.analysis.attribution import describe_module
 from crashkit.analysis.verdict import TITLES
+from crashkit.errors import InputError
 from crashkit.model.analyze import Analysis, Package
+from crashkit.model.report import ReportResult
 from crashkit.render.analyze import crash_site, crashing_frames, human_size, visible
 
 
@@ -183,3 +187,90 @@ def _model(a: Analysis, facts: list[Fact], blamed: ModuleRow | None, report_to: 
         environment=tuple(Fact(n, x) for n, x in environment),
         files=tuple(Fact(n, x) for n, x in files), attach_if_asked=tuple(attach),
         warnings=a.warnings, redacted=redacted, generator=generator)
+
+
+# ---------------------------------------------------------------- templates
+
+def shipped_templates() -> Path:
+    """reports/templates: inside the installed package (crashkit.report_templates),
+    or at the top of a source checkout."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("crashkit.report_templates")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parent.parent.parent / "reports" / "templates"
+
+
+def template_environment(template_dir: str | None) -> object:
+    import jinja2
+
+    loaders: list[jinja2.BaseLoader] = []
+    if template_dir is not None:
+        loaders.append(jinja2.FileSystemLoader(template_dir))
+    loaders.append(jinja2.FileSystemLoader(str(shipped_templates())))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined,
+        autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    # Markdown (text from a core, a config or a log is not to be trusted):
+    # md escapes what would make links, images, HTML, emphasis or code;
+    # code makes a code span no backtick inside can close; cell keeps a
+    # table cell whole (a "|" or a newline would end it).
+    env.filters["md"] = md_text
+    env.filters["code"] = md_code
+    env.filters["cell"] = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
+    return env
+
+
+# Not "_": GitHub and GitLab do not emphasize inside words (a_b_c), and
+# function names stay readable in the raw text.
+# Nor "!" and "|": without "[" no image starts, and the cell filter guards
+# table cells.
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>])")
+
+
+def md_text(value: object) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", str(value))
+
+
+def md_code(value: object) -> str:
+    text = str(value)
+    ticks = "`" * (max((len(m) for m in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def render_template(env: object, name: str, **context: object) -> str:
+    import jinja2
+
+    assert isinstance(env, jinja2.Environment)
+    try:
+        return env.get_template(name).render(**context)
+    except jinja2.TemplateNotFound:
+        raise InputError(f"template {name} not found", path=str(shipped_templates())) from None
+    except jinja2.TemplateError as exc:
+        where = getattr(exc, "filename", None) or name
+        line = getattr(exc, "lineno", None)
+        raise InputError(f"template error{f' at line {line}' if line else ''}: {exc}",
+                         path=where) from None
+
+
+# ---------------------------------------------------------------- the verb's output
+
+SCHEMA = "crashkit/report/1"
+
+
+def text(r: ReportResult) -> str:
+    return f"{r.verdict}\n\nwrote {r.bundle} ({r.size} bytes): {', '.join(r.files)}"
+
+
+def to_json(r: ReportResult) -> dict[str, Any]:
+    return {"schema": SCHEMA, "crashkit_version": __version__,
+            "bundle": os.path.abspath(r.bundle), "size": r.size, "files": list(r.files),
+            "redacted": r.redacted, "include_core": r.include_core, "verdict": r.verdict,
+            "notes": list(r.notes)}
+
+
+def messages(r: ReportResult) -> list[str]:
+    return [f"warning: {w}" for w in r.warnings] + [f"note: {n}" for n in r.notes]

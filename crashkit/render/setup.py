@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from crashkit import __version__
-from crashkit.commands.setup import Result
+from crashkit.model.setup import Result
 
 SCHEMA = "crashkit/setup/1"
 _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 
 
-def setup_json(r: Result) -> dict[str, Any]:
+def to_json(r: Result) -> dict[str, Any]:
     plan = r.plan
     return {
         "schema": SCHEMA,
@@ -47,7 +47,7 @@ def setup_json(r: Result) -> dict[str, Any]:
     }
 
 
-def render_setup(r: Result) -> str:
+def text(r: Result) -> str:
     out: list[str] = []
     add = out.append
     title = {"dry-run": "crashkit setup (dry run: nothing changed; --apply to do it)",
@@ -96,3 +96,7 @@ def render_setup(r: Result) -> str:
     if r.needs_attention:
         add("needs attention: exit status 1")
     return "\n".join(out)
+
+
+def messages(_r: Result) -> list[str]:
+    return []

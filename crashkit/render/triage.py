@@ -1,5 +1,4 @@
-"""Text and ``--json`` forms of ``crashkit triage`` (schema crashkit/triage/1)
-and ``crashkit doctor`` (schema crashkit/doctor/1)."""
+"""``crashkit triage`` output: text, and ``--json`` (schema crashkit/triage/1)."""
 
 from __future__ import annotations
 
@@ -7,12 +6,10 @@ import textwrap
 from typing import Any
 
 from crashkit import __version__
-from crashkit.model.doctor import Doctor
 from crashkit.model.triage import Count, Finding, Triage
 from crashkit.render.escape import visible
 
-TRIAGE_SCHEMA = "crashkit/triage/1"
-DOCTOR_SCHEMA = "crashkit/doctor/1"
+SCHEMA = "crashkit/triage/1"
 
 
 def _counts(cs: tuple[Count, ...]) -> list[dict[str, Any]]:
@@ -26,9 +23,9 @@ def finding_json(f: Finding) -> dict[str, Any]:
             "top_requests": _counts(f.requests), "details": f.details}
 
 
-def triage_json(t: Triage) -> dict[str, Any]:
+def to_json(t: Triage) -> dict[str, Any]:
     return {
-        "schema": TRIAGE_SCHEMA,
+        "schema": SCHEMA,
         "crashkit_version": __version__,
         "needs_attention": bool(t.findings),
         "since": t.since,
@@ -123,7 +120,7 @@ def _finding_lines(f: Finding) -> list[str]:
     return lines
 
 
-def triage_text(t: Triage) -> str:
+def text(t: Triage) -> str:
     files = ", ".join(s.path + (" (gz)" if s.compressed else "") +
                       (" [truncated]" if s.truncated else "") for s in t.sources)
     size = sum(s.bytes for s in t.sources)
@@ -147,33 +144,5 @@ def triage_text(t: Triage) -> str:
     return "\n".join(visible(line) for line in out)
 
 
-# ---------------------------------------------------------------- doctor
-
-def doctor_json(d: Doctor) -> dict[str, Any]:
-    return {
-        "schema": DOCTOR_SCHEMA,
-        "crashkit_version": __version__,
-        "conf": d.conf,
-        "needs_attention": d.needs_attention,
-        "checks": [{"name": c.name, "status": c.status, "summary": c.summary, "fix": c.fix,
-                    "details": c.details} for c in d.checks],
-    }
-
-
-_MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
-_ORDER = {"fail": 0, "warn": 1, "ok": 2, "skip": 3}
-
-
-def doctor_text(d: Doctor) -> str:
-    out = [f"nginx config {d.conf}"]
-    width = min(max((len(c.name) for c in d.checks), default=10), 24)
-    for c in sorted(d.checks, key=lambda c: _ORDER[c.status]):
-        out.append(f"{_MARK[c.status]}  {c.name:<{width}}  {c.summary}")
-        if c.fix and c.status in ("warn", "fail"):
-            out += textwrap.wrap(f"fix: {c.fix}", 100, initial_indent=" " * 6,
-                                 subsequent_indent=" " * 11)
-    bad = sum(c.status in ("warn", "fail") for c in d.checks)
-    out.append("")
-    out.append(f"{bad} check{'s' if bad != 1 else ''} need attention" if bad
-               else "all checks passed")
-    return "\n".join(out)
+def messages(_t: Triage) -> list[str]:
+    return []
