@@ -23,6 +23,15 @@ CORES = Path(os.environ.get("CRASHKIT_CORES", ROOT / "build" / "cores"))
 REQUIRED = os.environ.get("CRASHKIT_REQUIRE_INTEGRATION") == "1"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tiers by directory: tests/unit (pure, no process), tests/cli (the real
+    command, no root), tests/integration (real gdb, nginx, Chromium, root)."""
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in ("cli", "integration"):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 def unavailable(reason: str) -> None:
     if REQUIRED:
         pytest.fail(f"integration prerequisite missing (CI must install it): {reason}")
@@ -70,21 +79,29 @@ def run_cli(*args: str, check: bool = False,
 
 def cli_json(*args: str) -> tuple[int, dict[str, Any]]:
     """Run a command with --json that exits 0 or 1; its output, validated
-    against the JSON Schema its "schema" key names (crashkit/<verb>/1)."""
-    import jsonschema
-
+    against the JSON Schema its "schema" key names (crashkit/<verb>/1), every
+    key of it documented there."""
     proc = run_cli(*args, "--json")
     assert proc.returncode in (0, 1), proc.stderr
     data: dict[str, Any] = json.loads(proc.stdout)
-    _, verb, version = data["schema"].split("/")
-    schema = json.loads((ROOT / "crashkit" / "schema" / f"{verb}-{version}.json").read_text())
-    jsonschema.validate(data, schema)
+    check_schema(data)
     return proc.returncode, data
+
+
+def check_schema(data: dict[str, Any]) -> None:
+    import jsonschema
+
+    from tests.schema import schema, undocumented
+
+    root = schema(data["schema"])
+    jsonschema.validate(data, root)
+    assert not undocumented(data, root), f"keys not in {data['schema']}'s schema"
 
 
 def analyze_json(core: str, *extra: str) -> dict[str, Any]:
     proc = run_cli("analyze", core, "--json", *extra, check=True)
     data: dict[str, Any] = json.loads(proc.stdout)
+    check_schema(data)
     return data
 
 

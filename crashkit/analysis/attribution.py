@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from crashkit.model.analyze import CoreFacts, Frame, Package
+from crashkit.model.analyze import Confidence, CoreFacts, Frame, Origin, Package
 
 # The base system: the C and C++ runtimes, the dynamic loader, the sanitizer
 # runtimes (their report is about the caller).
@@ -85,7 +85,8 @@ def module_stem(path: str) -> str:
     return os.path.basename(path).split(".so")[0]
 
 
-def origin(path: str | None, facts: CoreFacts, package: Package | None = None) -> str | None:
+def origin(path: str | None, facts: CoreFacts, package: Package | None = None,
+           ) -> Origin | None:
     """What kind of code lives at ``path`` in the crashed process."""
     if path is None:
         return None
@@ -152,7 +153,7 @@ def report_to(path: str | None, kind: str | None, package: Package | None) -> st
 @dataclass(frozen=True)
 class Blame:
     frame: Frame | None
-    confidence: str  # high, medium, low, none
+    confidence: Confidence
     reason: str
 
 
@@ -206,7 +207,7 @@ def blame(frames: Sequence[Frame], facts: CoreFacts, *, unwound: bool) -> Blame:
                              f"#{frame.index}), called by this module "
                              f"{_frames_word(caller.index - frame.index)} further out: "
                              f"modules misuse {host}'s API far more often than {host} breaks")
-        confidence = "high" if frame.trusted else "medium"
+        confidence: Confidence = "high" if frame.trusted else "medium"
         trust = "" if frame.trusted else (" (names from another build of the module: the "
                                           "module is right, the function may not be)")
         if not unwound:

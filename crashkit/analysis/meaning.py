@@ -12,9 +12,54 @@ read-only memory".
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from crashkit.model import signals as S
-from crashkit.model.analyze import CoreFacts, Meaning, Thread
+from crashkit.model.analyze import CoreFacts, Meaning, MeaningKind, Thread
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    title: str | None  # the verdict's first words; None: the signal's name
+    # A deliberate stop: the frame that raised the signal is machinery (abort,
+    # the stack protector), the interesting place is its caller.
+    on_purpose: bool = False
+
+
+# The registry of meanings: every MeaningKind once (tests/unit check it).
+# Adding a meaning is its entry here, its rule below, and its test.
+MEANINGS: dict[MeaningKind, KindInfo] = {
+    "null-pointer": KindInfo("NULL pointer dereference"),
+    "near-null": KindInfo("NULL pointer dereference"),
+    "null-function-pointer": KindInfo("Call through a NULL function pointer"),
+    "bad-jump": KindInfo("Jump to a bad address"),
+    "wild-pointer": KindInfo("Bad pointer"),
+    "write-read-only": KindInfo("Write to read-only memory"),
+    "guard-page": KindInfo("Access to a guard page"),
+    "access-denied": KindInfo("Memory access denied"),
+    "stack-overflow": KindInfo("Stack overflow"),
+    "bus-mapped-file": KindInfo("Bus error on a mapped file that shrank"),
+    "misaligned-access": KindInfo("Misaligned memory access"),
+    "bus-error": KindInfo("Bus error"),
+    "assertion": KindInfo("Failed assertion", on_purpose=True),
+    "stack-protector": KindInfo("Stack buffer overflow caught by the stack protector",
+                                on_purpose=True),
+    "heap-corruption": KindInfo("Heap corruption caught by glibc's malloc", on_purpose=True),
+    "uncaught-exception": KindInfo("Uncaught C++ exception", on_purpose=True),
+    "fortify": KindInfo("Buffer overflow caught by _FORTIFY_SOURCE", on_purpose=True),
+    "abort": KindInfo("abort()", on_purpose=True),
+    "self-signal": KindInfo("A signal the program sent itself", on_purpose=True),
+    "sent-by-kernel": KindInfo("A signal from the kernel"),
+    "sent-by-process": KindInfo(None),
+    "illegal-instruction": KindInfo("Illegal instruction"),
+    "breakpoint": KindInfo("Breakpoint trap with no debugger"),
+    "divide-by-zero": KindInfo("Integer division by zero"),
+    "arithmetic": KindInfo("Arithmetic exception"),
+    "seccomp": KindInfo("System call forbidden by seccomp"),
+    "snapshot": KindInfo(None),
+    "unknown": KindInfo(None),
+    "other": KindInfo(None),
+}
 
 SIGSTOP = 19
 SEGV_MAPERR, SEGV_ACCERR = 1, 2
@@ -27,7 +72,7 @@ STACK_GUARD_REACH = 64 * 1024  # how far below sp a stack-overflow fault lands
 # (glibc, libstdc++), with the meaning's kind. Tried in this order over the
 # whole backtrace: the stack protector's __stack_chk_fail calls __fortify_fail
 # to print its message, so the more specific reason must win over frame order.
-RUNTIME_REASONS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+RUNTIME_REASONS: tuple[tuple[re.Pattern[str], MeaningKind, str], ...] = (
     (re.compile(r"__assert_fail|__assert_perror_fail"), "assertion",
      "a failed assertion (assert())"),
     (re.compile(r"__stack_chk_fail"), "stack-protector",

@@ -190,3 +190,24 @@ def config_text(text: str, lex: Callable[[str], list[Statement]]) -> str:
     for start, end, new in sorted(edits, reverse=True):
         text = text[:start] + new + text[end:]
     return text
+
+
+def redacted_config(text: str) -> str:
+    """An nginx config's text with secret values replaced (:func:`config_text`
+    over crashkit.nginx.text's lexer)."""
+    from crashkit.nginx.text import statements
+
+    def lex(text: str) -> list[Statement]:
+        out: list[Statement] = []
+        blocks: list[tuple[int, tuple[str, tuple[str, ...]]]] = []  # (depth, block)
+        for s in statements(text):
+            while blocks and blocks[-1][0] >= s.depth:
+                blocks.pop()
+            out.append(Statement((s.name.value, s.name.start, s.name.end),
+                                 tuple((t.value, t.start, t.end) for t in s.args),
+                                 blocks[-1][1] if blocks else None))
+            if s.terminator == "{":
+                blocks.append((s.depth, (s.name.value, tuple(t.value for t in s.args))))
+        return out
+
+    return config_text(text, lex)

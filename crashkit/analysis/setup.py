@@ -16,10 +16,13 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from crashkit.errors import InputError
-from crashkit.nginx.config import Directive, NginxConfig
 from crashkit.nginx.text import Statement, line_span, newline_of, quote, statements
+
+if TYPE_CHECKING:  # the config reader's types; the plan itself reads nothing
+    from crashkit.nginx.config import Directive, NginxConfig
 
 RLIMIT_CORE = "worker_rlimit_core"
 WORKDIR = "working_directory"
@@ -67,7 +70,7 @@ class FileEdit:
     def diff(self) -> str:
         """The unified diff, secrets in its context lines redacted: people
         paste setup's output into tickets."""
-        from crashkit.nginx.text import redacted_config
+        from crashkit.analysis.redact import redacted_config
 
         lines = difflib.unified_diff(
             redacted_config(self.before).splitlines(keepends=True),

@@ -23,7 +23,7 @@ from typing import Any
 
 from crashkit.model.host import OomKill, PortHolder
 from crashkit.model.triage import SEVERITY_ORDER, Count, Finding, Severity
-from crashkit.nginx.errorlog import context_keys, head, parse_time
+from crashkit.nginx.logformat import context_keys, head, parse_time
 
 # What triage selects, after the level and "pid#tid: *conn ": one alternative
 # per family of messages, each starting with a literal (or a digit) so that

@@ -14,10 +14,11 @@ from crashkit.analysis.attribution import (
     origin,
     report_to,
 )
-from crashkit.analysis.meaning import is_snapshot, sent_by_other, signal_meaning
+from crashkit.analysis.meaning import MEANINGS, is_snapshot, sent_by_other, signal_meaning
 from crashkit.analysis.signature import make_signature, normalize_function
 from crashkit.model.analyze import (
     Analysis,
+    AnalysisKind,
     CoreFacts,
     CrashContext,
     Frame,
@@ -64,40 +65,6 @@ def summarize(facts: CoreFacts, crashed: Thread | None, blamed: Frame | None,
     return text
 
 
-# The verdict's first words, by Meaning.kind.
-TITLES = {
-    "null-pointer": "NULL pointer dereference",
-    "near-null": "NULL pointer dereference",
-    "null-function-pointer": "Call through a NULL function pointer",
-    "bad-jump": "Jump to a bad address",
-    "wild-pointer": "Bad pointer",
-    "write-read-only": "Write to read-only memory",
-    "guard-page": "Access to a guard page",
-    "access-denied": "Memory access denied",
-    "stack-overflow": "Stack overflow",
-    "bus-mapped-file": "Bus error on a mapped file that shrank",
-    "misaligned-access": "Misaligned memory access",
-    "bus-error": "Bus error",
-    "assertion": "Failed assertion",
-    "stack-protector": "Stack buffer overflow caught by the stack protector",
-    "heap-corruption": "Heap corruption caught by glibc's malloc",
-    "uncaught-exception": "Uncaught C++ exception",
-    "fortify": "Buffer overflow caught by _FORTIFY_SOURCE",
-    "abort": "abort()",
-    "self-signal": "A signal the program sent itself",
-    "sent-by-kernel": "A signal from the kernel",
-    "illegal-instruction": "Illegal instruction",
-    "breakpoint": "Breakpoint trap with no debugger",
-    "divide-by-zero": "Integer division by zero",
-    "arithmetic": "Arithmetic exception",
-    "seccomp": "System call forbidden by seccomp",
-}
-# Deliberate stops: the frame that raised the signal is machinery, the
-# interesting place is its caller.
-ON_PURPOSE = frozenset({"assertion", "stack-protector", "heap-corruption",
-                        "uncaught-exception", "fortify", "abort", "self-signal"})
-
-
 def _short_label(frame: Frame, facts: CoreFacts) -> str:
     """A frame's name for the verdict: glibc's CPU variants by the function
     they implement (strlen(), not __strlen_evex())."""
@@ -135,12 +102,13 @@ def make_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, fou
                        confidence="none", reason=f"{sig} was sent by {_sender(facts, host)}",
                        summary=f"Not a bug in the code that was running: {sig} was sent by "
                                f"{_sender(facts, host)}.")
-    title = TITLES.get(meaning.kind, s.name if s else "A crash")
+    title = MEANINGS[meaning.kind].title or (s.name if s else "A crash")
     frame = found.frame
     kind = origin(frame.module, facts, host.packages.get(frame.module or "")) if frame else None
     package = host.packages.get(frame.module) if frame and frame.module else None
     place = ""
-    if crash is not None and crash.module is not None and meaning.kind not in ON_PURPOSE and (
+    on_purpose = MEANINGS[meaning.kind].on_purpose
+    if crash is not None and crash.module is not None and not on_purpose and (
             frame is None or crash is not frame):
         place = f" in {_short_label(crash, facts)}"
         if crash.module and (frame is None or crash.module != frame.module):
@@ -223,7 +191,7 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
     # The same warning twice (one per module of a partial sysroot) says no more.
     warnings = list(dict.fromkeys([*facts.problems, *module_warnings(facts, rescued),
                                    *extra_warnings]))
-    kind = "snapshot" if snapshot else "killed" if killed else "crash"
+    kind: AnalysisKind = "snapshot" if snapshot else "killed" if killed else "crash"
     return Analysis(core=facts, threads=threads, crash_frame=frames[0] if frames else None,
                     crash_module=verdict.module, summary=summarize(facts, crashed, found.frame,
                                                                    meaning),

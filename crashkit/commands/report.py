@@ -73,9 +73,9 @@ def _redacted(a: Analysis) -> Analysis:
 def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
                  files: dict[str, str]) -> str | None:
     """nginx-V.txt, nginx-T.txt and the error log excerpt; returns the log path."""
+    from crashkit.analysis.redact import redacted_config
     from crashkit.nginx import config as C
     from crashkit.nginx import dump
-    from crashkit.nginx.text import redacted_config
 
     build = C.build_info(options.nginx)
     version = dump.version_text(options.nginx)

@@ -35,7 +35,7 @@ from crashkit.nginx.config import (
     worker_process_count,
     worker_user,
 )
-from crashkit.nginx.text import read_text
+from crashkit.nginx.files import read_text
 from crashkit.writers import coredir
 from crashkit.writers.config import latest_backups, new_stamp, nginx_test, reload_nginx
 from crashkit.writers.config import replace_validated as _replace

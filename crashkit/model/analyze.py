@@ -11,6 +11,18 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 FrameSource = Literal["notes", "elf", "gdb"]
+# What a signal meant (crashkit.analysis.meaning.MEANINGS has each one's title).
+MeaningKind = Literal[
+    "null-pointer", "near-null", "null-function-pointer", "bad-jump", "wild-pointer",
+    "write-read-only", "guard-page", "access-denied", "stack-overflow", "bus-mapped-file",
+    "misaligned-access", "bus-error", "assertion", "stack-protector", "heap-corruption",
+    "uncaught-exception", "fortify", "abort", "self-signal", "sent-by-kernel",
+    "sent-by-process", "illegal-instruction", "breakpoint", "divide-by-zero", "arithmetic",
+    "seccomp", "snapshot", "unknown", "other"]
+# Whose code a module is (crashkit.analysis.attribution.origin).
+Origin = Literal["nginx", "nginx-module", "third-party-module", "library", "program", "system"]
+Confidence = Literal["high", "medium", "low", "none"]
+AnalysisKind = Literal["crash", "killed", "snapshot"]
 FileStatus = Literal["ok", "missing", "unreadable", "not-elf"]
 
 
@@ -180,7 +192,7 @@ class Meaning:
     """What the signal means, from the signal, si_code, fault address,
     registers, mappings and the runtime's abort machinery on the stack."""
 
-    kind: str  # a stable key: null-pointer, near-null, wild-pointer, stack-overflow, …
+    kind: MeaningKind
     text: str  # in words: "SIGSEGV: a NULL pointer dereference (address 0x0)"
 
 
@@ -210,12 +222,12 @@ class HostFacts:
 class Verdict:
     """Whose bug it is, in one sentence and as fields."""
 
-    kind: str  # Meaning.kind
+    kind: MeaningKind
     summary: str  # the one sentence
     module: str | None  # path of the module at fault (None: nobody's code, or unknown)
     function: str | None
-    origin: str | None  # nginx, nginx-module, third-party-module, library, program, plugin…
-    confidence: str  # high, medium, low, or none (no module to blame)
+    origin: Origin | None
+    confidence: Confidence  # none: no module to blame
     reason: str  # why this module: "first non-system frame, 2 frames below the crash"
     frame: int | None = None  # index of the blamed frame in the crashing thread
     module_offset: int | None = None  # the blamed pc's offset in the module's file
@@ -248,7 +260,7 @@ class Analysis:
     context: CrashContext | None = None
     cause: str = ""  # why it died, in words (the summary's middle)
     blame: Frame | None = None  # the frame whose code is most likely at fault
-    kind: str = "crash"  # crash, killed (by another process) or snapshot
+    kind: AnalysisKind = "crash"  # killed: by another process
     meaning: Meaning | None = None
     verdict: Verdict | None = None
     signature: Signature | None = None

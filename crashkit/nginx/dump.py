@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from crashkit.errors import InputError
 from crashkit.host.system import run_text
-from crashkit.nginx.text import read_text
+from crashkit.nginx.files import read_text
 
 _FILE_MARK = re.compile(r"^# configuration file (.+):\r?$", re.M)
 

@@ -37,19 +37,18 @@ import os
 import re
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import BinaryIO, TypeVar
 
 from crashkit.errors import InputError
+from crashkit.nginx.logformat import TIME_FORMAT, parse_time
 
 DEFAULT_ERROR_LOG = "/var/log/nginx/error.log"
-LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
 BLOCK_SIZE = 4 << 20  # bytes read at a time
 PARALLEL_MIN_BYTES = 64 << 20  # below this, one process reads everything
 _MAX_LINE = 1 << 20  # a "line" longer than this is cut off and counted as garbage
-_TIME_FORMAT = "%Y/%m/%d %H:%M:%S"  # nginx writes local time, no zone
 
 
 # ---------------------------------------------------------------- one line
@@ -103,29 +102,6 @@ def split_context(rest: bytes) -> tuple[bytes, Context]:
                                       _text(g["host"]))
 
 
-# The same fields, reduced to what a summary groups by, as bytes (cheap, for
-# counting many lines): client, "METHOD /path" (no query string), upstream peer
-# ("http://10.0.0.1:80"; no scheme for stream {} proxying: "10.0.0.1:5432").
-_CONTEXT_KEYS = re.compile(
-    rb", client: ([^,]*)(?:, server: [^,]*)?"
-    rb"(?:, request: \"(\S+ [^?\" ]*)[^\"]*\")?(?:, subrequest: \"[^\"]*\")?"
-    rb"(?:, upstream: \"((?:[a-z0-9]+://)?(?:unix:[^:\"]*|[^/\"]*))[^\"]*\")?")
-
-
-def context_keys(rest: bytes) -> tuple[bytes | None, bytes | None, bytes | None, int]:
-    """(client, request without query, upstream peer, where the context starts)
-    of a message's rest; Nones and len(rest) when there is no context."""
-    m = _CONTEXT_KEYS.search(rest)
-    if m is None:
-        return None, None, None, len(rest)
-    return m.group(1), m.group(2), m.group(3), m.start()
-
-
-def parse_time(ts: bytes | str) -> datetime:
-    """An nginx timestamp ("2026/11/24 04:23:39") as a naive local datetime."""
-    return datetime.strptime(ts if isinstance(ts, str) else ts.decode("ascii"), _TIME_FORMAT)
-
-
 def parse_line(line: bytes) -> LogLine | None:
     """One error-log line; None when it is not one (garbage, a continuation line)."""
     m = _LINE.fullmatch(line.rstrip(b"\r\n"))
@@ -175,7 +151,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 
 def since_key(when: datetime) -> bytes:
     """A --since time in the log's own format: nginx timestamps sort as bytes."""
-    return when.strftime(_TIME_FORMAT).encode()
+    return when.strftime(TIME_FORMAT).encode()
 
 
 # ---------------------------------------------------------------- streaming
@@ -211,27 +187,6 @@ def check_is_error_log(stats: ScanStats) -> None:
         if st.lines and not st.dated_lines:
             raise InputError(f"does not look like an nginx error log: none of its {st.lines} "
                              "lines starts with a date", path=st.path)
-
-
-def head(levels: Sequence[str], flagged: Sequence[str] = (),
-         sets: Mapping[str, Sequence[str]] | None = None) -> bytes:
-    """The start of a :func:`select` pattern: ``[level] pid#tid: *conn ``.
-
-    ``flagged`` levels are matched too, each with a named group ``lv_<level>``
-    that conditionals later in the pattern can test (``(?(lv_emerg)…)``);
-    ``sets`` {name: levels} likewise, one group ``lv_<name>`` for several
-    levels (one group is cheaper than one per level).
-    """
-    sets = sets or {}
-    for lv in (*levels, *flagged, *itertools.chain(*sets.values())):
-        if lv not in LEVELS:
-            raise ValueError(f"unknown nginx log level {lv!r}")
-    alts = [lv.encode() for lv in levels]
-    alts += [b"(?P<lv_%s>%s)" % (lv.encode(), lv.encode()) for lv in flagged]
-    alts += [b"(?P<lv_%s>%s)" % (name.encode(), "|".join(lvs).encode())
-             for name, lvs in sets.items()]
-    # Possessive: a pattern's lookahead must not see the "*conn " by backtracking.
-    return rb"\[(?:" + b"|".join(alts) + rb")\] \d+#\d+: (?:\*\d+ )?+"
 
 
 # A line that does not begin with a date ("2026/"), found after a newline.

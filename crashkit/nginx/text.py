@@ -40,15 +40,6 @@ class Statement:
         return self.name.line
 
 
-def read_text(path: str) -> str:
-    """A config file's text, byte-exact on write-back (see write_bytes)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", errors="surrogateescape")
-    except OSError as exc:
-        raise InputError(f"cannot read: {(exc.strerror or str(exc)).lower()}", path=path) from exc
-
-
 def to_bytes(text: str) -> bytes:
     return text.encode("utf-8", errors="surrogateescape")
 
@@ -176,23 +167,3 @@ def line_span(text: str, offset: int) -> tuple[int, int]:
     start = text.rfind("\n", 0, offset) + 1
     end = text.find("\n", offset)
     return start, (len(text) if end < 0 else end)
-
-
-def redacted_config(text: str) -> str:
-    """The text with secret values replaced (crashkit.analysis.redact.config_text)."""
-    from crashkit.analysis.redact import Statement, config_text
-
-    def lex(text: str) -> list[Statement]:
-        out: list[Statement] = []
-        blocks: list[tuple[int, tuple[str, tuple[str, ...]]]] = []  # (depth, block)
-        for s in statements(text):
-            while blocks and blocks[-1][0] >= s.depth:
-                blocks.pop()
-            out.append(Statement((s.name.value, s.name.start, s.name.end),
-                                 tuple((t.value, t.start, t.end) for t in s.args),
-                                 blocks[-1][1] if blocks else None))
-            if s.terminator == "{":
-                blocks.append((s.depth, (s.name.value, tuple(t.value for t in s.args))))
-        return out
-
-    return config_text(text, lex)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from crashkit import __version__
 from crashkit.analysis.attribution import describe_module
-from crashkit.analysis.verdict import TITLES
+from crashkit.analysis.meaning import MEANINGS
 from crashkit.errors import InputError
 from crashkit.model.analyze import Analysis, Package
 from crashkit.model.report import ReportResult
@@ -89,7 +89,7 @@ def title(a: Analysis) -> str:
     if a.kind == "killed":
         sender = f" (pid {s.sender_pid})" if s and s.sender_pid else ""
         return f"{who} killed by {sig} from another process{sender}"
-    what = TITLES.get(v.kind, sig)
+    what = MEANINGS[v.kind].title or sig
     if v.module is None:
         return f"{who} crash: {what}"
     where = f"{v.function}()" if v.function else (

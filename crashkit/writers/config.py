@@ -29,12 +29,16 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from crashkit.analysis.setup import FileEdit
 from crashkit.errors import CrashkitError, InputError
 from crashkit.host.proc import children, nginx_master, systemd_running
 from crashkit.nginx.config import NginxConfig, pid_path, prefix_args
-from crashkit.nginx.text import quote, read_text, statements, to_bytes
+from crashkit.nginx.files import read_text
+from crashkit.nginx.text import quote, statements, to_bytes
+
+if TYPE_CHECKING:
+    from crashkit.analysis.setup import FileEdit
 
 CANDIDATE_TAG = ".crashkit-new"
 BACKUP_TAG = ".crashkit-backup-"

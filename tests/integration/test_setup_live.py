@@ -15,8 +15,8 @@ import jsonschema
 import pytest
 
 from tests.conftest import fixture, run_cli, unavailable
+from tests.integration.test_setup_nginx import SCHEMA
 from tests.live_nginx import LiveNginx, basic_conf, free_port, http_get, reachable_dir
-from tests.test_setup_nginx import SCHEMA
 
 pytestmark = pytest.mark.integration
 

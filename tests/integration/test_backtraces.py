@@ -15,7 +15,7 @@ from tests.conftest import analyze_json, fixture, run_cli
 
 pytestmark = pytest.mark.integration
 
-SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "crashkit" / "schema" /
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "crashkit" / "schema" /
                      "analysis-1.json").read_text())
 
 

@@ -4,15 +4,13 @@ facts: the same bytes on every machine), and the redaction rules."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-from pathlib import Path
 
 import pytest
 
 from crashkit.analysis import redact as R
+from crashkit.analysis.redact import redacted_config
 from crashkit.analysis.verdict import build_analysis
-from crashkit.commands.report import render_template, template_environment
 from crashkit.model import signals as S
 from crashkit.model.analyze import (
     CoreFacts,
@@ -24,10 +22,9 @@ from crashkit.model.analyze import (
     SignalInfo,
     Thread,
 )
-from crashkit.nginx.text import redacted_config
-from crashkit.render.report import build_model
+from crashkit.render.report import build_model, render_template, template_environment
+from tests.golden import assert_golden
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
 NGINX = "/usr/sbin/nginx"
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
 MOD = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
@@ -88,10 +85,7 @@ def test_report_md_golden(name: str) -> None:
     model = build_model(a, environment=ENVIRONMENT, files=FILES,  # type: ignore[arg-type]
                         redacted=True, generator="crashkit 0.1.0")
     out = render_template(template_environment(None), "report.md.j2", r=model)
-    golden = GOLDEN / name
-    if os.environ.get("CRASHKIT_UPDATE_GOLDEN"):
-        golden.write_text(out)
-    assert out == golden.read_text()
+    assert_golden(name, out)
 
 
 def test_markdown_fence_outgrows_backticks_in_the_content() -> None:

@@ -18,8 +18,9 @@ from crashkit.analysis import triage
 from crashkit.errors import InputError
 from crashkit.nginx import errorlog
 from tests.conftest import cli_json, run_cli
+from tests.golden import DATA, assert_golden
 
-REAL = Path(__file__).parent / "data" / "nginx-error-real.log"
+REAL = DATA / "nginx-error-real.log"
 
 # What the real sample holds, counted by hand from the file.
 EXPECTED = {"upstream-refused": 5, "upstream-timeout": 1, "upstream-permission": 1,
@@ -225,20 +226,14 @@ def test_cli_text_and_json_agree() -> None:
 
 def test_text_golden() -> None:
     """The text a person reads, whole, for the real sample (no host facts:
-    rendered from the pure analysis). CRASHKIT_UPDATE_GOLDEN=1 rewrites it."""
-    import os
-
+    rendered from the pure analysis)."""
     from crashkit.model.triage import LogSource, Triage
-    from crashkit.render.triage import triage_text
+    from crashkit.render.triage import text
 
     _, stats, found = counts([str(REAL)])
     t = Triage(found, (LogSource("error.log", False, stats.bytes_read, False),), None, 0, 0,
                0.0, "not needed")
-    golden = Path(__file__).parent / "golden" / "triage-real.txt"
-    out = triage_text(t) + "\n"
-    if os.environ.get("CRASHKIT_UPDATE_GOLDEN"):
-        golden.write_text(out)
-    assert out == golden.read_text()
+    assert_golden("triage-real.txt", text(t) + "\n")
 
 
 # ---------------------------------------------------------------- review fixes

@@ -18,7 +18,7 @@ from tests.live_nginx import NGINX, LiveNginx, basic_conf, crash_worker, free_po
 
 pytestmark = pytest.mark.integration
 
-SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "crashkit" / "schema" /
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "crashkit" / "schema" /
                      "analysis-1.json").read_text())
 
 

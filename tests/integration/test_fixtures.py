@@ -18,7 +18,7 @@ from tests.readelf import readelf_notes
 
 pytestmark = pytest.mark.integration
 
-SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "crashkit" / "schema" /
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "crashkit" / "schema" /
                      "analysis-1.json").read_text())
 ALL = ["nginx-null", "nginx-libc", "nginx-abort", "nginx-kill", "nginx-stripped", "mt-plugin",
        "mt-64", "truncated", "mismatch"]

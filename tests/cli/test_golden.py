@@ -3,7 +3,6 @@ nothing depends on this host). CRASHKIT_UPDATE_GOLDEN=1 rewrites them."""
 
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
 
@@ -11,9 +10,8 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.elfwriter import SynthCore, SynthThread
-from tests.test_core_synthetic import aarch64_core
-
-GOLDEN = Path(__file__).parent / "golden"
+from tests.golden import assert_golden
+from tests.unit.test_core_synthetic import aarch64_core
 
 
 def x86_kill_core() -> SynthCore:
@@ -32,7 +30,4 @@ def test_text_output(tmp_path: Path, name: str, make) -> None:  # type: ignore[n
     core = tmp_path / "core"
     core.write_bytes(make().build())
     out = run_cli("analyze", "--no-gdb", "--no-host", str(core), check=True).stdout
-    golden = GOLDEN / f"{name}.txt"
-    if os.environ.get("CRASHKIT_UPDATE_GOLDEN"):
-        golden.write_text(out)
-    assert out == golden.read_text()
+    assert_golden(f"{name}.txt", out)

@@ -8,12 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from crashkit.commands.analyze import analyze
+from crashkit.commands.analyze import Options
+from crashkit.commands.analyze import analyze as analyze_core
 from crashkit.elf.core import CoreFile
 from crashkit.errors import CoreFormatError, CrashkitError, UnsupportedCoreError
+from crashkit.model.analyze import Analysis
 from tests.elfwriter import EM_AARCH64, SynthCore, SynthThread, note, tiny_elf_image
 
 LIB = "/opt/synthetic/libfake.so"
+
+
+def analyze(path: str) -> Analysis:
+    """The analysis without this host's package database or processes: the
+    unit tier looks nothing up (tests/integration does, on real cores)."""
+    return analyze_core(path, Options(host_facts=False))
 BUILD_ID = bytes.fromhex("0123456789abcdef0123456789abcdef01234567")
 
 

@@ -1,0 +1,15 @@
+"""Reading an nginx config file's text, byte-exact on write-back
+(crashkit.nginx.text.to_bytes gives the same bytes back)."""
+
+from __future__ import annotations
+
+from crashkit.errors import InputError
+
+
+def read_text(path: str) -> str:
+    """A config file's text, byte-exact on write-back (see write_bytes)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", errors="surrogateescape")
+    except OSError as exc:
+        raise InputError(f"cannot read: {(exc.strerror or str(exc)).lower()}", path=path) from exc
