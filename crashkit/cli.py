@@ -426,7 +426,9 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0)
         # One line, like every other error: what is wrong, and where help is.
         command = exc.ctx.command_path if exc.ctx is not None else "crashkit"
-        message = exc.format_message().rstrip(".")
+        from crashkit.render.escape import visible
+
+        message = visible(exc.format_message().rstrip("."))
         click.echo(f"crashkit: error: {message} (see {command} --help)", err=True)
         sys.exit(2)
     except click.ClickException as exc:
@@ -435,7 +437,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except CrashkitError as exc:
-        click.echo(f"crashkit: error: {exc}", err=True)
+        from crashkit.render.escape import visible
+
+        # The message names files and quotes their content: shown, never obeyed.
+        click.echo(f"crashkit: error: {visible(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         # The reader went away (| head, | true); not an error worth a message.
@@ -452,6 +457,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if os.environ.get("CRASHKIT_DEBUG"):
             raise
-        click.echo(f"crashkit: internal error: {type(exc).__name__}: {exc} "
+        from crashkit.render.escape import visible
+
+        click.echo(f"crashkit: internal error: {type(exc).__name__}: {visible(str(exc))} "
                    "(set CRASHKIT_DEBUG=1 for a traceback; please report it)", err=True)
         sys.exit(2)
