@@ -27,15 +27,16 @@ _CONNECT_TIMEOUT = 1.0
 _DEFAULT_PORT = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443, "uwsgi": 80, "suwsgi": 80}
 
 
-def _nginx_t(nginx: str, cfg: config.NginxConfig) -> tuple[bool, str]:
+def _nginx_t(nginx: str, cfg: config.NginxConfig) -> tuple[bool, str, str | None]:
+    """(passed, nginx's output, the error when it failed)."""
     from crashkit.writers.config import ValidationError, nginx_test
 
     try:
-        return True, nginx_test(nginx, cfg.root, cfg=cfg)
+        return True, nginx_test(nginx, cfg.root, cfg=cfg), None
     except ValidationError as exc:
-        return False, exc.output or str(exc)
+        return False, exc.output or str(exc), str(exc)
     except CrashkitError as exc:
-        return False, str(exc)
+        return False, str(exc), str(exc)
 
 
 def _probe_tcp(host: str, port: int) -> int:
@@ -100,18 +101,22 @@ def probe_upstreams(cfg: config.NginxConfig, user: str) -> tuple[UpstreamProbe, 
     return tuple(out)
 
 
-def _core_checks(conf: str, nginx: str) -> tuple[Check, ...]:
-    """setup's dry run: would it change the config, and the OS checks it makes."""
-    from crashkit.commands.setup import Options as SetupOptions
-    from crashkit.commands.setup import run as setup_run
+def _core_checks(cfg: config.NginxConfig, failed: str | None) -> tuple[Check, ...]:
+    """Core-dump readiness (what setup's dry run judges): would setup change
+    the config, and the OS checks. ``failed``: why nginx -t failed."""
+    from crashkit.commands.setup import readiness
+    from crashkit.writers.coredir import resolve_worker
 
     try:
-        r = setup_run(SetupOptions(conf=conf, nginx=nginx))
+        if failed is not None:
+            raise CrashkitError(failed)
+        r = readiness(cfg, resolve_worker(config.worker_user(cfg)),
+                      config.worker_process_count(cfg))
     except CrashkitError as exc:
         return (Check("cores", "skip", f"core-dump readiness not checked: {exc}"),)
-    changes = [f.path for f in r.files]
+    changes = [e.path for e in r.plan.edits]
     d = r.core_dir
-    nginx_ready = not r.changed and (d is None or d.worker_can_write is not False)
+    nginx_ready = not changes and d.worker_can_write is not False
     first = Check(
         "cores", "ok" if nginx_ready else "warn",
         f"worker_rlimit_core and working_directory {d.path if d else '?'} serve for cores"
@@ -138,7 +143,7 @@ def run(options: Options) -> Doctor:
     from crashkit.host.sockets import holders_by_address
 
     _where, cfg = config.open_config(conf, nginx, prefix)
-    ok, output = _nginx_t(nginx, cfg)
+    ok, output, failed = _nginx_t(nginx, cfg)
     pid_file = config.pid_path(cfg)
     master = nginx_master(pid_file)
     user = config.worker_user(cfg).user
@@ -167,5 +172,5 @@ def run(options: Options) -> Doctor:
         worker_rlimit_nofile=config.worker_rlimit_nofile(cfg), limits=tuple(limits),
         listens=listens, upstreams=probe_upstreams(cfg, user), kernel_log=klog.source,
         kernel_log_read=bool(klog.lines) or not klog.source.startswith("unreadable"),
-        oom_kills=kills, core_checks=_core_checks(cfg.root, nginx))
+        oom_kills=kills, core_checks=_core_checks(cfg, failed))
     return Doctor(cfg.root, judge(facts))

@@ -18,6 +18,7 @@ from crashkit.analysis.readiness import core_checks
 from crashkit.analysis.setup import (
     DEFAULT_CORE_DIR,
     FileEdit,
+    NginxPlan,
     choose_values,
     parse_size,
     plan_core_directives,
@@ -25,6 +26,7 @@ from crashkit.analysis.setup import (
 from crashkit.errors import InputError
 from crashkit.host import cores
 from crashkit.host.proc import nginx_master
+from crashkit.model.readiness import CoreCheck as Check
 from crashkit.model.readiness import CoreSetting
 from crashkit.model.setup import FileResult, Result
 from crashkit.nginx.config import (
@@ -56,6 +58,36 @@ class Options:
     prefix: str | None = None  # nginx's -p (None: the running master's, else the build's)
 
 
+@dataclass(frozen=True)
+class Readiness:
+    """Will this config's workers leave usable cores: the plan that would make
+    them, the core directory's state, and the OS-side checks."""
+
+    plan: NginxPlan
+    core_dir: coredir.CoreDir
+    checks: tuple[Check, ...]
+    path: str  # the core directory chosen
+    manage: bool  # crashkit would own it (chown, chmod)
+
+
+def readiness(cfg: NginxConfig, worker: coredir.Worker, workers: int,
+              core_dir: str | None = None, core_limit: str | None = None) -> Readiness:
+    """Gathers the facts (config text, the directory, the OS's settings) and
+    judges them; changes nothing. setup's dry run and doctor both use it."""
+    path, limit = choose_values(cfg, core_dir, core_limit,
+                                lambda p: coredir.fit_as_is(p, worker))
+    # A working_directory kept as it is (fit, not asked for) is never chowned.
+    manage = core_dir is not None or path == DEFAULT_CORE_DIR
+    texts = {os.path.realpath(f): read_text(os.path.realpath(f)) for f in cfg.files}
+    plan = plan_core_directives(cfg, texts, path, limit)
+    dir_state = coredir.inspect(path, worker, manage)
+    master = nginx_master(pid_path(cfg))
+    setting = CoreSetting(worker.user, worker.uid, worker.gid, path, plan.core_limit_bytes,
+                          workers, master)
+    checks = tuple(core_checks(setting, cores.gather(setting)))
+    return Readiness(plan, dir_state, checks, path, manage)
+
+
 def run(opts: Options) -> Result:
     if opts.core_limit is not None and parse_size(opts.core_limit) is None:
         raise InputError(f"--core-limit: not a size nginx accepts: {opts.core_limit!r} "
@@ -70,21 +102,12 @@ def run(opts: Options) -> Result:
     # A config that already fails is the user's to fix: change nothing.
     nginx_test(opts.nginx, cfg.root, cfg=cfg)
 
-    core_dir, core_limit = choose_values(cfg, opts.core_dir, opts.core_limit,
-                                         lambda p: coredir.fit_as_is(p, worker))
-    # A working_directory kept as it is (fit, not asked for) is never chowned.
-    manage = opts.core_dir is not None or core_dir == DEFAULT_CORE_DIR
-    texts = {os.path.realpath(f): read_text(os.path.realpath(f)) for f in cfg.files}
-    plan = plan_core_directives(cfg, texts, core_dir, core_limit)
-    dir_state = coredir.inspect(core_dir, worker, manage)
+    r = readiness(cfg, worker, workers, opts.core_dir, opts.core_limit)
+    plan, dir_state, checks, core_dir, manage = r.plan, r.core_dir, r.checks, r.path, r.manage
     if opts.apply and dir_state.worker_can_reach is False:
         raise InputError(f"{worker.user} cannot reach this directory (one above it is not "
                          "searchable by that user): its workers could not chdir there; choose "
                          "another --core-dir", path=core_dir)
-    master = nginx_master(pid_path(cfg))
-    setting = CoreSetting(worker.user, worker.uid, worker.gid, core_dir, plan.core_limit_bytes,
-                          workers, master)
-    checks = tuple(core_checks(setting, cores.gather(setting)))
     remedies = [c.remedy for c in checks if c.remedy is not None]
     if not opts.apply:
         return Result("dry-run", location, cfg, worker, workers, plan, dir_state, checks,

@@ -15,16 +15,12 @@ def demangle(names: Iterable[str], timeout: float = 10.0) -> dict[str, str]:
     mangled = sorted({n for n in names if n.startswith("_Z") and "\n" not in n})
     if not mangled:
         return {}
-    import shutil
-    import subprocess
+    from crashkit.errors import CommandError
+    from crashkit.host.run import run
 
-    tool = shutil.which("c++filt")
-    if tool is None:
-        return {}
     try:
-        proc = subprocess.run([tool], input="\n".join(mangled) + "\n", capture_output=True,
-                              text=True, timeout=timeout, check=True)
-    except (OSError, subprocess.SubprocessError):
+        proc = run(["c++filt"], input="\n".join(mangled) + "\n", timeout=timeout, check=True)
+    except CommandError:
         return {}
     out = proc.stdout.splitlines()
     if len(out) != len(mangled):

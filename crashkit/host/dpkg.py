@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from crashkit.host.system import run_text
+from crashkit.host.run import run_text
 from crashkit.model.analyze import Package
 
 DPKG_TIMEOUT = 10.0

@@ -9,9 +9,10 @@ from __future__ import annotations
 import errno
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 
+from crashkit.errors import CommandError
+from crashkit.host.run import run
 from crashkit.model.host import OomKill
 
 _KMSG = "/dev/kmsg"
@@ -61,13 +62,12 @@ def read_kernel_log() -> KernelLog:
     if lines is not None:
         return KernelLog(tuple(lines), _KMSG)
     try:
-        proc = subprocess.run(["dmesg"], capture_output=True, text=True, errors="replace",
-                              timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return KernelLog((), f"unreadable ({_KMSG} and dmesg: {exc})")
-    if proc.returncode != 0:
+        proc = run(["dmesg"])
+    except CommandError as exc:
+        return KernelLog((), f"unreadable ({_KMSG} and dmesg: {exc.message})")
+    if proc.status != 0:
         reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else \
-            f"exit {proc.returncode}"
+            f"exit {proc.status}"
         return KernelLog((), f"unreadable ({_KMSG} not readable; dmesg: {reason})")
     return KernelLog(tuple(proc.stdout.splitlines()), "dmesg")
 

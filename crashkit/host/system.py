@@ -4,20 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-
-
-def run_text(argv: list[str], timeout: float = 30.0, stderr: bool = True,
-             ) -> tuple[int | None, str]:
-    """(exit status, stdout and, with ``stderr``, stderr); (None, why) when it
-    could not run. In the C locale, so that messages parse the same everywhere."""
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace",
-                              timeout=timeout, stdin=subprocess.DEVNULL,
-                              env={**os.environ, "LC_ALL": "C"})
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, str(exc)
-    return proc.returncode, proc.stdout + (proc.stderr if stderr else "")
 
 
 def os_release(path: str = "/etc/os-release") -> str | None:
@@ -44,6 +30,8 @@ def system_facts() -> list[tuple[str, str]]:
     if glibc:
         out.append(("C library", glibc))
     if shutil.which("openssl"):
+        from crashkit.host.run import run_text
+
         status, text = run_text(["openssl", "version"], timeout=10)
         if status == 0 and text.strip():
             out.append(("OpenSSL", text.strip().splitlines()[0]))

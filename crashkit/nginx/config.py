@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -175,13 +174,10 @@ def _split_configure_args(text: str) -> list[str]:
 
 def build_info(nginx: str = DEFAULT_NGINX) -> BuildInfo | None:
     """``nginx -V`` of the given binary; None when it cannot be run."""
-    try:
-        proc = subprocess.run([nginx, "-V"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if proc.returncode != 0:
-        return None
-    return parse_build_info(proc.stderr + proc.stdout)
+    from crashkit.nginx.dump import version_text
+
+    text = version_text(nginx)
+    return parse_build_info(text) if text is not None else None
 
 
 def with_prefix(build: BuildInfo | None, prefix: str) -> BuildInfo:

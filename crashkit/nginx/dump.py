@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
 
 from crashkit.errors import InputError
-from crashkit.host.system import run_text
+from crashkit.host.run import run_text
 from crashkit.nginx.files import read_text
 
 _FILE_MARK = re.compile(r"^# configuration file (.+):\r?$", re.M)
 
 
+@functools.cache
 def version_text(nginx: str) -> str | None:
-    """``nginx -V``: version, compiler, configure arguments."""
+    """``nginx -V`` (the one place it runs, once per binary): version, compiler,
+    configure arguments; None when it cannot be run."""
     status, text = run_text([nginx, "-V"])
     return text if status == 0 and text.strip() else None
 

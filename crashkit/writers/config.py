@@ -24,15 +24,15 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from crashkit.errors import CrashkitError, InputError
+from crashkit.errors import CommandError, CrashkitError, InputError
 from crashkit.host.proc import children, nginx_master, systemd_running
+from crashkit.host.run import Completed, run
 from crashkit.nginx.config import NginxConfig, pid_path, prefix_args
 from crashkit.nginx.files import read_text
 from crashkit.nginx.text import quote, statements, to_bytes
@@ -146,24 +146,24 @@ def nginx_test(nginx: str, root: str, replacements: Mapping[str, str] | None = N
                "sh", *pairs, "--", nginx, *p, "-t", "-c", root]
     proc = _run(cmd)
     output = (proc.stderr + proc.stdout).strip()
-    if proc.returncode != 0 and cmd[0] == "unshare" and (
+    if proc.status != 0 and cmd[0] == "unshare" and (
             output.startswith("unshare:") or "mount:" in output):
         if cfg is None:
             raise CrashkitError("cannot validate a changed included file: no private mount "
                                 f"namespace here ({output})")
         return validate_copies(nginx, cfg, replacements)
-    if proc.returncode != 0:
+    if proc.status != 0:
         what = ("the changed config fails nginx -t, nothing replaced" if replacements
                 else "the config fails nginx -t; fix it first, nothing changed")
         raise ValidationError(f"{what}: {_first_error(output)}", path=root, output=output)
     return output
 
 
-def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+def _run(cmd: list[str]) -> Completed:
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CrashkitError(f"cannot run {cmd[0]}: {exc}") from exc
+        return run(cmd, timeout=120)
+    except CommandError as exc:
+        raise CrashkitError(f"cannot run {cmd[0]}: {exc.message}") from exc
 
 
 def validate_copies(nginx: str, cfg: NginxConfig, replacements: Mapping[str, str]) -> str:
@@ -194,7 +194,7 @@ def validate_copies(nginx: str, cfg: NginxConfig, replacements: Mapping[str, str
         output = (proc.stderr + proc.stdout).strip()
         for f, copy in copies.items():  # name the real files in nginx's messages
             output = output.replace(copy, os.path.realpath(f))
-        if proc.returncode != 0:
+        if proc.status != 0:
             raise ValidationError("the changed config fails nginx -t, nothing replaced: "
                                   f"{_first_error(output)}", path=cfg.root, output=output)
         return output
@@ -325,9 +325,8 @@ def reload_nginx(cfg: NginxConfig, nginx: str) -> Reload:
         return Reload("none", None, f"nginx is not running (no live master in {pidfile}): "
                                     "the new settings apply when it starts")
     if systemd_running() and _systemd_main_pid("nginx.service") == master:
-        proc = subprocess.run(["systemctl", "reload", "nginx.service"], capture_output=True,
-                              text=True, timeout=120)
-        if proc.returncode != 0:
+        proc = _run(["systemctl", "reload", "nginx.service"])
+        if proc.status != 0:
             raise CrashkitError(f"systemctl reload nginx failed: {proc.stderr.strip()}")
         return Reload("systemctl", master, "systemctl reload nginx.service")
     before = set(children(master))
@@ -345,8 +344,7 @@ def reload_nginx(cfg: NginxConfig, nginx: str) -> Reload:
 
 def _systemd_main_pid(unit: str) -> int | None:
     try:
-        proc = subprocess.run(["systemctl", "show", unit, "-p", "MainPID", "--value"],
-                              capture_output=True, text=True, timeout=30)
+        proc = run(["systemctl", "show", unit, "-p", "MainPID", "--value"])
         return int(proc.stdout.strip() or 0) or None
-    except (OSError, ValueError, subprocess.TimeoutExpired):
+    except (CommandError, ValueError):
         return None

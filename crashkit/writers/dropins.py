@@ -11,12 +11,12 @@ system alone.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from crashkit.errors import CrashkitError
+from crashkit.errors import CommandError, CrashkitError
 from crashkit.host.proc import read_sysctl, systemd_running
+from crashkit.host.run import run
 from crashkit.model.readiness import NGINX_UNIT, SYSCTL_DROPIN, Remedy
 
 __all__ = ["SYSCTL_DROPIN", "SYSTEMD_DROPIN", "SystemChange", "apply_remedies", "plan_files"]
@@ -84,10 +84,11 @@ def apply_remedies(remedies: Iterable[Remedy], root: str = "/") -> list[SystemCh
         if live_system and kind == "sysctl":
             live = "; ".join(set_sysctl(r.key, r.value) for r in remedies if r.kind == "sysctl")
         elif live_system and kind == "systemd" and systemd_running():
-            proc = subprocess.run(["systemctl", "daemon-reload"], capture_output=True,
-                                  text=True, timeout=120)
-            if proc.returncode != 0:
-                raise CrashkitError(f"systemctl daemon-reload failed: {proc.stderr.strip()}")
+            try:
+                run(["systemctl", "daemon-reload"], timeout=120, check=True)
+            except CommandError as exc:
+                raise CrashkitError(f"systemctl daemon-reload failed: "
+                                    f"{exc.output.strip() or exc.message}") from None
             live = (f"systemctl daemon-reload; LimitCORE applies when nginx next starts "
                     f"(systemctl restart {NGINX_UNIT})")
         out.append(SystemChange(kind, path, content, live))
