@@ -148,3 +148,51 @@ def user_access(path: str, uid: int, gid: int, mode: int) -> bool | None:
 
     code = as_user(uid, gid, user_name(uid), lambda: 0 if os.access(path, mode) else 1)
     return None if code is None else code == 0
+
+
+def pids() -> list[int]:
+    """Every process's pid now (a pid may be gone by the time it is read)."""
+    try:
+        return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return []
+
+
+def title(pid: int, limit: int = 8192) -> str | None:
+    """argv[0] as the process shows it (nginx's "nginx: master process …")."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read(limit).split(b"\0")[0].decode("utf-8", "surrogateescape")
+    except OSError:
+        return None
+
+
+def started_at(pid: int) -> float | None:
+    """When the process started, in seconds since the epoch (boot time plus
+    field 22 of /proc/PID/stat, in clock ticks)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        with open("/proc/stat", "rb") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+        return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
+def uids(pid: int) -> tuple[int, int] | None:
+    """(real, effective) uid."""
+    value = _status_field(pid, "Uid")
+    try:
+        real, effective = value.split()[:2] if value else ("", "")
+        return int(real), int(effective)
+    except ValueError:
+        return None
+
+
+def exe(pid: int) -> str | None:
+    """The real path of the process's executable."""
+    try:
+        return os.path.realpath(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        return None

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 
 from crashkit.errors import InputError
+from crashkit.host import proc
 from crashkit.host.run import run_text
 from crashkit.nginx.files import read_text
 
@@ -41,24 +42,12 @@ def running_master(pid: int, started_before: float, nginx: str) -> MasterOptions
     config must be root's alone (owned by root, writable by nobody else)."""
     import shutil
 
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            title = f.read(8192).split(b"\0")[0].decode("utf-8", "surrogateescape")
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        with open(f"/proc/{pid}/status", "rb") as f:
-            uids = next(line.split()[1:3] for line in f if line.startswith(b"Uid:"))
-        with open("/proc/stat", "rb") as f:
-            btime = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
-        exe = os.path.realpath(os.readlink(f"/proc/{pid}/exe"))
-    except (OSError, StopIteration, ValueError, IndexError):
-        return None
+    title, started, exe = proc.title(pid), proc.started_at(pid), proc.exe(pid)
     head = "nginx: master process "
     binary = shutil.which(nginx)
-    if not title.startswith(head) or uids != [b"0", b"0"] or binary is None or \
-            exe != os.path.realpath(binary):
+    if title is None or started is None or exe is None or not title.startswith(head) or \
+            proc.uids(pid) != (0, 0) or binary is None or exe != os.path.realpath(binary):
         return None
-    started = btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
     if started > started_before:
         return None
     # nginx joins its arguments with spaces: a path with a space is lost.
@@ -82,16 +71,8 @@ def running_prefix(conf: str, nginx: str) -> str | None:
     import time
 
     want = os.path.realpath(conf)
-    try:
-        pids = [int(d) for d in os.listdir("/proc") if d.isdigit()]
-    except OSError:
-        return None
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if not f.read(22).startswith(b"nginx: master process"):
-                    continue
-        except OSError:
+    for pid in proc.pids():
+        if not (proc.title(pid, 64) or "").startswith("nginx: master process"):
             continue
         master = running_master(pid, time.time(), nginx)
         if master is None or master.conf is None or master.prefix is None:
