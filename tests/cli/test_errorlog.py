@@ -16,7 +16,7 @@ import pytest
 
 from crashkit.analysis import triage
 from crashkit.errors import InputError
-from crashkit.nginx import errorlog
+from crashkit.nginx import errorlog, logformat
 from tests.conftest import cli_json, run_cli
 from tests.golden import DATA, assert_golden
 
@@ -69,7 +69,7 @@ def test_parse_line_rejects_garbage(junk: bytes) -> None:
 
 def test_context_keys() -> None:
     def keys(ctx: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
-        return errorlog.context_keys(b" while x" + ctx)[:3]
+        return logformat.context_keys(b" while x" + ctx)[:3]
 
     assert keys(b', client: 10.0.0.9, server: s, request: "GET /a?b=1 HTTP/1.1", upstream: '
                 b'"http://127.0.0.1:8080/a?b=1", host: "h"') == (
@@ -80,7 +80,7 @@ def test_context_keys() -> None:
                 b'"fastcgi://unix:/run/php.sock:", host: "h"')[2] == b"fastcgi://unix:/run/php.sock"
     assert keys(b', client: c, server: s, request: "GET / HTTP/2.0", upstream: '
                 b'"http://[::1]:81/", host: "h"')[2] == b"http://[::1]:81"
-    assert errorlog.context_keys(b"no context here") == (None, None, None, 15)
+    assert logformat.context_keys(b"no context here") == (None, None, None, 15)
 
 
 def test_real_lines_counted() -> None:
@@ -377,10 +377,10 @@ def test_config_error_logs_that_do_not_exist_are_noted(tmp_path: Path) -> None:
         f"none of the config's error logs exists: read {errorlog.DEFAULT_ERROR_LOG} instead")
     assert missing_logs(NginxFacts(str(conf), (str(REAL),)), [str(REAL)]) == ()
     # The log read in their place is missing too: the error says both.
-    from crashkit.commands.triage import run
+    from crashkit.commands.triage import scan
 
     with pytest.raises(InputError) as err:
-        run([str(tmp_path / "fallback.log")], since=None, facts=facts, jobs=1)
+        scan([str(tmp_path / "fallback.log")], since=None, facts=facts, jobs=1)
     assert str(err.value) == (f"{tmp_path}/fallback.log: no such file; error_log "
                               f"{tmp_path}/logs/error.log of {conf} does not exist")
 
