@@ -16,6 +16,7 @@ from crashkit.model.readiness import (
     APPORT_DIR,
     CORE_PATTERN,
     CORE_USES_PID,
+    COREDUMP_SOCKET,
     SUID_DUMPABLE,
     SYSCTL_DROPIN,
     SYSTEMD_COREDUMP_DIR,
@@ -34,37 +35,54 @@ Check = CoreCheck
 def core_checks(s: CoreSetting, f: CoreFacts) -> list[Check]:
     """Every OS-side check, in the order a person would fix them."""
     pattern = f.core_pattern
-    return [check_core_pattern(pattern, s, f.pattern_dir_writable),
+    return [check_core_pattern(pattern, s, f.pattern_dir_writable, f),
             check_core_uses_pid(pattern, f.core_uses_pid),
             check_suid_dumpable(f.suid_dumpable), check_limit_core_unit(f),
             check_hard_limit(s, f), check_disk_space(pattern, s, f)]
 
 
 def check_core_pattern(pattern: str | None, s: CoreSetting,
-                       writable: bool | None = None) -> Check:
+                       writable: bool | None = None, f: CoreFacts | None = None) -> Check:
     """``writable``: can the worker user write the directory of an absolute
-    pattern (its nearest existing parent); None when unknown."""
+    pattern (its nearest existing parent); None when unknown. ``f``: whether a
+    piped pattern's program can run (None: not known)."""
     if pattern is None:
         return Check(CORE_PATTERN, "skip", "cannot read /proc/sys/kernel/core_pattern")
     if pattern.startswith("|"):
-        helper = os.path.basename(pattern[1:].split()[0]) if pattern[1:].split() else "?"
+        program = pattern[1:].split()[0] if pattern[1:].split() else "?"
+        helper = os.path.basename(program)
+        if f is not None and f.pipe_program_runnable is False:
+            return Check(CORE_PATTERN, "fail",
+                         f"cores are piped to {program} ({pattern!r}), which does not exist "
+                         "or is not executable: the kernel drops every core",
+                         fix="sysctl -w kernel.core_pattern=core (or reinstall the package "
+                             f"that provides {program})")
+        if f is not None and f.coredump_socket is False:
+            why = ("systemd is not running here" if not f.systemd_running
+                   else "systemd-coredump.socket is not listening")
+            return Check(CORE_PATTERN, "fail",
+                         f"cores are piped to systemd-coredump ({pattern!r}), but its service "
+                         f"socket {COREDUMP_SOCKET} does not exist ({why}): it logs "
+                         "\"Failed to connect to coredump service\" and every core is lost",
+                         fix="systemctl start systemd-coredump.socket" if f.systemd_running
+                         else "sysctl -w kernel.core_pattern=core")
         if "systemd-coredump" in helper:
             return Check(CORE_PATTERN, "ok",
                          f"cores are piped to systemd-coredump ({pattern!r}), not written to "
                          f"working_directory: they are stored in {SYSTEMD_COREDUMP_DIR} (see "
                          "coredumpctl list nginx; its own size limits are in "
-                         "/etc/systemd/coredump.conf); crashkit collect reads them there")
+                         "/etc/systemd/coredump.conf)")
         if "apport" in helper:
             return Check(CORE_PATTERN, "warn",
                          f"cores are piped to apport ({pattern!r}), not written to "
                          f"working_directory: apport keeps them inside crash reports in "
-                         f"{APPORT_DIR} (crashkit collect reads those) and drops crashes it "
+                         f"{APPORT_DIR} and drops crashes it "
                          "is not configured for",
                          fix="systemctl disable --now apport && sysctl -w kernel.core_pattern=core")
         return Check(CORE_PATTERN, "warn",
                      f"cores are piped to {helper} ({pattern!r}) and never reach "
-                     f"working_directory {s.core_dir}; crashkit collect can only find them "
-                     "where that program stores them",
+                     f"working_directory {s.core_dir}: they are wherever that program "
+                     "stores them",
                      fix="sysctl -w kernel.core_pattern=core")
     name = pattern or "core"
     if os.path.isabs(name):

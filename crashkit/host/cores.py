@@ -13,6 +13,7 @@ from crashkit.host.run import run
 from crashkit.model.readiness import (
     CORE_PATTERN,
     CORE_USES_PID,
+    COREDUMP_SOCKET,
     NGINX_UNIT,
     SUID_DUMPABLE,
     CoreFacts,
@@ -46,6 +47,13 @@ def gather(s: CoreSetting, unit: str = NGINX_UNIT) -> CoreFacts:
         free: int | None = shutil.disk_usage(probe).free
     except OSError:
         free = None
+    program = pattern[1:].split()[0] if pattern and pattern.startswith("|") and \
+        pattern[1:].split() else None
+    runnable = None if program is None else (
+        os.path.isfile(program) and os.access(program, os.X_OK))
+    socket = None
+    if program is not None and "systemd-coredump" in os.path.basename(program):
+        socket = os.path.exists(COREDUMP_SOCKET)
     return CoreFacts(
         core_pattern=pattern, core_uses_pid=proc.read_sysctl(CORE_USES_PID),
         suid_dumpable=proc.read_sysctl(SUID_DUMPABLE), systemd_running=running, unit=unit,
@@ -55,4 +63,5 @@ def gather(s: CoreSetting, unit: str = NGINX_UNIT) -> CoreFacts:
         pattern_dir_writable=writable, core_target=target, core_target_probe=probe,
         free_bytes=free,
         worker_sizes=tuple(proc.resident_bytes(p) for p in proc.children(master))
-        if master is not None else ())
+        if master is not None else (),
+        pipe_program_runnable=runnable, coredump_socket=socket)

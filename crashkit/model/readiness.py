@@ -15,6 +15,9 @@ NGINX_UNIT = "nginx.service"
 SYSTEMD_COREDUMP_DIR = "/var/lib/systemd/coredump"
 APPORT_DIR = "/var/crash"
 SYSCTL_DROPIN = "etc/sysctl.d/60-crashkit-cores.conf"  # relative to the system root
+# Where systemd-coredump (the program the kernel runs) hands each core to its
+# service (systemd's src/coredump/coredump.c, the socket unit's ListenSequentialPacket).
+COREDUMP_SOCKET = "/run/systemd/coredump"
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,10 @@ class CoreFacts:
     core_target_probe: str  # its nearest existing parent, where free space was measured
     free_bytes: int | None
     worker_sizes: tuple[int | None, ...] = ()  # resident+swapped bytes of each running worker
+    # A piped core_pattern's program: can the kernel run it, and (systemd-coredump)
+    # can it reach its service's socket? None: no pipe, or not known.
+    pipe_program_runnable: bool | None = None
+    coredump_socket: bool | None = None
 
 
 def core_target(pattern: str | None, core_dir: str) -> str:
