@@ -464,6 +464,17 @@ def _run(task: Task, pattern: re.Pattern[bytes], since: bytes | None,
         return None, stats, exc.message, exc.path
 
 
+def _worker_signals() -> None:
+    """A worker dies of SIGTERM as the pool expects (the command's own handler
+    raises SystemExit, which inside the pool's queue code can leave a lock held
+    and the pool's join() waiting for ever); ^C is the parent's to handle."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def reduce_tasks(tasks: Sequence[Task], pattern: re.Pattern[bytes], since: bytes | None,
                  reduce: Callable[[Iterator[Hit]], R], jobs: int) -> tuple[list[R], ScanStats]:
     """``reduce(select_task(task))`` for every task, in up to ``jobs`` worker
@@ -477,12 +488,19 @@ def reduce_tasks(tasks: Sequence[Task], pattern: re.Pattern[bytes], since: bytes
         import multiprocessing
 
         try:
-            pool = multiprocessing.get_context("fork").Pool(min(jobs, len(tasks)))
+            pool = multiprocessing.get_context("fork").Pool(min(jobs, len(tasks)),
+                                                            initializer=_worker_signals)
         except (OSError, ImportError):  # no /dev/shm, no semaphores: one process then
             pool = None
         if pool is not None:
-            with pool:
+            try:
                 outs = pool.starmap(_run, [(t, pattern, since, reduce) for t in tasks])
+            except BaseException:
+                pool.terminate()
+                pool.join()
+                raise
+            pool.close()  # the workers exit by themselves
+            pool.join()
     if outs is None:
         outs = [_run(t, pattern, since, reduce) for t in tasks]
     total = ScanStats()
