@@ -24,6 +24,7 @@ the alternatives: the catch-alls (``emerg``, ``other``) come last.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +74,9 @@ class Condition:
     extract: Extract | None = None
     # Counted apart under this name, reported with kinds[0] (findings() merges).
     tally_as: str | None = None
+    # A start of the regex shared with the neighbouring conditions that have
+    # the same one: the pattern tests it once for them all, not once each.
+    shared: bytes = b""
 
     @property
     def group(self) -> str:
@@ -259,6 +263,11 @@ def _other_kind(det: object) -> str:
     return _OTHER_ERRORS.name if det == b"error" else _OTHER_CRITICAL.name
 
 
+# "accept4() failed (", "open() "/x" failed (", "socketpair() failed while
+# spawning "worker process" (": the start of a failed system call's line.
+# Possessive (++): a first word not followed by "()" fails at once.
+_CALL_FAILED = rb"(?P<call>\w++)\(\)(?: \"[^\"\n]*\"| to \S+)? failed(?: while [^(\n]*)? \("
+
 CONDITIONS: tuple[Condition, ...] = (
     # connect() refused (111), socket file missing (2), permission denied (13:
     # a unix socket's mode, or SELinux on TCP). nginx 1.22 names the peer of
@@ -276,21 +285,21 @@ CONDITIONS: tuple[Condition, ...] = (
           + _CTX)),
         kind_of=_connect_kind, extract=_connect_detail),
     Condition(
-        "timeout", rb"upstream timed out \(110: [^)\n]*\) while "
-                   rb"(?P<phase>connecting|reading|sending)",
+        "timeout", rb"timed out \(110: [^)\n]*\) while (?P<phase>connecting|reading|sending)",
         ("phase",), (_UPSTREAM_CONNECT_TIMEOUT, _UPSTREAM_TIMEOUT),
         (("upstream-connect-timeout", b"2026/11/24 04:23:40 [error] 2038#2038: *3 upstream "
           b"timed out (110: Connection timed out) while connecting to upstream" + _CTX),
          ("upstream-timeout", b"2026/11/24 04:23:40 [error] 2038#2038: *3 upstream timed out "
           b"(110: Connection timed out) while reading response header from upstream" + _CTX)),
-        kind_of=_timeout_kind, extract=_timeout_detail),
+        kind_of=_timeout_kind, extract=_timeout_detail, shared=b"upstream "),
     Condition(
-        "closed", rb"upstream prematurely closed connection", (),
+        "closed", rb"prematurely closed connection", (),
         (Kind("upstream-closed", "medium", "upstream closed the connection early → 502",
               "The backend closed the connection before sending a full response: its worker "
               "died or timed out (PHP max_execution_time, gunicorn timeout). Check its logs."),),
         (("upstream-closed", b"2026/11/24 04:23:40 [error] 2038#2038: *11 upstream prematurely "
-          b"closed connection while reading response header from upstream" + _CTX),)),
+          b"closed connection while reading response header from upstream" + _CTX),),
+        shared=b"upstream "),
     Condition(
         "nolive", rb"no live upstreams", (),
         (Kind("no-live-upstreams", "high", "no live upstreams → 502",
@@ -326,11 +335,9 @@ CONDITIONS: tuple[Condition, ...] = (
           b"exited on signal 9")),
         kind_of=_signal_kind, extract=_signal_detail),
     # accept4(), open() "…", socket() … failed (24), socketpair() failed while
-    # spawning "worker process" (24). Possessive (++): a first word not
-    # followed by "()" fails at once.
+    # spawning "worker process" (24).
     Condition(
-        "nofile", rb"(?P<call>\w++)\(\)(?: \"[^\"\n]*\"| to \S+)? failed(?: while [^(\n]*)? "
-                  rb"\(24: ", ("call",),
+        "nofile", rb"24: ", ("call",),
         (Kind("too-many-open-files", "high", "too many open files (24)",
               "Workers hit their open-file limit. Raise `worker_rlimit_nofile` (or LimitNOFILE "
               "/ /etc/security/limits.conf for the nginx user) above twice worker_connections. "
@@ -338,17 +345,17 @@ CONDITIONS: tuple[Condition, ...] = (
               "changed LimitNOFILE needs a restart of the service.", details=("calls",)),),
         (("too-many-open-files", b"2026/11/24 06:00:06 [crit] 900#900: accept4() failed "
           b"(24: Too many open files)"),),
-        extract=_one("calls")),
+        extract=_one("calls"), shared=_CALL_FAILED),
     # recv()/readv() … failed (104) on an upstream connection (client resets
     # are logged at [info]).
     Condition(
-        "reset", rb"\w++\(\)(?: \"[^\"\n]*\"| to \S+)? failed(?: while [^(\n]*)? "
-                 rb"\(104: [^)\n]*\) while [^,\n]*upstream", (),
+        "reset", rb"104: [^)\n]*\) while [^,\n]*upstream", (),
         (Kind("upstream-reset", "medium", "upstream reset the connection (104) → 502",
               "The backend closed the connection abruptly: it crashed, hit a worker limit or "
               "was restarted mid-request. Check the backend's own logs at these times."),),
         (("upstream-reset", b"2026/11/24 04:23:40 [error] 2038#2038: *9 recv() failed (104: "
-          b"Connection reset by peer) while reading response header from upstream" + _CTX),)),
+          b"Connection reset by peer) while reading response header from upstream" + _CTX),),
+        shared=_CALL_FAILED),
     # nginx gave up binding after its five bind() attempts: one failed start.
     Condition(
         "bindstart", rb"still could not bind\(\)", (), (_BIND_IN_USE,),
@@ -387,10 +394,19 @@ CONDITIONS: tuple[Condition, ...] = (
 
 # The levels selected: [warn] and up; [emerg] flagged (lv_emerg) and
 # [error]/[crit]/[alert] as one set (lv_high) for the catch-alls' conditionals.
-PATTERN = re.compile(
-    head(("warn",), flagged=("emerg",), sets={"high": ("error", "crit", "alert")})
-    + b"(?:" + b"|".join(c.regex + b"(?P<" + c.group.encode() + b">)" for c in CONDITIONS)
-    + b")")
+def _alternatives(cs: tuple[Condition, ...]) -> bytes:
+    """The conditions' regexes as one alternation, each ending with its empty
+    group k_<name> (the last group it closes: m.lastgroup names it), the
+    neighbours with a shared start under it once."""
+    alts: list[bytes] = []
+    for shared, run in itertools.groupby(cs, key=lambda c: c.shared):
+        each = [c.regex + b"(?P<" + c.group.encode() + b">)" for c in run]
+        alts += [shared + b"(?:" + b"|".join(each) + b")"] if shared else each
+    return b"|".join(alts)
+
+
+HEAD = head(("warn",), flagged=("emerg",), sets={"high": ("error", "crit", "alert")})
+PATTERN = re.compile(HEAD + b"(?:" + _alternatives(CONDITIONS) + b")")
 
 # Every kind a finding may have, once, in the order of CONDITIONS.
 KINDS: dict[str, Kind] = {k.name: k for c in CONDITIONS for k in c.kinds}

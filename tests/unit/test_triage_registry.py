@@ -9,6 +9,7 @@ lines, with nothing to add to this file.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,12 @@ def test_help_lists_every_kind() -> None:
     out = CliRunner().invoke(cli, ["triage", "--help"], terminal_width=100).output
     for name, kind in KINDS.items():
         assert f" {name} " in out and kind.title in out, name
+
+
+def test_shared_starts_select_as_the_conditions_alone() -> None:
+    # A shared start is a speed-up only: each condition's own full regex
+    # (shared start + regex) matches its examples just the same.
+    for c in CONDITIONS:
+        alone = re.compile(conditions.HEAD + c.shared + c.regex)
+        for _kind, line in c.examples:
+            assert alone.search(line) is not None, c.name
