@@ -1,8 +1,10 @@
 """What an nginx error log says is wrong: findings with counts, times and fixes.
 
 :data:`PATTERN` is what triage asks the error-log reader to select: one
-regex, one alternative per kind of trouble, matched inside the regex engine
-so that ordinary lines cost next to nothing. :func:`tally` counts the
+regex, one alternative per condition of the registry
+(:mod:`crashkit.analysis.conditions`, where each condition's kinds, fixes,
+details and host facts are too), matched inside the regex engine so that
+ordinary lines cost next to nothing. :func:`tally` counts the
 selected lines by (kind, detail, rest of line) — distinct lines are far
 fewer than lines — and :func:`findings` turns the tally into
 :class:`~crashkit.model.triage.Finding` records. Host facts (OOM kills from the
