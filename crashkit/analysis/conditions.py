@@ -6,9 +6,11 @@ produces (:class:`Kind`: severity, title, fix, the detail keys it fills, the
 host facts it needs), how a line's detail picks one of its kinds, what it
 adds to the finding's details, and an example line nginx writes for each of
 its kinds. Everything else is derived from :data:`CONDITIONS`: the compiled
-:data:`PATTERN`, the kinds (:data:`KINDS`, checked against the JSON
-schema's enum and ``crashkit triage --help`` in tests/unit), and the
-per-group tables :mod:`crashkit.analysis.triage` counts with.
+:data:`PATTERN` (byte for byte the hand-written one it replaced), the kinds
+(:data:`KINDS`: ``crashkit triage --help`` lists them, the JSON schema's
+enum is checked against them in tests/unit), the per-group tables
+:mod:`crashkit.analysis.triage` counts with, which finding gets which host
+fact, and the text output's per-kind note.
 
 Adding a condition is one entry here (its regex, kinds, examples) plus its
 kind in schema/triage-1.json's enum and the README's table; the generic test
@@ -392,8 +394,6 @@ CONDITIONS: tuple[Condition, ...] = (
 
 # ---------------------------------------------------------------- derived
 
-# The levels selected: [warn] and up; [emerg] flagged (lv_emerg) and
-# [error]/[crit]/[alert] as one set (lv_high) for the catch-alls' conditionals.
 def _alternatives(cs: tuple[Condition, ...]) -> bytes:
     """The conditions' regexes as one alternation, each ending with its empty
     group k_<name> (the last group it closes: m.lastgroup names it), the
@@ -405,12 +405,13 @@ def _alternatives(cs: tuple[Condition, ...]) -> bytes:
     return b"|".join(alts)
 
 
+# The levels selected: [warn] and up; [emerg] flagged (lv_emerg) and
+# [error]/[crit]/[alert] as one set (lv_high) for the catch-alls' conditionals.
 HEAD = head(("warn",), flagged=("emerg",), sets={"high": ("error", "crit", "alert")})
 PATTERN = re.compile(HEAD + b"(?:" + _alternatives(CONDITIONS) + b")")
 
 # Every kind a finding may have, once, in the order of CONDITIONS.
 KINDS: dict[str, Kind] = {k.name: k for c in CONDITIONS for k in c.kinds}
-BY_GROUP: dict[str, Condition] = {c.group: c for c in CONDITIONS}
 
 
 def kinds_needing(fact: HostFact) -> frozenset[str]:
