@@ -266,7 +266,19 @@ _PREFIX_OPTION = click.option(
     "compiled-in prefix.")
 
 
-@cli.command(epilog=TRIAGE_EXIT_HELP)
+class _TriageCommand(click.Command):
+    """triage's --help ends with its finding kinds, from the registry of
+    conditions (crashkit.analysis.conditions), read only when help is asked."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from crashkit.render.triage import kinds_help
+
+        formatter.write_paragraph()
+        with formatter.indentation():
+            formatter.write_text(kinds_help() + "\n\n" + (self.epilog or ""))
+
+
+@cli.command(cls=_TriageCommand, epilog=TRIAGE_EXIT_HELP)
 @click.option("--error-log", "error_logs", metavar="PATH", multiple=True,
               help="An nginx error log, plain or gzip-compressed (error.log.2.gz). Repeatable. "
                    "Default: the error_log files of the nginx config, else "
@@ -295,7 +307,7 @@ def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
     [crit] or [alert] grouped by message (not routine 404s, nor limit_req,
     limit_conn, deny or body-size rejections). Each with its count,
     first and last time, top upstreams, clients and requests, and the fix.
-    Exit 1 when there are findings.
+    Exit 1 when there are findings. The kinds of finding are listed below.
     """
     from crashkit.commands import triage as verb
     from crashkit.nginx.errorlog import parse_since

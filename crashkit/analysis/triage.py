@@ -1,8 +1,10 @@
 """What an nginx error log says is wrong: findings with counts, times and fixes.
 
 :data:`PATTERN` is what triage asks the error-log reader to select: one
-regex, one alternative per kind of trouble, matched inside the regex engine
-so that ordinary lines cost next to nothing. :func:`tally` counts the
+regex, one alternative per condition of the registry
+(:mod:`crashkit.analysis.conditions`, where each condition's kinds, fixes,
+details and host facts are too), matched inside the regex engine so that
+ordinary lines cost next to nothing. :func:`tally` counts the
 selected lines by (kind, detail, rest of line) — distinct lines are far
 fewer than lines — and :func:`findings` turns the tally into
 :class:`~crashkit.model.triage.Finding` records. Host facts (OOM kills from the
@@ -17,62 +19,25 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from crashkit.analysis import conditions
 from crashkit.model.host import OomKill, PortHolder
-from crashkit.model.triage import SEVERITY_ORDER, Count, Finding, Severity
-from crashkit.nginx.logformat import context_keys, head, parse_time
+from crashkit.model.triage import SEVERITY_ORDER, Count, Finding
+from crashkit.nginx.logformat import context_keys, parse_time
 
-# What triage selects, after the level and "pid#tid: *conn ": one alternative
-# per family of messages, each starting with a literal (or a digit) so that
-# the regex engine rejects the other lines at their first byte, none
-# scanning back and forth over a line. Each kind ends with an empty named
-# group k_<name>, the last group it closes, so that m.lastgroup names it;
-# the groups inside a kind are its detail (_INNER).
-_BODY = (
-    # connect() refused (111), socket file missing (2), permission denied (13:
-    # a unix socket's mode, or SELinux on TCP). nginx 1.22 names the peer of
-    # unix sockets only ("connect() to unix:/x failed").
-    rb"connect\(\)(?: to (?P<peer>\S+))? failed \((?P<cerr>111|2|13): (?P<k_connect>)"
-    rb"|upstream (?:timed out \(110: [^)\n]*\) while (?P<phase>connecting|reading|sending)"
-    rb"(?P<k_timeout>)|prematurely closed connection(?P<k_closed>))"
-    rb"|no live upstreams(?P<k_nolive>)"
-    rb"|(?P<wc>\d++) worker_connections are not enough(?P<k_conns>)"
-    rb"|bind\(\) to (?P<addr>\S+) failed \(98: (?P<k_bind>)"
-    rb"|(?P<proc>worker|cache manager|cache loader|helper) process (?P<spid>\d+) "
-    rb"exited on signal (?P<signo>\d+)(?P<core> \(core dumped\))?(?P<k_signal>)"
-    # accept4(), open() "…", socket() … failed (24), socketpair() failed while
-    # spawning "worker process" (24); recv()/readv() … failed (104) on an
-    # upstream connection (client resets are logged at [info]).
-    # Possessive (++): a first word not followed by "()" fails at once.
-    rb"|(?P<call>\w++)\(\)(?: \"[^\"\n]*\"| to \S+)? failed(?: while [^(\n]*)? \("
-    rb"(?:24: (?P<k_nofile>)|104: [^)\n]*\) while [^,\n]*upstream(?P<k_reset>))"
-    # nginx gave up binding after its five bind() attempts: one failed start.
-    rb"|still could not bind\(\)(?P<k_bindstart>)"
-    # Any other [emerg]: nginx refused its configuration (start, reload, -t).
-    rb"|(?(lv_emerg)|(?!))(?P<k_emerg>)"
-    # Any other [error], [crit] or [alert], except a file that is not there,
-    # which is a routine 404: open() "/var/www/favicon.ico" failed (2: …) or
-    # (20: Not a directory), and the index module's "…/index.html" is not found (2: …);
-    # and the site's own policy at work, logged at [error] by design: limit_req
-    # and limit_conn rejections, deny rules, client_max_body_size, autoindex off.
-    rb"|(?(lv_high)|(?!))"
-    rb"(?!open\(\) \"[^\"\n]*\" failed \((?:2|20): |\"[^\"\n]*\" is not found \(2: "
-    rb"|limiting (?:requests|connections)|access forbidden by rule"
-    rb"|client intended to send too large body|directory index of \"[^\"\n]*\" is forbidden)"
-    rb"(?P<k_other>)"
-)
-_INNER: dict[str, tuple[str, ...]] = {
-    "k_connect": ("peer", "cerr"), "k_timeout": ("phase",), "k_closed": (), "k_nolive": (),
-    "k_conns": ("wc",), "k_bind": ("addr",), "k_signal": ("proc", "spid", "signo", "core"),
-    "k_nofile": ("call",), "k_reset": (), "k_bindstart": (), "k_emerg": (),
-    "k_other": ("lv_high",)}
-PATTERN = re.compile(head(("warn",), flagged=("emerg",),
-                          sets={"high": ("error", "crit", "alert")}) + b"(?:" + _BODY + b")")
+# The conditions triage knows (pattern alternatives, kinds, detail
+# extractors, host facts) are the registry in crashkit.analysis.conditions;
+# everything here is derived from it.
+PATTERN = conditions.PATTERN
+KINDS = conditions.KINDS
+normalize = conditions.normalize
+# group k_<name> -> the named groups that are its detail
+_INNER: dict[str, tuple[str, ...]] = {c.group: c.groups for c in conditions.CONDITIONS}
 CLIP = 200  # characters of a value (a request, a message) shown; longer ones end in "…"
-_CLIP_BYTES = 1024  # bytes of a value kept for counting
+_CLIP_BYTES = conditions.CLIP_BYTES  # bytes of a value kept for counting
 
 _FOLD_AT = 200_000  # distinct lines kept before they are folded into the counters
 _TOP_KEEP = 20_000  # entries a top-N counter keeps when it is pruned
@@ -103,56 +68,18 @@ class Tally:
     approximate: bool = False
 
 
-def _kind(group: str, det: object) -> str:
-    """The finding kind of a selected line (group name + its detail)."""
-    if group == "k_connect":
-        assert isinstance(det, tuple)
-        return _CONNECT_KIND[det[1]]
-    if group == "k_signal":
-        assert isinstance(det, tuple)
-        _, _, signo, core = det
-        if core:
-            return "worker-crash-core"
-        return "worker-killed" if signo == b"9" else "worker-crash"
-    if group == "k_timeout":
-        return "upstream-connect-timeout" if det == b"connecting" else "upstream-timeout"
-    if group == "k_other":
-        return "other-errors" if det == b"error" else "other-critical"
-    return _GROUP_KIND[group]
+def _kind_of(c: conditions.Condition) -> Callable[[object], str]:
+    """The finding kind (or tally name) of a selected line from its detail."""
+    if c.kind_of is not None:
+        return c.kind_of
+    name = c.tally_as or c.kinds[0].name
+    return lambda _det: name
 
 
-_CONNECT_KIND = {b"111": "upstream-refused", b"2": "upstream-socket-missing",
-                 b"13": "upstream-permission"}
-_GROUP_KIND = {"k_reset": "upstream-reset",
-               "k_closed": "upstream-closed", "k_nolive": "no-live-upstreams",
-               "k_conns": "worker-connections", "k_nofile": "too-many-open-files",
-               "k_bind": "bind-in-use", "k_bindstart": "bind-failed-start",
-               "k_emerg": "config-error"}
-_DETAIL_NAME = {"k_conns": "limits", "k_nofile": "calls", "k_bind": "addresses"}
-
-# The *_timeout family a timed-out upstream obeys, by URL scheme and phase.
-_TIMEOUT_MODULE = {b"http": b"proxy", b"https": b"proxy", b"fastcgi": b"fastcgi",
-                   b"uwsgi": b"uwsgi", b"suwsgi": b"uwsgi", b"scgi": b"scgi", b"grpc": b"grpc",
-                   b"grpcs": b"grpc", b"memcached": b"memcached"}
-_TIMEOUT_PHASE = {b"connecting": b"connect_timeout", b"reading": b"read_timeout",
-                  b"sending": b"send_timeout"}
-# stream {} proxying (an upstream without a scheme): one timeout after connecting
-_STREAM_PHASE = {b"connecting": b"stream proxy_connect_timeout",
-                 b"reading": b"stream proxy_timeout", b"sending": b"stream proxy_timeout"}
-
-# Numbers in a message (pids, connection ids, addresses, sizes, temp-file
-# names, hex codes like OpenSSL's 0A000086), except the errno in "(28: ":
-# "other" lines are grouped without them.
-_NUMBERS = re.compile(rb"\(\d+: |0x[0-9a-fA-F]+|[0-9][0-9A-Fa-f]*")
-
-
-def _number_out(m: re.Match[bytes]) -> bytes:
-    return m.group() if m.group().startswith(b"(") else b"N"
-
-
-def normalize(message: bytes) -> bytes:
-    """A message without its varying numbers: "pwrite() "/x/N" failed (28: …)"."""
-    return _NUMBERS.sub(_number_out, message)
+_NOTHING: conditions.Extract = lambda _add, _det, _msg, _peer, _n: None  # noqa: E731
+# group k_<name> -> (its kind from the detail, what it adds to the details)
+_FOLDS: dict[str, tuple[Callable[[object], str], conditions.Extract]] = {
+    c.group: (_kind_of(c), c.extract or _NOTHING) for c in conditions.CONDITIONS}
 
 
 def _clip(value: bytes) -> bytes:
@@ -170,8 +97,10 @@ def _prune(c: Counter[bytes]) -> bool:
 
 def _fold(lines: dict[Key, list[Any]], t: Tally) -> None:
     accs = t.accs
+    folds = _FOLDS
     for (group, det, rest), (n, first, last) in lines.items():
-        kind = _kind(group, det)
+        kind_of, extract = folds[group]
+        kind = kind_of(det)
         acc = accs.get(kind)
         if acc is None:
             acc = accs[kind] = _Acc()
@@ -185,38 +114,7 @@ def _fold(lines: dict[Key, list[Any]], t: Tally) -> None:
             acc.clients[_clip(client)] += n
         if request is not None:
             acc.requests[_clip(request)] += n
-        if group == "k_other":
-            assert isinstance(det, bytes)
-            acc.detail("messages", _clip(normalize(rest[:ctx_start].strip())), n)
-            acc.detail("levels", det, n)
-        elif det is None:
-            if group == "k_emerg":
-                acc.detail("messages", _clip(rest[:ctx_start].strip()), n)
-        elif group == "k_connect":
-            assert isinstance(det, tuple)
-            peer_name, errno = det
-            if errno != b"111" and peer_name is not None:
-                if peer_name.startswith(b"unix:"):
-                    acc.detail("sockets", peer_name.removeprefix(b"unix:"), n)
-                else:
-                    acc.detail("addresses", peer_name, n)
-        elif group == "k_signal":
-            assert isinstance(det, tuple)
-            proc, pid, signo, _ = det
-            acc.detail("signals", signo, n)
-            acc.detail("pids", pid, n)
-            acc.detail("processes", proc + b" process", n)
-        elif group == "k_timeout":
-            assert isinstance(det, bytes)
-            if peer is not None and b"://" not in peer:
-                acc.detail("directives", _STREAM_PHASE[det], n)
-            else:
-                scheme = peer.split(b"://", 1)[0] if peer else b"http"
-                acc.detail("directives", _TIMEOUT_MODULE.get(scheme, b"proxy") + b"_" +
-                           _TIMEOUT_PHASE[det], n)
-        else:
-            assert isinstance(det, bytes)
-            acc.detail(_DETAIL_NAME[group], det, n)
+        extract(acc.detail, det, rest[:ctx_start], peer, n)
     lines.clear()
     for acc in accs.values():
         for c in (acc.upstreams, acc.clients, acc.requests, *acc.details.values()):
@@ -274,100 +172,6 @@ def merge(tallies: Iterable[Tally]) -> Tally:
 
 # ---------------------------------------------------------------- findings
 
-@dataclass(frozen=True)
-class _Kind:
-    severity: Severity
-    title: str
-    fix: str
-
-
-_KINDS: dict[str, _Kind] = {
-    "worker-crash-core": _Kind(
-        "critical", "worker processes crashed and dumped core",
-        "A worker died of a signal and the kernel wrote a core. Find the core (nginx's "
-        "working_directory, or where kernel.core_pattern sends it) and run "
-        "`crashkit analyze CORE` to see which module crashed."),
-    "worker-crash": _Kind(
-        "critical", "worker processes crashed without a core",
-        "A worker died of a signal but no core was written, so the crash cannot be "
-        "examined. Run `crashkit setup` (worker_rlimit_core, working_directory, "
-        "core_pattern) so the next crash leaves a core for `crashkit analyze`."),
-    "worker-killed": _Kind(
-        "critical", "worker processes killed by signal 9 (OOM killer suspected)",
-        "SIGKILL without a core is usually the kernel's OOM killer: check `dmesg -T | grep "
-        "-i oom`. Give the host more memory, or shrink nginx's footprint (proxy_buffers, "
-        "client_max_body_size, a leaking third-party module)."),
-    "bind-in-use": _Kind(
-        "critical", "nginx could not bind its listen address: in use (98)",
-        "Another process holds the listen address, so nginx could not start or reload. "
-        "Find it with `ss -ltnp` (an old nginx master, Apache, another proxy), stop it "
-        "or change the `listen` port."),
-    "config-error": _Kind(
-        "critical", "nginx rejected its configuration ([emerg])",
-        "A start, reload or `nginx -t` failed on the configuration; the running nginx may "
-        "still be on the old one. Fix the file and line named in the message and check "
-        "with `nginx -t` before reloading."),
-    "worker-connections": _Kind(
-        "high", "worker_connections are not enough",
-        "Each worker ran out of connection slots. Raise `worker_connections` in the events "
-        "block, and the open-file limit with it (worker_rlimit_nofile, or LimitNOFILE for "
-        "the systemd unit): every connection is a descriptor, two when proxied."),
-    "too-many-open-files": _Kind(
-        "high", "too many open files (24)",
-        "Workers hit their open-file limit. Raise `worker_rlimit_nofile` (or LimitNOFILE / "
-        "/etc/security/limits.conf for the nginx user) above twice worker_connections. A "
-        "reload (nginx -s reload) applies worker_rlimit_nofile to the new workers; a "
-        "changed LimitNOFILE needs a restart of the service."),
-    "upstream-refused": _Kind(
-        "high", "upstream refused the connection (111) → 502",
-        "Nothing listens at the upstream address: the backend is down, restarting, or on "
-        "another port. Check the service (`systemctl status …`) and what it listens on "
-        "(`ss -ltnp`) against the proxy_pass/fastcgi_pass target."),
-    "upstream-socket-missing": _Kind(
-        "high", "upstream unix socket does not exist (2) → 502",
-        "The backend's socket file is missing: the service is stopped or creates its socket "
-        "elsewhere. Start it, or point the *_pass directive at the path it really uses."),
-    "upstream-permission": _Kind(
-        "high", "permission denied on the upstream unix socket (13) → 502",
-        "nginx's worker user cannot open the backend's socket. Make the socket owned by or "
-        "writable for that user (PHP-FPM: listen.owner/listen.group/listen.mode), and check "
-        "the directories above it; under SELinux allow it (httpd_can_network_connect)."),
-    "no-live-upstreams": _Kind(
-        "high", "no live upstreams → 502",
-        "Every server of an upstream block is marked failed (max_fails/fail_timeout), so "
-        "nginx did not even try. Fix the failures reported with it; the servers come back "
-        "after fail_timeout."),
-    "upstream-connect-timeout": _Kind(
-        "high", "upstream connect timed out (110) → 504",
-        "The backend did not accept the connection in time: overloaded (full listen "
-        "backlog), firewalled, or the host is down. The directive is listed under "
-        "directives; in http it cannot usefully exceed 75s, in stream it has no such cap."),
-    "upstream-timeout": _Kind(
-        "medium", "upstream timed out (110) → 504",
-        "The backend accepted the request but answered too slowly. Find the slow requests "
-        "in the backend (APM, slow-query logs); raising the *_read_timeout listed under "
-        "directives only hides the delay and ties up connections."),
-    "upstream-reset": _Kind(
-        "medium", "upstream reset the connection (104) → 502",
-        "The backend closed the connection abruptly: it crashed, hit a worker limit or was "
-        "restarted mid-request. Check the backend's own logs at these times."),
-    "other-critical": _Kind(
-        "high", "other [crit]/[alert]/[emerg] lines",
-        "nginx logged serious errors that triage has no finding for. Read the messages "
-        "listed (numbers are shown as N) and the full lines in the log."),
-    "other-errors": _Kind(
-        "medium", "other [error] lines",
-        "nginx logged errors that triage has no finding for: a full disk (28), an "
-        "unresolvable name, an oversized or invalid upstream header, a TLS handshake with "
-        "the upstream, a temp file it may not write. Read the messages listed (numbers "
-        "are shown as N) and the full lines in the log."),
-    "upstream-closed": _Kind(
-        "medium", "upstream closed the connection early → 502",
-        "The backend closed the connection before sending a full response: its worker died "
-        "or timed out (PHP max_execution_time, gunicorn timeout). Check its logs."),
-}
-
-
 def _text(b: bytes) -> str:
     text = b.decode("utf-8", "backslashreplace")
     return text if len(text) <= CLIP else text[:CLIP] + "…"
@@ -381,25 +185,38 @@ def _iso(ts: bytes | None) -> str | None:
     return None if ts is None else parse_time(ts).isoformat()
 
 
+# A condition counted apart (tally_as) counts the starts of its kind: "still
+# could not bind()" after nginx's five bind() attempts is one failed start.
+# tally name -> the kind it is reported as, and back
+_STARTS = {c.tally_as: c.kinds[0].name for c in conditions.CONDITIONS if c.tally_as}
+_STARTS_OF = {kind: name for name, kind in _STARTS.items()}
+# kinds -> the host facts they get (add_host_facts)
+_OOM_KINDS = conditions.kinds_needing("kernel-log")
+_HOLDER_KINDS = conditions.kinds_needing("port-holders")
+_SOCKET_KINDS = conditions.kinds_needing("socket-state")
+_SELINUX_KINDS = conditions.kinds_needing("selinux")
+
+
 def findings(t: Tally) -> tuple[Finding, ...]:
     """Most severe first, then the most frequent."""
     out = []
-    starts = t.accs.get("bind-failed-start")
-    for kind, acc in t.accs.items():
-        if kind == "bind-failed-start" and "bind-in-use" in t.accs:
-            continue  # counted as the starts of bind-in-use
-        k = _KINDS["bind-in-use" if kind == "bind-failed-start" else kind]
+    for counted_as, acc in t.accs.items():
+        kind = _STARTS.get(counted_as, counted_as)
+        if kind != counted_as and kind in t.accs:
+            continue  # counted as the starts of its kind
+        k = KINDS[kind]
         details: dict[str, object] = {
             name: [{"value": c.value, "count": c.count}
                    for c in _tops(counter, 50 if name == "pids" else 10)]
             for name, counter in sorted(acc.details.items())}
         count = acc.count
-        if kind in ("bind-in-use", "bind-failed-start"):
-            # nginx tries bind() five times before it gives up: count the
-            # starts (and reloads) that failed, and the attempts apart.
-            details["attempts"] = acc.count if kind == "bind-in-use" else 0
+        starts_name = _STARTS_OF.get(kind)
+        if starts_name is not None:
+            # The failed starts (and reloads) are the count, the attempts
+            # (bind() five times before nginx gives up) are apart.
+            details["attempts"] = acc.count if kind == counted_as else 0
+            starts = t.accs.get(starts_name)
             count = starts.count if starts is not None else acc.count
-            kind = "bind-in-use"
         out.append(Finding(kind, k.severity, k.title, count, _iso(acc.first),
                            _iso(acc.last), k.fix, _tops(acc.upstreams), _tops(acc.clients),
                            _tops(acc.requests), details))
@@ -407,19 +224,27 @@ def findings(t: Tally) -> tuple[Finding, ...]:
     return tuple(out)
 
 
+def needs(fs: Iterable[Finding], fact: conditions.HostFact) -> list[Finding]:
+    """The findings whose kind needs this host fact (the registry says which)."""
+    kinds = conditions.kinds_needing(fact)
+    return [f for f in fs if f.kind in kinds]
+
+
 def killed_pids(fs: Iterable[Finding]) -> set[int]:
-    """Pids of workers that died of SIGKILL without a core."""
+    """Pids of the findings that need the kernel log: workers that died of
+    SIGKILL without a core (OOM killer suspected)."""
     pids: set[int] = set()
     for f in fs:
-        if f.kind == "worker-killed":
+        if f.kind in _OOM_KINDS:
             for entry in f.details.get("pids", ()):  # type: ignore[attr-defined]
                 pids.add(int(entry["value"]))
     return pids
 
 
 def bind_addresses(fs: Iterable[Finding]) -> list[str]:
+    """The addresses whose holders the first finding needing them asks for."""
     for f in fs:
-        if f.kind == "bind-in-use":
+        if f.kind in _HOLDER_KINDS:
             return [e["value"] for e in f.details.get("addresses", ())]  # type: ignore[attr-defined]
     return []
 
@@ -428,31 +253,31 @@ def add_host_facts(fs: tuple[Finding, ...], *, oom: Iterable[OomKill] = (),
                    kernel_log: str | None = None, holders: Iterable[PortHolder] = (),
                    sockets: dict[str, dict[str, object]] | None = None,
                    selinux: str | None = None) -> tuple[Finding, ...]:
-    """Attach what the host says: OOM-killer lines for killed workers, the
-    processes holding addresses nginx could not bind, the owner and mode of
-    sockets nginx could not open, and the SELinux mode where it may refuse."""
+    """Attach what the host says to the kinds whose registry entry needs it:
+    OOM-killer lines for killed workers, the processes holding addresses
+    nginx could not bind, the owner and mode of sockets nginx could not
+    open, and the SELinux mode where it may refuse."""
     oom = list(oom)
     holders = list(holders)
     out = []
     for f in fs:
         details = dict(f.details)
-        if f.kind == "worker-killed":
+        if f.kind in _OOM_KINDS:
             pids = killed_pids([f])
             matched = [k for k in oom if k.pid in pids]
             details["oom_kills"] = [{"pid": k.pid, "comm": k.comm, "line": k.line}
                                     for k in matched]
             details["oom_confirmed"] = bool(matched)
             details["kernel_log"] = kernel_log
-        elif f.kind == "bind-in-use":
+        if f.kind in _HOLDER_KINDS:
             details["holders"] = [{"address": h.address, "pid": h.pid, "comm": h.comm,
                                    "cmdline": h.cmdline} for h in holders]
-        elif f.kind == "upstream-permission":
-            if sockets:
-                details["socket_state"] = [
-                    dict(sockets[e["value"]], path=e["value"])
-                    for e in details.get("sockets", ())  # type: ignore[attr-defined]
-                    if e["value"] in sockets]
-            if selinux is not None:
-                details["selinux"] = selinux
+        if f.kind in _SOCKET_KINDS and sockets:
+            details["socket_state"] = [
+                dict(sockets[e["value"]], path=e["value"])
+                for e in details.get("sockets", ())  # type: ignore[attr-defined]
+                if e["value"] in sockets]
+        if f.kind in _SELINUX_KINDS and selinux is not None:
+            details["selinux"] = selinux
         out.append(replace(f, details=details))
     return tuple(out)

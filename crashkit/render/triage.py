@@ -6,10 +6,20 @@ import textwrap
 from typing import Any
 
 from crashkit import __version__
-from crashkit.model.triage import Count, Finding, Triage
+from crashkit.analysis.conditions import KINDS
+from crashkit.model.triage import SEVERITY_ORDER, Count, Finding, Triage
 from crashkit.render.escape import visible
 
 SCHEMA = "crashkit/triage/1"
+
+# The details shown as one line each in the text output, in this order, with
+# their label (messages, and the host facts, have lines of their own below).
+DETAIL_LABELS: tuple[tuple[str, str], ...] = (
+    ("addresses", "addresses"), ("sockets", "sockets"), ("directives", "directive"),
+    ("limits", "limit"), ("calls", "calls"), ("levels", "levels"), ("signals", "signals"),
+    ("pids", "pids"), ("cores", "cores"))
+# Details the text output leaves to --json.
+JSON_ONLY_DETAILS = ("processes", "attempts")
 
 
 def _counts(cs: tuple[Count, ...]) -> list[dict[str, Any]]:
@@ -75,24 +85,19 @@ def _finding_lines(f: Finding) -> list[str]:
         lines.append(f"         {'message':<10} {m['value']} ({m['count']})")
     if len(messages) > 5:  # type: ignore[arg-type]
         lines.append(f"         {'':<10} … {len(messages) - 5} more in --json")  # type: ignore[arg-type]
-    for key, label in (("addresses", "addresses"),
-                       ("sockets", "sockets"), ("directives", "directive"),
-                       ("limits", "limit"), ("calls", "calls"), ("levels", "levels"),
-                       ("signals", "signals"),
-                       ("pids", "pids"), ("cores", "cores")):
+    for key, label in DETAIL_LABELS:
         if d.get(key):
             lines.append(f"         {label:<10} " + _list(d[key]))
-    if f.kind == "bind-in-use":  # nginx tries bind() 5 times per start
-        attempts = d.get("attempts")
-        lines[1] += (" bind() attempts (nginx makes up to 5 per start)" if attempts == f.count
-                     else f" failed starts or reloads, after {attempts} bind() attempts")
+    kind = KINDS.get(f.kind)
+    if kind is not None and kind.count_note is not None:  # bind-in-use: starts, attempts
+        lines[1] += kind.count_note(f.count, d)
     cores = d.get("cores") or []
     if cores:
         lines.append(f"         analyze    crashkit analyze {cores[0]}")  # type: ignore[index]
     for h in d.get("holders", []) or []:  # type: ignore[attr-defined]
         lines.append(f"         held by    pid {h['pid']} ({h['comm']}) on {h['address']}: "
                      f"{h['cmdline'][:80]}")
-    if f.kind == "bind-in-use" and "holders" in d and not d["holders"]:
+    if "holders" in d and not d["holders"]:
         lines.append("         held by    nobody now: the address is free on this host")
     for s in d.get("socket_state", []) or []:  # type: ignore[attr-defined]
         if s.get("exists"):
@@ -104,7 +109,7 @@ def _finding_lines(f: Finding) -> list[str]:
     if d.get("selinux") == "enforcing":
         lines.append("         selinux    enforcing: it may be the one refusing "
                      "(getsebool httpd_can_network_connect; audit2allow)")
-    if f.kind == "worker-killed" and "oom_kills" in d:
+    if "oom_kills" in d:
         kills = d.get("oom_kills") or []
         if kills:
             for k in kills[:3]:  # type: ignore[index]
@@ -142,6 +147,14 @@ def text(t: Triage) -> str:
         out += ["", "(top lists are approximate: too many distinct values to keep them all)"]
     # A log line holds what clients sent: shown, never obeyed by the terminal.
     return "\n".join(visible(line) for line in out)
+
+
+def kinds_help() -> str:
+    """The finding kinds for ``crashkit triage --help``, from the registry."""
+    kinds = sorted(KINDS.values(), key=lambda k: SEVERITY_ORDER[k.severity])
+    width = max(len(k.name) for k in kinds)
+    return "\b\nFinding kinds (--json: findings[].kind; README has the details):\n" + "\n".join(
+        f"  {k.severity:<9}{k.name:<{width + 2}}{k.title}" for k in kinds)
 
 
 def messages(_t: Triage) -> list[str]:
