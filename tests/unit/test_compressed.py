@@ -59,7 +59,7 @@ def test_truncated_stream_is_an_error(tmp_path: Path, core: bytes, kind: str) ->
     assert C.open_front(str(path), 512).data == core[:512]
     fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
     try:
-        with pytest.raises(CoreFormatError, match="truncated|damaged"):
+        with pytest.raises(CoreFormatError, match=r"truncated|damaged"):
             C.decompress_to(str(path), fd)
     finally:
         os.close(fd)
