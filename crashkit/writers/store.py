@@ -426,7 +426,9 @@ def _copy_compressed(store: Store, fd: int, src: Source, level: int,
         digest = hashlib.sha256()
         size = 0
         sink = _Sink(out)
-        cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
+        # threads=-1: one worker per CPU (libzstd multi-threading; the frame
+        # is the same format, one stream).
+        cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=-1)
         os.lseek(fd, 0, os.SEEK_SET)
         with cctx.stream_writer(sink, closefd=False) as w:  # type: ignore[arg-type]
             for data in _source_chunks(fd, src):
