@@ -120,6 +120,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def _damaged(path: str, exc: sqlite3.DatabaseError) -> StoreIndexError:
     text = str(exc)
+    if isinstance(exc, sqlite3.IntegrityError):
+        # A constraint (one row per core content): a caller's mistake, not damage.
+        return StoreIndexError(f"the crash index refused a row: {text}", path=path)
     if "locked" in text or "busy" in text:
         return IndexBusyError(f"the crash index is locked by another process ({text})",
                               path=path)

@@ -496,10 +496,12 @@ def _ingest(store: Store, src: Source, facts: Facts, fd: int, st: os.stat_result
             step("source_removed")
             return Ingested("already", known.id, known.stored_name, None, sha256, size, 0,
                             removed)
+        made = False
         try:
             # The inode we opened and hashed, whatever the name holds now.
             os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=store.crashes_fd,
                     follow_symlinks=True)
+            made = True
         except FileExistsError:
             there = os.stat(name, dir_fd=store.crashes_fd, follow_symlinks=False)
             if (there.st_dev, there.st_ino) != (st.st_dev, st.st_ino):
@@ -509,7 +511,14 @@ def _ingest(store: Store, src: Source, facts: Facts, fd: int, st: os.stat_result
         _fsync_dir(store.crashes_fd)
         step("linked")
         if known is None:
-            crash_id = _record(store, src, facts, sha256, size, name, compression)
+            try:
+                crash_id = _record(store, src, facts, sha256, size, name, compression)
+            except BaseException:
+                # Not recorded (index full, damaged): take the link back so
+                # the store holds no file its index does not know.
+                if made:
+                    _unlink_quiet(store.crashes_fd, name)
+                raise
             step("recorded")
             status: Status = "stored"
         else:

@@ -5,6 +5,7 @@ source and the index as they were."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
@@ -181,5 +182,51 @@ def test_store_filesystem_full(tmp_path: Path) -> None:
         assert ix.list_groups(conn, "").total == 50
         conn.close()
         del index_before
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+
+
+def test_index_cannot_grow(tmp_path: Path) -> None:
+    """Same filesystem (so the core is hard-linked, no data to write), but no
+    room left for the index's write-ahead log: the link is taken back, the
+    source and the index stay as they were."""
+    if os.geteuid() != 0:
+        unavailable("mounting a small tmpfs needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs",
+                           str(small)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        unavailable(f"cannot mount a tmpfs: {proc.stderr.strip()}")
+    try:
+        src_dir = small / "src"
+        src_dir.mkdir(mode=0o700)
+        core = synthetic_core(loads=4, size=1 << 16)
+        (src_dir / "core").write_bytes(core)
+        store = small / "store"
+        with W.open_store(str(store)) as st:
+            W.fill_synthetic(st, 20)
+        with W.open_store(str(store)) as st:
+            filler = os.open(small / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    os.write(filler, b"\xff" * 4096)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+            finally:
+                os.close(filler)
+            fd = os.open(src_dir, os.O_RDONLY | os.O_DIRECTORY)
+            steps: list[W.Step] = []
+            with pytest.raises(W.StoreFullError, match="index could not grow"):
+                W.ingest(st, W.Source(fd, "core", str(src_dir / "core"), "from", "elf"),
+                         W.Facts(signature="x"), on_step=steps.append)
+            os.close(fd)
+            assert steps == ["hashed", "linked"]  # the link was made, then taken back
+            assert os.listdir(store / W.CRASHES_DIR) == []
+        (small / "filler").unlink()
+        assert (src_dir / "core").read_bytes() == core
+        conn = ix.connect(str(store / ix.INDEX_NAME))
+        assert ix.list_groups(conn, "").total == 20
+        conn.close()
     finally:
         subprocess.run(["umount", str(small)], check=False)
