@@ -503,13 +503,17 @@ class ScanOptions:
     """``pattern``: the core_pattern that writes into this directory, to
     read its names; ``interval``: seconds between the two fstat passes;
     ``settle``: a core with segments past its end is busy while younger than
-    this (or while the pid its name gives still exists); ``plausible_owner``:
+    this, or while a process with the pid its name gives, started before
+    the file's last write, exists -- but not once it is ``give_up`` seconds
+    old: a kernel writes a core in minutes at most, and an unrelated
+    long-lived process may hold a reused pid; ``plausible_owner``:
     whether a file's owner could have written this core (default: root, or
     the uid the name gives, or any uid when the name gives none)."""
 
     pattern: CorePattern | None = None
     interval: float = 0.05
     settle: float = 30.0
+    give_up: float = 3600.0
     plausible_owner: Callable[[os.stat_result, NameFields | None], bool] | None = None
     now: Callable[[], float] = field(default=time.time)
     proc: str = "/proc"
@@ -574,10 +578,42 @@ def elf_extent(head: bytes, read: Callable[[int, int], bytes]) -> tuple[bool, in
     return True, end
 
 
-def _pid_alive(pid: int | None, proc: str) -> bool:
-    # Only ever used to *postpone* a file: a reused pid makes us wait one
-    # more run, never take a core early (DESIGN.md: never trust a reused pid).
-    return pid is not None and os.path.exists(os.path.join(proc, str(pid)))
+def _btime(proc: str) -> int | None:
+    try:
+        with open(os.path.join(proc, "stat"), "rb") as f:
+            for line in f:
+                if line.startswith(b"btime "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def writer_may_live(pid: int | None, mtime: float, proc: str = "/proc") -> bool:
+    """Whether the process that wrote a core (its pid from the file name)
+    may still be writing it: a process with that pid exists and started
+    before the file was last written. A process started later cannot be
+    the writer (the pid was reused). Used only to *postpone* a file, so a
+    wrong yes costs one run's delay, never a core taken early (DESIGN.md:
+    never trust /proc/<pid> of a pid that may have been reused)."""
+    if pid is None:
+        return False
+    try:
+        with open(os.path.join(proc, str(pid), "stat"), "rb") as f:
+            text = f.read()
+    except OSError:
+        return False
+    btime = _btime(proc)
+    try:
+        # Field 22, starttime in clock ticks since boot (proc(5)); the comm
+        # in field 2 may hold spaces and parentheses, so count from the last ")".
+        start_ticks = int(text[text.rindex(b")") + 2:].split()[19])
+    except (ValueError, IndexError):
+        return True
+    if btime is None:
+        return True
+    started = btime + start_ticks / os.sysconf("SC_CLK_TCK")
+    return started <= mtime + 1
 
 
 def _name_fields(name: str, opts: ScanOptions) -> tuple[Naming, NameFields | None]:
@@ -661,9 +697,10 @@ def _judge(dir_fd: int, name: str, opts: ScanOptions) -> tuple[ScanEntry, os.sta
             return reject("not_core", f"not an ELF core ({what})")
         truncated = extent is None or extent > size
         if truncated:
-            young = opts.now() - st.st_mtime < opts.settle
+            age = opts.now() - st.st_mtime
+            young = age < opts.settle
             pid = fields.pid if fields is not None else None
-            if young or _pid_alive(pid, opts.proc):
+            if young or (age < opts.give_up and writer_may_live(pid, st.st_mtime, opts.proc)):
                 because = f"written in the last {opts.settle:.0f} s" if young else \
                     f"pid {pid} still exists"
                 return replace(proto, status="busy", reason="segments_past_end",

@@ -373,3 +373,22 @@ def test_elf_extent(core: bytes) -> None:
     assert is_core and extent == len(core)
     assert S.elf_extent(b"junk" * 10, read) == (False, None)
     assert S.elf_extent(io.BytesIO(core).read(10), read) == (False, None)
+
+
+def test_writer_may_live(tmp_path: Path, core: bytes) -> None:
+    now = time.time()
+    assert S.writer_may_live(os.getpid(), now)  # we started before "now"
+    assert not S.writer_may_live(os.getpid(), now - 10 * 86400)  # reused: started later
+    assert not S.writer_may_live(None, now)
+    assert not S.writer_may_live(2**22 + 12345, now)  # above pid_max: no such process
+    # A cut core named for a live process that started before it was
+    # written: busy, even past the settle time; taken once give_up passes.
+    d = tmp_path / "cores"
+    d.mkdir()
+    (d / f"core.{os.getpid()}").write_bytes(core[: len(core) // 2])
+    pattern = S.parse_core_pattern("core", True)
+    busy = S.scan_dir(str(d), S.ScanOptions(pattern=pattern, settle=0))[0]
+    assert (busy.status, busy.reason) == ("busy", "segments_past_end")
+    assert f"pid {os.getpid()} still exists" in busy.detail
+    taken = S.scan_dir(str(d), S.ScanOptions(pattern=pattern, settle=0, give_up=0))[0]
+    assert (taken.status, taken.truncated) == ("candidate", True)
