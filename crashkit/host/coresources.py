@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
+import io
 import os
 import re
 import stat
@@ -320,9 +321,6 @@ def parse_apport_core_name(name: str) -> ApportCoreName | None:
 # first block lacks the gzip magic); newer apport writes zstd. zlib's
 # automatic header detection (32 + MAX_WBITS) takes gzip and zlib alike.
 
-CRASH_FIELDS = ("ProblemType", "ExecutablePath", "Signal", "Date", "Package", "Uname",
-                "Architecture", "DistroRelease", "CrashCounter", "SourcePackage",
-                "ProcStatus", "ExecutableTimestamp")
 # Fields a .crash may hold that carry secrets; never read into memory here.
 _SECRET_FIELDS = frozenset({"ProcCmdline", "ProcEnviron", "CoreDump", "ProcMaps",
                             "UserGroups", "JournalErrors"})
@@ -351,9 +349,13 @@ class CrashReport:
 _MAX_TEXT_VALUE = 64 * 1024
 
 
-def read_crash_report(f: BinaryIO, *, path: str = "<crash>") -> CrashReport:
-    """Read a .crash file's keys, stopping short of the values that can be
-    large (binary fields are skipped line by line, never held)."""
+def read_crash_report(f: BinaryIO, *, path: str = "<crash>",
+                      stop_at_core: bool = True) -> CrashReport:
+    """Read a .crash file's keys; binary values are skipped line by line,
+    never held. apport writes every text key before the binary ones
+    (ProblemReport._get_sorted_keys), so by default reading stops at the
+    CoreDump: key instead of reading a large core's lines; keys appended
+    later (add_to_existing) need ``stop_at_core=False``."""
     fields: list[tuple[str, str]] = []
     binary: list[str] = []
     key: str | None = None
@@ -396,6 +398,8 @@ def read_crash_report(f: BinaryIO, *, path: str = "<crash>") -> CrashReport:
             binary.append(key)
             if key == "CoreDump":
                 core_at = offset
+                if stop_at_core:
+                    break
         else:
             value += v.strip()
     finish()
@@ -452,8 +456,6 @@ def iter_crash_coredump(f: BinaryIO, report: CrashReport, *,
 
 def open_crash_coredump(f: BinaryIO, report: CrashReport, *, path: str = "<crash>") -> BinaryIO:
     """A file object reading the decompressed core of a .crash file."""
-    import io
-
     return io.BufferedReader(compressed.ChunkReader(iter_crash_coredump(f, report, path=path)),
                              buffer_size=1 << 17)
 

@@ -392,3 +392,17 @@ def test_writer_may_live(tmp_path: Path, core: bytes) -> None:
     assert f"pid {os.getpid()} still exists" in busy.detail
     taken = S.scan_dir(str(d), S.ScanOptions(pattern=pattern, settle=0, give_up=0))[0]
     assert (taken.status, taken.truncated) == ("candidate", True)
+
+
+def test_crash_keys_after_the_core(tmp_path: Path, core: bytes) -> None:
+    """Keys apport appends later (add_to_existing) follow the CoreDump: lines."""
+    path = tmp_path / "r.crash"
+    write_crash(path, core[:5000])
+    with path.open("ab") as f:
+        f.write(b"Tags: retraced\n")
+    with path.open("rb") as f:
+        assert S.read_crash_report(f).get("Tags") is None  # stopped at CoreDump:
+        f.seek(0)
+        full = S.read_crash_report(f, stop_at_core=False)
+    assert full.get("Tags") == "retraced" and full.get("UserGroups") is None
+    assert full.binary_keys == ("CoreDump",)
