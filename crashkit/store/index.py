@@ -199,8 +199,9 @@ def check(conn: sqlite3.Connection, path: str) -> None:
 
 # -- rows ------------------------------------------------------------------
 
+# "store": found in the store's own files by a reindex (the source is gone).
 SourceKind = Literal["core_pattern", "working_directory", "systemd", "apport-core",
-                     "apport-crash", "from"]
+                     "apport-crash", "from", "store"]
 
 
 @dataclass(frozen=True)

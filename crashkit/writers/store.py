@@ -191,11 +191,12 @@ class Store:
 
 
 @contextmanager
-def open_store(path: str = DEFAULT_STORE, *, wait: bool = True,
-               timeout: float = 600.0) -> Iterator[Store]:
+def open_store(path: str = DEFAULT_STORE, *, wait: bool = True, timeout: float = 600.0,
+               fresh_index: bool = False) -> Iterator[Store]:
     """Open the store at ``path`` (creating it), take its lock (waiting up
     to ``timeout`` seconds for another collect when ``wait``), open and
-    migrate its index, and remove what a killed run left half-written."""
+    migrate its index, and remove what a killed run left half-written.
+    ``fresh_index``: move the existing index aside first (``reindex``)."""
     dir_fd = _private_dir(None, path, None)
     lock_fd = crashes_fd = -1
     try:
@@ -213,6 +214,8 @@ def open_store(path: str = DEFAULT_STORE, *, wait: bool = True,
                 time.sleep(0.05)
         crashes_fd = _private_dir(dir_fd, os.path.join(path, CRASHES_DIR), CRASHES_DIR)
         index_path = os.path.join(path, ix.INDEX_NAME)
+        if fresh_index:
+            _set_index_aside(dir_fd)
         with suppress(FileExistsError):
             # Made by us first, 0600 (SQLite's -wal and -shm copy its mode).
             os.close(os.open(ix.INDEX_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
@@ -229,6 +232,17 @@ def open_store(path: str = DEFAULT_STORE, *, wait: bool = True,
         yield store
     finally:
         store.close()
+
+
+def _set_index_aside(dir_fd: int) -> None:
+    """Rename the index and its -wal/-shm to INDEX.damaged-STAMP (kept for a
+    post-mortem, never deleted by us)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    for suffix in ("", "-wal", "-shm"):
+        with suppress(FileNotFoundError):
+            os.rename(ix.INDEX_NAME + suffix, f"{ix.INDEX_NAME}.damaged-{stamp}{suffix}",
+                      src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    _fsync_dir(dir_fd)
 
 
 def _clean_temporaries(crashes_fd: int) -> tuple[str, ...]:
@@ -561,6 +575,63 @@ def _ingest(store: Store, src: Source, facts: Facts, fd: int, st: os.stat_result
     removed = remove_source and _remove_source(src, st)
     step("source_removed")
     return Ingested(status, crash_id, name, "copy", sha256, size, written, removed)
+
+
+# -- reindex ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Reindexed:
+    recorded: int
+    skipped: tuple[tuple[str, str], ...]  # (file name, why)
+
+
+def reindex(path: str = DEFAULT_STORE, *,
+            facts_for: Callable[[str, int], Facts] | None = None) -> Reindexed:
+    """Rebuild the index from the store's own files (``crashkit collect
+    --reindex``): the old index is moved aside, each stored core is read
+    back (its size and SHA-256 must match its name) and recorded with the
+    facts ``facts_for(name, fd)`` gives (the command analyses the core
+    again; without it only the content is known). Where each came from is
+    lost with the old index: the source is recorded as the store."""
+    skipped: list[tuple[str, str]] = []
+    recorded = 0
+    with open_store(path, fresh_index=True) as store:
+        with os.scandir(store.crashes_fd) as it:
+            names = sorted(e.name for e in it if not e.name.startswith(TMP_PREFIX))
+        for name in names:
+            sha_part, _, rest = name.partition(".")
+            if rest not in ("core", "core.zst", "core.xz", "core.lz4", "core.gz"):
+                skipped.append((name, "not a name the store gives"))
+                continue
+            compression = {"core": None, "core.zst": "zstd", "core.xz": "xz",
+                           "core.lz4": "lz4", "core.gz": "gzip"}[rest]
+            fmt: SourceFormat = "elf" if compression is None else compression  # type: ignore[assignment]
+            src = Source(store.crashes_fd, name, os.path.join(store.path, CRASHES_DIR, name),
+                         "store", fmt)
+            try:
+                fd, _st = _open_source(src)
+            except InputError as exc:
+                skipped.append((name, exc.message))
+                continue
+            try:
+                try:
+                    sha256, size = _hash(fd, src)
+                except CrashkitError as exc:
+                    skipped.append((name, exc.message))
+                    continue
+                if sha256 != sha_part:
+                    skipped.append((name, f"its content's SHA-256 is {sha256[:16]}…"))
+                    continue
+                os.lseek(fd, 0, os.SEEK_SET)
+                facts = facts_for(name, fd) if facts_for is not None else Facts()
+            finally:
+                os.close(fd)
+            if ix.find_by_content(store.conn, store.index_path, sha256, size) is not None:
+                skipped.append((name, "the same core is stored under another name"))
+                continue
+            _record(store, src, facts, sha256, size, name, compression)
+            recorded += 1
+    return Reindexed(recorded, tuple(skipped))
 
 
 # -- for benchmarks --------------------------------------------------------

@@ -220,3 +220,37 @@ def test_unsafe_store_directories(tmp_path: Path) -> None:
         pass
     assert stat.S_IMODE(walk.stat().st_mode) == 0o711
     assert stat.S_IMODE((walk / W.CRASHES_DIR).stat().st_mode) == 0o700
+
+
+def test_reindex_after_damage(tmp_path: Path, core: bytes) -> None:
+    src_dir = shared_dir(tmp_path)
+    priv = tmp_path / "priv"
+    priv.mkdir(mode=0o700)
+    (src_dir / "core.1").write_bytes(core)
+    (priv / "core.2").write_bytes(core[:-7])
+    store = tmp_path / "store"
+    with W.open_store(str(store)) as st:
+        for d, name in ((src_dir, "core.1"), (priv, "core.2")):
+            src = source(d, name)
+            W.ingest(st, src, W.Facts(signature="s"))
+            os.close(src.dir_fd)
+    (store / W.CRASHES_DIR / "stray.txt").write_text("not ours")
+    (store / ix.INDEX_NAME).write_bytes(b"\0damaged" * 512)
+    with pytest.raises(ix.IndexDamagedError, match="--reindex"), W.open_store(str(store)):
+        pass
+    seen: list[str] = []
+
+    def facts_for(name: str, fd: int) -> W.Facts:
+        seen.append(name)
+        return W.Facts(signature="again", pid=len(seen))
+
+    done = W.reindex(str(store), facts_for=facts_for)
+    assert done.recorded == 2 and done.skipped == (("stray.txt", "not a name the store gives"),)
+    assert any(p.name.startswith(f"{ix.INDEX_NAME}.damaged-") for p in store.iterdir())
+    with W.open_store(str(store)) as st:
+        (g,) = ix.list_groups(st.conn, st.index_path).groups
+        assert (g.signature, g.count, g.stored) == ("again", 2, 2)
+        for c in (core, core[:-7]):
+            row = ix.find_by_content(st.conn, st.index_path, hashlib.sha256(c).hexdigest(),
+                                     len(c))
+            assert row is not None and row.source_kind == "store"
