@@ -66,9 +66,11 @@ def test_newer_index_refused(tmp_path: Path) -> None:
 def test_damaged_index(tmp_path: Path, damage: str) -> None:
     path = tmp_path / ix.INDEX_NAME
     conn = ix.connect(str(path), writable=True)
+    conn.execute("BEGIN")
     conn.executemany("INSERT INTO crashes (source_kind, source_path, sha256, size, signature,"
                      " summary) VALUES ('from', ?, ?, 1, 's', ?)",
                      [(f"/p/{i}", f"{i:064x}", "x" * 200) for i in range(2000)])
+    conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     data = bytearray(path.read_bytes())
