@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "crashkit"
-READERS = ("elf", "gdb", "nginx", "host")
+READERS = ("elf", "gdb", "nginx", "host", "store")
 # Pure parsers of a format: no file, process or network I/O. Readers and
 # analyses both build on them.
 FORMATS = {"crashkit.nginx.text", "crashkit.nginx.logformat", "crashkit.elf.layouts"}
