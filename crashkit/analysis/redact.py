@@ -116,7 +116,7 @@ Token = tuple[str, int, int]  # value, start and end offsets in the text
 
 
 @dataclass(frozen=True)
-class Statement:
+class SpanStatement:
     """One config statement as the redactor needs it."""
 
     name: Token
@@ -175,7 +175,7 @@ def _replacement(name: str, value: str) -> str:
     return value[:len(value) - len(core)] + marker(core[:len(core) - tail]) + ")" * tail
 
 
-def config_text(text: str, lex: Callable[[str], list[Statement]]) -> str:
+def config_text(text: str, lex: Callable[[str], list[SpanStatement]]) -> str:
     """An nginx config's text with secret arguments replaced in place:
     comments, layout and every other byte stay. ``lex`` gives the text's
     statements with offsets into it."""
@@ -197,13 +197,13 @@ def redacted_config(text: str) -> str:
     over crashkit.nginx.text's lexer)."""
     from crashkit.nginx.text import statements
 
-    def lex(text: str) -> list[Statement]:
-        out: list[Statement] = []
+    def lex(text: str) -> list[SpanStatement]:
+        out: list[SpanStatement] = []
         blocks: list[tuple[int, tuple[str, tuple[str, ...]]]] = []  # (depth, block)
         for s in statements(text):
             while blocks and blocks[-1][0] >= s.depth:
                 blocks.pop()
-            out.append(Statement((s.name.value, s.name.start, s.name.end),
+            out.append(SpanStatement((s.name.value, s.name.start, s.name.end),
                                  tuple((t.value, t.start, t.end) for t in s.args),
                                  blocks[-1][1] if blocks else None))
             if s.terminator == "{":
