@@ -175,9 +175,11 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
     lookups: list[Callable[[], HostFacts]] = []
 
     def ask_gdb(facts: CoreFacts) -> None:
+        _queue_gdb(facts)
+        lookups.append(_host_lookup(facts, options))  # once gdb has its work
+
+    def _queue_gdb(facts: CoreFacts) -> None:
         nonlocal gdb_error
-        # dpkg's database is read while gdb works.
-        lookups.append(_host_lookup(facts, options))
         if session is None:
             return
         from crashkit.gdb import backtrace as bt
@@ -237,11 +239,10 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
 
 
 def _host_lookup(facts: CoreFacts, options: Options) -> Callable[[], HostFacts]:
-    """Start reading this host's facts about the core; the returned function
-    waits for them. With --sysroot the packages come from the sysroot's dpkg
-    database, and the processes and users of this host say nothing."""
-    import threading
-
+    """Read this host's facts about the core; the returned function gives
+    them. With --sysroot the packages come from the sysroot's dpkg database,
+    and the processes and users of this host say nothing. dpkg's database is
+    read through its cached index (a few milliseconds), so no thread waits."""
     from crashkit.host import dpkg as H
     from crashkit.host import proc
     from crashkit.nginx import logtail
@@ -258,14 +259,9 @@ def _host_lookup(facts: CoreFacts, options: Options) -> Callable[[], HostFacts]:
     paths = [p for p in dict.fromkeys(m.path for m in facts.mappings)
              if options.packages == "all" or (p.startswith(DPKG_PREFIXES) and (
                  p == facts.exe or not is_system_library(p)))]
-    result: dict[str, Package] = {}
-
-    def work() -> None:
-        if paths and (admindir or not options.sysroot):
-            result.update(H.dpkg_packages(paths, admindir))
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
+    packages: dict[str, Package] = {}
+    if paths and (admindir or not options.sysroot):
+        packages = H.dpkg_packages(paths, admindir)
     s = facts.signal
     sender_command = sender_user = None
     if s is not None and s.sender_pid and not options.sysroot and options.sender_now and (
@@ -274,8 +270,7 @@ def _host_lookup(facts: CoreFacts, options: Options) -> Callable[[], HostFacts]:
         sender_user = proc.user_name(s.sender_uid) if s.sender_uid is not None else None
 
     def finish() -> HostFacts:
-        thread.join(H.DPKG_TIMEOUT * 2 + 1)
-        return HostFacts(packages=dict(result), sender_command=sender_command,
+        return HostFacts(packages=dict(packages), sender_command=sender_command,
                          sender_user=sender_user, log_lines=log, log_path=options.error_log)
 
     return finish
