@@ -10,9 +10,7 @@ command here only turns its options into that verb's ``Options``. Exit codes:
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -129,6 +127,8 @@ def emit(verb: str, result: Result, as_json: bool) -> int:
     """The one way a verb's result reaches the user: its messages on stderr, its
     text (every line escaped for the terminal) or JSON on stdout (written by
     :func:`main` once click has returned); the exit status (1: needs attention)."""
+    import json
+
     from crashkit.render.escape import visible
 
     render: Any = importlib.import_module(f"crashkit.render.{verb}")
@@ -219,6 +219,8 @@ def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact:
     secret-looking values in logs are redacted (<redacted:N>, N their length)
     unless --no-redact. The core goes in only with --include-core.
     """
+    import dataclasses
+
     from crashkit.commands import report as verb
 
     wanted = _formats(formats)

@@ -11,9 +11,10 @@ import sys
 
 
 def main() -> None:
-    from crashkit.gdb.spawn import prestart
+    if sys.argv[1:2] == ["analyze"]:  # the only verb gdb is started early for
+        from crashkit.gdb.spawn import prestart
 
-    prestart(sys.argv[1:])
+        prestart(sys.argv[1:])
     from crashkit.cli import main as cli_main
 
     try:
@@ -24,9 +25,9 @@ def main() -> None:
         code = 0
     # Everything is written and gdb is gone: skip the interpreter's teardown
     # (module and object finalisation), which only costs time here.
-    from crashkit.gdb.spawn import drop_early
-
-    drop_early()
+    spawn = sys.modules.get("crashkit.gdb.spawn")  # an early gdb is only ever made there
+    if spawn is not None:
+        spawn.drop_early()
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -15,25 +15,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from crashkit.analysis.attribution import is_system_library
-from crashkit.analysis.frames import (
-    cut_at_garbage,
-    lookup_addresses,
-    merge,
-    pc_frame,
-    scan_for_caller,
-)
-from crashkit.analysis.verdict import build_analysis
+# Only what it takes to set gdb to work is imported here; the rest (attribution,
+# verdict, symbols) is imported where it is used, once gdb has its work.
 from crashkit.elf import layouts as L
 from crashkit.elf.core import CoreFile
-from crashkit.elf.demangle import demangle
 from crashkit.elf.files import is_elf, regular_file
-from crashkit.elf.modules import read_modules
-from crashkit.elf.symbols import DEFAULT_DEBUG_DIRS, Symbolizer, host_path
 from crashkit.errors import GdbError
 from crashkit.model.analyze import Analysis, CoreFacts, CrashContext, HostFacts, Package, Thread
 
 if TYPE_CHECKING:
+    from crashkit.elf.symbols import Symbolizer
     from crashkit.gdb.backtrace import Pending
     from crashkit.gdb.session import GdbSession
 
@@ -92,6 +83,8 @@ def read_facts(path: str, options: Options,
         facts = core.facts()
         if on_notes is not None:
             on_notes(facts)
+        from crashkit.elf.modules import read_modules
+
         modules = read_modules(core, facts.mappings, sysroot=options.sysroot,
                                path_map=_path_map(facts, options))
         sp = facts.threads[0].sp if facts.threads else None
@@ -175,11 +168,14 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
     lookups: list[Callable[[], HostFacts]] = []
 
     def ask_gdb(facts: CoreFacts) -> None:
+        _queue_gdb(facts)
+        lookups.append(_host_lookup(facts, options))  # once gdb has its work
+
+    def _queue_gdb(facts: CoreFacts) -> None:
         nonlocal gdb_error
-        # dpkg's database is read while gdb works.
-        lookups.append(_host_lookup(facts, options))
         if session is None:
             return
+        from crashkit.elf.symbols import host_path
         from crashkit.gdb import backtrace as bt
 
         exe = options.exe
@@ -197,6 +193,11 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
             gdb_error = str(exc)
 
     facts = read_facts(path, options, on_notes=ask_gdb)
+    from crashkit.analysis.attribution import is_system_library
+    from crashkit.analysis.frames import pc_frame, scan_for_caller
+    from crashkit.analysis.verdict import build_analysis
+    from crashkit.elf.symbols import DEFAULT_DEBUG_DIRS, Symbolizer
+
     other_builds = {m.path: m.build_id for m in facts.modules
                     if m.build_id_match is False and m.build_id}
     symbolizer = Symbolizer(facts.mappings, sysroot=options.sysroot,
@@ -237,11 +238,11 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
 
 
 def _host_lookup(facts: CoreFacts, options: Options) -> Callable[[], HostFacts]:
-    """Start reading this host's facts about the core; the returned function
-    waits for them. With --sysroot the packages come from the sysroot's dpkg
-    database, and the processes and users of this host say nothing."""
-    import threading
-
+    """Read this host's facts about the core; the returned function gives
+    them. With --sysroot the packages come from the sysroot's dpkg database,
+    and the processes and users of this host say nothing. dpkg's database is
+    read through its cached index (a few milliseconds), so no thread waits."""
+    from crashkit.analysis.attribution import is_system_library
     from crashkit.host import dpkg as H
     from crashkit.host import proc
     from crashkit.nginx import logtail
@@ -258,14 +259,9 @@ def _host_lookup(facts: CoreFacts, options: Options) -> Callable[[], HostFacts]:
     paths = [p for p in dict.fromkeys(m.path for m in facts.mappings)
              if options.packages == "all" or (p.startswith(DPKG_PREFIXES) and (
                  p == facts.exe or not is_system_library(p)))]
-    result: dict[str, Package] = {}
-
-    def work() -> None:
-        if paths and (admindir or not options.sysroot):
-            result.update(H.dpkg_packages(paths, admindir))
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
+    packages: dict[str, Package] = {}
+    if paths and (admindir or not options.sysroot):
+        packages = H.dpkg_packages(paths, admindir)
     s = facts.signal
     sender_command = sender_user = None
     if s is not None and s.sender_pid and not options.sysroot and options.sender_now and (
@@ -274,8 +270,7 @@ def _host_lookup(facts: CoreFacts, options: Options) -> Callable[[], HostFacts]:
         sender_user = proc.user_name(s.sender_uid) if s.sender_uid is not None else None
 
     def finish() -> HostFacts:
-        thread.join(H.DPKG_TIMEOUT * 2 + 1)
-        return HostFacts(packages=dict(result), sender_command=sender_command,
+        return HostFacts(packages=dict(packages), sender_command=sender_command,
                          sender_user=sender_user, log_lines=log, log_path=options.error_log)
 
     return finish
@@ -306,6 +301,8 @@ def _debug_dir_layout(debug_dirs: Sequence[str]) -> list[str]:
 
 def _demangled(threads: tuple[Thread, ...]) -> tuple[Thread, ...]:
     """C++ names that came from ELF symbol tables, demangled (gdb demangles its own)."""
+    from crashkit.elf.demangle import demangle
+
     names = demangle(f.function for t in threads for f in t.frames
                      if f.source == "elf" and f.function)
     if not names:
@@ -320,6 +317,7 @@ def _gdb_threads(session: GdbSession, pending: Pending, threads: tuple[Thread, .
                  symbolizer: Symbolizer, untrusted: set[str], options: Options,
                  notes: list[str], exec_ranges: tuple[tuple[int, int], ...],
                  rescued: frozenset[str]) -> tuple[tuple[Thread, ...], CrashContext | None]:
+    from crashkit.analysis.frames import cut_at_garbage, lookup_addresses, merge
     from crashkit.analysis.redact import gdb_value
     from crashkit.gdb import backtrace as bt
 

@@ -14,9 +14,7 @@ import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
-
-from elftools.elf.elffile import ELFFile
+from typing import BinaryIO, NamedTuple
 
 from crashkit.elf import layouts as L
 from crashkit.elf.buildid import BuildIdResult, build_id_from_reader
@@ -69,6 +67,45 @@ def open_core_file(path: str) -> BinaryIO:
         return os.fdopen(open_regular(path), "rb")
     except OSError as exc:
         raise InputError(f"cannot open: {exc.strerror}", path=path) from None
+
+
+_EHDR_FIELDS = ("e_ident", "e_type", "e_machine", "e_version", "e_entry", "e_phoff", "e_shoff",
+                "e_flags", "e_ehsize", "e_phentsize", "e_phnum", "e_shentsize", "e_shnum",
+                "e_shstrndx")
+# struct elf_prpsinfo of a 64-bit core (pyelftools' Elf_Prpsinfo for ELFCLASS64).
+_PRPSINFO = struct.Struct("<B1sBB4xQIIIIII16s80s")
+
+
+class _Prpsinfo(NamedTuple):
+    pr_state: int
+    pr_sname: bytes
+    pr_zomb: int
+    pr_nice: int
+    pr_flag: int
+    pr_uid: int
+    pr_gid: int
+    pr_pid: int
+    pr_ppid: int
+    pr_pgrp: int
+    pr_sid: int
+    pr_fname: bytes
+    pr_psargs: bytes
+
+
+class _Elf:
+    """The ELF header of a core, decoded with struct: pyelftools (~0.1 s to
+    import) is loaded only for the rare core with PN_XNUM program headers."""
+
+    def __init__(self, header: dict[str, int], fh: BinaryIO) -> None:
+        self.header = header
+        self._fh = fh
+
+    def num_segments(self) -> int:
+        if self.header["e_phnum"] < 0xFFFF:
+            return self.header["e_phnum"]
+        from elftools.elf.elffile import ELFFile
+
+        return int(ELFFile(self._fh).num_segments())
 
 
 class CoreFile:
@@ -139,11 +176,9 @@ class CoreFile:
         if len(head) < 64:
             raise self._fail(f"cut inside the ELF header ({self.size} bytes of 64)")
 
-    def _parse_elf(self) -> ELFFile:
-        try:
-            return ELFFile(self._fh)
-        except L.ELF_ERRORS as exc:
-            raise self._fail(f"unreadable ELF header: {exc}") from None
+    def _parse_elf(self) -> _Elf:
+        return _Elf(dict(zip(_EHDR_FIELDS, L.ELF64_EHDR.unpack(self._pread(0, 64)),
+                             strict=True)), self._fh)
 
     def _layout(self) -> L.ArchLayout:
         return L.ARCHES[self.machine]
@@ -377,10 +412,10 @@ class CoreFile:
                       sp=regs[arch.sp], fp=regs[arch.fp], cursig=cursig)
 
     def _prpsinfo(self, note: RawNote) -> ProcessInfo:
-        st = self._elf.structs.Elf_Prpsinfo
-        if len(note.desc) < st.sizeof():
-            raise _BadNote(f"NT_PRPSINFO is {len(note.desc)} bytes, expected {st.sizeof()}")
-        info = st.parse(note.desc)
+        st = _PRPSINFO
+        if len(note.desc) < st.size:
+            raise _BadNote(f"NT_PRPSINFO is {len(note.desc)} bytes, expected {st.size}")
+        info = _Prpsinfo(*st.unpack_from(note.desc))
 
         def text(value: bytes | str) -> str:
             raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")

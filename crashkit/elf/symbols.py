@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import bisect
 import os
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-from elftools.elf.elffile import ELFFile
+from typing import BinaryIO
 
 from crashkit.elf import layouts as L
 from crashkit.elf.buildid import file_build_id
@@ -121,37 +121,109 @@ class ElfImage:
 def _function_table(path: str, names: Iterable[str], debug: bool = False) -> _Table | None:
     try:
         with os.fdopen(open_regular(path), "rb") as fh:
-            elf = ELFFile(fh)
+            if os.pread(fh.fileno(), 4, 0) != b"\x7fELF":
+                return None  # what pyelftools says of it, as an ELFError
+            sections = _sections(fh.fileno())
+            if sections is None:  # anything unusual: as pyelftools reads it
+                return _function_table_elftools(fh, path, names, debug)
             for name in names:
-                section = elf.get_section_by_name(name)
-                if section is None or section["sh_type"] == "SHT_NOBITS":
+                section = sections.get(name.encode())
+                if section is None or section[0] == SHT_NOBITS:
                     continue
-                strtab = elf.get_section(section["sh_link"]).data()
-                data = section.data()
-                source = f"{name} of {path}" if debug else name
-                entries = []
-                # Decoded with struct: libc's tables hold thousands of symbols
-                # and pyelftools builds an object for each.
-                usable = len(data) - len(data) % L.ELF64_SYM.size
-                for st_name, st_info, _other, shndx, value, size in L.ELF64_SYM.iter_unpack(
-                        data[:usable]):
-                    stype = st_info & 0xF
-                    if shndx == 0 or value == 0 or stype not in (STT_FUNC, STT_GNU_IFUNC):
-                        continue
-                    end = strtab.find(b"\0", st_name)
-                    # .symtab keeps version tags (memcpy@@GLIBC_2.14); gdb does not.
-                    sym = strtab[st_name:end].split(b"@", 1)[0]
-                    entries.append((value, size, sym.decode("utf-8", "replace")))
-                if entries:
-                    # Prefer the sized, global-looking name among aliases at one address.
-                    entries.sort(key=lambda e: (e[0], -e[1], e[2].startswith("_"), e[2]))
-                    dedup: list[tuple[int, int, str]] = []
-                    for e in entries:
-                        if not dedup or dedup[-1][0] != e[0]:
-                            dedup.append(e)
-                    return _Table([e[0] for e in dedup], dedup, source)
+                _type, offset, size, link = section
+                _ltype, loffset, lsize, _link = sections[link]
+                strtab = os.pread(fh.fileno(), lsize, loffset)
+                data = os.pread(fh.fileno(), size, offset)
+                table = _decode_table(strtab, data, name, path, debug)
+                if table is not None:
+                    return table
     except L.ELF_ERRORS:
         return None
+    return None
+
+
+SHT_NOBITS = 8
+SHF_COMPRESSED = 0x800
+_SHDR = struct.Struct("<IIQQQQIIQQ")
+
+
+def _sections(fd: int) -> dict[bytes | int, tuple[int, int, int, int]] | None:
+    """(type, offset, size, link) of each section by name (the last of a name,
+    as pyelftools has it) and by index, read with struct; None for a file
+    this does not handle the way pyelftools would (not 64-bit little-endian,
+    extended section counts, compressed sections, links or names out of
+    range): those are read by pyelftools."""
+    ehdr = os.pread(fd, L.ELF64_EHDR.size, 0)
+    if len(ehdr) < L.ELF64_EHDR.size or ehdr[:4] != b"\x7fELF" or ehdr[4:6] != b"\x02\x01":
+        return None
+    (_ident, _type, _machine, _version, _entry, _phoff, shoff, _flags, _ehsize, _phentsize,
+     _phnum, shentsize, shnum, shstrndx) = L.ELF64_EHDR.unpack(ehdr)
+    if shoff == 0:
+        return {}
+    if shnum == 0 or shentsize != _SHDR.size or shstrndx >= shnum:
+        return None
+    raw = os.pread(fd, shnum * _SHDR.size, shoff)
+    if len(raw) != shnum * _SHDR.size:
+        return None
+    headers = list(_SHDR.iter_unpack(raw))
+    file_size = os.fstat(fd).st_size
+    if any(h[6] >= shnum or h[2] & SHF_COMPRESSED
+           or (h[1] != SHT_NOBITS and h[4] + h[5] > file_size) for h in headers):
+        return None
+    str_offset, str_size = headers[shstrndx][4], headers[shstrndx][5]
+    names = os.pread(fd, str_size + 1, str_offset) if str_size < 1 << 24 else b""
+    out: dict[bytes | int, tuple[int, int, int, int]] = {}
+    for i, (sh_name, sh_type, _f, _a, offset, size, link, _i, _al, _es) in enumerate(headers):
+        end = names.find(b"\0", sh_name)
+        if sh_name >= len(names) or end < 0:
+            return None
+        entry = (sh_type, offset, size, link)
+        out[i] = entry
+        out[names[sh_name:end]] = entry
+    return out
+
+
+def _function_table_elftools(fh: BinaryIO, path: str, names: Iterable[str],
+                             debug: bool) -> _Table | None:
+    from elftools.elf.elffile import ELFFile
+
+    elf = ELFFile(fh)
+    for name in names:
+        section = elf.get_section_by_name(name)
+        if section is None or section["sh_type"] == "SHT_NOBITS":
+            continue
+        strtab = elf.get_section(section["sh_link"]).data()
+        data = section.data()
+        table = _decode_table(strtab, data, name, path, debug)
+        if table is not None:
+            return table
+    return None
+
+
+def _decode_table(strtab: bytes, data: bytes, name: str, path: str,
+                  debug: bool) -> _Table | None:
+    source = f"{name} of {path}" if debug else name
+    entries = []
+    # Decoded with struct: libc's tables hold thousands of symbols
+    # and pyelftools builds an object for each.
+    usable = len(data) - len(data) % L.ELF64_SYM.size
+    for st_name, st_info, _other, shndx, value, size in L.ELF64_SYM.iter_unpack(
+            data[:usable]):
+        stype = st_info & 0xF
+        if shndx == 0 or value == 0 or stype not in (STT_FUNC, STT_GNU_IFUNC):
+            continue
+        end = strtab.find(b"\0", st_name)
+        # .symtab keeps version tags (memcpy@@GLIBC_2.14); gdb does not.
+        sym = strtab[st_name:end].split(b"@", 1)[0]
+        entries.append((value, size, sym.decode("utf-8", "replace")))
+    if entries:
+        # Prefer the sized, global-looking name among aliases at one address.
+        entries.sort(key=lambda e: (e[0], -e[1], e[2].startswith("_"), e[2]))
+        dedup: list[tuple[int, int, str]] = []
+        for e in entries:
+            if not dedup or dedup[-1][0] != e[0]:
+                dedup.append(e)
+        return _Table([e[0] for e in dedup], dedup, source)
     return None
 
 
