@@ -221,7 +221,7 @@ _WORKER_CRASH_CORE = Kind(
     "A worker died of a signal and the kernel wrote a core. Find the core (nginx's "
     "working_directory, or where kernel.core_pattern sends it) and run "
     "`crashkit analyze CORE` to see which module crashed.",
-    details=("signals", "pids", "processes"), facts=("config",))
+    details=("signals", "pids", "processes", "cores", "core_missing"), facts=("config",))
 _WORKER_CRASH = Kind(
     "worker-crash", "critical", "worker processes crashed without a core",
     "A worker died of a signal but no core was written, so the crash cannot be "

@@ -87,6 +87,59 @@ def _cores_for(finding: Finding, facts: NginxFacts) -> list[str]:
     return core_files(pattern, pids, facts.working_directory)
 
 
+def _with_cores(f: Finding, facts: NginxFacts) -> Finding:
+    cores = _cores_for(f, facts)
+    details: dict[str, object] = {**f.details, "cores": cores}
+    if not cores:
+        details["core_missing"] = missing_core(facts)
+    return replace(f, details=details)
+
+
+def missing_core(facts: NginxFacts) -> str:
+    """Where the kernel should have put the cores error.log says were dumped,
+    and why none is there, from the host's core settings."""
+    import pwd
+
+    from crashkit.host import proc
+    from crashkit.model.readiness import COREDUMP_SOCKET, core_target
+
+    pattern = proc.read_sysctl("kernel.core_pattern")
+    if pattern is None:
+        return "no core found, and kernel.core_pattern cannot be read here"
+    if pattern.startswith("|"):
+        program = pattern[1:].split()[0] if pattern[1:].split() else "?"
+        if not (os.path.isfile(program) and os.access(program, os.X_OK)):
+            return (f"kernel.core_pattern pipes cores to {program}, which does not exist or "
+                    "is not executable: the kernel dropped them")
+        if "systemd-coredump" in program:
+            if not os.path.exists(COREDUMP_SOCKET):
+                return (f"cores are piped to systemd-coredump, whose service socket "
+                        f"{COREDUMP_SOCKET} does not exist: they were lost")
+            return ("cores are piped to systemd-coredump: they are in "
+                    "/var/lib/systemd/coredump (coredumpctl list nginx)")
+        where = core_target(pattern, "")
+        return f"cores are piped to {program} ({pattern!r}): look where it stores them" + (
+            f" ({where})" if "apport" in program else "")
+    directory = core_target(pattern, facts.working_directory or "")
+    if not directory:
+        return (f"cores go to the crashing worker's working directory as {pattern!r}, and "
+                "the config sets no working_directory: workers keep the master's (/ when "
+                "systemd starts it), where the worker user cannot write; set "
+                "working_directory (crashkit setup)")
+    if not os.path.isdir(directory):
+        return f"cores go to {directory}, which does not exist"
+    try:
+        pw = pwd.getpwnam(facts.worker_user) if facts.worker_user else None
+    except KeyError:
+        pw = None
+    if pw is not None and proc.user_can_write(directory, pw.pw_uid, pw.pw_gid) is False:
+        return (f"cores go to {directory}, where the worker user {facts.worker_user} cannot "
+                "write")
+    return (f"cores go to {directory} as {pattern!r}, and none for these pids is there: "
+            "removed or overwritten since (kernel.core_uses_pid 0 names every core alike), "
+            "or cut to nothing by worker_rlimit_core")
+
+
 def core_files(pattern: str, pids: Sequence[str], working_directory: str | None) -> list[str]:
     """The files kernel.core_pattern ``pattern`` gives for these pids, that exist."""
     candidates: list[str] = []
@@ -177,8 +230,8 @@ def scan(paths: Sequence[str], *, since: datetime | None, facts: NginxFacts | No
                        for e in f.details.get("sockets", ())}  # type: ignore[attr-defined]
     found = analysis.add_host_facts(found, oom=oom, kernel_log=kernel_source,
                                     holders=holders, sockets=sockets, selinux=selinux)
-    found = tuple(replace(f, details={**f.details, "cores": _cores_for(f, facts)})
-                  if f.kind == "worker-crash-core" else f for f in found)
+    found = tuple(_with_cores(f, facts) if f.kind == "worker-crash-core" else f
+                  for f in found)
     return Triage(
         findings=found,
         sources=tuple(LogSource(s.path, s.compressed, s.bytes_read, s.truncated)

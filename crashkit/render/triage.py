@@ -17,7 +17,7 @@ SCHEMA = "crashkit/triage/1"
 DETAIL_LABELS: tuple[tuple[str, str], ...] = (
     ("addresses", "addresses"), ("sockets", "sockets"), ("directives", "directive"),
     ("limits", "limit"), ("calls", "calls"), ("levels", "levels"), ("signals", "signals"),
-    ("pids", "pids"), ("cores", "cores"))
+    ("pids", "pids"), ("cores", "cores"), ("core_missing", "no core"))
 # Details the text output leaves to --json.
 JSON_ONLY_DETAILS = ("processes", "attempts")
 
