@@ -318,10 +318,14 @@ def _gdb_threads(session: GdbSession, pending: Pending, threads: tuple[Thread, .
                  notes: list[str], exec_ranges: tuple[tuple[int, int], ...],
                  rescued: frozenset[str]) -> tuple[tuple[Thread, ...], CrashContext | None]:
     from crashkit.analysis.frames import cut_at_garbage, lookup_addresses, merge
-    from crashkit.analysis.redact import gdb_value
     from crashkit.gdb import backtrace as bt
 
-    redact = gdb_value if options.redact else (lambda v: v)
+    def redact(value: str) -> str:
+        # Imported on the first value (arguments and locals: --full only): the
+        # redactor's patterns cost ~10 ms to compile.
+        from crashkit.analysis.redact import gdb_value
+
+        return gdb_value(value) if options.redact else value
     per_thread, warnings = bt.collect(
         session, pending, [(t.tid, t.pc) for t in threads], max_frames=options.max_frames,
         full_frames=options.full_frames, redact=redact)
