@@ -194,8 +194,8 @@ def config_text(text: str, lex: Callable[[str], list[SpanStatement]]) -> str:
 
 def redacted_config(text: str) -> str:
     """An nginx config's text with secret values replaced (:func:`config_text`
-    over crashkit.nginx.text's lexer)."""
-    from crashkit.nginx.text import statements
+    over crashkit.formats.nginx_config's lexer)."""
+    from crashkit.formats.nginx_config import statements
 
     def lex(text: str) -> list[SpanStatement]:
         out: list[SpanStatement] = []

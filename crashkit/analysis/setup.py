@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crashkit.errors import InputError
-from crashkit.nginx.text import Statement, line_span, newline_of, quote, statements
+from crashkit.formats.nginx_config import Statement, line_span, newline_of, quote, statements
 
 if TYPE_CHECKING:  # the config reader's types; the plan itself reads nothing
     from crashkit.nginx.config import Directive, NginxConfig

@@ -1,5 +1,5 @@
 """Reading an nginx config file's text, byte-exact on write-back
-(crashkit.nginx.text.to_bytes gives the same bytes back)."""
+(crashkit.formats.nginx_config.to_bytes gives the same bytes back)."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ from crashkit.host.proc import children, nginx_master, systemd_running
 from crashkit.host.run import Completed, run
 from crashkit.nginx.config import NginxConfig, pid_path, prefix_args
 from crashkit.nginx.files import read_text
-from crashkit.nginx.text import quote, statements, to_bytes
+from crashkit.formats.nginx_config import quote, statements, to_bytes
 
 if TYPE_CHECKING:
     from crashkit.analysis.setup import FileEdit

@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "crashkit"
 READERS = ("elf", "gdb", "nginx", "host", "store")
 # Pure parsers of a format: no file, process or network I/O. Readers and
 # analyses both build on them.
-FORMATS = {"crashkit.nginx.text", "crashkit.nginx.logformat", "crashkit.elf.layouts"}
+FORMATS = {"crashkit.formats.nginx_config", "crashkit.nginx.logformat", "crashkit.elf.layouts"}
 COMMON = ("crashkit", "crashkit.errors", "crashkit.model")
 
 
@@ -102,7 +102,7 @@ def test_the_contract_catches_a_violation(tmp_path: Path) -> None:
     assert not allowed("crashkit.render.x", "crashkit.writers.bundle")
     assert not allowed("crashkit.elf.core", "crashkit.analysis.meaning")
     assert not allowed("crashkit.host.proc", "crashkit.cli")
-    assert allowed("crashkit.analysis.setup", "crashkit.nginx.text")
+    assert allowed("crashkit.analysis.setup", "crashkit.formats.nginx_config")
     assert allowed("crashkit.commands.report", "crashkit.writers.bundle")
 
 
