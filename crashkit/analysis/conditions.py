@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from crashkit.model.triage import Severity
-from crashkit.nginx.logformat import head
+from crashkit.formats.nginx_log import head
 
 # What a finding may need from the host triage runs on, beyond the log:
 # the kernel log (OOM-killer lines), who listens on an address, a unix

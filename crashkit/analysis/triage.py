@@ -26,7 +26,7 @@ from typing import Any
 from crashkit.analysis import conditions
 from crashkit.model.host import OomKill, PortHolder
 from crashkit.model.triage import SEVERITY_ORDER, Count, Finding
-from crashkit.nginx.logformat import context_keys, parse_time
+from crashkit.formats.nginx_log import context_keys, parse_time
 
 # The conditions triage knows (pattern alternatives, kinds, detail
 # extractors, host facts) are the registry in crashkit.analysis.conditions;

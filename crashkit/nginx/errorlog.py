@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 from typing import BinaryIO, TypeVar
 
 from crashkit.errors import InputError
-from crashkit.nginx.logformat import TIME_FORMAT, parse_time
+from crashkit.formats.nginx_log import TIME_FORMAT, parse_time
 
 DEFAULT_ERROR_LOG = "/var/log/nginx/error.log"
 BLOCK_SIZE = 4 << 20  # bytes read at a time

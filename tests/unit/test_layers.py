@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "crashkit"
 READERS = ("elf", "gdb", "nginx", "host", "store")
 # Pure parsers of a format: no file, process or network I/O. Readers and
 # analyses both build on them.
-FORMATS = {"crashkit.formats.nginx_config", "crashkit.nginx.logformat", "crashkit.elf.layouts"}
+FORMATS = {"crashkit.formats.nginx_config", "crashkit.formats.nginx_log", "crashkit.elf.layouts"}
 COMMON = ("crashkit", "crashkit.errors", "crashkit.model")
 
 
