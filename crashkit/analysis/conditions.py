@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from crashkit.model.triage import Severity
 from crashkit.formats.nginx_log import head
+from crashkit.model.triage import Severity
 
 # What a finding may need from the host triage runs on, beyond the log:
 # the kernel log (OOM-killer lines), who listens on an address, a unix

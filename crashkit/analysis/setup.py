@@ -22,7 +22,7 @@ from crashkit.errors import InputError
 from crashkit.formats.nginx_config import Statement, line_span, newline_of, quote, statements
 
 if TYPE_CHECKING:  # the config reader's types; the plan itself reads nothing
-    from crashkit.nginx.config import Directive, NginxConfig
+    from crashkit.model.nginx import Directive, NginxConfig
 
 RLIMIT_CORE = "worker_rlimit_core"
 WORKDIR = "working_directory"

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from crashkit.analysis import conditions
+from crashkit.formats.nginx_log import context_keys, parse_time
 from crashkit.model.host import OomKill, PortHolder
 from crashkit.model.triage import SEVERITY_ORDER, Count, Finding
-from crashkit.formats.nginx_log import context_keys, parse_time
 
 # The conditions triage knows (pattern alternatives, kinds, detail
 # extractors, host facts) are the registry in crashkit.analysis.conditions;

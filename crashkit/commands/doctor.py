@@ -21,13 +21,14 @@ from crashkit.model.doctor import (
     UpstreamProbe,
     WorkerLimits,
 )
+from crashkit.model.nginx import NginxConfig
 from crashkit.nginx import config
 
 _CONNECT_TIMEOUT = 1.0
 _DEFAULT_PORT = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443, "uwsgi": 80, "suwsgi": 80}
 
 
-def _nginx_t(nginx: str, cfg: config.NginxConfig) -> tuple[bool, str, str | None]:
+def _nginx_t(nginx: str, cfg: NginxConfig) -> tuple[bool, str, str | None]:
     """(passed, nginx's output, the error when it failed)."""
     from crashkit.writers.config import ValidationError, nginx_test
 
@@ -78,7 +79,7 @@ def _address(target: str, kind: str, upstream_names: set[str]) -> tuple[str | No
     return f"{host}:{port}", ""
 
 
-def probe_upstreams(cfg: config.NginxConfig, user: str) -> tuple[UpstreamProbe, ...]:
+def probe_upstreams(cfg: NginxConfig, user: str) -> tuple[UpstreamProbe, ...]:
     from crashkit.host.sockets import connect_as
 
     names = {u.args[0] for u in cfg.find("upstream") if u.args}
@@ -101,7 +102,7 @@ def probe_upstreams(cfg: config.NginxConfig, user: str) -> tuple[UpstreamProbe, 
     return tuple(out)
 
 
-def _core_checks(cfg: config.NginxConfig, failed: str | None) -> tuple[Check, ...]:
+def _core_checks(cfg: NginxConfig, failed: str | None) -> tuple[Check, ...]:
     """Core-dump readiness (what setup's dry run judges): would setup change
     the config, and the OS checks. ``failed``: why nginx -t failed."""
     from crashkit.commands.setup import readiness

@@ -74,6 +74,7 @@ def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
                  files: dict[str, str]) -> str | None:
     """nginx-V.txt, nginx-T.txt and the error log excerpt; returns the log path."""
     from crashkit.analysis.redact import redacted_config
+    from crashkit.model.nginx import ConfigLocation
     from crashkit.nginx import config as C
     from crashkit.nginx import dump
 
@@ -97,7 +98,7 @@ def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
         if master is not None and master.conf:
             conf = master.conf if os.path.isabs(master.conf) or not master.prefix \
                 else os.path.join(master.prefix, master.conf)
-            where = C.ConfigLocation(conf, "option")
+            where = ConfigLocation(conf, "option")
             notes.append(f"nginx-T.txt: the config of the crashed worker's master (pid "
                          f"{master.pid}, still running): {conf}")
     try:

@@ -26,17 +26,11 @@ from crashkit.analysis.setup import (
 from crashkit.errors import InputError
 from crashkit.host import cores
 from crashkit.host.proc import nginx_master
+from crashkit.model.nginx import ConfigLocation, NginxConfig
 from crashkit.model.readiness import CoreCheck as Check
 from crashkit.model.readiness import CoreSetting
 from crashkit.model.setup import FileResult, Result
-from crashkit.nginx.config import (
-    ConfigLocation,
-    NginxConfig,
-    open_config,
-    pid_path,
-    worker_process_count,
-    worker_user,
-)
+from crashkit.nginx.config import open_config, pid_path, worker_process_count, worker_user
 from crashkit.nginx.files import read_text
 from crashkit.writers import coredir
 from crashkit.writers.config import latest_backups, new_stamp, nginx_test, reload_nginx

@@ -9,7 +9,7 @@ from crashkit.model.readiness import CoreCheck as Check
 
 if TYPE_CHECKING:
     from crashkit.analysis.setup import NginxPlan
-    from crashkit.nginx.config import ConfigLocation, NginxConfig
+    from crashkit.model.nginx import ConfigLocation, NginxConfig
     from crashkit.writers.config import Reload
     from crashkit.writers.coredir import CoreDir, Worker
     from crashkit.writers.dropins import SystemChange

@@ -31,11 +31,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crashkit.errors import CommandError, CrashkitError, InputError
+from crashkit.formats.nginx_config import quote, statements, to_bytes
 from crashkit.host.proc import children, nginx_master, systemd_running
 from crashkit.host.run import Completed, run
-from crashkit.nginx.config import NginxConfig, pid_path, prefix_args
+from crashkit.model.nginx import NginxConfig
+from crashkit.nginx.config import pid_path, prefix_args
 from crashkit.nginx.files import read_text
-from crashkit.formats.nginx_config import quote, statements, to_bytes
 
 if TYPE_CHECKING:
     from crashkit.analysis.setup import FileEdit

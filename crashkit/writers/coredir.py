@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from crashkit.errors import InputError
 from crashkit.host.proc import existing_parent, user_access, user_can_write
-from crashkit.nginx.config import WorkerUser
+from crashkit.model.nginx import WorkerUser
 
 MODE = 0o700
 

@@ -16,7 +16,8 @@ import pytest
 
 from crashkit.analysis import triage
 from crashkit.errors import InputError
-from crashkit.nginx import errorlog, logformat
+from crashkit.formats import nginx_log as logformat
+from crashkit.nginx import errorlog
 from tests.conftest import cli_json, run_cli
 from tests.golden import DATA, assert_golden
 

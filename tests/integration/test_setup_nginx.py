@@ -26,13 +26,8 @@ import jsonschema
 import pytest
 
 from crashkit.errors import InputError
-from crashkit.nginx.config import (
-    ConfigLocation,
-    build_info,
-    find_config,
-    load_config,
-    parse_build_info,
-)
+from crashkit.model.nginx import ConfigLocation
+from crashkit.nginx.config import build_info, find_config, load_config, parse_build_info
 from crashkit.writers.config import ValidationError, candidate_path, validate_copies
 from tests.conftest import ROOT, run_cli, unavailable
 from tests.live_nginx import NGINX, WORKER_USER, debian_tree, reachable_dir

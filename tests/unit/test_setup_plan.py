@@ -14,9 +14,9 @@ import pytest
 
 from crashkit.analysis.setup import choose_values, parse_size, plan_core_directives
 from crashkit.errors import InputError
+from crashkit.formats.nginx_config import statements
 from crashkit.nginx.config import load_config, upstream_targets, worker_user
 from crashkit.nginx.files import read_text
-from crashkit.formats.nginx_config import statements
 from crashkit.writers.config import glob_matches
 from tests.conftest import unavailable
 
