@@ -101,18 +101,20 @@ def missing_core(facts: NginxFacts) -> str:
     import pwd
 
     from crashkit.host import proc
+    from crashkit.host.cores import pipe_handler
     from crashkit.model.readiness import COREDUMP_SOCKET, core_target
 
     pattern = proc.read_sysctl("kernel.core_pattern")
     if pattern is None:
         return "no core found, and kernel.core_pattern cannot be read here"
     if pattern.startswith("|"):
-        program = pattern[1:].split()[0] if pattern[1:].split() else "?"
-        if not (os.path.isfile(program) and os.access(program, os.X_OK)):
+        found, runnable, socket = pipe_handler(pattern)
+        program = found or "?"
+        if not runnable:
             return (f"kernel.core_pattern pipes cores to {program}, which does not exist or "
                     "is not executable: the kernel dropped them")
-        if "systemd-coredump" in program:
-            if not os.path.exists(COREDUMP_SOCKET):
+        if socket is not None:
+            if not socket:
                 return (f"cores are piped to systemd-coredump, whose service socket "
                         f"{COREDUMP_SOCKET} does not exist: they were lost")
             return ("cores are piped to systemd-coredump: they are in "

@@ -32,6 +32,18 @@ def systemd_limit_core(unit: str = NGINX_UNIT) -> str | None:
     return value if done.status == 0 and value else None
 
 
+def pipe_handler(pattern: str | None) -> tuple[str | None, bool | None, bool | None]:
+    """A piped core_pattern's program, whether the kernel can run it, and (for
+    systemd-coredump) whether its service socket exists; Nones for no pipe."""
+    if not pattern or not pattern.startswith("|") or not pattern[1:].split():
+        return None, None, None
+    program = pattern[1:].split()[0]
+    runnable = os.path.isfile(program) and os.access(program, os.X_OK)
+    socket = os.path.exists(COREDUMP_SOCKET) \
+        if "systemd-coredump" in os.path.basename(program) else None
+    return program, runnable, socket
+
+
 def gather(s: CoreSetting, unit: str = NGINX_UNIT) -> CoreFacts:
     pattern = proc.read_sysctl(CORE_PATTERN)
     writable = None
@@ -47,13 +59,7 @@ def gather(s: CoreSetting, unit: str = NGINX_UNIT) -> CoreFacts:
         free: int | None = shutil.disk_usage(probe).free
     except OSError:
         free = None
-    program = pattern[1:].split()[0] if pattern and pattern.startswith("|") and \
-        pattern[1:].split() else None
-    runnable = None if program is None else (
-        os.path.isfile(program) and os.access(program, os.X_OK))
-    socket = None
-    if program is not None and "systemd-coredump" in os.path.basename(program):
-        socket = os.path.exists(COREDUMP_SOCKET)
+    _program, runnable, socket = pipe_handler(pattern)
     return CoreFacts(
         core_pattern=pattern, core_uses_pid=proc.read_sysctl(CORE_USES_PID),
         suid_dumpable=proc.read_sysctl(SUID_DUMPABLE), systemd_running=running, unit=unit,
