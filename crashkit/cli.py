@@ -91,10 +91,15 @@ _CORE_OPTIONS = [
                       "(for a core from another host without --sysroot)."),
 ]
 
+_STORE_OPTION = click.option(
+    "--store", metavar="DIR", envvar="CRASHKIT_STORE", default="/var/lib/crashkit",
+    show_default=True, show_envvar=True,
+    help="The crash store that `crashkit collect` fills.")
+
 
 def core_options(f: F) -> F:
     """The options every command that reads a core takes."""
-    for option in reversed(_CORE_OPTIONS):
+    for option in reversed([*_CORE_OPTIONS, _STORE_OPTION]):
         f = option(f)
     return f
 
@@ -111,6 +116,9 @@ def _analysis_options(kw: dict[str, Any], core: str, *, full_frames: int, redact
     for option, directory in dirs:
         if directory is not None and not os.path.isdir(directory):
             raise InputError(f"{option}: no such directory", path=directory)
+    from crashkit.commands.analyze import resolve_core
+
+    core = resolve_core(core, kw["store"])
     return Options(exe=kw["exe"], sysroot=kw["sysroot"], debug_dirs=kw["debug_dirs"],
                    use_gdb=not kw["no_gdb"], gdb=kw["gdb_path"], gdb_timeout=kw["gdb_timeout"],
                    debuginfod=kw["debuginfod"], full_frames=full_frames,
@@ -123,7 +131,7 @@ class Result(Protocol):
     def needs_attention(self) -> bool: ...
 
 
-def emit(verb: str, result: Result, as_json: bool) -> int:
+def emit(verb: str, result: Result, as_json: bool, now: bool = False) -> int:
     """The one way a verb's result reaches the user: its messages on stderr, its
     text (every line escaped for the terminal) or JSON on stdout (written by
     :func:`main` once click has returned); the exit status (1: needs attention)."""
@@ -141,6 +149,11 @@ def emit(verb: str, result: Result, as_json: bool) -> int:
                                   indent=2 if sys.stdout.isatty() else None))
     else:
         _OUTPUT.append("\n".join(visible(line) for line in render.text(result).split("\n")))
+    if now:  # a long-running command (--watch): out at once, not at the end
+        for text in _OUTPUT:
+            sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        _OUTPUT.clear()
     return 1 if result.needs_attention else 0
 
 
@@ -158,6 +171,10 @@ def emit(verb: str, result: Result, as_json: bool) -> int:
 def analyze(core: str, full: bool, full_frames: int, show_secrets: bool, as_json: bool,
             **kw: Any) -> int:
     """Tell what crashed in CORE and whose code is at fault.
+
+    CORE is a core file (plain, or compressed with zstd, xz, lz4 or gzip as
+    systemd-coredump keeps them) or the id of a crash in the store (`crashkit
+    list`, `crashkit show`).
 
     From the core's own notes: program, process, signal and why, the faulting
     address or the sender, every mapped module with its build-id (checked
@@ -209,7 +226,7 @@ def _formats(value: str) -> tuple[str, ...]:
 def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact: bool,
            template_dir: str | None, conf: str | None, nginx_path: str, as_json: bool,
            **kw: Any) -> int:
-    """Write a bug-report bundle for CORE, ready to attach upstream.
+    """Write a bug-report bundle for CORE (a core file or a store id), ready to attach upstream.
 
     A .tar.gz (mode 0600) with report.md (an issue body for GitHub or GitLab),
     report.html, analysis.json, every thread's backtrace with locals, the
@@ -405,6 +422,167 @@ def setup(conf: str | None, core_dir: str | None, core_limit: str | None, do_app
                          reload=do_reload, undo=undo, system=system, system_root=system_root,
                          nginx=nginx_path, prefix=prefix))
     return emit("setup", result, as_json)
+
+
+COLLECT_EXIT_HELP = """\b
+Exit codes:
+  0  every core found was stored (or was already), or left for a reason shown
+  1  a core could not be taken (it stays where it was)
+  2  bad input: an unusable store or index, a --from that is not a directory"""
+
+
+def _size(value: str | None, option: str) -> int | None:
+    if value is None:
+        return None
+    import re
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?", value.strip(), re.I)
+    if m is None:
+        raise InputError(f"{option}: {value!r} is not a size (e.g. 500M, 20G)")
+    scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
+    return int(float(m.group(1)) * scale)
+
+
+def _age(value: str | None, option: str) -> int | None:
+    if value is None:
+        return None
+    import re
+
+    m = re.fullmatch(r"(\d+)\s*([smhdw]?)", value.strip(), re.I)
+    if m is None:
+        raise InputError(f"{option}: {value!r} is not an age (e.g. 30d, 12h)")
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400,
+                              "w": 604800}[m.group(2).lower()]
+
+
+@cli.command(epilog=COLLECT_EXIT_HELP)
+@click.option("--from", "from_dirs", metavar="DIR", multiple=True,
+              help="Also take cores from DIR (repeatable).")
+@click.option("--only-from", is_flag=True,
+              help="Look only in the --from directories, not where this host's settings "
+                   "put cores.")
+@_STORE_OPTION
+@click.option("--dry-run", is_flag=True, help="Say what would be taken; change nothing.")
+@click.option("--keep-sources", is_flag=True,
+              help="Copy cores and leave the originals (default: remove an original once its "
+                   "copy is verified and indexed; systemd-coredump's and apport's files are "
+                   "always left to their tools).")
+@click.option("--no-gdb", is_flag=True,
+              help="Identify cores from their notes alone (fast; coarser signatures than "
+                   "`analyze` with gdb gives).")
+@click.option("--error-log", "error_logs", metavar="PATH", multiple=True,
+              help="nginx error log to count crashes without a core from (default: the "
+                   "config's error logs).")
+@click.option("--flood", metavar="N", type=click.IntRange(min=0), default=20,
+              show_default=True,
+              help="Per signature keep the first N cores and the latest; count the rest "
+                   "without their cores (0: keep all).")
+@click.option("--max-size", metavar="SIZE", help="Let the oldest cores go beyond this total.")
+@click.option("--max-age", metavar="AGE", help="Let cores older than this go (e.g. 30d).")
+@click.option("--keep-per-signature", metavar="N", type=click.IntRange(min=1),
+              help="Keep at most N cores of each signature.")
+@click.option("--reindex", is_flag=True,
+              help="Rebuild the index from the stored cores (the old index is kept aside).")
+@click.option("--watch", is_flag=True,
+              help="Keep running: store each new core within seconds of the kernel "
+                   "finishing it.")
+@_CONF_OPTION
+@_NGINX_OPTION
+@_PREFIX_OPTION
+@click.option("--root", "root", metavar="DIR", default="/", hidden=True)
+@click.option("--settle", metavar="SECONDS", type=float, default=30.0, hidden=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="Print what was done as JSON (schema crashkit/collect/1).")
+def collect(from_dirs: tuple[str, ...], only_from: bool, store: str, dry_run: bool,
+            keep_sources: bool, no_gdb: bool, error_logs: tuple[str, ...], flood: int,
+            max_size: str | None, max_age: str | None, keep_per_signature: int | None,
+            reindex: bool, watch: bool, conf: str | None, nginx_path: str,
+            prefix: str | None, root: str, settle: float, as_json: bool) -> int:
+    """Gather every core on this host into the crash store, safely.
+
+    Looks where cores land: the directory of a path kernel.core_pattern; for a
+    relative pattern, nginx's working_directory and crashkit setup's core
+    directory; systemd-coredump's store; apport's core directory and .crash
+    reports; and every --from DIR. Each core is linked or copied (zstd),
+    verified, analysed and indexed before its original is removed; links,
+    FIFOs, devices and files that are not cores are never followed or taken,
+    and a core still being written is left for the next run.
+    """
+    from crashkit.commands import collect as verb
+
+    for d in from_dirs:
+        if not os.path.isdir(d):
+            raise InputError("--from: not a directory" if os.path.exists(d) else
+                             "--from: no such directory", path=d)
+    if only_from and not from_dirs:
+        raise InputError("--only-from needs at least one --from DIR")
+    for log in error_logs:
+        if not os.path.isfile(log):
+            raise InputError("--error-log: no such file", path=log)
+
+    def progress(message: str) -> None:
+        if sys.stderr.isatty() and not as_json:
+            click.echo(f"crashkit: {message}", err=True)
+
+    options = verb.Options(
+        store=store, from_dirs=from_dirs, auto=not only_from, dry_run=dry_run,
+        reindex=reindex, use_gdb=not no_gdb, keep_sources=keep_sources, conf=conf,
+        nginx=nginx_path, prefix=prefix, root=root, error_logs=error_logs, flood=flood,
+        max_size=_size(max_size, "--max-size"), max_age=_age(max_age, "--max-age"),
+        keep_per_signature=keep_per_signature, settle=settle, progress=progress)
+    if watch:
+        from crashkit.commands.collect import watch as run_watch
+
+        return run_watch(options, lambda r: emit("collect", r, as_json, now=True))
+    return emit("collect", verb.run(options), as_json)
+
+
+@cli.command("list")
+@_STORE_OPTION
+@click.option("--since", metavar="TIME",
+              help="Only groups seen since TIME (e.g. 2h, 3d, 2026-12-01 10:00).")
+@click.option("--by", "bucket", type=click.Choice(["hour", "day"]), default="hour",
+              show_default=True, help="The timeline's bucket.")
+@click.option("--buckets", metavar="N", type=click.IntRange(min=1, max=400), default=24,
+              show_default=True, help="How many buckets the timeline shows.")
+@click.option("--limit", metavar="N", type=click.IntRange(min=1), help="At most N groups.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the groups as JSON (schema crashkit/list/1).")
+def list_(store: str, since: str | None, bucket: str, buckets: int, limit: int | None,
+          as_json: bool) -> int:
+    """One row per bug in the store: how many crashes, when, whose code.
+
+    Crashes with the same signature are one row, whichever process or host
+    they came from: count, first and last seen, the program and its version,
+    the code at fault, the verdict, the worst confidence, how many cores are
+    kept, and a timeline of crashes per hour (or day) to spot a storm or a
+    regression. Crashes without a core (a worker killed by SIGKILL, as nginx's
+    error log tells) are counted too.
+    """
+    from crashkit.commands import list as verb
+
+    start = None
+    if since is not None:
+        from crashkit.nginx.errorlog import parse_since
+
+        try:
+            start = int(parse_since(since).timestamp())
+        except ValueError as exc:
+            raise InputError(f"--since: {exc}") from None
+    return emit("list", verb.run(verb.Options(store=store, since=start, bucket=bucket,  # type: ignore[arg-type]
+                                              buckets=buckets, limit=limit)), as_json)
+
+
+@cli.command()
+@click.argument("crash_id", metavar="ID", type=click.IntRange(min=1))
+@_STORE_OPTION
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the crash as JSON (schema crashkit/show/1).")
+def show(crash_id: int, store: str, as_json: bool) -> int:
+    """One crash of the store: its facts, where it came from, its group."""
+    from crashkit.commands import show as verb
+
+    return emit("show", verb.run(verb.Options(store=store, crash_id=crash_id)), as_json)
 
 
 # What a command prints goes out after click returns (see main): click turns

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 from crashkit.elf import layouts as L
 from crashkit.elf.core import CoreFile
 from crashkit.elf.files import is_elf, regular_file
-from crashkit.errors import GdbError
+from crashkit.errors import CrashkitError, GdbError
 from crashkit.model.analyze import Analysis, CoreFacts, CrashContext, HostFacts, Package, Thread
 
 if TYPE_CHECKING:
@@ -47,13 +48,57 @@ class Options:
     # that is not a system library: what a verdict can name) or "all".
     packages: str = "blamable"
     sender_now: bool = True  # say what the signal's sender runs now (not in bundles)
-    core: str = ""  # the core file
+    core: str = ""  # the core file (plain ELF: see :func:`plain_core`)
+    display_path: str | None = None  # what the core is called (a compressed original)
 
 
 def run(options: Options) -> Analysis:
     """The verb: gdb (usually pre-started by crashkit.launch) and the core."""
-    session, gdb_error = start_gdb(options)
-    return analyze(options.core, options, session=session, gdb_error=gdb_error)
+    with plain_core(options) as options:
+        session, gdb_error = start_gdb(options)
+        return analyze(options.core, options, session=session, gdb_error=gdb_error)
+
+
+def resolve_core(arg: str, store: str) -> str:
+    """A core argument as a file: a path, or the id of a crash in the store."""
+    if arg.isdigit() and not os.path.lexists(arg):
+        from crashkit.commands.show import stored_core
+
+        return stored_core(store, int(arg))[0]
+    return arg
+
+
+@contextmanager
+def plain_core(options: Options) -> Iterator[Options]:
+    """Options whose ``core`` is a plain ELF file: a compressed core (zstd,
+    xz, lz4, gzip: systemd-coredump's, the store's) is decompressed once into
+    a private temporary directory, removed afterwards; the analysis still
+    calls the core by its own name."""
+    from crashkit.elf import compressed
+
+    try:
+        with regular_file(options.core) as (read, _size):
+            kind = compressed.detect(read(0, compressed.MAGIC_BYTES))
+    except OSError:
+        kind = None  # the reader will explain
+    if kind is None:
+        yield options
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="crashkit-") as tmp:
+        plain = os.path.join(tmp, "core")
+        out = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            compressed.decompress_to(options.core, out)
+        finally:
+            os.close(out)
+        try:
+            yield dataclasses.replace(options, core=plain, display_path=options.core)
+        except CrashkitError as exc:
+            if exc.path == plain:
+                exc.path = options.core
+            raise
 
 
 def start_gdb(options: Options) -> tuple[GdbSession | None, str | None]:
@@ -125,10 +170,14 @@ def analyze(path: str, options: Options | None = None, session: GdbSession | Non
     if session is not None:
         session, gdb_error = _gdb_for_arch(path, options, session)
     try:
-        return _analyze(path, options, session, gdb_error)
+        done = _analyze(path, options, session, gdb_error)
     finally:
         if session is not None:
             session.close()
+    if options.display_path is not None:
+        done = dataclasses.replace(done, core=dataclasses.replace(done.core,
+                                                                  path=options.display_path))
+    return done
 
 
 _HOST_MACHINE = {"x86_64": L.EM_X86_64, "aarch64": L.EM_AARCH64}  # platform.machine()

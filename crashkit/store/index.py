@@ -114,7 +114,25 @@ CREATE INDEX crashes_time ON crashes (time);
 CREATE INDEX groups_last ON groups (last_time);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+# Version 3: crashes known from a log line only (no core), what analysed each
+# core (gdb or the notes alone), the signature's text, the program's
+# version, when a group was last reported, and the worst confidence of a
+# group (0 none, 1 low, 2 medium, 3 high; NULL when nothing was judged).
+_V3 = """
+ALTER TABLE crashes ADD COLUMN evidence TEXT NOT NULL DEFAULT 'core';
+ALTER TABLE crashes ADD COLUMN analysis TEXT;
+ALTER TABLE crashes ADD COLUMN signature_text TEXT;
+ALTER TABLE crashes ADD COLUMN exe_version TEXT;
+ALTER TABLE groups ADD COLUMN signature_text TEXT;
+ALTER TABLE groups ADD COLUMN exe TEXT;
+ALTER TABLE groups ADD COLUMN exe_version TEXT;
+ALTER TABLE groups ADD COLUMN worst_confidence INTEGER;
+ALTER TABLE groups ADD COLUMN no_core INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE groups ADD COLUMN reported_at INTEGER;
+UPDATE groups SET exe = (SELECT MAX(exe) FROM crashes WHERE crashes.signature = groups.signature);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -201,7 +219,12 @@ def check(conn: sqlite3.Connection, path: str) -> None:
 
 # "store": found in the store's own files by a reindex (the source is gone).
 SourceKind = Literal["core_pattern", "working_directory", "systemd", "apport-core",
-                     "apport-crash", "from", "store"]
+                     "apport-crash", "from", "store", "error_log", "kernel_log"]
+# "core": the crash's core was seen (stored, or counted in a flood);
+# "log": only a log line says the process died (no core was dumped).
+Evidence = Literal["core", "log"]
+CONFIDENCE_RANK = {"none": 0, "low": 1, "medium": 2, "high": 3}
+RANK_CONFIDENCE = {v: k for k, v in CONFIDENCE_RANK.items()}
 
 
 @dataclass(frozen=True)
@@ -236,11 +259,16 @@ class CrashRow:
     size: int
     compression: str | None
     collected_at: int | None
+    evidence: str = "core"
+    analysis: str | None = None
+    signature_text: str | None = None
+    exe_version: str | None = None
 
 
 _CRASH_COLUMNS = ("id, stored_name, source_kind, source_path, pid, exe, signal, si_code, time, "
                   "exe_build_id, modules, truncated, signature, summary, blamed_module, "
-                  "blamed_function, confidence, host, sha256, size, compression, collected_at")
+                  "blamed_function, confidence, host, sha256, size, compression, collected_at, "
+                  "evidence, analysis, signature_text, exe_version")
 
 
 def modules_from_json(text: str) -> tuple[ModuleRef, ...]:
@@ -254,7 +282,8 @@ def _crash(r: Any) -> CrashRow:
         signal=r[6], si_code=r[7], time=r[8], exe_build_id=r[9],
         modules=modules_from_json(r[10]), truncated=bool(r[11]), signature=r[12] or "",
         summary=r[13], blamed_module=r[14], blamed_function=r[15], confidence=r[16],
-        host=r[17], sha256=r[18], size=r[19], compression=r[20], collected_at=r[21])
+        host=r[17], sha256=r[18], size=r[19], compression=r[20], collected_at=r[21],
+        evidence=r[22], analysis=r[23], signature_text=r[24], exe_version=r[25])
 
 
 def get_crash(conn: sqlite3.Connection, path: str, crash_id: int) -> CrashRow | None:
@@ -279,6 +308,21 @@ def crashes_of(conn: sqlite3.Connection, path: str, signature: str,
         rows = conn.execute(f"SELECT {_CRASH_COLUMNS} FROM crashes WHERE signature = ? "
                             "ORDER BY time DESC LIMIT ?", (signature, limit)).fetchall()
     return [_crash(r) for r in rows]
+
+
+def crash_ids(conn: sqlite3.Connection, path: str, *, since: int | None = None) -> list[int]:
+    with guarded(path):
+        rows = conn.execute("SELECT id FROM crashes WHERE time >= ? ORDER BY id",
+                            (since if since is not None else -(1 << 62),)).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def group_of(conn: sqlite3.Connection, path: str, signature: str) -> GroupRow | None:
+    """One signature's group, without its histogram."""
+    with guarded(path):
+        row = conn.execute(f"SELECT {_GROUP_COLUMNS} FROM groups WHERE signature = ?",
+                           (signature,)).fetchone()
+    return None if row is None else _group(row, ())
 
 
 def stored_names(conn: sqlite3.Connection, path: str) -> set[str]:
@@ -310,6 +354,27 @@ class GroupRow:
     blamed_module: str | None
     blamed_function: str | None
     histogram: tuple[int, ...]
+    signature_text: str | None = None
+    exe: str | None = None
+    exe_version: str | None = None
+    worst_confidence: str | None = None
+    no_core: int = 0  # crashes known from a log line only (no core was dumped)
+    reported_at: int | None = None
+
+
+_GROUP_COLUMNS = ("signature, count, stored, first_time, last_time, summary, blamed_module, "
+                  "blamed_function, signature_text, exe, exe_version, worst_confidence, no_core, "
+                  "reported_at")
+
+
+def _group(r: Any, histogram: tuple[int, ...]) -> GroupRow:
+    count, stored, no_core = int(r[1]), int(r[2]), int(r[12] or 0)
+    return GroupRow(signature=str(r[0]), count=count, stored=stored,
+                    counted=count - stored - no_core, first_time=r[3], last_time=r[4],
+                    summary=r[5], blamed_module=r[6], blamed_function=r[7], histogram=histogram,
+                    signature_text=r[8], exe=r[9], exe_version=r[10],
+                    worst_confidence=None if r[11] is None else RANK_CONFIDENCE.get(int(r[11])),
+                    no_core=no_core, reported_at=r[13])
 
 
 @dataclass(frozen=True)
@@ -323,7 +388,7 @@ class Listing:
 
 def list_groups(conn: sqlite3.Connection, path: str, *, bucket: Bucket = "hour",
                 buckets: int = 24, now: float | None = None,
-                limit: int | None = None) -> Listing:
+                limit: int | None = None, since: int | None = None) -> Listing:
     """One row per signature, most recent first, with a per-hour or per-day
     histogram. Two queries: the groups table (one row per signature) and
     one pass over the (signature, time) index for the histogram window."""
@@ -331,11 +396,16 @@ def list_groups(conn: sqlite3.Connection, path: str, *, bucket: Bucket = "hour",
     end = int(time.time() if now is None else now) // width * width + width
     start = end - buckets * width
     with guarded(path):
+        args: list[object] = []
+        where = ""
+        if since is not None:
+            where = " WHERE last_time >= ?"
+            args.append(since)
+        if limit is not None:
+            args.append(limit)
         groups = conn.execute(
-            "SELECT signature, count, stored, first_time, last_time, summary, blamed_module,"
-            " blamed_function FROM groups ORDER BY last_time DESC, signature"
-            + (" LIMIT ?" if limit is not None else ""),
-            (limit,) if limit is not None else ()).fetchall()
+            f"SELECT {_GROUP_COLUMNS} FROM groups{where} ORDER BY last_time DESC, signature"
+            + (" LIMIT ?" if limit is not None else ""), args).fetchall()
         hist_rows = conn.execute(
             "SELECT signature, (time - ?) / ?, COUNT(*) FROM crashes"
             " WHERE time >= ? AND time < ? GROUP BY signature, (time - ?) / ?",
@@ -344,12 +414,7 @@ def list_groups(conn: sqlite3.Connection, path: str, *, bucket: Bucket = "hour",
     hist: dict[str, list[int]] = {}
     for sig, slot, n in hist_rows:
         hist.setdefault(str(sig), [0] * buckets)[int(slot)] = int(n)
-    out = tuple(
-        GroupRow(signature=str(sig), count=int(count), stored=int(stored),
-                 counted=int(count) - int(stored), first_time=first, last_time=last,
-                 summary=summary, blamed_module=bmod, blamed_function=bfun,
-                 histogram=tuple(hist.get(str(sig), [0] * buckets)))
-        for sig, count, stored, first, last, summary, bmod, bfun in groups)
+    out = tuple(_group(r, tuple(hist.get(str(r[0]), [0] * buckets))) for r in groups)
     return Listing(out, total, bucket, buckets, start)
 
 

@@ -102,6 +102,16 @@ class Facts:
     blamed_function: str | None = None
     confidence: str | None = None
     host: str | None = None
+    analysis: str | None = None  # "gdb" or "notes": what read the core
+    signature_text: str | None = None
+    exe_version: str | None = None
+    evidence: ix.Evidence = "core"
+
+
+# Called with the store's crashes/ directory and the name of the verified
+# private copy of the core there (the only file whose content we vouch for),
+# before the crash is recorded: the facts to record.
+FactsOf = Callable[[int, str], Facts]
 
 
 @dataclass(frozen=True)
@@ -348,8 +358,14 @@ def _record(store: Store, src: Source, facts: Facts, sha256: str, size: int,
             stored_name: str | None, compression: str | None) -> int:
     """Insert the crash and bump its group, one transaction. SQLITE_FULL
     rolls it all back."""
+    return _insert(store, src.kind, src.path, facts, sha256, size, stored_name, compression)
+
+
+def _insert(store: Store, kind: str, path: str, facts: Facts, sha256: str, size: int,
+            stored_name: str | None, compression: str | None) -> int:
     conn = store.conn
     modules = json.dumps([{"path": m.path, "build_id": m.build_id} for m in facts.modules])
+    rank = ix.CONFIDENCE_RANK.get(facts.confidence or "")
     try:
         with ix.guarded(store.index_path):
             conn.execute("BEGIN IMMEDIATE")
@@ -358,26 +374,37 @@ def _record(store: Store, src: Source, facts: Facts, sha256: str, size: int,
                     "INSERT INTO crashes (stored_name, source_kind, source_path, pid, exe, signal,"
                     " si_code, time, exe_build_id, modules, truncated, signature, summary,"
                     " blamed_module, blamed_function, confidence, host, sha256, size,"
-                    " compression, collected_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (stored_name, src.kind, src.path, facts.pid, facts.exe, facts.signal,
+                    " compression, collected_at, evidence, analysis, signature_text, exe_version)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                    " ?, ?)",
+                    (stored_name, kind, path, facts.pid, facts.exe, facts.signal,
                      facts.si_code, facts.time, facts.exe_build_id, modules, int(facts.truncated),
                      facts.signature, facts.summary, facts.blamed_module, facts.blamed_function,
-                     facts.confidence, facts.host, sha256, size, compression, int(time.time())))
+                     facts.confidence, facts.host, sha256, size, compression, int(time.time()),
+                     facts.evidence, facts.analysis, facts.signature_text, facts.exe_version))
                 conn.execute(
                     "INSERT INTO groups (signature, count, stored, first_time, last_time, summary,"
-                    " blamed_module, blamed_function) VALUES (?, 1, ?, ?, ?, ?, ?, ?)"
+                    " blamed_module, blamed_function, signature_text, exe, exe_version,"
+                    " worst_confidence, no_core) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (signature) DO UPDATE SET count = count + 1,"
                     " stored = stored + excluded.stored,"
+                    " no_core = no_core + excluded.no_core,"
                     " first_time = MIN(COALESCE(first_time, excluded.first_time),"
                     "                  COALESCE(excluded.first_time, first_time)),"
                     " last_time = MAX(COALESCE(last_time, excluded.last_time),"
                     "                 COALESCE(excluded.last_time, last_time)),"
                     " summary = COALESCE(excluded.summary, summary),"
                     " blamed_module = COALESCE(excluded.blamed_module, blamed_module),"
-                    " blamed_function = COALESCE(excluded.blamed_function, blamed_function)",
+                    " blamed_function = COALESCE(excluded.blamed_function, blamed_function),"
+                    " signature_text = COALESCE(excluded.signature_text, signature_text),"
+                    " exe = COALESCE(excluded.exe, exe),"
+                    " exe_version = COALESCE(excluded.exe_version, exe_version),"
+                    " worst_confidence = MIN(COALESCE(worst_confidence, excluded.worst_confidence),"
+                    "     COALESCE(excluded.worst_confidence, worst_confidence))",
                     (facts.signature, int(stored_name is not None), facts.time, facts.time,
-                     facts.summary, facts.blamed_module, facts.blamed_function))
+                     facts.summary, facts.blamed_module, facts.blamed_function,
+                     facts.signature_text, facts.exe, facts.exe_version, rank,
+                     int(facts.evidence == "log")))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -392,6 +419,74 @@ def _record(store: Store, src: Source, facts: Facts, sha256: str, size: int,
     rowid = cur.lastrowid
     assert rowid is not None
     return rowid
+
+
+def record_log_crash(store: Store, kind: ix.SourceKind, path: str, key: str,
+                     facts: Facts) -> tuple[int, bool]:
+    """Count a crash that only a log line tells of (no core: SIGKILL, the
+    OOM killer, a worker that could not dump). ``key`` identifies the line
+    (host, pid, time), so that reading the same log again counts it once.
+    (crash id, whether it is new)."""
+    sha256 = hashlib.sha256(b"log\0" + key.encode("utf-8", "surrogateescape")).hexdigest()
+    known = ix.find_by_content(store.conn, store.index_path, sha256, 0)
+    if known is not None:
+        return known.id, False
+    facts = Facts(**{**facts.__dict__, "evidence": "log"})
+    return _insert(store, kind, path, facts, sha256, 0, None, None), True
+
+
+def drop_core(store: Store, crash_id: int) -> int:
+    """Delete one crash's stored core, keeping its row (counted, no longer
+    stored). The bytes freed (0 when it had none). The index is changed
+    first: a kill between the two leaves a file the index does not name,
+    which ``stored_orphans`` finds, never a row naming a missing file."""
+    row = ix.get_crash(store.conn, store.index_path, crash_id)
+    if row is None or row.stored_name is None:
+        return 0
+    try:
+        size = os.stat(row.stored_name, dir_fd=store.crashes_fd,
+                       follow_symlinks=False).st_size
+    except FileNotFoundError:
+        size = 0
+    conn = store.conn
+    with ix.guarded(store.index_path):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("UPDATE crashes SET stored_name = NULL WHERE id = ?", (crash_id,))
+            conn.execute("UPDATE groups SET stored = stored - 1 WHERE signature = ?",
+                         (row.signature,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    still = conn.execute("SELECT 1 FROM crashes WHERE stored_name = ?",
+                         (row.stored_name,)).fetchone()
+    if still is None:
+        _unlink_quiet(store.crashes_fd, row.stored_name)
+        _fsync_dir(store.crashes_fd)
+    return size
+
+
+def stored_orphans(store: Store) -> tuple[str, ...]:
+    """Files in crashes/ that no row names (a drop killed half-way): removed."""
+    names = ix.stored_names(store.conn, store.index_path)
+    with os.scandir(store.crashes_fd) as it:
+        extra = sorted(e.name for e in it
+                       if not e.name.startswith(TMP_PREFIX) and e.name not in names)
+    for name in extra:
+        _unlink_quiet(store.crashes_fd, name)
+    if extra:
+        _fsync_dir(store.crashes_fd)
+    return tuple(extra)
+
+
+def mark_reported(store: Store, signature: str, when: int | None = None) -> None:
+    """Remember that a report was made of this signature (retention keeps
+    every core newer than that)."""
+    with ix.guarded(store.index_path):
+        store.conn.execute("UPDATE groups SET reported_at = ? WHERE signature = ?",
+                           (int(time.time()) if when is None else when, signature))
 
 
 # -- ingest ----------------------------------------------------------------
@@ -465,13 +560,16 @@ def _unlink_quiet(dir_fd: int, name: str) -> None:
         os.unlink(name, dir_fd=dir_fd)
 
 
-def ingest(store: Store, src: Source, facts: Facts, *, keep_core: bool = True,
+def ingest(store: Store, src: Source, facts: Facts | FactsOf, *, keep_core: bool = True,
            remove_source: bool = True, level: int = 3,
            on_step: Callable[[Step], None] | None = None) -> Ingested:
     """Take one source core into the store (see the module's docstring for
-    the order of things). ``keep_core=False`` records the crash without
-    keeping its core (and leaves the source). ``on_step`` is called after
-    each durable step (progress; tests kill the process there)."""
+    the order of things). ``facts`` may be a function of the verified
+    private copy (:data:`FactsOf`): the analysis then reads the store's own
+    file, never the source a user could swap. ``keep_core=False`` records
+    the crash without keeping its core (and leaves the source). ``on_step``
+    is called after each durable step (progress; tests kill the process
+    there)."""
     step: Callable[[Step], None] = on_step or (lambda _s: None)
     fd, st = _open_source(src)
     try:
@@ -486,7 +584,11 @@ def ingest(store: Store, src: Source, facts: Facts, *, keep_core: bool = True,
         os.close(fd)
 
 
-def _ingest(store: Store, src: Source, facts: Facts, fd: int, st: os.stat_result,
+def _facts(facts: Facts | FactsOf, crashes_fd: int, name: str) -> Facts:
+    return facts if isinstance(facts, Facts) else facts(crashes_fd, name)
+
+
+def _ingest(store: Store, src: Source, facts: Facts | FactsOf, fd: int, st: os.stat_result,
             keep_core: bool, remove_source: bool, level: int,
             step: Callable[[Step], None]) -> Ingested:
     link = (keep_core and st.st_dev == store.dev and src.format != "apport-crash"
@@ -499,7 +601,8 @@ def _ingest(store: Store, src: Source, facts: Facts, fd: int, st: os.stat_result
             if known is not None:
                 return Ingested("already", known.id, known.stored_name, None, sha256, size, 0,
                                 False)
-            crash_id = _record(store, src, facts, sha256, size, None, None)
+            crash_id = _record(store, src, facts if isinstance(facts, Facts) else Facts(),
+                               sha256, size, None, None)
             step("recorded")
             return Ingested("counted", crash_id, None, None, sha256, size, 0, False)
         compression = None if src.format == "elf" else src.format
@@ -526,7 +629,8 @@ def _ingest(store: Store, src: Source, facts: Facts, fd: int, st: os.stat_result
         step("linked")
         if known is None:
             try:
-                crash_id = _record(store, src, facts, sha256, size, name, compression)
+                crash_id = _record(store, src, _facts(facts, store.crashes_fd, name), sha256,
+                                   size, name, compression)
             except BaseException:
                 # Not recorded (index full, damaged): take the link back so
                 # the store holds no file its index does not know.
@@ -559,7 +663,8 @@ def _ingest(store: Store, src: Source, facts: Facts, fd: int, st: os.stat_result
             return Ingested("already", known.id, known.stored_name, None, sha256, size, 0,
                             removed)
         if known is None:
-            crash_id = _record(store, src, facts, sha256, size, name, "zstd")
+            crash_id = _record(store, src, _facts(facts, store.crashes_fd, tmp), sha256, size,
+                               name, "zstd")
             step("recorded")
             status = "stored"
         else:

@@ -1,0 +1,454 @@
+"""``crashkit collect``: gather every core on the host into the store.
+
+Where cores land is read from the host, never assumed: the directory of a
+path ``kernel.core_pattern``; for a relative pattern, the working directory
+of nginx's workers (``working_directory`` of its config) and the core
+directory ``crashkit setup`` makes; systemd-coredump's and apport's stores;
+and any ``--from DIR``. Each source is scanned without following a link or
+blocking on a FIFO (crashkit.host.coresources); each core is taken by
+crashkit.writers.store (link or copy, verify, record, then remove), and
+analysed from the store's own verified copy, so the facts in the index are
+those of the bytes kept.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+
+from crashkit.analysis.collect import StoredCore, flood_drops, log_signature, retention_drops
+from crashkit.errors import CrashkitError, InputError
+from crashkit.host import coresources as cs
+from crashkit.host import proc
+from crashkit.model.collect import CollectResult, FileResult, LogCrash, Pruned, SourceReport
+from crashkit.model.readiness import CORE_PATTERN, CORE_USES_PID, SYSTEMD_COREDUMP_DIR
+from crashkit.store import index as ix
+from crashkit.writers import store as W
+
+APPORT_CORE_DIR = "/var/lib/apport/coredump"
+APPORT_CRASH_DIR = "/var/crash"
+SETUP_CORE_DIR = "/var/lib/crashkit/cores"  # analysis.setup.DEFAULT_CORE_DIR
+STORE_ENV = "CRASHKIT_STORE"
+FLOOD_KEEP = 20
+
+
+def default_store() -> str:
+    return os.environ.get(STORE_ENV) or W.DEFAULT_STORE
+
+
+@dataclass(frozen=True)
+class Options:
+    store: str = W.DEFAULT_STORE
+    from_dirs: tuple[str, ...] = ()
+    auto: bool = True  # look where this host's settings put cores
+    dry_run: bool = False
+    reindex: bool = False
+    use_gdb: bool = True  # signatures as `analyze` gives them; off: the notes alone
+    keep_sources: bool = False  # copy, never remove a source
+    conf: str | None = None
+    nginx: str = "nginx"
+    prefix: str | None = None
+    root: str = "/"  # where systemd's and apport's stores are looked for
+    error_logs: tuple[str, ...] = ()  # read for crashes without a core (default: the config's)
+    flood: int = FLOOD_KEEP
+    max_size: int | None = None
+    max_age: int | None = None
+    keep_per_signature: int | None = None
+    settle: float = 30.0
+    progress: Callable[[str], None] | None = None
+
+
+@dataclass(frozen=True)
+class Place:
+    kind: ix.SourceKind
+    path: str
+    why: str
+    pattern: cs.CorePattern | None = None
+    keeps_source: bool = False
+
+
+@dataclass
+class _Found:
+    places: list[Place] = field(default_factory=list)
+    absent: list[SourceReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error_logs: list[str] = field(default_factory=list)
+
+
+def _under(root: str, path: str) -> str:
+    return path if root in ("", "/") else os.path.join(root, path.lstrip("/"))
+
+
+def discover(opts: Options) -> _Found:
+    """The places cores land on this host, each with how crashkit knows."""
+    found = _Found()
+    raw = proc.read_sysctl(CORE_PATTERN)
+    uses_pid = (proc.read_sysctl(CORE_USES_PID) or "0").strip() not in ("", "0")
+    pattern = cs.parse_core_pattern(raw, uses_pid) if raw is not None else None
+    seen: set[str] = set()
+
+    def add(place: Place) -> None:
+        real = os.path.normpath(place.path)
+        if real in seen:
+            return
+        seen.add(real)
+        if not os.path.lexists(real):
+            found.absent.append(SourceReport(place.kind, real, place.why, "absent",
+                                             "does not exist", keeps_source=place.keeps_source))
+            return
+        found.places.append(Place(place.kind, real, place.why, place.pattern,
+                                  place.keeps_source))
+
+    for d in opts.from_dirs:
+        add(Place("from", d, "--from", pattern))
+    if not opts.auto:
+        return found
+    if pattern is not None and pattern.kind == "file" and not pattern.relative:
+        if pattern.nested:
+            found.notes.append(f"kernel.core_pattern {pattern.raw!r} puts a specifier in a "
+                               "directory name: pass the directories with --from")
+        elif pattern.directory:
+            add(Place("core_pattern", pattern.directory,
+                      f"kernel.core_pattern is {pattern.raw!r}", pattern))
+    elif pattern is not None and pattern.kind == "file":
+        why = f"kernel.core_pattern {pattern.raw!r} is relative: cores land in the crashing " \
+              "process's working directory"
+        for wd in _nginx_dirs(opts, found):
+            add(Place("working_directory", wd, why + " (nginx's working_directory)", pattern))
+        add(Place("working_directory", SETUP_CORE_DIR,
+                  why + " (the core directory crashkit setup makes)", pattern))
+    elif pattern is not None and pattern.kind == "pipe":
+        found.notes.append(f"kernel.core_pattern pipes cores to {pattern.pipe_argv[0]}")
+    add(Place("systemd", _under(opts.root, SYSTEMD_COREDUMP_DIR), "systemd-coredump's store",
+              None, keeps_source=True))
+    add(Place("apport-core", _under(opts.root, APPORT_CORE_DIR), "apport's core directory",
+              None, keeps_source=True))
+    add(Place("apport-crash", _under(opts.root, APPORT_CRASH_DIR), "apport's crash reports",
+              None, keeps_source=True))
+    return found
+
+
+def _nginx_dirs(opts: Options, found: _Found) -> list[str]:
+    """nginx's working_directory (and its error logs, for crashes without a
+    core), read as setup reads the config. No config: nothing, said once."""
+    from crashkit.nginx import config as nc
+
+    try:
+        _where, cfg = nc.open_config(opts.conf, opts.nginx, opts.prefix)
+    except CrashkitError as exc:
+        if opts.conf is not None:
+            raise
+        found.notes.append(f"no nginx config read ({exc}): its working_directory is not "
+                           "searched")
+        return []
+    found.error_logs.extend(t.path for t in nc.error_logs(cfg)
+                            if t.path.startswith("/") and t.path != "/dev/null")
+    d = nc._last(cfg, "working_directory")
+    if d is None or not d.args:
+        found.notes.append("nginx's config sets no working_directory: its workers dump core "
+                           "in the directory nginx was started from (pass it with --from)")
+        return []
+    return [nc.resolve(cfg, d.args[0])]
+
+
+# -- facts from the stored copy ------------------------------------------------
+
+@contextmanager
+def plain_core(crashes_fd: int, name: str, store_path: str) -> Iterator[str]:
+    """A path to the uncompressed core stored as ``name``: the stored file
+    itself, or a private temporary decompression of it."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=crashes_fd)
+    try:
+        with _plain(fd, name, os.path.join(store_path, W.CRASHES_DIR, name)) as path:
+            yield path
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _plain(fd: int, name: str, direct: str) -> Iterator[str]:
+    from crashkit.elf import compressed
+
+    if compressed.detect(os.pread(fd, compressed.MAGIC_BYTES, 0)) is None:
+        yield direct
+        return
+    with tempfile.TemporaryDirectory(prefix="crashkit-") as tmp:
+        out = os.open(os.path.join(tmp, "core"),
+                      os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            compressed.decompress_fd_to(fd, out, path=name)
+        finally:
+            os.close(out)
+        yield os.path.join(tmp, "core")
+
+
+def facts_from(path: str, use_gdb: bool, when: int | None) -> W.Facts:
+    """Analyse one core (as `crashkit analyze` does) for the index."""
+    from crashkit.commands import analyze as A
+
+    a = A.analyze(path, A.Options(core=path, use_gdb=use_gdb, sender_now=False))
+    core = a.core
+    exe_mod = next((m for m in core.modules if m.path == core.exe), None)
+    pkg = a.host.packages.get(core.exe or "") if core.exe else None
+    v, sig = a.verdict, a.signature
+    return W.Facts(
+        pid=core.process.pid if core.process else None, exe=core.exe,
+        signal=core.signal.number if core.signal else None,
+        si_code=core.signal.code if core.signal else None, time=when,
+        exe_build_id=exe_mod.build_id if exe_mod else None,
+        modules=tuple(ix.ModuleRef(m.path, m.build_id) for m in core.modules),
+        truncated=core.truncated, signature=sig.hash if sig else "",
+        signature_text=sig.text if sig else None,
+        summary=v.summary if v else a.summary,
+        blamed_module=v.module if v else None, blamed_function=v.function if v else None,
+        confidence=v.confidence if v else None, host=socket.gethostname(),
+        analysis="gdb" if a.gdb_used else "notes",
+        exe_version=pkg.version if pkg else None)
+
+
+def _crash_time(entry: cs.ScanEntry) -> int | None:
+    f = entry.fields
+    if f is not None and f.time is not None:
+        return f.time
+    if f is not None and f.time_usec is not None:
+        return f.time_usec // 1_000_000
+    return entry.mtime_ns // 1_000_000_000 if entry.mtime_ns is not None else None
+
+
+# -- the verb -----------------------------------------------------------------
+
+def run(opts: Options) -> CollectResult:
+    if opts.reindex:
+        return _reindex(opts)
+    found = discover(opts)
+    reports: list[SourceReport] = list(found.absent)
+    say = opts.progress or (lambda _m: None)
+    if opts.dry_run:
+        for place in found.places:
+            reports.append(_scan(place, opts, None, say))
+        return CollectResult(opts.store, True, _ordered(reports, found), notes=tuple(found.notes))
+    with W.open_store(opts.store) as store:
+        for place in found.places:
+            reports.append(_scan(place, opts, store, say))
+        logs = _log_crashes(store, opts, found)
+        pruned = _prune(store, opts)
+        orphans = W.stored_orphans(store)
+        return CollectResult(opts.store, False, _ordered(reports, found), tuple(logs),
+                             tuple(pruned), store.cleaned + orphans, tuple(found.notes))
+
+
+def _ordered(reports: list[SourceReport], found: _Found) -> tuple[SourceReport, ...]:
+    order = {p.path: i for i, p in enumerate(found.places)}
+    return tuple(sorted(reports, key=lambda r: (r.status == "absent", order.get(r.path, 0))))
+
+
+def _kind_of(place: Place, entry: cs.ScanEntry) -> ix.SourceKind:
+    if entry.format == "apport-crash":
+        return "apport-crash"
+    return place.kind
+
+
+def _scan(place: Place, opts: Options, store: W.Store | None,
+          say: Callable[[str], None]) -> SourceReport:
+    try:
+        dir_fd = cs.open_dir(place.path)
+    except InputError as exc:
+        return SourceReport(place.kind, place.path, place.why, "unreadable", exc.message,
+                            keeps_source=place.keeps_source)
+    try:
+        entries = cs.scan_dir(dir_fd, cs.ScanOptions(pattern=place.pattern,
+                                                     settle=opts.settle))
+        files: list[FileResult] = []
+        candidates = [e for e in entries if e.status == "candidate"]
+        done = 0
+        for e in entries:
+            path = os.path.join(place.path, e.name)
+            if e.status == "busy":
+                files.append(FileResult(e.name, path, "busy", e.detail, size=e.size))
+                continue
+            if e.status != "candidate":
+                if e.reason not in ("vanished",):
+                    files.append(FileResult(e.name, path, "rejected", e.detail, size=e.size))
+                continue
+            if store is None:
+                files.append(FileResult(e.name, path, "would_store", e.detail, size=e.size))
+                continue
+            done += 1
+            say(f"[{done}/{len(candidates)}] {path}")
+            files.append(_take(store, place, e, dir_fd, path, opts))
+        return SourceReport(place.kind, place.path, place.why, "scanned",
+                            files=tuple(files), keeps_source=place.keeps_source)
+    finally:
+        os.close(dir_fd)
+
+
+def _take(store: W.Store, place: Place, e: cs.ScanEntry, dir_fd: int, path: str,
+          opts: Options) -> FileResult:
+    assert e.format is not None
+    src = W.Source(dir_fd, e.name, path, _kind_of(place, e), e.format)
+    when = _crash_time(e)
+    problems: list[str] = []
+
+    def facts_of(crashes_fd: int, name: str) -> W.Facts:
+        try:
+            with plain_core(crashes_fd, name, store.path) as core:
+                return facts_from(core, opts.use_gdb, when)
+        except CrashkitError as exc:
+            # Kept all the same: a core crashkit cannot read today is still
+            # evidence (a newer crashkit, or gdb by hand, may read it).
+            problems.append(f"stored unread: {exc.message}")
+            return W.Facts(time=when, host=socket.gethostname(), truncated=bool(e.truncated))
+
+    remove = not (opts.keep_sources or place.keeps_source or e.format == "apport-crash")
+    try:
+        got = W.ingest(store, src, facts_of, remove_source=remove)
+    except W.StoreFullError:
+        raise
+    except CrashkitError as exc:
+        return FileResult(e.name, path, "failed", exc.message, size=e.size)
+    row = ix.get_crash(store.conn, store.index_path, got.crash_id)
+    detail = "; ".join(problems) or e.detail
+    if got.status == "already":
+        detail = "already in the store" + ("; source removed" if got.source_removed else "")
+    return FileResult(e.name, path, got.status, detail, crash_id=got.crash_id,
+                      signature=row.signature if row else None,
+                      summary=row.summary if row else None, size=got.size,
+                      stored_bytes=got.stored_bytes, method=got.method,
+                      source_removed=got.source_removed)
+
+
+# -- crashes without a core ---------------------------------------------------
+
+_EXIT = rb"worker process (\d+) exited on signal (\d+)( \(core dumped\))?"
+
+
+def _log_crashes(store: W.Store, opts: Options, found: _Found) -> list[LogCrash]:
+    """Workers that died without a core (SIGKILL, the OOM killer, a worker
+    that could not dump), from nginx's error logs: counted in the index."""
+    import re
+
+    from crashkit.formats.nginx_log import parse_time
+    from crashkit.nginx import errorlog
+
+    paths = list(dict.fromkeys(list(opts.error_logs) + found.error_logs))
+    out: list[LogCrash] = []
+    host = socket.gethostname()
+    pattern = re.compile(_EXIT)
+    for log in paths:
+        if not os.path.isfile(log):
+            continue
+        try:
+            hits = list(errorlog.select([log], pattern))
+        except CrashkitError as exc:
+            found.notes.append(f"{log}: not read ({exc.message})")
+            continue
+        for ts, m, _rest in hits:
+            if m.group(3):
+                continue  # dumped core: the core itself is the record
+            pid, signo = int(m.group(1)), int(m.group(2))
+            try:
+                when: int | None = int(parse_time(ts).timestamp())
+            except ValueError:
+                when = None
+            h, text = log_signature(signo, "nginx")
+            line = m.group(0).decode("ascii", "replace")
+            crash_id, new = W.record_log_crash(
+                store, "error_log", log, f"{host}\0{pid}\0{when}\0{signo}",
+                W.Facts(pid=pid, signal=signo, time=when, signature=h, signature_text=text,
+                        summary=f"worker process {pid} exited on signal {signo} without "
+                        "a core", host=host, exe=None))
+            out.append(LogCrash(pid, signo, when, log, line, crash_id, new))
+    return out
+
+
+# -- retention ----------------------------------------------------------------
+
+def _stored(store: W.Store) -> list[StoredCore]:
+    rows = store.conn.execute(
+        "SELECT c.id, c.signature, COALESCE(c.time, c.collected_at, 0), c.stored_name,"
+        " g.reported_at FROM crashes c LEFT JOIN groups g ON g.signature = c.signature"
+        " WHERE c.stored_name IS NOT NULL").fetchall()
+    out = []
+    for cid, sig, t, name, reported in rows:
+        try:
+            size = os.stat(name, dir_fd=store.crashes_fd, follow_symlinks=False).st_size
+        except FileNotFoundError:
+            size = 0
+        out.append(StoredCore(int(cid), str(sig), int(t), size, reported))
+    return out
+
+
+def _prune(store: W.Store, opts: Options) -> list[Pruned]:
+    cores = _stored(store)
+    drops = flood_drops(cores, opts.flood) if opts.flood > 0 else []
+    gone = {d.crash_id for d in drops}
+    rest = [c for c in cores if c.crash_id not in gone]
+    drops += retention_drops(rest, now=int(time.time()), max_age=opts.max_age,
+                             max_size=opts.max_size,
+                             keep_per_signature=opts.keep_per_signature)
+    out = []
+    for d in drops:
+        freed = W.drop_core(store, d.crash_id)
+        out.append(Pruned(d.crash_id, d.signature, d.why, freed))
+    return out
+
+
+def _reindex(opts: Options) -> CollectResult:
+    def facts_for(name: str, fd: int) -> W.Facts:
+        try:
+            with _plain(fd, name, os.path.join(opts.store, W.CRASHES_DIR, name)) as core:
+                return facts_from(core, opts.use_gdb, None)
+        except CrashkitError:
+            return W.Facts()
+
+    done = W.reindex(opts.store, facts_for=facts_for)
+    return CollectResult(opts.store, False, (), reindexed=done.recorded,
+                         reindex_skipped=done.skipped)
+
+
+# -- --watch ------------------------------------------------------------------
+
+# The kernel writes a core and closes it (IN_CLOSE_WRITE); systemd-coredump
+# and apport write a temporary name and rename it (IN_MOVED_TO).
+_WATCH_QUIET = 0.5  # seconds without events before a collect runs
+
+
+def watch(opts: Options, emit: Callable[[CollectResult], int],
+          stop: Callable[[], bool] = lambda: False, poll: float = 60.0) -> int:
+    """Collect now, then again whenever a source directory gets a new file
+    (inotify, through inotify_simple: a thin, maintained binding of the
+    kernel API, no polling threads), and at least every ``poll`` seconds
+    (a source that appears later, a busy core that settles). Runs until
+    ``stop()`` or a signal."""
+    from inotify_simple import INotify
+    from inotify_simple import flags as F
+
+    mask = F.CLOSE_WRITE | F.MOVED_TO | F.CREATE
+    status = 0
+    with INotify() as ino:
+        watched: dict[str, int] = {}
+        while not stop():
+            result = run(opts)
+            if result.count("stored") or result.count("restored") or result.count("failed") \
+                    or (result.log_crashes and any(c.new for c in result.log_crashes)):
+                status = max(status, emit(result))
+            for s in result.sources:
+                if s.status == "scanned" and s.path not in watched:
+                    with suppress(OSError):
+                        watched[s.path] = ino.add_watch(s.path, mask)
+            busy = any(f.outcome == "busy" for s in result.sources for f in s.files)
+            deadline = time.monotonic() + (min(poll, 5.0) if busy else poll)
+            got = False
+            while not stop() and time.monotonic() < deadline:
+                events = ino.read(timeout=int(_WATCH_QUIET * 1000))
+                if events:
+                    got = True
+                    continue  # wait for a quiet moment: a flood arrives in bursts
+                if got:
+                    break
+    return status

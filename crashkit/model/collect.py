@@ -1,0 +1,158 @@
+"""What ``crashkit collect``, ``list`` and ``show`` report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+SourceStatus = Literal["scanned", "absent", "unreadable", "skipped"]
+# What became of one file a source holds.
+Outcome = Literal["stored", "already", "restored", "counted", "would_store", "busy",
+                  "rejected", "failed", "dropped"]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """One file of a source: taken, left for later, or refused (and why)."""
+
+    name: str
+    path: str
+    outcome: Outcome
+    detail: str = ""
+    crash_id: int | None = None
+    signature: str | None = None
+    summary: str | None = None
+    size: int | None = None  # of the core, decompressed
+    stored_bytes: int | None = None
+    method: str | None = None  # "link" or "copy"
+    source_removed: bool = False
+
+
+@dataclass(frozen=True)
+class SourceReport:
+    """One place cores land, and what was found there."""
+
+    kind: str  # index.SourceKind
+    path: str
+    why: str  # how crashkit knows cores land here
+    status: SourceStatus
+    detail: str = ""
+    files: tuple[FileResult, ...] = ()
+    keeps_source: bool = False  # a tool's own store: cores are copied, never removed
+
+
+@dataclass(frozen=True)
+class LogCrash:
+    """A crash that only a log line tells of (no core was dumped)."""
+
+    pid: int
+    signal: int
+    time: int | None
+    log: str
+    line: str
+    crash_id: int | None = None
+    new: bool = False
+
+
+@dataclass(frozen=True)
+class Pruned:
+    crash_id: int
+    signature: str
+    why: str
+    size: int
+
+
+@dataclass(frozen=True)
+class CollectResult:
+    store: str
+    dry_run: bool
+    sources: tuple[SourceReport, ...]
+    log_crashes: tuple[LogCrash, ...] = ()
+    pruned: tuple[Pruned, ...] = ()
+    cleaned: tuple[str, ...] = ()  # half-written files of a killed run, removed
+    notes: tuple[str, ...] = ()
+    reindexed: int | None = None
+    reindex_skipped: tuple[tuple[str, str], ...] = ()
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for s in self.sources for f in s.files if f.outcome == outcome)
+
+    @property
+    def needs_attention(self) -> bool:
+        """Exit 1 when a core could not be taken (it stays where it was)."""
+        return self.count("failed") > 0
+
+
+@dataclass(frozen=True)
+class Group:
+    """One signature: the same bug, however many processes hit it."""
+
+    signature: str
+    signature_text: str | None
+    count: int
+    stored: int  # crashes whose core is kept
+    counted: int  # crashes whose core was seen but not kept (flood, retention)
+    no_core: int  # crashes that only a log line tells of
+    first_time: int | None
+    last_time: int | None
+    exe: str | None
+    exe_version: str | None
+    summary: str | None
+    blamed_module: str | None
+    blamed_function: str | None
+    worst_confidence: str | None
+    histogram: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ListResult:
+    store: str
+    groups: tuple[Group, ...]
+    total: int
+    bucket: str  # "hour" or "day"
+    histogram_start: int
+    now: int
+    since: int | None = None
+
+    @property
+    def needs_attention(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class ShowResult:
+    store: str
+    crash_id: int
+    stored_name: str | None
+    core_path: str | None  # the stored core, when kept
+    source_kind: str
+    source_path: str
+    evidence: str
+    pid: int | None
+    exe: str | None
+    exe_version: str | None
+    exe_build_id: str | None
+    signal: int | None
+    signal_name: str | None
+    si_code: int | None
+    time: int | None
+    collected_at: int | None
+    truncated: bool
+    signature: str
+    signature_text: str | None
+    summary: str | None
+    blamed_module: str | None
+    blamed_function: str | None
+    confidence: str | None
+    analysis: str | None
+    host: str | None
+    size: int
+    sha256: str
+    compression: str | None
+    modules: tuple[tuple[str, str | None], ...] = ()
+    group: Group | None = None
+    siblings: tuple[int, ...] = field(default_factory=tuple)  # other crashes of the group
+
+    @property
+    def needs_attention(self) -> bool:
+        return False
