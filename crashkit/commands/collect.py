@@ -120,7 +120,7 @@ def discover(opts: Options) -> _Found:
               "process's working directory"
         for wd in _nginx_dirs(opts, found):
             add(Place("working_directory", wd, why + " (nginx's working_directory)", pattern))
-        add(Place("working_directory", SETUP_CORE_DIR,
+        add(Place("working_directory", _under(opts.root, SETUP_CORE_DIR),
                   why + " (the core directory crashkit setup makes)", pattern))
     elif pattern is not None and pattern.kind == "pipe":
         found.notes.append(f"kernel.core_pattern pipes cores to {pattern.pipe_argv[0]}")
@@ -332,13 +332,13 @@ def _log_crashes(store: W.Store, opts: Options, found: _Found) -> list[LogCrash]
     that could not dump), from nginx's error logs: counted in the index."""
     import re
 
-    from crashkit.formats.nginx_log import parse_time
+    from crashkit.formats.nginx_log import LEVELS, head, parse_time
     from crashkit.nginx import errorlog
 
     paths = list(dict.fromkeys(list(opts.error_logs) + found.error_logs))
     out: list[LogCrash] = []
     host = socket.gethostname()
-    pattern = re.compile(_EXIT)
+    pattern = re.compile(head(tuple(LEVELS)) + _EXIT)
     for log in paths:
         if not os.path.isfile(log):
             continue
