@@ -306,3 +306,34 @@ def test_watch_stores_a_real_nginx_crash(tmp_path: Path, manifest: dict[str, Any
         shown = json.loads(run_cli("show", str(stored[0]["crash_id"]), "--store", str(store),
                                    "--json", check=True).stdout)
         assert shown["pid"] == worker and shown["signal"]["name"] == "SIGSEGV"
+
+
+def test_collect_unit_installs_runs_and_goes(tmp_path: Path) -> None:
+    """The service `setup --collect` installs starts this very crashkit: its
+    ExecStart, run with --dry-run in place of --watch, works; removal takes
+    only crashkit's own unit."""
+    import shlex
+
+    from crashkit.errors import CrashkitError
+    from crashkit.writers import units
+
+    root = tmp_path / "root"
+    store = tmp_path / "store"
+    made = units.install(str(store), str(root))
+    assert made.action == "installed" and made.live is None  # a private root: systemd untouched
+    text = Path(made.path).read_text()
+    (exec_line,) = [ln for ln in text.splitlines() if ln.startswith("ExecStart=")]
+    argv = shlex.split(exec_line.removeprefix("ExecStart="))
+    assert argv[-4:] == ["collect", "--watch", "--store", str(store)]
+    dry = subprocess.run([*argv[:-3], "--dry-run", "--only-from", "--from", str(tmp_path),
+                          "--store", str(store), "--json"], capture_output=True, text=True,
+                         timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["dry_run"] is True
+    assert units.install(str(store), str(root)).action == "unchanged"
+    assert units.remove(str(root)).action == "removed" and not Path(made.path).exists()
+    assert units.remove(str(root)).action == "absent"
+    Path(made.path).write_text("[Service]\nExecStart=/bin/true\n")
+    with pytest.raises(CrashkitError, match="not written by crashkit"):
+        units.remove(str(root))
+    assert Path(made.path).exists()
