@@ -159,13 +159,15 @@ def _nginx_dirs(opts: Options, found: _Found) -> list[str]:
 # -- facts from the stored copy ------------------------------------------------
 
 @contextmanager
-def plain_core(crashes_fd: int, name: str, store_path: str) -> Iterator[str]:
-    """A path to the uncompressed core stored as ``name``: the stored file
-    itself, or a private temporary decompression of it."""
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=crashes_fd)
+def plain_core(path: str) -> Iterator[str]:
+    """A path to the uncompressed core that ``path`` holds: itself, or a
+    private temporary decompression of it."""
+    from crashkit.elf.files import open_regular
+
+    fd = open_regular(path)
     try:
-        with _plain(fd, name, os.path.join(store_path, W.CRASHES_DIR, name)) as path:
-            yield path
+        with _plain(fd, path, path) as plain:
+            yield plain
     finally:
         os.close(fd)
 
@@ -294,14 +296,15 @@ def _take(store: W.Store, place: Place, e: cs.ScanEntry, dir_fd: int, path: str,
     when = _crash_time(e)
     problems: list[str] = []
 
-    def facts_of(crashes_fd: int, name: str) -> W.Facts:
+    def facts_of(path: str) -> W.Facts:
         try:
-            with plain_core(crashes_fd, name, store.path) as core:
+            with plain_core(path) as core:
                 return facts_from(core, opts.use_gdb, when)
-        except CrashkitError as exc:
+        except (CrashkitError, OSError) as exc:
             # Kept all the same: a core crashkit cannot read today is still
             # evidence (a newer crashkit, or gdb by hand, may read it).
-            problems.append(f"stored unread: {exc.message}")
+            why = exc.message if isinstance(exc, CrashkitError) else exc.strerror or str(exc)
+            problems.append(f"stored unread: {why}")
             return W.Facts(time=when, host=socket.gethostname(), truncated=bool(e.truncated))
 
     remove = not (opts.keep_sources or place.keeps_source or e.format == "apport-crash")

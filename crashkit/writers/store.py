@@ -108,10 +108,12 @@ class Facts:
     evidence: ix.Evidence = "core"
 
 
-# Called with the store's crashes/ directory and the name of the verified
-# private copy of the core there (the only file whose content we vouch for),
-# before the crash is recorded: the facts to record.
-FactsOf = Callable[[int, str], Facts]
+# Called, before the crash is recorded, with a path that reads as the core
+# (possibly compressed): the store's own linked or verified copy, or, for a
+# plain core copied from another filesystem, the source's descriptor that
+# was hashed into that copy (/proc/self/fd/N: the same inode, checked
+# unchanged, and no second decompression of the copy). The facts to record.
+FactsOf = Callable[[str], Facts]
 
 
 @dataclass(frozen=True)
@@ -585,8 +587,8 @@ def ingest(store: Store, src: Source, facts: Facts | FactsOf, *, keep_core: bool
         os.close(fd)
 
 
-def _facts(facts: Facts | FactsOf, crashes_fd: int, name: str) -> Facts:
-    return facts if isinstance(facts, Facts) else facts(crashes_fd, name)
+def _facts(facts: Facts | FactsOf, path: str) -> Facts:
+    return facts if isinstance(facts, Facts) else facts(path)
 
 
 def _ingest(store: Store, src: Source, facts: Facts | FactsOf, fd: int, st: os.stat_result,
@@ -630,8 +632,8 @@ def _ingest(store: Store, src: Source, facts: Facts | FactsOf, fd: int, st: os.s
         step("linked")
         if known is None:
             try:
-                crash_id = _record(store, src, _facts(facts, store.crashes_fd, name), sha256,
-                                   size, name, compression)
+                crash_id = _record(store, src, _facts(facts, os.path.join(
+                    store.path, CRASHES_DIR, name)), sha256, size, name, compression)
             except BaseException:
                 # Not recorded (index full, damaged): take the link back so
                 # the store holds no file its index does not know.
@@ -664,8 +666,9 @@ def _ingest(store: Store, src: Source, facts: Facts | FactsOf, fd: int, st: os.s
             return Ingested("already", known.id, known.stored_name, None, sha256, size, 0,
                             removed)
         if known is None:
-            crash_id = _record(store, src, _facts(facts, store.crashes_fd, tmp), sha256, size,
-                               name, "zstd")
+            where = f"/proc/self/fd/{fd}" if src.format == "elf" else \
+                os.path.join(store.path, CRASHES_DIR, tmp)
+            crash_id = _record(store, src, _facts(facts, where), sha256, size, name, "zstd")
             step("recorded")
             status = "stored"
         else:
