@@ -222,10 +222,15 @@ def test_several_directives_on_a_line_with_comments_applies_and_validates(
             f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/e.log; events {{ # e\n"
             "worker_connections 8; } # done\n")
     conf.write_text(text)
+    original = conf.read_bytes()
     setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
+    # Lines of their own, before the compact line that holds the anchor.
     assert conf.read_text() == text.replace(
-        "e.log; events", f"e.log; worker_rlimit_core 2G; working_directory {cores}; events")
+        "pid ", f"worker_rlimit_core 2G;\nworking_directory {cores};\npid ", 1)
     assert nginx_t(conf).returncode == 0
+    _, undone = setup("--conf", str(conf), "--undo")
+    assert undone["changed"] is True and conf.read_bytes() == original
+    assert hidden_crashkit_files(tmp_path) == []
 
 
 def test_config_failing_nginx_t_is_refused(tmp_path: Path, cores: Path) -> None:
