@@ -73,14 +73,40 @@ class FileEdit:
         paste setup's output into tickets."""
         from crashkit.analysis.redact import redacted_config
 
+        a = redacted_config(self.before).splitlines(keepends=True)
+        b = redacted_config(self.after).splitlines(keepends=True)
+        # Only the changed window goes through difflib (its matching is far
+        # from linear on a file of 100,000 servers); the common head and tail
+        # are cut, keeping the context lines, and the hunk lines renumbered.
+        head = 0
+        while head < min(len(a), len(b)) and a[head] == b[head]:
+            head += 1
+        tail = 0
+        while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+            tail += 1
+        cut = max(head - 3, 0)
+        keep = max(tail - 3, 0)
         lines = difflib.unified_diff(
-            redacted_config(self.before).splitlines(keepends=True),
-            redacted_config(self.after).splitlines(keepends=True),
+            a[cut:len(a) - keep], b[cut:len(b) - keep],
             fromfile=self.path, tofile=f"{self.path} (crashkit setup)")
+        lines = (_shift_hunk(line, cut) for line in lines)
         # A last line without a newline is marked, as diff(1) does, instead of
         # running into the next line of the diff.
         return "".join(line if line.endswith("\n") else
                        line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+_HUNK = re.compile(r"^@@ -(\d+)((?:,\d+)?) \+(\d+)((?:,\d+)?) @@")
+
+
+def _shift_hunk(line: str, by: int) -> str:
+    """A hunk header of a diff over lines from ``by`` on, numbered for the whole file."""
+    m = _HUNK.match(line) if by and line.startswith("@@") else None
+    if m is None:
+        return line
+    a, b = int(m.group(1)), int(m.group(3))
+    return (f"@@ -{a + by if a else a}{m.group(2)} +{b + by if b else b}{m.group(4)} @@"
+            + line[m.end():])
 
 
 @dataclass(frozen=True)
