@@ -110,6 +110,8 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
         raise InputError(f"{worker.user} cannot reach this directory (one above it is not "
                          "searchable by that user): its workers could not chdir there; choose "
                          "another --core-dir", path=core_dir)
+    if manage:  # crashkit would chown it: its parents must be root's alone
+        coredir.refuse_unsafe_parent(core_dir)
     remedies = [c.remedy for c in checks if c.remedy is not None]
     if not opts.apply:
         return Result("dry-run", location, cfg, worker, workers, plan, dir_state, checks,

@@ -9,9 +9,9 @@ the --json facts.
 from __future__ import annotations
 
 import json
-import re
 import os
 import pwd
+import re
 import shutil
 import signal
 import stat
