@@ -11,6 +11,7 @@ comments, indentation, line endings and includes stay as they are.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import os
 import re
@@ -72,14 +73,40 @@ class FileEdit:
         paste setup's output into tickets."""
         from crashkit.analysis.redact import redacted_config
 
+        a = redacted_config(self.before).splitlines(keepends=True)
+        b = redacted_config(self.after).splitlines(keepends=True)
+        # Only the changed window goes through difflib (its matching is far
+        # from linear on a file of 100,000 servers); the common head and tail
+        # are cut, keeping the context lines, and the hunk lines renumbered.
+        head = 0
+        while head < min(len(a), len(b)) and a[head] == b[head]:
+            head += 1
+        tail = 0
+        while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+            tail += 1
+        cut = max(head - 3, 0)
+        keep = max(tail - 3, 0)
         lines = difflib.unified_diff(
-            redacted_config(self.before).splitlines(keepends=True),
-            redacted_config(self.after).splitlines(keepends=True),
+            a[cut:len(a) - keep], b[cut:len(b) - keep],
             fromfile=self.path, tofile=f"{self.path} (crashkit setup)")
+        lines = (_shift_hunk(line, cut) for line in lines)
         # A last line without a newline is marked, as diff(1) does, instead of
         # running into the next line of the diff.
         return "".join(line if line.endswith("\n") else
                        line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+_HUNK = re.compile(r"^@@ -(\d+)((?:,\d+)?) \+(\d+)((?:,\d+)?) @@")
+
+
+def _shift_hunk(line: str, by: int) -> str:
+    """A hunk header of a diff over lines from ``by`` on, numbered for the whole file."""
+    m = _HUNK.match(line) if by and line.startswith("@@") else None
+    if m is None:
+        return line
+    a, b = int(m.group(1)), int(m.group(3))
+    return (f"@@ -{a + by if a else a}{m.group(2)} +{b + by if b else b}{m.group(4)} @@"
+            + line[m.end():])
 
 
 @dataclass(frozen=True)
@@ -133,6 +160,13 @@ def plan_core_directives(cfg: NginxConfig, texts: Mapping[str, str], core_dir: s
     # (file, offset) -> directives to insert there, in order
     inserts: dict[tuple[str, int], list[str]] = {}
     missing: list[str] = []
+    cache: dict[str, list[Statement]] = {}
+
+    def lexed(path: str) -> list[Statement]:  # each file lexed once: configs can be huge
+        if path not in cache:
+            cache[path] = statements(texts[path], path)
+        return cache[path]
+
     updates: list[tuple[str, int, int, str]] = []  # file, start, end, replacement
     for name, value in wanted.items():
         d = _main(cfg, name)
@@ -142,7 +176,7 @@ def plan_core_directives(cfg: NginxConfig, texts: Mapping[str, str], core_dir: s
         if _same_value(name, d.args, value):
             continue
         path = os.path.realpath(d.file)
-        stmt = _statement_at(texts[path], path, d)
+        stmt = _statement_at(lexed(path), path, d)
         start, end = stmt.args[0].start, stmt.args[-1].end
         updates.append((path, start, end, quote(value)))
         changes.append(Change(name, " ".join(d.args), value, path, d.line))
@@ -151,10 +185,10 @@ def plan_core_directives(cfg: NginxConfig, texts: Mapping[str, str], core_dir: s
         anchor: Statement | None
         if sibling is not None:
             path = os.path.realpath(sibling.file)
-            anchor = _statement_at(texts[path], path, sibling)
+            anchor = _statement_at(lexed(path), path, sibling)
         else:
             path = os.path.realpath(cfg.root)
-            anchor = _anchor(statements(texts[path], path))
+            anchor = _anchor(lexed(path))
         offset = anchor.end if anchor is not None else 0
         inserts.setdefault((path, offset), []).append(f"{name} {quote(wanted[name])};")
         changes.append(Change(name, None, wanted[name], path,
@@ -164,9 +198,8 @@ def plan_core_directives(cfg: NginxConfig, texts: Mapping[str, str], core_dir: s
     for path, start, end, repl in updates:
         edits_by_file.setdefault(path, []).append((start, end, repl))
     for (path, offset), lines in inserts.items():
-        edits_by_file.setdefault(path, []).append(
-            (*_insertion_point(new_text[path], offset),
-             _insertion(new_text[path], offset, lines)))
+        point, body = _placement(new_text[path], lexed(path), offset, lines)
+        edits_by_file.setdefault(path, []).append((point, point, body))
     out = []
     for path, spans in edits_by_file.items():
         text = new_text[path]
@@ -185,9 +218,9 @@ def _same_value(name: str, args: tuple[str, ...], value: str) -> bool:
     return os.path.normpath(args[0]) == os.path.normpath(value)
 
 
-def _statement_at(text: str, path: str, d: Directive) -> Statement:
-    """The statement of ``text`` that crossplane reported as ``d`` (same name and line)."""
-    same_line = [s for s in statements(text, path)
+def _statement_at(stmts: list[Statement], path: str, d: Directive) -> Statement:
+    """The statement of ``stmts`` that crossplane reported as ``d`` (same name and line)."""
+    same_line = [s for s in stmts
                  if s.depth == 0 and s.line == d.line and s.name.value == d.name]
     if not same_line:  # crossplane and this lexer disagree: never guess an edit
         raise InputError(f"line {d.line}: cannot locate {d.name} in the file's text; "
@@ -207,29 +240,37 @@ def _anchor(stmts: list[Statement]) -> Statement | None:
     return anchor
 
 
-def _insertion_point(text: str, offset: int) -> tuple[int, int]:
-    """Where the new lines go for an anchor ending at ``offset`` (an empty span)."""
-    if offset == 0:
-        return 0, 0
-    _, line_end = line_span(text, offset)
-    rest = text[offset:line_end].strip()
-    if rest and not rest.startswith("#"):
-        return offset, offset  # more statements follow on that line: stay on it
-    point = line_end + 1 if line_end < len(text) else len(text)
-    return point, point
+def _placement(text: str, stmts: list[Statement], offset: int,
+               directives: list[str]) -> tuple[int, str]:
+    """Where and what to insert for an anchor ending at ``offset``: the new
+    directives always get lines of their own (the neighbours' indentation and
+    line ending), so the change is whole lines and undo can tell it apart.
 
-
-def _insertion(text: str, offset: int, directives: list[str]) -> str:
+    After the anchor's line when nothing but a comment follows it there;
+    when other statements share that line (a compact config), before that
+    line if it starts with a top-level statement, else at the top of the file.
+    """
     nl = newline_of(text)
     if offset == 0:
-        return "".join(d + nl for d in directives)
+        return 0, "".join(d + nl for d in directives)
     line_start, line_end = line_span(text, offset)
     rest = text[offset:line_end].strip()
     if rest and not rest.startswith("#"):
-        return "".join(" " + d for d in directives)
+        point = line_start if _starts_top_level(text, stmts, line_start) else 0
+        first = text[point:line_span(text, point)[1]]
+        indent = first[:len(first) - len(first.lstrip(" \t"))]
+        return point, "".join(indent + d + nl for d in directives)
     head = text[line_start:offset]
     indent = head[:len(head) - len(head.lstrip(" \t"))]
     body = "".join(indent + d + nl for d in directives)
     if line_end == len(text):  # the anchor is on a last line without a newline
-        return nl + body.removesuffix(nl)
-    return body
+        return len(text), nl + body.removesuffix(nl)
+    return line_end + 1, body
+
+
+def _starts_top_level(text: str, stmts: list[Statement], pos: int) -> bool:
+    """Does the line at ``pos`` begin (after blanks) with a depth-0 statement's name?"""
+    i = bisect.bisect_left([s.name.start for s in stmts], pos)
+    if i == len(stmts) or stmts[i].depth != 0:
+        return False
+    return not text[pos:stmts[i].name.start].strip(" \t")

@@ -33,7 +33,7 @@ from crashkit.model.setup import FileResult, Result
 from crashkit.nginx.config import open_config, pid_path, worker_process_count, worker_user
 from crashkit.nginx.files import read_text
 from crashkit.writers import coredir
-from crashkit.writers.config import latest_backups, new_stamp, nginx_test, reload_nginx
+from crashkit.writers.config import config_lock, latest_backups, new_stamp, nginx_test, reload_nginx
 from crashkit.writers.config import replace_validated as _replace
 from crashkit.writers.dropins import apply_remedies, plan_files
 
@@ -91,6 +91,14 @@ def run(opts: Options) -> Result:
     location, cfg = open_config(opts.conf, opts.nginx, opts.prefix)
     worker = coredir.resolve_worker(worker_user(cfg))
     workers = worker_process_count(cfg)
+    if opts.apply or opts.undo:  # two setups never interleave: what each reports, it wrote
+        with config_lock(cfg):
+            return _run(opts, location, cfg, worker, workers)
+    return _run(opts, location, cfg, worker, workers)
+
+
+def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: coredir.Worker,
+         workers: int) -> Result:
     if opts.undo:  # the backups are validated before they go back; the live file may fail
         return _undo(opts, location, cfg, worker, workers)
     # A config that already fails is the user's to fix: change nothing.
@@ -102,6 +110,8 @@ def run(opts: Options) -> Result:
         raise InputError(f"{worker.user} cannot reach this directory (one above it is not "
                          "searchable by that user): its workers could not chdir there; choose "
                          "another --core-dir", path=core_dir)
+    if manage:  # crashkit would chown it: its parents must be root's alone
+        coredir.refuse_unsafe_parent(core_dir)
     remedies = [c.remedy for c in checks if c.remedy is not None]
     if not opts.apply:
         return Result("dry-run", location, cfg, worker, workers, plan, dir_state, checks,

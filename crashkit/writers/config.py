@@ -19,14 +19,16 @@ will after the replace, and nothing outside sees it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import fnmatch
 import os
 import re
+import secrets
 import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -65,8 +67,28 @@ class Replaced:
 
 
 def candidate_path(path: str) -> str:
+    """A name of this run's own (pid and random part): two setups never share one."""
     d, name = os.path.split(path)
-    return os.path.join(d, f".{name}{CANDIDATE_TAG}")
+    return os.path.join(d, f".{name}{CANDIDATE_TAG}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+@contextlib.contextmanager
+def config_lock(cfg: NginxConfig) -> Iterator[None]:
+    """Hold an exclusive lock for one setup --apply/--undo on this config: an
+    flock(2) on the main file's directory (a descriptor, no lock file left
+    behind). A second setup is refused at once, one line, nothing changed."""
+    d = os.path.dirname(os.path.realpath(cfg.root))
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError("another crashkit setup is changing this config now (it holds "
+                             "the lock on its directory); nothing changed, run again when it "
+                             "is done", path=cfg.root) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def backup_path(path: str, stamp: str) -> str:
@@ -260,6 +282,11 @@ def replace_validated(cfg: NginxConfig, nginx: str, edits: tuple[FileEdit, ...],
     partial. ``backup_stamp`` None means no backup (undo restores one).
     ``before_replace`` runs once the candidates passed (and may refuse by raising).
     """
+    for e in edits:  # candidates of a run killed half-way (the caller holds the lock)
+        d, name = os.path.split(e.path)
+        with contextlib.suppress(OSError):
+            _remove([os.path.join(d, x) for x in os.listdir(d)
+                     if x.startswith(f".{name}{CANDIDATE_TAG}-")])
     candidates = {e.path: candidate_path(e.path) for e in edits}
     backups = {e.path: backup_path(e.path, backup_stamp) for e in edits} if backup_stamp else {}
     check_names(cfg, [*candidates.values(), *backups.values(), check_copy_path(cfg.root)])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import stat
@@ -222,10 +223,15 @@ def test_several_directives_on_a_line_with_comments_applies_and_validates(
             f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/e.log; events {{ # e\n"
             "worker_connections 8; } # done\n")
     conf.write_text(text)
+    original = conf.read_bytes()
     setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
+    # Lines of their own, before the compact line that holds the anchor.
     assert conf.read_text() == text.replace(
-        "e.log; events", f"e.log; worker_rlimit_core 2G; working_directory {cores}; events")
+        "pid ", f"worker_rlimit_core 2G;\nworking_directory {cores};\npid ", 1)
     assert nginx_t(conf).returncode == 0
+    _, undone = setup("--conf", str(conf), "--undo")
+    assert undone["changed"] is True and conf.read_bytes() == original
+    assert hidden_crashkit_files(tmp_path) == []
 
 
 def test_config_failing_nginx_t_is_refused(tmp_path: Path, cores: Path) -> None:
@@ -305,11 +311,64 @@ def test_killed_half_way_leaves_old_or_new(tmp_path: Path, cores: Path) -> None:
         assert now in (old, new), f"partial file after a kill at {0.04 * i:.2f} s"
         seen.add(now == new)
         conf.write_bytes(old)
-    # A candidate left by a kill is overwritten by the next run, never loaded.
+    # Candidates left by kills are removed by the next run (under its lock), never loaded.
     _, data = setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
     assert data["changed"] is True and conf.read_bytes() == new
-    assert not (tmp_path / ".nginx.conf.crashkit-new").exists()
+    assert list(tmp_path.glob(".nginx.conf.crashkit-new*")) == []
     assert False in seen  # the early kills landed before the replace
+
+
+def test_a_second_setup_is_refused_while_one_holds_the_lock(tmp_path: Path, cores: Path) -> None:
+    import fcntl
+
+    conf = simple_conf(tmp_path)
+    old = conf.read_bytes()
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a running setup --apply holds it
+        for args in (["--apply", "--core-limit", "1G"], ["--undo"]):
+            line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-dir",
+                                          str(cores), *args) if args[0] != "--undo" else
+                                  run_cli("setup", "--conf", str(conf), *args))
+            assert line == (f"crashkit: error: {conf}: another crashkit setup is changing this "
+                            "config now (it holds the lock on its directory); nothing changed, "
+                            "run again when it is done")
+        assert conf.read_bytes() == old and hidden_crashkit_files(tmp_path) == []
+        assert not cores.exists()
+        _, dry = setup("--conf", str(conf), "--core-dir", str(cores))  # a dry run needs none
+        assert dry["mode"] == "dry-run"
+    finally:
+        os.close(fd)
+    _, done = setup("--conf", str(conf), "--core-dir", str(cores), "--apply",
+                    "--core-limit", "1G")
+    assert done["core_limit"]["value"] == "1G" and b"worker_rlimit_core 1G;" in conf.read_bytes()
+
+
+def test_two_setups_at_once_never_interleave(tmp_path: Path, cores: Path) -> None:
+    conf = simple_conf(tmp_path)
+    refused = ("another crashkit setup is changing this config now",
+               "changed while crashkit was working on it")
+    successes = 0
+    for _ in range(10):
+        procs = {limit: subprocess.Popen(
+            [sys.executable, "-m", "crashkit", "setup", "--json", "--conf", str(conf),
+             "--core-dir", str(cores), "--apply", "--core-limit", limit], cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for limit in ("3G", "5G")}
+        wrote = []
+        for limit, p in procs.items():
+            out, err = p.communicate(timeout=60)
+            if p.returncode == 2:
+                assert len(err.strip().splitlines()) == 1 and any(r in err for r in refused), err
+                continue
+            data = json.loads(out)
+            assert data["core_limit"]["value"] == limit
+            wrote.append(limit)
+            successes += data["changed"]
+        live = re.search(r"worker_rlimit_core (\w+);", conf.read_text())
+        assert wrote and live is not None and live.group(1) in wrote
+        assert list(tmp_path.glob(".nginx.conf.crashkit-new*")) == []
+    backups = list(tmp_path.glob(".nginx.conf.crashkit-backup-*"))
+    assert len(backups) == successes  # one backup per replace, none extra
 
 
 def test_existing_working_directory_kept_only_when_fit(tmp_path: Path, cores: Path) -> None:

@@ -58,8 +58,25 @@ def test_anchor_followed_by_a_block_on_the_same_line(tmp_path: Path) -> None:
     conf = tmp_path / "nginx.conf"
     conf.write_text("worker_processes 1; events { } http { }")  # no newline at all
     p = plan(conf, "/srv/cores dir", "512m")
-    assert p.edits[0].after == ('worker_processes 1; worker_rlimit_core 512m; '
-                                'working_directory "/srv/cores dir"; events { } http { }')
+    # Its own lines, before the compact line: undo can tell crashkit's lines apart.
+    assert p.edits[0].after == ('worker_rlimit_core 512m;\nworking_directory "/srv/cores dir";\n'
+                                'worker_processes 1; events { } http { }')
+
+
+def test_compact_line_not_starting_at_top_level_inserts_at_the_top(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    conf.write_bytes(b"\tuser www-data; worker_processes 1; events {\r\n"
+                     b"} pid /run/x.pid; error_log stderr; http { }\r\n")
+    p = plan(conf)  # anchor: worker_processes, on a line that starts with user
+    assert p.edits[0].after == ("\tworker_rlimit_core 2G;\r\n"
+                                "\tworking_directory /var/lib/crashkit/cores;\r\n"
+                                "\tuser www-data; worker_processes 1; events {\r\n"
+                                "} pid /run/x.pid; error_log stderr; http { }\r\n")
+    # A sibling on a line that starts inside a block: the top of the file.
+    conf.write_bytes(b"events {\n} worker_rlimit_core 4G; http { }\n")
+    assert plan(conf, limit="4G").edits[0].after == (
+        "working_directory /var/lib/crashkit/cores;\n"
+        "events {\n} worker_rlimit_core 4G; http { }\n")
 
 
 def test_crlf_file_stays_crlf(tmp_path: Path) -> None:
