@@ -188,7 +188,8 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
                 session, os.path.abspath(exe) if exe and _readable_elf(exe) else None,
                 os.path.abspath(path), len(facts.threads), options.max_frames,
                 options.sysroot, options.debug_dirs, list(solib_dirs),
-                crash_pc=facts.threads[0].pc if facts.threads else None))
+                crash_pc=facts.threads[0].pc if facts.threads else None,
+                files=[m.path for m in facts.mappings]))
         except (GdbError, OSError) as exc:
             gdb_error = str(exc)
 
