@@ -153,9 +153,9 @@ def _gdb_for_arch(path: str, options: Options, session: GdbSession,
     session.close()
     if options.gdb != "gdb":
         return start_gdb(options)  # the user chose a gdb: trust it with the arch
-    import shutil
+    from crashkit.host.run import resolve
 
-    if shutil.which("gdb-multiarch") is None:
+    if resolve("gdb-multiarch") is None:
         return None, (f"the core is {L.ARCHES[machine].name}, and gdb here reads "
                       f"{L.ARCHES[host].name} only; install gdb-multiarch "
                       "(apt-get install gdb-multiarch) or pass --gdb")
