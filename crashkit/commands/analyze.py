@@ -190,8 +190,9 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
                 options.sysroot, options.debug_dirs, list(solib_dirs),
                 crash_pc=facts.threads[0].pc if facts.threads else None,
                 files=[m.path for m in facts.mappings]))
-        except (GdbError, OSError) as exc:
-            gdb_error = str(exc)
+        except (GdbError, OSError, ValueError) as exc:  # ValueError: an unencodable path
+            gdb_error = str(exc) if not isinstance(exc, ValueError) else \
+                f"gdb could not be given the core's files ({type(exc).__name__})"
 
     facts = read_facts(path, options, on_notes=ask_gdb)
     from crashkit.analysis.attribution import is_system_library
@@ -219,8 +220,9 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
             code = facts.exec_ranges + tuple((m.start, m.end) for m in facts.mappings)
             threads, context = _gdb_threads(session, pending[0], threads, symbolizer,
                                             untrusted, options, notes, code, rescued)
-        except GdbError as exc:
-            gdb_error = str(exc)
+        except (GdbError, ValueError) as exc:  # the notes' facts stand without gdb
+            gdb_error = str(exc) if isinstance(exc, GdbError) else \
+                f"gdb's answer could not be read ({type(exc).__name__})"
     if gdb_error:
         notes.append(f"no backtraces: {gdb_error}")
     notes += _still_written(path, facts) + _debug_dir_layout(options.debug_dirs)

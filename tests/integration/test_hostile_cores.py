@@ -9,9 +9,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.conftest import fixture
 from tests.elfwriter import SynthCore, SynthThread
 
 
@@ -46,3 +48,28 @@ def test_core_naming_a_fifo_or_stdin_returns_at_once_with_its_facts(tmp_path: Pa
     frame = data["threads"][0]["frames"][0]
     assert (frame["module"], frame["function"], frame["module_offset"]) == (name, None, 0x10)
     assert (data["core"]["pid"], data["core"]["exe"]) == (4242, name)
+
+
+def test_a_path_that_is_not_utf8_still_gives_the_backtrace(manifest: dict[str, Any],
+                                                           tmp_path: Path) -> None:
+    """Every file gdb opens lives under a directory whose name holds byte 0xff."""
+    import shutil
+
+    from crashkit.elf.core import CoreFile
+
+    fx = fixture(manifest, "nginx-null")
+    root = os.fsencode(tmp_path) + b"/sysroot\xff"
+    with CoreFile(fx["core"]) as core:
+        mapped = {m.path for m in core.facts().mappings}
+    for p in mapped:
+        if p.startswith("/") and os.path.isfile(p):
+            copy = root + os.fsencode(p)
+            os.makedirs(os.path.dirname(copy), exist_ok=True)
+            shutil.copy(p, copy)
+    proc = subprocess.run([sys.executable, "-m", "crashkit", "analyze", "--json", "--sysroot",
+                           os.fsdecode(root), fx["core"]], capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert (data["gdb_used"], data["gdb_error"]) == (True, None)
+    functions = [f["function"] for f in data["threads"][0]["frames"]]
+    assert functions[:len(fx["expected_functions"])] == fx["expected_functions"]
