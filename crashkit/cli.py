@@ -152,7 +152,8 @@ def emit(verb: str, result: Result, as_json: bool) -> int:
 @click.option("--full-frames", metavar="N", type=click.IntRange(min=1), default=5,
               show_default=True, help="How many frames --full covers.")
 @click.option("--show-secrets", is_flag=True,
-              help="Do not redact string values in arguments and locals.")
+              help="Do not redact string values in arguments and locals, nor secrets "
+                   "(--password VALUE, token=...) in the crashed program's command line.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the analysis as JSON (schema crashkit/analysis/1, see README).")
 def analyze(core: str, full: bool, full_frames: int, show_secrets: bool, as_json: bool,

@@ -12,6 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from crashkit.model.analyze import Analysis
 
 MARK = "<redacted:{}>"
 
@@ -211,3 +215,19 @@ def redacted_config(text: str) -> str:
         return out
 
     return config_text(text, lex)
+
+
+def analysis(a: Analysis) -> Analysis:
+    """The analysis as ``analyze`` and ``report`` show it by default: the
+    crashed program's command line (--password VALUE, token=…) and the
+    error-log lines of requests (tokens in their query) redacted."""
+    import dataclasses
+
+    host = dataclasses.replace(a.host, log_lines=tuple(request_line(line)
+                                                       for line in a.host.log_lines))
+    p = a.core.process
+    if p is None:
+        return dataclasses.replace(a, host=host)
+    args = text_secrets(p.args)
+    core = dataclasses.replace(a.core, process=dataclasses.replace(p, args=args))
+    return dataclasses.replace(a, core=core, host=host)

@@ -53,7 +53,12 @@ class Options:
 def run(options: Options) -> Analysis:
     """The verb: gdb (usually pre-started by crashkit.launch) and the core."""
     session, gdb_error = start_gdb(options)
-    return analyze(options.core, options, session=session, gdb_error=gdb_error)
+    result = analyze(options.core, options, session=session, gdb_error=gdb_error)
+    if options.redact:  # the crashed program's command line, as report shows it
+        from crashkit.analysis.redact import analysis as redacted
+
+        result = redacted(result)
+    return result
 
 
 def start_gdb(options: Options) -> tuple[GdbSession | None, str | None]:
