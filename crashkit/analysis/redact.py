@@ -218,16 +218,14 @@ def redacted_config(text: str) -> str:
 
 
 def analysis(a: Analysis) -> Analysis:
-    """The analysis as ``analyze`` and ``report`` show it by default: the
-    crashed program's command line (--password VALUE, token=…) and the
-    error-log lines of requests (tokens in their query) redacted."""
+    """The analysis as ``analyze`` shows it by default: secrets on the crashed
+    program's command line (--password VALUE, token=...) redacted. (report
+    redacts the error-log lines it adds on top of this; redacting the command
+    line twice changes nothing.)"""
     import dataclasses
 
-    host = dataclasses.replace(a.host, log_lines=tuple(request_line(line)
-                                                       for line in a.host.log_lines))
     p = a.core.process
     if p is None:
-        return dataclasses.replace(a, host=host)
-    args = text_secrets(p.args)
-    core = dataclasses.replace(a.core, process=dataclasses.replace(p, args=args))
-    return dataclasses.replace(a, core=core, host=host)
+        return a
+    core = dataclasses.replace(a.core, process=dataclasses.replace(p, args=text_secrets(p.args)))
+    return dataclasses.replace(a, core=core)
