@@ -165,7 +165,8 @@ def emit(verb: str, result: Result, as_json: bool, now: bool = False) -> int:
 @click.option("--full-frames", metavar="N", type=click.IntRange(min=1), default=5,
               show_default=True, help="How many frames --full covers.")
 @click.option("--show-secrets", is_flag=True,
-              help="Do not redact string values in arguments and locals.")
+              help="Do not redact string values in arguments and locals, nor secrets "
+                   "(--password VALUE, token=...) in the crashed program's command line.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the analysis as JSON (schema crashkit/analysis/1, see README).")
 def analyze(core: str, full: bool, full_frames: int, show_secrets: bool, as_json: bool,
@@ -299,7 +300,8 @@ class _TriageCommand(click.Command):
 
 @cli.command(cls=_TriageCommand, epilog=TRIAGE_EXIT_HELP)
 @click.option("--error-log", "error_logs", metavar="PATH", multiple=True,
-              help="An nginx error log, plain or gzip-compressed (error.log.2.gz). Repeatable. "
+              help="An nginx error log, plain or gzip-compressed (error.log.2.gz), or - for "
+                   "standard input; only regular files are read. Repeatable. "
                    "Default: the error_log files of the nginx config, else "
                    "/var/log/nginx/error.log.")
 @click.option("--since", metavar="TIME",
@@ -337,8 +339,12 @@ def triage(error_logs: tuple[str, ...], since: str | None, conf: str | None,
             when = parse_since(since)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--since") from None
-    return emit("triage", verb.run(verb.Options(error_logs=error_logs, since=when, conf=conf,
-                                                prefix=prefix, jobs=jobs)), as_json)
+    from crashkit.nginx.errorlog import stdin_spooled
+
+    with stdin_spooled(error_logs) as logs:  # --error-log -: standard input
+        result = verb.run(verb.Options(error_logs=tuple(logs), since=when, conf=conf,
+                                       prefix=prefix, jobs=jobs))
+    return emit("triage", result, as_json)
 
 
 @cli.command(epilog=DOCTOR_EXIT_HELP)
@@ -641,7 +647,10 @@ def main(argv: list[str] | None = None) -> None:
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)
     except OSError as exc:  # writing the output (a full disk, /dev/full)
-        click.echo(f"crashkit: error: {exc.filename or 'output'}: {exc.strerror}", err=True)
+        from crashkit.render.escape import visible
+
+        click.echo(f"crashkit: error: {visible(str(exc.filename or 'output'))}: "
+                   f"{visible(str(exc.strerror or exc))}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("crashkit: interrupted", err=True)

@@ -12,6 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from crashkit.model.analyze import Analysis
 
 MARK = "<redacted:{}>"
 
@@ -211,3 +215,17 @@ def redacted_config(text: str) -> str:
         return out
 
     return config_text(text, lex)
+
+
+def analysis(a: Analysis) -> Analysis:
+    """The analysis as ``analyze`` shows it by default: secrets on the crashed
+    program's command line (--password VALUE, token=...) redacted. (report
+    redacts the error-log lines it adds on top of this; redacting the command
+    line twice changes nothing.)"""
+    import dataclasses
+
+    p = a.core.process
+    if p is None:
+        return a
+    core = dataclasses.replace(a.core, process=dataclasses.replace(p, args=text_secrets(p.args)))
+    return dataclasses.replace(a, core=core)

@@ -56,7 +56,12 @@ def run(options: Options) -> Analysis:
     """The verb: gdb (usually pre-started by crashkit.launch) and the core."""
     with plain_core(options) as options:
         session, gdb_error = start_gdb(options)
-        return analyze(options.core, options, session=session, gdb_error=gdb_error)
+        result = analyze(options.core, options, session=session, gdb_error=gdb_error)
+    if options.redact:  # the crashed program's command line, as report shows it
+        from crashkit.analysis.redact import analysis as redacted
+
+        result = redacted(result)
+    return result
 
 
 def resolve_core(arg: str, store: str) -> str:
@@ -202,9 +207,9 @@ def _gdb_for_arch(path: str, options: Options, session: GdbSession,
     session.close()
     if options.gdb != "gdb":
         return start_gdb(options)  # the user chose a gdb: trust it with the arch
-    import shutil
+    from crashkit.host.run import resolve
 
-    if shutil.which("gdb-multiarch") is None:
+    if resolve("gdb-multiarch") is None:
         return None, (f"the core is {L.ARCHES[machine].name}, and gdb here reads "
                       f"{L.ARCHES[host].name} only; install gdb-multiarch "
                       "(apt-get install gdb-multiarch) or pass --gdb")
@@ -237,9 +242,11 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
                 session, os.path.abspath(exe) if exe and _readable_elf(exe) else None,
                 os.path.abspath(path), len(facts.threads), options.max_frames,
                 options.sysroot, options.debug_dirs, list(solib_dirs),
-                crash_pc=facts.threads[0].pc if facts.threads else None))
-        except (GdbError, OSError) as exc:
-            gdb_error = str(exc)
+                crash_pc=facts.threads[0].pc if facts.threads else None,
+                files=[m.path for m in facts.mappings]))
+        except (GdbError, OSError, ValueError) as exc:  # ValueError: an unencodable path
+            gdb_error = str(exc) if not isinstance(exc, ValueError) else \
+                f"gdb could not be given the core's files ({type(exc).__name__})"
 
     facts = read_facts(path, options, on_notes=ask_gdb)
     from crashkit.analysis.attribution import is_system_library
@@ -267,8 +274,9 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
             code = facts.exec_ranges + tuple((m.start, m.end) for m in facts.mappings)
             threads, context = _gdb_threads(session, pending[0], threads, symbolizer,
                                             untrusted, options, notes, code, rescued)
-        except GdbError as exc:
-            gdb_error = str(exc)
+        except (GdbError, ValueError) as exc:  # the notes' facts stand without gdb
+            gdb_error = str(exc) if isinstance(exc, GdbError) else \
+                f"gdb's answer could not be read ({type(exc).__name__})"
     if gdb_error:
         notes.append(f"no backtraces: {gdb_error}")
     notes += _still_written(path, facts) + _debug_dir_layout(options.debug_dirs)

@@ -122,7 +122,9 @@ class GdbSession:
         self._token += 1
         token = self._token
         self._pending[token] = cmd
-        self._outbox += f"{token}{cmd}\n".encode()
+        # A path that was not UTF-8 (a byte Python holds as a surrogate) goes
+        # to gdb as its own bytes: gdb opens files by bytes.
+        self._outbox += f"{token}{cmd}\n".encode("utf-8", "surrogateescape")
         self._pump(time.monotonic() + self.timeout, self.timeout, cmd, want_line=False)
         return token
 

@@ -16,11 +16,18 @@ from crashkit.errors import GdbError
 
 INSTALL_HINT = "install it with: apt-get install gdb"
 
-# Environment variables that would make gdb fetch from the network or read
-# files the user did not ask for.
-_DEBUGINFOD_ENV = ("DEBUGINFOD_URLS", "DEBUGINFOD_CACHE_PATH")
-_SCRUBBED_ENV = ("GDBHISTFILE", "GDBHISTSIZE", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP",
-                 "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "INSIDE_EMACS")
+# gdb's environment is built from these alone: PYTHON* would make its
+# embedded Python run the caller's code as root (usercustomize.py, .pth files),
+# LD_* the caller's libraries, GDB* and XDG_* the caller's settings.
+_ENV_ALLOW = ("TMPDIR", "TZ", "TERM", "USER", "LOGNAME")
+# Given to gdb only when debuginfod was asked for.
+_DEBUGINFOD_ENV = ("DEBUGINFOD_URLS", "DEBUGINFOD_CACHE_PATH", "DEBUGINFOD_TIMEOUT")
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# gdb's address space and CPU time. Reading the debug info of nginx and every
+# library takes a few hundred MiB; a binary claiming a 10 GiB .symtab made gdb
+# grow past 20 GB without a limit.
+GDB_MEMORY_LIMIT = 4 << 30
+GDB_CPU_LIMIT = 600
 
 
 SIGKILL = 9  # the signal module would import enum
@@ -91,13 +98,13 @@ def _remove_stale(base: str) -> None:
 
 
 def resolve_gdb(path: str) -> str:
-    """shutil.which, for the same reason as posix_spawn (see the module doc)."""
-    candidates = [path] if "/" in path else [
-        os.path.join(d, path) for d in os.environ.get("PATH", os.defpath).split(os.pathsep) if d]
-    for c in candidates:
-        if os.path.isfile(c) and os.access(c, os.X_OK):
-            return c
-    raise GdbError(f"gdb not found ({path!r}); {INSTALL_HINT}")
+    """gdb's absolute path, from the fixed system path (crashkit.host.toolpath)."""
+    from crashkit.host.toolpath import find
+
+    found = find(path)
+    if found is None:
+        raise GdbError(f"gdb not found ({path!r}); {INSTALL_HINT}")
+    return found
 
 
 def gdb_argv(gdb: str, s: SafetyFlags, cwd: str | None = None) -> list[str]:
@@ -118,14 +125,29 @@ def gdb_argv(gdb: str, s: SafetyFlags, cwd: str | None = None) -> list[str]:
 
 
 def gdb_env(s: SafetyFlags, home: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    env = {k: v for k, v in os.environ.items() if k in _ENV_ALLOW}
+    if s.debuginfod:
+        env.update((k, v) for k, v in os.environ.items() if k in _DEBUGINFOD_ENV)
+    env["PATH"] = SAFE_PATH
     env["LC_ALL"] = "C.UTF-8"
-    if home is not None:
-        env["HOME"] = home
-    if not s.debuginfod:
-        for key in _DEBUGINFOD_ENV:
-            env.pop(key, None)
+    env["HOME"] = home if home is not None else os.environ.get("HOME", "/")
     return env
+
+
+def _limit(pid: int) -> None:
+    """gdb's resource limits, set right after it starts (posix_spawn has no
+    hook before exec; gdb has not read a core by then)."""
+    import resource
+
+    for which, want in ((resource.RLIMIT_AS, GDB_MEMORY_LIMIT),
+                        (resource.RLIMIT_CPU, GDB_CPU_LIMIT)):
+        try:
+            hard = resource.prlimit(pid, which)[1]
+            if hard != resource.RLIM_INFINITY:
+                want = min(want, hard)
+            resource.prlimit(pid, which, (want, hard))
+        except (OSError, ValueError):
+            pass  # gone already, or not ours to limit: its deadline still holds
 
 
 def _open_fds() -> list[int]:
@@ -158,6 +180,7 @@ class GdbProcess:
             if hasattr(self, "pid"):
                 os.close(in_r)
                 os.close(out_w)
+        _limit(self.pid)
         os.set_blocking(self.stdin, False)
         os.set_blocking(self.stdout, False)
         self.returncode: int | None = None

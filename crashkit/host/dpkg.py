@@ -84,11 +84,9 @@ def dpkg_query_packages(paths: Iterable[str], admindir: str | None = None,
                         ) -> dict[str, Package]:
     """:func:`dpkg_packages` through ``dpkg-query -S`` and ``-W`` (what it did
     before the index; the reference the index is tested against)."""
-    import shutil
+    from crashkit.host.run import resolve, run_text
 
-    from crashkit.host.run import run_text
-
-    dpkg = shutil.which("dpkg-query")
+    dpkg = resolve("dpkg-query")
     if dpkg is None:
         return {}
     wanted = _wanted(paths)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
+
+from crashkit.host.run import resolve
 
 
 def os_release(path: str = "/etc/os-release") -> str | None:
@@ -29,7 +30,7 @@ def system_facts() -> list[tuple[str, str]]:
         glibc = None
     if glibc:
         out.append(("C library", glibc))
-    if shutil.which("openssl"):
+    if resolve("openssl"):
         from crashkit.host.run import run_text
 
         status, text = run_text(["openssl", "version"], timeout=10)

@@ -40,11 +40,11 @@ def running_master(pid: int, started_before: float, nginx: str) -> MasterOptions
     given to ``nginx -T`` as root, which loads the modules it names. So the
     process must run as root, from the same binary as ``nginx``, and its
     config must be root's alone (owned by root, writable by nobody else)."""
-    import shutil
+    from crashkit.host.run import resolve
 
     title, started, exe = proc.title(pid), proc.started_at(pid), proc.exe(pid)
     head = "nginx: master process "
-    binary = shutil.which(nginx)
+    binary = resolve(nginx)
     if title is None or started is None or exe is None or not title.startswith(head) or \
             proc.uids(pid) != (0, 0) or binary is None or exe != os.path.realpath(binary):
         return None

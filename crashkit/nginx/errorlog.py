@@ -31,13 +31,16 @@ none of whose lines begins with a date is not an error log, and
 
 from __future__ import annotations
 
+import errno
 import gzip
 import itertools
 import os
 import re
+import stat
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import BinaryIO, TypeVar
@@ -214,9 +217,47 @@ def _valid_day(day: bytes) -> bool:
     return ok
 
 
+def _open_regular(path: str) -> BinaryIO:
+    """``path`` opened for reading only if it is a regular file, checked on the
+    open descriptor: a FIFO without a writer, /dev/zero or /dev/urandom would
+    otherwise block or never end. O_NONBLOCK keeps the open itself from
+    waiting for a FIFO's writer."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+        if not stat.S_ISREG(mode):
+            raise InputError("not a regular file (a FIFO, socket or device); to read a "
+                             "stream, pipe it in and pass --error-log -", path=path)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+@contextmanager
+def stdin_spooled(paths: Sequence[str]) -> Iterator[list[str]]:
+    """``paths`` with ``-`` replaced by a private copy of standard input (the
+    scan reads every file by name and offset, possibly in several processes)."""
+    if "-" not in paths:
+        yield list(paths)
+        return
+    import shutil
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="crashkit-stdin-") as tmp:
+        copy = os.path.join(tmp, "stdin")
+        with open(copy, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        yield [copy if p == "-" else p for p in paths]
+
+
 def _open(path: str) -> tuple[BinaryIO, bool]:
     try:
-        raw = open(path, "rb")  # noqa: SIM115 - the caller closes it
+        raw = _open_regular(path)
     except FileNotFoundError:
         raise InputError("no such file", path=path) from None
     except IsADirectoryError:

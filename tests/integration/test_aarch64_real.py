@@ -61,7 +61,7 @@ def test_through_gdb_multiarch(core: str) -> None:
 
 
 def test_without_a_gdb_for_the_arch(core: str, tmp_path: Path) -> None:
-    """No gdb-multiarch on PATH: one clear sentence, and the notes."""
+    """No gdb-multiarch on the tool path: one clear sentence, and the notes."""
     from tests.conftest import run_cli
 
     bindir = tmp_path / "bin"
@@ -70,7 +70,7 @@ def test_without_a_gdb_for_the_arch(core: str, tmp_path: Path) -> None:
     if gdb is None:
         unavailable("gdb is not installed")
     (bindir / "gdb").symlink_to(gdb)
-    proc = run_cli("analyze", core, env={"PATH": str(bindir)})
+    proc = run_cli("analyze", core, env={"CRASHKIT_TOOL_PATH": str(bindir)})
     assert proc.returncode == 0
     assert "the core is aarch64, and gdb here reads x86-64 only; install gdb-multiarch" \
         in proc.stderr
