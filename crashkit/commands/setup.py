@@ -50,6 +50,8 @@ class Options:
     system_root: str = "/"
     nginx: str = "nginx"
     prefix: str | None = None  # nginx's -p (None: the running master's, else the build's)
+    collect: bool = False  # also install (apply) or remove (undo) the collect --watch service
+    store: str = "/var/lib/crashkit"  # the store that service fills
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,28 @@ def run(opts: Options) -> Result:
     workers = worker_process_count(cfg)
     if opts.apply or opts.undo:  # two setups never interleave: what each reports, it wrote
         with config_lock(cfg):
-            return _run(opts, location, cfg, worker, workers)
-    return _run(opts, location, cfg, worker, workers)
+            result = _run(opts, location, cfg, worker, workers)
+    else:
+        result = _run(opts, location, cfg, worker, workers)
+    return _collect_unit(opts, result) if opts.collect else result
+
+
+def _collect_unit(opts: Options, result: Result) -> Result:
+    """--collect: the service that runs `crashkit collect --watch`, installed
+    with --apply (after nginx's config took), removed with --undo."""
+    import dataclasses
+
+    from crashkit.model.collect import CollectUnit
+    from crashkit.writers import units
+
+    path = os.path.join(opts.system_root, units.UNIT_PATH)
+    if opts.undo:
+        unit = units.remove(opts.system_root)
+    elif opts.apply:
+        unit = units.install(opts.store, opts.system_root)
+    else:
+        unit = CollectUnit(path, "would_install", None)
+    return dataclasses.replace(result, collect_unit=unit)
 
 
 def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: coredir.Worker,

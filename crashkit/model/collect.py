@@ -12,6 +12,16 @@ Outcome = Literal["stored", "already", "restored", "counted", "would_store", "bu
 
 
 @dataclass(frozen=True)
+class CollectUnit:
+    """The systemd service that runs ``collect --watch`` (setup --collect)."""
+
+    path: str
+    action: Literal["installed", "removed", "unchanged", "absent", "would_install",
+                    "would_remove"]
+    live: str | None  # what was done to the running systemd, None when nothing
+
+
+@dataclass(frozen=True)
 class FileResult:
     """One file of a source: taken, left for later, or refused (and why)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from crashkit.model.collect import CollectUnit
 from crashkit.model.readiness import CoreCheck as Check
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class Result:
     system_planned: tuple[tuple[str, str, str], ...] = ()  # dry run: (kind, path, content)
     reload: Reload | None = None
     notes: tuple[str, ...] = field(default=())
+    collect_unit: CollectUnit | None = None  # --collect: the collect --watch service
 
     @property
     def needs_attention(self) -> bool:

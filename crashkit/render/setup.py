@@ -42,6 +42,9 @@ def to_json(r: Result) -> dict[str, Any]:
         "reload": None if r.reload is None else {"method": r.reload.method,
                                                  "pid": r.reload.pid,
                                                  "detail": r.reload.detail},
+        "collect_unit": None if r.collect_unit is None else {
+            "path": r.collect_unit.path, "action": r.collect_unit.action,
+            "live": r.collect_unit.live},
         "notes": list(r.notes),
         "needs_attention": r.needs_attention,
     }
@@ -93,6 +96,12 @@ def text(r: Result) -> str:
         add(f"with --system: would write {path} ({kind})")
     if r.reload is not None:
         add(f"reloaded nginx: {r.reload.detail}")
+    if r.collect_unit is not None:
+        u = r.collect_unit
+        words = {"installed": "installed", "removed": "removed", "unchanged": "already installed",
+                 "absent": "not installed (nothing to remove)",
+                 "would_install": "with --apply: would install"}.get(u.action, u.action)
+        add(f"collect service {words}: {u.path}" + (f"; {u.live}" if u.live else ""))
     if r.needs_attention:
         add("needs attention: exit status 1")
     return "\n".join(out)

@@ -13,22 +13,15 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from dataclasses import dataclass
 
 from crashkit.errors import CommandError, CrashkitError
 from crashkit.host.proc import systemd_running
 from crashkit.host.run import run
+from crashkit.model.collect import CollectUnit as UnitChange
 
 UNIT_NAME = "crashkit-collect.service"
 UNIT_PATH = f"etc/systemd/system/{UNIT_NAME}"
 MARK = "# Written by crashkit setup --collect"
-
-
-@dataclass(frozen=True)
-class UnitChange:
-    path: str
-    action: str  # "installed", "removed", "unchanged", "absent"
-    live: str | None  # what was done to the running systemd, None when nothing
 
 
 def crashkit_command() -> list[str]:

@@ -147,3 +147,35 @@ def test_systemd_drop_in(tmp_path: Path) -> None:
     path = tmp_path / SYSTEMD_DROPIN
     assert [(c.kind, c.path, c.live) for c in changes] == [("systemd", str(path), None)]
     assert path.read_text().endswith("[Service]\nLimitCORE=infinity\n")
+
+
+def test_collect_service_installed_and_undone(tmp_path: Path) -> None:
+    """setup --apply --collect writes crashkit-collect.service under the
+    system root (systemd itself left alone there); --undo --collect takes it
+    away with the config's changes."""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"worker_processes 1;\npid {tmp_path}/nginx.pid;\n"
+                    f"error_log {tmp_path}/e.log;\nevents {{}}\n")
+    base = reachable_dir("setup-collect")
+    root = tmp_path / "sysroot"
+    unit = root / "etc/systemd/system/crashkit-collect.service"
+    store = tmp_path / "store"
+    try:
+        dry = run_cli("setup", "--conf", str(conf), "--core-dir", str(base / "cores"),
+                      "--collect", "--system-root", str(root), "--json")
+        assert json.loads(dry.stdout)["collect_unit"]["action"] == "would_install"
+        assert not unit.exists()
+        proc = run_cli("setup", "--conf", str(conf), "--core-dir", str(base / "cores"),
+                       "--apply", "--collect", "--store", str(store), "--system-root",
+                       str(root), "--json")
+        assert proc.returncode in (0, 1), proc.stderr
+        data = json.loads(proc.stdout)
+        assert data["collect_unit"] == {"path": str(unit), "action": "installed", "live": None}
+        assert f"collect --watch --store {store}\n" in unit.read_text()
+        undo = run_cli("setup", "--conf", str(conf), "--undo", "--collect", "--system-root",
+                       str(root), "--json")
+        assert undo.returncode in (0, 1), undo.stderr
+        assert json.loads(undo.stdout)["collect_unit"]["action"] == "removed"
+        assert not unit.exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
