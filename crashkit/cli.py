@@ -501,13 +501,15 @@ def _age(value: str | None, option: str) -> int | None:
 @_PREFIX_OPTION
 @click.option("--root", "root", metavar="DIR", default="/", hidden=True)
 @click.option("--settle", metavar="SECONDS", type=float, default=30.0, hidden=True)
+@click.option("--core-pattern", metavar="PATTERN", hidden=True)
 @click.option("--json", "as_json", is_flag=True,
               help="Print what was done as JSON (schema crashkit/collect/1).")
 def collect(from_dirs: tuple[str, ...], only_from: bool, store: str, dry_run: bool,
             keep_sources: bool, no_gdb: bool, error_logs: tuple[str, ...], flood: int,
             max_size: str | None, max_age: str | None, keep_per_signature: int | None,
             reindex: bool, watch: bool, conf: str | None, nginx_path: str,
-            prefix: str | None, root: str, settle: float, as_json: bool) -> int:
+            prefix: str | None, root: str, settle: float, core_pattern: str | None,
+            as_json: bool) -> int:
     """Gather every core on this host into the crash store, safely.
 
     Looks where cores land: the directory of a path kernel.core_pattern; for a
@@ -539,7 +541,8 @@ def collect(from_dirs: tuple[str, ...], only_from: bool, store: str, dry_run: bo
         reindex=reindex, use_gdb=not no_gdb, keep_sources=keep_sources, conf=conf,
         nginx=nginx_path, prefix=prefix, root=root, error_logs=error_logs, flood=flood,
         max_size=_size(max_size, "--max-size"), max_age=_age(max_age, "--max-age"),
-        keep_per_signature=keep_per_signature, settle=settle, progress=progress)
+        keep_per_signature=keep_per_signature, settle=settle, core_pattern=core_pattern,
+        progress=progress)
     if watch:
         from crashkit.commands.collect import watch as run_watch
 

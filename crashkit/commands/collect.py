@@ -60,6 +60,7 @@ class Options:
     max_age: int | None = None
     keep_per_signature: int | None = None
     settle: float = 30.0
+    core_pattern: str | None = None  # instead of the kernel's (an image's, a test's)
     progress: Callable[[str], None] | None = None
 
 
@@ -87,7 +88,7 @@ def _under(root: str, path: str) -> str:
 def discover(opts: Options) -> _Found:
     """The places cores land on this host, each with how crashkit knows."""
     found = _Found()
-    raw = proc.read_sysctl(CORE_PATTERN)
+    raw = opts.core_pattern if opts.core_pattern is not None else proc.read_sysctl(CORE_PATTERN)
     uses_pid = (proc.read_sysctl(CORE_USES_PID) or "0").strip() not in ("", "0")
     pattern = cs.parse_core_pattern(raw, uses_pid) if raw is not None else None
     seen: set[str] = set()

@@ -337,3 +337,26 @@ def test_collect_unit_installs_runs_and_goes(tmp_path: Path) -> None:
     with pytest.raises(CrashkitError, match="not written by crashkit"):
         units.remove(str(root))
     assert Path(made.path).exists()
+
+
+def test_core_pattern_directory_names_read_back(tmp_path: Path,
+                                                manifest: dict[str, Any]) -> None:
+    """An absolute core_pattern (given here: this machine's may not be
+    changed by a test) makes its directory a source, and its %e.%p.%t names
+    give program, pid and time."""
+    d = tmp_path / "dumps"
+    d.mkdir()
+    copy_core(manifest, "nginx-null", d / "core.nginx.4321.1764000000")
+    copy_core(manifest, "nginx-libc", d / "unrelated-name")
+    store = tmp_path / "store"
+    data = collect(store, "--core-pattern", f"{d}/core.%e.%p.%t", "--root",
+                   str(tmp_path / "r"), "--no-gdb")
+    (src,) = [s for s in data["sources"] if s["kind"] == "core_pattern"]
+    assert src["path"] == str(d) and src["why"] == f"kernel.core_pattern is '{d}/core.%e.%p.%t'"
+    got = outcomes(data)
+    # A core not named by the pattern is still a core: taken too.
+    assert got == {"core.nginx.4321.1764000000": "stored", "unrelated-name": "stored"}
+    first = next(f for f in src["files"] if f["name"].startswith("core.nginx"))
+    shown = json.loads(run_cli("show", str(first["crash_id"]), "--store", str(store), "--json",
+                               check=True).stdout)
+    assert shown["time"] == "2025-11-24T16:00:00+00:00"
