@@ -4,8 +4,11 @@ no traceback, nothing written."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,10 +50,21 @@ def test_not_elf(tmp_path: Path) -> None:
     assert_one_line_error(["analyze", str(p)], str(p), "not an ELF file")
 
 
-def test_compressed_core(tmp_path: Path) -> None:
+def test_broken_compressed_core(tmp_path: Path) -> None:
+    """A compressed core is decompressed for the analysis; one whose stream
+    is cut or garbage is one line naming the file, and no temporary file
+    is left behind."""
     p = tmp_path / "core.nginx.1234.zst"
     p.write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 100)
-    assert_one_line_error(["analyze", str(p)], str(p), "zstd-compressed", "zstd -d")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "crashkit", "analyze", str(p)],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "TMPDIR": str(tmp)})
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [f"crashkit: error: {p}: zstd stream ends early "
+                                        "(truncated file)"]
+    assert list(tmp.iterdir()) == []
 
 
 def test_executable_is_not_a_core() -> None:
