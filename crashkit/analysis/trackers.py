@@ -126,7 +126,8 @@ def from_repo_option(text: str) -> Tracker:
     kind, url = found
     name = url.rstrip("/").rsplit("/", 1)[-1]
     return Tracker(kind=kind, project=name, url=url,  # type: ignore[arg-type]
-                   reason=f"--repo {text}", package=name if kind == "debian" else None)
+                   reason=f"--repo {text}", package=name if kind == "debian" else None,
+                   form=NGINX_FORM if url.lower() == NGINX_REPO else None)
 
 
 def _library(path: str) -> Known | None:

@@ -12,8 +12,8 @@ from crashkit.analysis import trackers as T
 from crashkit.model.analyze import Analysis
 from crashkit.model.report import Issue, Tracker
 
-FRAMES = (16, 8, 5, 3, 1)
-LOG_LINES = (20, 10, 5, 0)
+# (frames of the crashing thread, error-log lines), tried in turn until the URL fits.
+STEPS = ((16, 20), (8, 20), (8, 10), (5, 10), (5, 5), (3, 5), (3, 3), (1, 3), (1, 0))
 
 
 def _host_facts(a: Analysis, options: Any) -> tuple[dict[str, str] | None,
@@ -53,7 +53,7 @@ def _fit(t: Tracker, title: str, model: Any, files: dict[str, str], bundle: str,
             return whole, url, False
     nginx_v = files.get("nginx-V.txt")
     log = files.get("error-log.txt")
-    tries = [(f, n, nginx_v) for f in FRAMES for n in LOG_LINES]
+    tries = [(f, n, nginx_v) for f, n in STEPS]
     if nginx_v:
         tries.append((1, 0, nginx_v.splitlines()[0]))
     body, url = whole, None
@@ -65,7 +65,25 @@ def _fit(t: Tracker, title: str, model: Any, files: dict[str, str], bundle: str,
         url = T.issue_url(t, title, body, fields=fields)
         if url is None or len(url) <= budget:
             return body, url, True
-    return body, (url if url is not None and len(url) <= budget else None), True
+    if t.form is not None:
+        return body, None, True  # the form's fields cannot be cut further by lines
+    # Then without what happened (the verdict says it) and with nginx's version only.
+    sections = issue_sections(model, frames=1, nginx_v=(nginx_v or "").split("\n")[0] or None,
+                              log=None, bundle=name, log_lines=0)
+    body = issue_body(title, {**sections, "behavior": ""})
+    url = T.issue_url(t, title, body)
+    if url is None or len(url) <= budget:
+        return body, url, True
+    # Still too long: whole lines off the end, the bundle's note kept last.
+    note = "\n\n…\n\n" + ATTACHED.format(bundle=name) + "\n"
+    lines = body.rstrip("\n").splitlines()
+    while lines:
+        lines.pop()
+        body = "\n".join(lines) + note
+        url = T.issue_url(t, title, body)
+        if url is None or len(url) <= budget:
+            return body, url, True
+    return body, None, True
 
 
 def _write_body(bundle: str, body: str) -> str:

@@ -368,7 +368,11 @@ def issue_sections(m: ReportModel, *, frames: int, nginx_v: str | None, log: str
     steps = "Not known yet: the crash happened while nginx served traffic."
     logs = ""
     if log and log_lines:
-        tail = "\n".join(log.rstrip("\n").splitlines()[-log_lines:])
+        # The lines before the worker's exit line (what it did last), not after.
+        rows = [x for x in log.rstrip("\n").splitlines() if not x.startswith("# ")]
+        end = next((i + 1 for i in range(len(rows) - 1, -1, -1)
+                    if "exited on signal" in rows[i]), len(rows))
+        tail = "\n".join(rows[max(0, end - log_lines):end])
         logs = _block(f, tail)
         steps += " The error log's lines before the crash are under the log."
     return {"overview": overview, "behavior": behavior, "steps": steps,
