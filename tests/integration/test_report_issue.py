@@ -62,12 +62,13 @@ def test_url_parses_back_within_budget_and_holds_no_secret(
     assert len(sig) == 16 and issue["search_url"] == (
         "https://github.com/example/ngx-crashkit-test/issues?q=is%3Aissue%20" + sig)
     body = issue["body"]
-    assert body.startswith(f"# {issue['title'].replace('[', chr(92) + '[').replace(']', chr(92) + ']')}\n")
+    shown = issue["title"].replace("[", "\\[").replace("]", "\\]")
+    assert body.startswith(f"# {shown}\n")
     assert "**Verdict:** NULL pointer dereference in crashkit_session_lookup()" in body
     assert "  #0  0x" in body and "crashkit_session_lookup+0x" in body
     assert "is attached separately." in body and "### nginx -V" in body
     build_id = next(line for line in body.splitlines() if line.startswith("- build-id: "))
-    assert len(build_id.strip("- build-id: `")) == 40
+    assert len(build_id.removeprefix("- build-id: ").strip("`")) == 40
     for secret in secrets_in(secret_crash):
         text = secret.decode()
         assert text not in url and text not in unquote(url) and text not in body
@@ -79,8 +80,8 @@ def test_url_parses_back_within_budget_and_holds_no_secret(
 
 def test_the_third_party_module_without_repo_is_unknown(manifest: dict[str, Any],
                                                         tmp_path: Path) -> None:
-    issue, proc = issue_of(fixture(manifest, "nginx-null")["core"], "--out", str(tmp_path),
-                           "--issue")
+    issue, _ = issue_of(fixture(manifest, "nginx-null")["core"], "--out", str(tmp_path),
+                        "--issue")
     t = issue["tracker"]
     assert t["kind"] == "unknown" and t["url"] is None and issue["url"] is None
     assert t["reason"] == (f"unknown: no package, source tree or known project names the "
