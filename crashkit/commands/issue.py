@@ -74,7 +74,7 @@ def _fit(t: Tracker, title: str, model: Any, files: dict[str, str], bundle: str,
     url = T.issue_url(t, title, body)
     if url is None or len(url) <= budget:
         return body, url, True
-    # Still too long: whole kept off the end, the bundle's note kept last.
+    # Still too long: whole lines off the end, the bundle's note kept last.
     note = "\n\n…\n\n" + ATTACHED.format(bundle=name) + "\n"
     kept = body.rstrip("\n").splitlines()
     while kept:
