@@ -221,12 +221,30 @@ def _formats(value: str) -> tuple[str, ...]:
               help="The crashed nginx's config (default: the one `nginx -V` names).")
 @click.option("--nginx", "nginx_path", metavar="PATH", default="nginx", show_default=True,
               help="The nginx binary for nginx -V and nginx -T.")
+@click.option("--issue", is_flag=True,
+              help="Also print the upstream issue: the blamed code's tracker and why, a "
+                   "prefilled new-issue URL (or the reportbug/gh command) and a duplicate "
+                   "search by the signature hash.")
+@click.option("--repo", metavar="OWNER/REPO|URL",
+              help="The tracker to use (GitHub OWNER/REPO, or a GitHub, GitLab, Trac or "
+                   "bugs.debian.org URL) instead of the one crashkit finds.")
+@click.option("--budget", metavar="N", type=click.IntRange(min=500), default=6000,
+              show_default=True, help="Longest prefilled URL, in characters; the body is "
+                                      "cut to fit (GitHub refuses about 8 KB).")
+@click.option("--submit", is_flag=True,
+              help="File the issue with your own `gh issue create` (GitHub; gh installed "
+                   "and logged in), after a duplicate search by the signature hash.")
+@click.option("--force", is_flag=True, help="With --submit: file even when an issue "
+                                            "already names the signature hash.")
+@click.option("--open", "open_browser", is_flag=True,
+              help="Open the prefilled URL in the desktop's browser, when there is one.")
 @core_options
 @click.option("--json", "as_json", is_flag=True,
               help="Print what was written as JSON (schema crashkit/report/1).")
 def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact: bool,
            template_dir: str | None, conf: str | None, nginx_path: str, as_json: bool,
-           **kw: Any) -> int:
+           issue: bool, repo: str | None, budget: int, submit: bool, force: bool,
+           open_browser: bool, **kw: Any) -> int:
     """Write a bug-report bundle for CORE (a core file or a store id), ready to attach upstream.
 
     A .tar.gz (mode 0600) with report.md (an issue body for GitHub or GitLab),
@@ -266,10 +284,31 @@ def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact:
         if sys.stderr.isatty():
             click.echo(f"crashkit: {message}…", err=True)
 
+    wants_issue = issue or submit or open_browser or repo is not None
+    issue_options = None
+    if wants_issue:
+        from crashkit.analysis.trackers import from_repo_option
+
+        if repo is not None:
+            from_repo_option(repo)  # a bad --repo fails before anything is written
+        if "md" not in wanted:
+            raise InputError("--issue: the issue body is report.md: keep md in --format")
+        if submit and include_core:
+            raise InputError("--submit with --include-core: a core never goes to a public "
+                             "tracker")
+        issue_options = verb.IssueOptions(repo=repo, budget=budget, submit=submit,
+                                          force=force)
     result = verb.run(verb.Options(options, verb.ReportOptions(
         out_dir=out_dir, formats=wanted, include_core=include_core, redact=not no_redact,
-        template_dir=template_dir, conf=conf, error_log=kw["error_log"], nginx=nginx_path),
-        progress=progress))
+        template_dir=template_dir, conf=conf, error_log=kw["error_log"], nginx=nginx_path,
+        issue=issue_options), progress=progress))
+    if open_browser and result.issue is not None and result.issue.url:
+        import webbrowser
+
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or \
+                not webbrowser.open(result.issue.url):
+            click.echo("crashkit: --open: no desktop browser here; open the URL shown",
+                       err=True)
     return emit("report", result, as_json)
 
 

@@ -55,6 +55,16 @@ class ReportOptions:
     conf: str | None = None  # None: the one `nginx -V` names
     error_log: str | None = None  # None: the one the config names
     nginx: str = "nginx"
+    issue: IssueOptions | None = None  # --issue
+
+
+@dataclass(frozen=True)
+class IssueOptions:
+    repo: str | None = None  # --repo OWNER/REPO or URL
+    budget: int = 6000  # characters of prefilled URL
+    submit: bool = False  # file it with gh
+    force: bool = False  # file even when the signature hash is already reported
+    gh: str = "gh"
 
 
 def _redacted(a: Analysis) -> Analysis:
@@ -235,9 +245,15 @@ def make_report(a: Analysis, options: ReportOptions,
     progress("writing the bundle")
     bundle = write_bundle(a, files, names, out_dir=options.out_dir, redact=options.redact,
                           include_core=options.include_core)
+    issue = None
+    if options.issue is not None:
+        from crashkit.commands.issue import make_issue
+
+        progress("preparing the upstream issue")
+        issue = make_issue(a, model, files, bundle, options)
     return ReportResult(bundle=bundle, files=tuple(n for n, _ in listing),
                         size=os.path.getsize(bundle), notes=tuple(notes),
                         verdict=model.verdict, redacted=options.redact,
-                        include_core=options.include_core)
+                        include_core=options.include_core, issue=issue)
 
 

@@ -356,3 +356,22 @@ def _build(admin: str, key: bytes) -> bytes:
     out += [b"%s\t%s\n" % (file, b",".join(b"%d" % i for i in owners[file]))
             for file in sorted(owners)]
     return b"".join(out)
+
+
+def package_fields(name: str, admindir: str | None = None) -> dict[str, str] | None:
+    """The status stanza of the installed package ``name`` (Package, Version,
+    Homepage, Vcs-Git, Vcs-Browser, …), read from dpkg's status file; None when
+    dpkg does not know it. Debian names a package's upstream in Homepage (and
+    its packaging in Vcs-*): Debian Policy §5.6.23 and §5.6.26."""
+    admin = admindir or os.environ.get("DPKG_ADMINDIR") or DEFAULT_ADMINDIR
+    try:
+        with open(os.path.join(admin, "status"), encoding="utf-8",
+                  errors="surrogateescape") as f:
+            status = f.read()
+    except OSError:
+        return None
+    bare = name.split(":", 1)[0]
+    for fields in _stanzas(status):
+        if fields.get("Package") == bare and "installed" in fields.get("Status", "").split():
+            return fields
+    return None

@@ -262,15 +262,132 @@ SCHEMA = "crashkit/report/1"
 
 
 def text(r: ReportResult) -> str:
-    return f"{r.verdict}\n\nwrote {r.bundle} ({r.size} bytes): {', '.join(r.files)}"
+    out = f"{r.verdict}\n\nwrote {r.bundle} ({r.size} bytes): {', '.join(r.files)}"
+    i = r.issue
+    if i is None:
+        return out
+    import shlex
+
+    t = i.tracker
+    lines = [out, "", f"tracker: {t.kind} {t.url or ''}".rstrip(), f"why: {visible(t.reason)}"]
+    if t.upstream:
+        lines.append(f"upstream: {t.upstream}")
+    if t.note:
+        lines.append(f"note: {t.note}")
+    lines.append(f"title: {visible(i.title)}")
+    if i.url:
+        lines.append(f"new issue ({len(i.url)} of {i.budget} characters"
+                     f"{', body cut to fit' if i.cut else ''}): {i.url}")
+    if i.search_url:
+        lines.append(f"look for duplicates: {i.search_url}")
+    if i.command:
+        lines.append(f"to file it: {shlex.join(i.command)}")
+    lines += [f"already reported: {d}" for d in i.duplicates]
+    if i.filed:
+        lines.append(f"filed: {i.filed}")
+    return "\n".join(lines)
+
+
+def _issue_json(r: ReportResult) -> dict[str, Any] | None:
+    i = r.issue
+    if i is None:
+        return None
+    t = i.tracker
+    return {"tracker": {"kind": t.kind, "project": t.project, "url": t.url,
+                        "reason": t.reason, "form": t.form, "package": t.package,
+                        "upstream": t.upstream, "note": t.note},
+            "title": i.title, "body": i.body, "url": i.url, "search_url": i.search_url,
+            "command": list(i.command) if i.command else None, "body_file": i.body_file,
+            "budget": i.budget, "cut": i.cut, "duplicates": list(i.duplicates),
+            "filed": i.filed, "problem": i.problem}
 
 
 def to_json(r: ReportResult) -> dict[str, Any]:
     return {"schema": SCHEMA, "crashkit_version": __version__,
             "bundle": os.path.abspath(r.bundle), "size": r.size, "files": list(r.files),
             "redacted": r.redacted, "include_core": r.include_core, "verdict": r.verdict,
-            "notes": list(r.notes)}
+            "notes": list(r.notes), **({"issue": _issue_json(r)} if r.issue else {})}
 
 
 def messages(r: ReportResult) -> list[str]:
-    return [f"warning: {w}" for w in r.warnings] + [f"note: {n}" for n in r.notes]
+    out = [f"warning: {w}" for w in r.warnings] + [f"note: {n}" for n in r.notes]
+    if r.issue is not None and r.issue.problem is not None:
+        out.append(f"not filed: {r.issue.problem}")
+    return out
+
+
+# ---------------------------------------------------------------- the upstream issue
+
+ATTACHED = ("The full crashkit bundle ({bundle}: every thread's backtrace, the registers, "
+            "the modules with their packages, the whole redacted configuration and the "
+            "error log) is attached separately.")
+
+
+def issue_title(m: ReportModel, signature: str | None) -> str:
+    return f"{m.title} [crashkit {signature}]" if signature else m.title
+
+
+def _block(fence: str, text: str) -> str:
+    return f"{fence}text\n{text.rstrip()}\n{fence}"
+
+
+def _top(backtrace: str, frames: int) -> str:
+    """The first ``frames`` frames of the crashing thread's text (a frame's
+    argument lines stay with it)."""
+    out: list[str] = []
+    seen = 0
+    for line in backtrace.splitlines():
+        if re.match(r"^\s*#\d+\s", line):
+            seen += 1
+            if seen > frames:
+                out.append("  …")
+                break
+        out.append(line)
+    return "\n".join(out)
+
+
+def issue_sections(m: ReportModel, *, frames: int, nginx_v: str | None, log: str | None,
+                   bundle: str, log_lines: int) -> dict[str, str]:
+    """The issue's parts, by nginx's form field ids (the plain body joins them)."""
+    f = m.fence
+    facts = {x.name: x.value for x in m.facts}
+    overview = f"**Verdict:** {md_text(m.verdict)}\n\n**Where to report:** {md_text(m.report_to)}"
+    if "crash signature" in facts:
+        overview += f"\n\n**crash signature:** {md_code(facts['crash signature'])}"
+    behavior = md_text(m.what_happened)
+    if "signal" in facts:
+        behavior += f"\n\n- **signal:** {md_text(facts['signal'])}"
+    context = [f"### Backtrace of the crashing thread\n\n{_block(f, _top(m.backtrace, frames))}"]
+    if m.blamed is not None:
+        context.append(f"### The module at fault\n\n- path: {md_code(m.blamed.path)}\n"
+                       f"- build-id: {md_code(m.blamed.build_id)}\n"
+                       f"- package: {md_text(m.blamed.package)}")
+    if nginx_v:
+        context.append(f"### nginx -V\n\n{_block(f, nginx_v)}")
+    context.append(ATTACHED.format(bundle=bundle))
+    steps = "Not known yet: the crash happened while nginx served traffic."
+    logs = ""
+    if log and log_lines:
+        # The lines before the worker's exit line (what it did last), not after.
+        rows = [x for x in log.rstrip("\n").splitlines() if not x.startswith("# ")]
+        end = next((i + 1 for i in range(len(rows) - 1, -1, -1)
+                    if "exited on signal" in rows[i]), len(rows))
+        tail = "\n".join(rows[max(0, end - log_lines):end])
+        logs = _block(f, tail)
+        steps += " The error log's lines before the crash are under the log."
+    return {"overview": overview, "behavior": behavior, "steps": steps,
+            "configuration": "The whole redacted configuration (nginx -T) is nginx-T.txt in "
+                             "the attached bundle.",
+            "logs": logs, "context": "\n\n".join(context)}
+
+
+def issue_body(title: str, sections: dict[str, str]) -> str:
+    heads = {"overview": None, "behavior": "What happened", "steps": None,
+             "configuration": None, "logs": "Error log before the crash", "context": None}
+    out = [f"# {md_text(title)}"]
+    for key, head in heads.items():
+        text = sections.get(key, "")
+        if not text or key in ("steps", "configuration"):
+            continue
+        out.append(f"## {head}\n\n{text}" if head else text)
+    return "\n\n".join(out) + "\n"

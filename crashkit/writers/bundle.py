@@ -86,3 +86,19 @@ def _add_core(tar: tarfile.TarFile, path: str, name: str) -> None:
         info.size = os.fstat(f.fileno()).st_size
         info.mode, info.mtime = 0o600, time.time()
         tar.addfile(info, f)
+
+
+def write_private_text(path: str, text: str) -> str:
+    """``text`` in a new file (mode 0600, O_EXCL: never over another file);
+    a name taken gets a -2, -3 … suffix. Returns the path written."""
+    base, ext = os.path.splitext(path)
+    for n in range(1, 1000):
+        candidate = path if n == 1 else f"{base}-{n}{ext}"
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        return os.path.abspath(candidate)
+    raise FileExistsError(path)
