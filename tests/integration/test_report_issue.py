@@ -172,7 +172,10 @@ def test_submit_without_gh_on_path(manifest: dict[str, Any], tmp_path: Path) -> 
             for name in os.listdir(d):
                 if name != "gh" and not (bin_dir / name).exists():
                     (bin_dir / name).symlink_to(os.path.join(d, name))
-    env = {**_private_gh_env(tmp_path), "PATH": f"{bin_dir}:/usr/sbin:/sbin"}
+    # crashkit finds tools on a fixed system path, not PATH (crashkit.host.toolpath):
+    # hide gh from both.
+    env = {**_private_gh_env(tmp_path), "PATH": f"{bin_dir}:/usr/sbin:/sbin",
+           "CRASHKIT_TOOL_PATH": f"{bin_dir}:/usr/sbin:/sbin"}
     issue, proc = issue_of(fixture(manifest, "nginx-null")["core"], "--out", str(tmp_path),
                            "--submit", "--repo", "example/ngx-crashkit-test", env=env, code=1)
     assert issue["problem"] == ("gh is not installed (Debian: apt install gh): run the "
