@@ -108,10 +108,11 @@ def recognise(frames: Sequence[Frame], facts: CoreFacts) -> ScriptRun | None:
                     interp.anonymous_code and frame.index <= 1
                     and _in_anonymous_exec(frame, facts)):
                 seen = True
-                if frame.module and interp.library.match(base) and (
-                        module is None or not interp.library.match(os.path.basename(module))):
-                    module = frame.module
-                elif module is None and frame.module and name and interp.code.match(name):
+                library = bool(frame.module and interp.library.match(base))
+                better = library and (module is None
+                                      or not interp.library.match(os.path.basename(module)))
+                first = module is None and frame.module and name and interp.code.match(name)
+                if better or first:
                     module = frame.module
         if not seen:
             continue

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 
+from crashkit.analysis.access import decode_access
 from crashkit.analysis.attribution import (
     Blame,
     blame,
@@ -212,6 +214,18 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
     frames = crashed.frames if crashed else ()
     unwound = gdb_used and any(f.source != "notes" for f in frames) and len(frames) > 1
     meaning = signal_meaning(facts, crashed)
+    access = None
+    if context is not None and context.faulting is not None and context.trusted and \
+            crashed is not None and facts.signal is not None and \
+            facts.signal.fault_address is not None:
+        access = decode_access(context.faulting.text, crashed.registers,
+                               facts.signal.fault_address)
+    if access is not None and meaning.kind in ("null-pointer", "near-null", "wild-pointer"):
+        # The instruction's addressing, not the fault address alone, says
+        # whether a pointer was NULL or held a small bad value.
+        meaning = replace(meaning, text=f"{meaning.text.split(':')[0]}: an access at "
+                                        f"{access.address:#x}: {access.text} "
+                                        f"({'write' if access.write else 'read'})")
     killed, snapshot = sent_by_other(facts), is_snapshot(facts)
     found = (Blame(None, "none", "not a crash") if killed or snapshot
              else blame(frames, facts, unwound=unwound))
@@ -242,4 +256,5 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
                     context=context, cause=meaning.text,
                     blame=found.frame if verdict.module and verdict.frame is not None else None,
                     kind=kind,
-                    meaning=meaning, verdict=verdict, signature=signature, host=host)
+                    meaning=meaning, verdict=verdict, signature=signature, host=host,
+                    access=access)

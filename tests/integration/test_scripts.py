@@ -91,3 +91,7 @@ def test_perl_unpack_p_is_blamed_on_the_script(tmp_path: Path, core_dir: Path) -
             "crashed the process") in summary, summary
     assert data["verdict"]["module"] == f"{MODULES}/ngx_http_perl_module.so"
     assert data["signature"]["frames"][-1].startswith("script:Perl!ngx_http_perl_")
+    # The faulting instruction's addressing: the pointer itself was 8, not NULL + 8.
+    access = data["crash"]["access"]
+    assert (access["base_value"], access["displacement"], access["address"]) == (8, 0, 8)
+    assert f"dereferenced the pointer value 0x8 in {access['base']}" in data["crash"]["cause"]
