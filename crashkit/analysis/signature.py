@@ -102,12 +102,19 @@ def signature_frames(frames: Sequence[Frame], depth: int = DEPTH) -> list[str]:
 
 
 def make_signature(signal_name: str, frames: Sequence[Frame], *, unwound: bool,
-                   killed: bool = False, program: str | None = None) -> Signature:
+                   killed: bool = False, program: str | None = None,
+                   script: str | None = None) -> Signature:
+    """``script``: the crashing thread ran a script (interpreters.handler_token);
+    the signature is then the crashing frame and the handler that ran the
+    script, not the interpreter's frames (the same for every script bug)."""
     if killed:
         # Whatever the process was doing is not the problem; every kill by
         # another process is one "bug" for grouping.
         tokens: list[str] = ["sent by another process"]
         basis = "none"
+    elif script is not None:
+        tokens = [*signature_frames(frames, depth=1), script]
+        basis = "backtrace" if unwound else "pc"
     else:
         tokens = signature_frames(frames)
         basis = ("backtrace" if unwound else "pc") if tokens else "none"

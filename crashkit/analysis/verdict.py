@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 
+from crashkit.analysis.access import decode_access
 from crashkit.analysis.attribution import (
     Blame,
     blame,
@@ -14,6 +16,7 @@ from crashkit.analysis.attribution import (
     origin,
     report_to,
 )
+from crashkit.analysis.interpreters import ScriptRun, handler_token, recognise
 from crashkit.analysis.meaning import MEANINGS, is_snapshot, sent_by_other, signal_meaning
 from crashkit.analysis.signature import make_signature, normalize_function
 from crashkit.model.analyze import (
@@ -133,6 +136,43 @@ def make_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, fou
         report_to=report_to(frame.module, kind, package) if frame and at_fault else None)
 
 
+def script_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, run: ScriptRun,
+                   host: HostFacts) -> tuple[Verdict, Blame]:
+    """The verdict when the crashing thread was running a script: the script
+    is the likely cause, the interpreter's own bug the less likely one."""
+    interp = run.interpreter
+    title = MEANINGS[meaning.kind].title or (facts.signal.name if facts.signal else "A crash")
+    crash = crashed.frames[0] if crashed and crashed.frames else None
+    place = f" in {_short_label(crash, facts)} [{_place(facts, crash)}]" if crash else ""
+    frame = run.embedder
+    module = frame.module if frame else run.interpreter_module
+    package = host.packages.get(module or "")
+    kind = origin(module, facts, package)
+    ipkg = host.packages.get(run.interpreter_module or "")
+    tracker = (ipkg.homepage if ipkg and ipkg.homepage else interp.tracker)
+    ilib = os.path.basename(run.interpreter_module) if run.interpreter_module else interp.name
+    summary = (f"{title}{place}: {interp.language} script code running in {interp.name} "
+               f"(embedded by {run.embedded_by}) crashed the process; most likely the script "
+               f"is at fault ({interp.example}), less likely a bug in {interp.name} "
+               f"({ilib}) (medium confidence).")
+    via = f", through {frame_label(frame)} (frame #{frame.index})" if frame else ""
+    reason = (f"{interp.name}'s code is on the crashing stack{via}: the interpreter was "
+              f"running a {interp.language} script, and scripts crash interpreters (bad "
+              "pointers handed to FFI or native calls) far more often than interpreters break")
+    who = f"the site's {interp.language} code (the script run by {run.embedded_by}"
+    who += ("; its directives in the nginx config)" if ".so" in run.embedded_by else ")")
+    fallback = (f"{ipkg.name} ({tracker})" if ipkg else tracker) if tracker else None
+    verdict = Verdict(
+        kind=meaning.kind, summary=summary, module=module,
+        function=frame.function if frame and frame.trusted else None, origin=kind,
+        confidence="medium", reason=reason,
+        frame=frame.index if frame and frame.index >= 0 else None, package=package,
+        module_offset=frame.module_offset if frame else None,
+        report_to=who + (f"; if the script is innocent, {interp.name}: {fallback}"
+                         if fallback else ""))
+    return verdict, Blame(frame, "medium", reason)
+
+
 def module_warnings(facts: CoreFacts, rescued: frozenset[str] = frozenset()) -> list[str]:
     out = []
     if facts.exe and any(m.deleted for m in facts.mappings if m.path == facts.exe):
@@ -174,6 +214,18 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
     frames = crashed.frames if crashed else ()
     unwound = gdb_used and any(f.source != "notes" for f in frames) and len(frames) > 1
     meaning = signal_meaning(facts, crashed)
+    access = None
+    if context is not None and context.faulting is not None and context.trusted and \
+            crashed is not None and facts.signal is not None and \
+            facts.signal.fault_address is not None:
+        access = decode_access(context.faulting.text, crashed.registers,
+                               facts.signal.fault_address)
+    if access is not None and meaning.kind in ("null-pointer", "near-null", "wild-pointer"):
+        # The instruction's addressing, not the fault address alone, says
+        # whether a pointer was NULL or held a small bad value.
+        meaning = replace(meaning, text=f"{meaning.text.split(':')[0]}: an access at "
+                                        f"{access.address:#x}: {access.text} "
+                                        f"({'write' if access.write else 'read'})")
     killed, snapshot = sent_by_other(facts), is_snapshot(facts)
     found = (Blame(None, "none", "not a crash") if killed or snapshot
              else blame(frames, facts, unwound=unwound))
@@ -184,10 +236,15 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
                       f"a guess: the stack could not be unwound, and the first word on it "
                       f"that points into a module's code ({offset} bytes above sp) is in "
                       f"{frame_label(frame)}; most often that is the caller's return address")
-    verdict = make_verdict(facts, crashed, meaning, found, host)
+    run = None if killed or snapshot or not frames else recognise(frames, facts)
+    if run is not None:
+        verdict, found = script_verdict(facts, crashed, meaning, run, host)
+    else:
+        verdict = make_verdict(facts, crashed, meaning, found, host)
     signature = None if snapshot else make_signature(
         facts.signal.name if facts.signal else "no signal", frames, unwound=unwound,
-        killed=killed, program=facts.exe or (facts.process.fname if facts.process else None))
+        killed=killed, program=facts.exe or (facts.process.fname if facts.process else None),
+        script=handler_token(run) if run is not None else None)
     # The same warning twice (one per module of a partial sysroot) says no more.
     warnings = list(dict.fromkeys([*facts.problems, *module_warnings(facts, rescued),
                                    *extra_warnings]))
@@ -199,4 +256,5 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
                     context=context, cause=meaning.text,
                     blame=found.frame if verdict.module and verdict.frame is not None else None,
                     kind=kind,
-                    meaning=meaning, verdict=verdict, signature=signature, host=host)
+                    meaning=meaning, verdict=verdict, signature=signature, host=host,
+                    access=access)

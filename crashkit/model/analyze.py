@@ -78,6 +78,23 @@ class Instruction:
 
 
 @dataclass(frozen=True)
+class Access:
+    """The faulting memory access, decoded from the faulting instruction."""
+
+    instruction: str
+    base: str | None  # the base register ("rdi"), None for an absolute address
+    base_value: int | None
+    index: str | None
+    index_value: int | None
+    scale: int
+    displacement: int
+    width: int | None  # bytes, where the instruction says
+    write: bool
+    address: int  # base + index * scale + displacement
+    text: str  # "dereferenced the pointer value 0x8 in rdi"
+
+
+@dataclass(frozen=True)
 class CrashContext:
     """Around the crashing thread's pc: a disassembly window (from gdb)."""
 
@@ -265,6 +282,7 @@ class Analysis:
     verdict: Verdict | None = None
     signature: Signature | None = None
     host: HostFacts = field(default_factory=HostFacts)
+    access: Access | None = None  # the faulting access, from the faulting instruction
 
     @property
     def needs_attention(self) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 from crashkit import __version__
 from crashkit.analysis.attribution import frame_label
 from crashkit.analysis.meaning import is_snapshot, sent_by_other
-from crashkit.model.analyze import Analysis, Frame, Module, Package, Thread, Verdict
+from crashkit.model.analyze import Access, Analysis, Frame, Module, Package, Thread, Verdict
 from crashkit.render.escape import visible as visible  # also crashkit.report's
 
 
@@ -307,6 +307,13 @@ def verdict_json(a: Analysis, v: Verdict) -> dict[str, Any]:
             if a.host.log_path else None}
 
 
+def access_json(x: Access) -> dict[str, Any]:
+    return {"instruction": x.instruction, "base": x.base, "base_value": x.base_value,
+            "index": x.index, "index_value": x.index_value, "scale": x.scale,
+            "displacement": x.displacement, "width": x.width, "write": x.write,
+            "address": x.address, "text": x.text}
+
+
 def to_json(a: Analysis) -> dict[str, Any]:
     """The ``--json`` form: schema crashkit/analysis/1 (crashkit/schema/analysis-1.json);
     fields are only ever added within a schema version."""
@@ -342,6 +349,7 @@ def to_json(a: Analysis) -> dict[str, Any]:
             "module": _p(a.crash_module),
             "frame": frame_json(a.crash_frame) if a.crash_frame else None,
             "blamed_frame": frame_json(a.blame) if a.blame else None,
+            "access": access_json(a.access) if a.access else None,
         },
         "threads": [thread_json(t) for t in a.threads],
         "modules": [module_json(m, a.host.packages.get(m.path)) for m in c.modules],

@@ -1,0 +1,138 @@
+"""When the crashing thread was running a script: which interpreter, which
+module embeds it, and which handler ran the script.
+
+An interpreter that crashes the process is most often obeying its script: a
+LuaJIT FFI call with a bad pointer, Perl's ``unpack "p"`` of an integer,
+Python's ``ctypes.string_at(0)``. Blaming the interpreter's library (the
+first frame past libc) points the user at the wrong project. Each entry of
+``INTERPRETERS`` recognises one interpreter from the frames' function names
+and modules (never from a file name of one site), and names the frame of the
+embedding code (nginx's Lua or Perl module, the interpreter's own program) so
+the verdict and the signature can name the handler that ran the script.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from crashkit.model.analyze import CoreFacts, Frame
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    name: str  # "LuaJIT"
+    language: str  # "Lua"
+    code: re.Pattern[str]  # the interpreter's own functions (VM, FFI, opcodes)
+    library: re.Pattern[str]  # the basename of the module that holds the interpreter
+    embedder: re.Pattern[str]  # functions of the code that runs the scripts
+    programs: frozenset[str] = frozenset()  # executables that are the interpreter itself
+    anonymous_code: bool = False  # JIT traces live in anonymous executable memory
+    tracker: str = ""  # the upstream tracker when package metadata names none
+    example: str = ""  # how a script most often crashes this interpreter
+
+
+INTERPRETERS: tuple[Interpreter, ...] = (
+    Interpreter(
+        name="LuaJIT", language="Lua",
+        code=re.compile(r"^(lj_vm_|lj_BC_|lj_ffi_|lj_ccall|lj_cconv|lj_trace|lj_dispatch|"
+                        r"lj_meta_|lj_err_|lua_pcall|lua_call|lua_resume)"),
+        library=re.compile(r"^libluajit"),
+        embedder=re.compile(r"^ngx_(http|stream)_lua_\w+"),
+        programs=frozenset({"luajit", "openresty"}), anonymous_code=True,
+        tracker="https://github.com/LuaJIT/LuaJIT/issues",
+        example="an FFI call or cdata store with a bad pointer"),
+    Interpreter(
+        name="Perl", language="Perl",
+        code=re.compile(r"^(Perl_runops_\w+|Perl_pp_\w+|Perl_call_sv|Perl_eval_\w+|S_\w+)"),
+        library=re.compile(r"^libperl\.so"),
+        embedder=re.compile(r"^ngx_http_perl_\w+"),
+        programs=frozenset({"perl"}),
+        tracker="https://github.com/Perl/perl5/issues",
+        example="unpack \"p\" of an integer, or an XS call with a bad pointer"),
+    Interpreter(
+        name="CPython", language="Python",
+        code=re.compile(r"^(_PyEval_EvalFrameDefault|_PyEval_\w+|PyEval_\w+|_PyObject_\w*Call\w*|"
+                        r"PyObject_\w*Call\w*|_PyFunction_Vectorcall|ffi_call\w*|PyCFuncPtr_call|"
+                        r"_ctypes_callproc)"),
+        library=re.compile(r"^(libpython3|python3)"),
+        embedder=re.compile(r"^(_ctypes_callproc|PyCFuncPtr_call)$"),
+        programs=frozenset({"python3", "python"}),
+        tracker="https://github.com/python/cpython/issues",
+        example="a ctypes call with a bad pointer (ctypes.string_at(0), a wrong argtypes)"),
+)
+
+
+@dataclass(frozen=True)
+class ScriptRun:
+    """The crashing thread was running a script."""
+
+    interpreter: Interpreter
+    interpreter_module: str | None  # the file of the interpreter's code on the stack
+    embedder: Frame | None  # the innermost frame of the embedding code (the handler)
+    embedded_by: str  # "ngx_http_lua_module.so", "python3.11"
+    handler: Frame | None = None  # the outermost frame of the embedding code (the phase handler)
+
+
+def _program_name(facts: CoreFacts) -> str:
+    exe = os.path.basename(facts.exe or "")
+    return exe or (facts.process.fname if facts.process else "")
+
+
+def _is_program(interp: Interpreter, facts: CoreFacts) -> bool:
+    name = _program_name(facts)
+    return any(name == p or re.fullmatch(re.escape(p) + r"[0-9.]*", name) for p in
+               interp.programs)
+
+
+def _in_anonymous_exec(frame: Frame, facts: CoreFacts) -> bool:
+    return frame.module is None and any(lo <= frame.pc < hi for lo, hi in facts.exec_ranges)
+
+
+def recognise(frames: Sequence[Frame], facts: CoreFacts) -> ScriptRun | None:
+    """The interpreter the crashing thread was running a script in, if any.
+
+    An interpreter counts only when its code is on the stack *and* something
+    that runs scripts is there too (an embedding module's handler below it,
+    or the process being the interpreter's own program): a Lua library linked
+    into a program for other reasons is just a library."""
+    for interp in INTERPRETERS:
+        module: str | None = None
+        seen = False
+        for frame in frames:
+            name = frame.function or frame.elf_symbol or ""
+            base = os.path.basename(frame.module or "")
+            if (name and interp.code.match(name)) or (base and interp.library.match(base)) or (
+                    interp.anonymous_code and frame.index <= 1
+                    and _in_anonymous_exec(frame, facts)):
+                seen = True
+                library = bool(frame.module and interp.library.match(base))
+                better = library and (module is None
+                                      or not interp.library.match(os.path.basename(module)))
+                first = module is None and frame.module and name and interp.code.match(name)
+                if better or first:
+                    module = frame.module
+        if not seen:
+            continue
+        embedding = [f for f in frames if (f.function or f.elf_symbol or "")
+                     and interp.embedder.match(f.function or f.elf_symbol or "")]
+        embedder = embedding[0] if embedding else None
+        handler = embedding[-1] if embedding else None
+        if embedder is not None and embedder.module and not _is_program(interp, facts):
+            return ScriptRun(interp, module, embedder, os.path.basename(embedder.module),
+                             handler)
+        if _is_program(interp, facts):
+            return ScriptRun(interp, module, embedder, _program_name(facts), handler)
+    return None
+
+
+def handler_token(run: ScriptRun) -> str:
+    """The signature's entry for the script: the interpreter and the handler
+    that ran it (content vs access vs log phase, a Perl handler, ctypes)."""
+    handler = "?"
+    if run.handler is not None:
+        handler = run.handler.function or run.handler.elf_symbol or "?"
+        handler = handler.split("(")[0]
+    return f"script:{run.interpreter.name}!{handler}"

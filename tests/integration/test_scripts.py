@@ -1,0 +1,97 @@
+"""Crashes that a script caused, made here with Debian's interpreters: the
+verdict blames the script run by the interpreter, not the interpreter."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import analyze_json, crash_for_core, unavailable
+from tests.live_nginx import LiveNginx, basic_conf, crash_worker, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_python_ctypes_null_is_blamed_on_the_script(tmp_path: Path) -> None:
+    script = tmp_path / "bad.py"
+    script.write_text("import ctypes\nctypes.string_at(0)\n")
+    core = crash_for_core([sys.base_prefix + "/bin/python3", "-I", str(script)], tmp_path)
+    data = analyze_json(str(core))
+    verdict = data["verdict"]
+    assert verdict["confidence"] == "medium"
+    assert "Python script code running in CPython (embedded by python3" in verdict["summary"]
+    assert "less likely a bug in CPython" in verdict["summary"]
+    assert verdict["report_to"].startswith("the site's Python code")
+    sig = data["signature"]["frames"]
+    assert sig == ["libc.so!strlen", "script:CPython!PyCFuncPtr_call"], sig
+
+
+MODULES = "/usr/lib/nginx/modules"
+
+
+def _nginx_script_crash(tmp_path: Path, core_dir: Path, modules: list[str], location: str,
+                        name: str) -> dict[str, Any]:
+    for m in modules:
+        if not os.path.exists(f"{MODULES}/{m}"):
+            unavailable(f"{MODULES}/{m} is not installed (scripts/bootstrap installs it)")
+    port = free_port()
+    loads = "".join(f"load_module {MODULES}/{m};\n" for m in modules[1:])
+    conf = basic_conf(port, load_module=f"{MODULES}/{modules[0]}",
+                      main=f"{loads}worker_rlimit_core 500M;\nworking_directory {core_dir};",
+                      server=location)
+    with LiveNginx(tmp_path / name, conf) as ngx:
+        core = crash_worker(ngx, f"http://127.0.0.1:{port}/crash", core_dir)
+    return analyze_json(str(core))
+
+
+LUA = ["ndk_http_module.so", "ngx_http_lua_module.so"]
+
+
+def test_lua_ffi_crashes_are_blamed_on_the_script(tmp_path: Path, core_dir: Path) -> None:
+    write = _nginx_script_crash(tmp_path, core_dir, LUA, """location /crash {
+        content_by_lua_block {
+            local ffi = require "ffi"
+            local p = ffi.cast("int *", 0)
+            p[0] = 1
+        }
+    }""", "write")
+    strlen = _nginx_script_crash(tmp_path, core_dir, LUA, """location /crash {
+        content_by_lua_block {
+            local ffi = require "ffi"
+            ffi.cdef "size_t strlen(const char *s);"
+            ffi.C.strlen(nil)
+        }
+    }""", "strlen")
+    for data in (write, strlen):
+        summary = data["verdict"]["summary"]
+        assert ("Lua script code running in LuaJIT (embedded by ngx_http_lua_module.so) "
+                "crashed the process") in summary, summary
+        assert data["verdict"]["confidence"] == "medium"
+        assert data["verdict"]["module"] == f"{MODULES}/ngx_http_lua_module.so"
+        assert data["verdict"]["report_to"].startswith("the site's Lua code")
+        assert "libluajit2-5.1-2" in data["verdict"]["report_to"]
+        assert data["signature"]["frames"][-1] == \
+            "script:LuaJIT!ngx_http_lua_content_by_chunk", data["signature"]
+    assert write["signature"]["hash"] != strlen["signature"]["hash"]
+    assert strlen["signature"]["frames"][0] == "libc.so!strlen"
+
+
+def test_perl_unpack_p_is_blamed_on_the_script(tmp_path: Path, core_dir: Path) -> None:
+    data = _nginx_script_crash(tmp_path, core_dir, ["ngx_http_perl_module.so"], """
+    location /crash {
+        perl 'sub { my $r = shift; my $s = unpack "p", pack "J", 8; $r->print(length $s);
+                    return 0; }';
+    }""", "perl")
+    summary = data["verdict"]["summary"]
+    assert ("Perl script code running in Perl (embedded by ngx_http_perl_module.so) "
+            "crashed the process") in summary, summary
+    assert data["verdict"]["module"] == f"{MODULES}/ngx_http_perl_module.so"
+    assert data["signature"]["frames"][-1].startswith("script:Perl!ngx_http_perl_")
+    # The faulting instruction's addressing: the pointer itself was 8, not NULL + 8.
+    access = data["crash"]["access"]
+    assert (access["base_value"], access["displacement"], access["address"]) == (8, 0, 8)
+    assert f"dereferenced the pointer value 0x8 in {access['base']}" in data["crash"]["cause"]
