@@ -246,6 +246,15 @@ class Signature:
 
 
 @dataclass(frozen=True)
+class CrashTime:
+    """When the process crashed, and how crashkit knows."""
+
+    time: str  # ISO 8601 with the local offset, to the second
+    source: str  # "error log" (its "(core dumped)" line) or "core file time"
+    age_seconds: int  # how long before the analysis
+
+
+@dataclass(frozen=True)
 class Analysis:
     """What ``crashkit analyze`` reports."""
 
@@ -265,6 +274,7 @@ class Analysis:
     verdict: Verdict | None = None
     signature: Signature | None = None
     host: HostFacts = field(default_factory=HostFacts)
+    crash_time: CrashTime | None = None
 
     @property
     def needs_attention(self) -> bool:

@@ -16,7 +16,13 @@ from crashkit.analysis.meaning import MEANINGS
 from crashkit.errors import InputError
 from crashkit.model.analyze import Analysis, Package
 from crashkit.model.report import ReportResult
-from crashkit.render.analyze import crash_site, crashing_frames, human_size, visible
+from crashkit.render.analyze import (
+    crash_site,
+    crash_time_text,
+    crashing_frames,
+    human_size,
+    visible,
+)
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,9 @@ def build_model(a: Analysis, *, environment: list[tuple[str, str]],
         facts.append(Fact("meaning", a.meaning.text))
     if p is not None:
         facts.append(Fact("process", f"{p.args or p.fname} (pid {p.pid}, uid {p.uid})"))
+    when = crash_time_text(a)
+    if when is not None:
+        facts.append(Fact("crash time", when))
     if a.core.exe:
         facts.append(Fact("executable", a.core.exe))
     if v is not None:
