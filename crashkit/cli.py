@@ -218,7 +218,9 @@ def _formats(value: str) -> tuple[str, ...]:
 @click.option("--template-dir", metavar="DIR",
               help="Templates that override the shipped ones (report.md.j2, report.html.j2).")
 @click.option("--conf", metavar="PATH",
-              help="The crashed nginx's config (default: the one `nginx -V` names).")
+              help="The crashed nginx's config (default: the -c and -p of the crashed "
+                   "worker's master when it still runs, else the one `nginx -V` names, "
+                   "and report.md then says it may not be the crashed one).")
 @click.option("--nginx", "nginx_path", metavar="PATH", default="nginx", show_default=True,
               help="The nginx binary for nginx -V and nginx -T.")
 @click.option("--issue", is_flag=True,

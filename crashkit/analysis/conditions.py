@@ -234,6 +234,20 @@ _WORKER_KILLED = Kind(
     "-i oom`. Give the host more memory, or shrink nginx's footprint (proxy_buffers, "
     "client_max_body_size, a leaking third-party module).",
     details=("signals", "pids", "processes"), facts=("kernel-log",))
+# worker-killed once the kernel log was read: (title, fix) with an OOM-killer
+# line for one of its pids, and without one.
+KILLED_BY_OOM = (
+    "worker processes killed by the OOM killer",
+    "The kernel's OOM killer chose nginx (the kernel lines are shown). Give the host more "
+    "memory, or shrink nginx's footprint (proxy_buffers, client_max_body_size, a leaking "
+    "third-party module), or protect it with OOMScoreAdjust= in its systemd unit.")
+KILLED_FROM_OUTSIDE = (
+    "worker processes killed by SIGKILL from outside nginx (no OOM-killer record)",
+    "The kernel log has no OOM-killer line for these pids, so something sent SIGKILL: a "
+    "person or script (kill -9, pkill -9), a watchdog, systemd stopping the unit past "
+    "TimeoutStopSec=, or a container runtime. Look at what ran at that time (journalctl "
+    "--since, auth.log, cron, monitoring); stop or recycle workers with nginx -s quit or "
+    "nginx -s reload instead.")
 
 _OTHER_CRITICAL = Kind(
     "other-critical", "high", "other [crit]/[alert]/[emerg] lines",

@@ -23,6 +23,13 @@ def check_nginx_t(f: DoctorFacts) -> Check:
 
 
 def check_master(f: DoctorFacts) -> Check:
+    if f.master_pid is None and f.pid_file_other_conf is not None:
+        return Check("master", "fail", f"no nginx master runs {f.conf}: the master in "
+                     f"{f.pid_file} runs {f.pid_file_other_conf}",
+                     fix=f"start nginx with this config (nginx -c {f.conf}), with a pid "
+                         f"directive of its own so that it does not share {f.pid_file}",
+                     details={"pid_file": f.pid_file, "pid": None,
+                              "pid_file_runs": f.pid_file_other_conf})
     if f.master_pid is None:
         return Check("master", "fail", f"nginx is not running (no live master in {f.pid_file})",
                      fix="start nginx (systemctl start nginx) and read the error log if it "
@@ -74,9 +81,17 @@ def check_listen(f: DoctorFacts) -> Check:
         return Check("listen", "skip", "no TCP listen directives in the config",
                      details=details)
     if bad:
-        return Check("listen", "fail", "; ".join(bad),
-                     fix="stop the other process or move one of them to another port "
-                         "(ss -ltnp shows who listens where)", details=details)
+        held = any(r["state"] == "held by another process" for r in rows)
+        unbound = any(r["state"] == "not listening" for r in rows)
+        fixes = []
+        if held:
+            fixes.append("stop the other process or move one of them to another port "
+                         "(ss -ltnp shows who listens where)")
+        if unbound:
+            fixes.append("the running master has not loaded these listen directives: "
+                         "nginx -t, then reload nginx (nginx -s reload), and read the error "
+                         "log (crashkit triage) if the reload fails")
+        return Check("listen", "fail", "; ".join(bad), fix="; ".join(fixes), details=details)
     what = "free for nginx to bind" if f.master_pid is None else "listened on by nginx"
     return Check("listen", "ok", f"{len(f.listens)} address"
                  f"{'es' if len(f.listens) != 1 else ''} {what}: "

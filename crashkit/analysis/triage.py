@@ -269,6 +269,12 @@ def add_host_facts(fs: tuple[Finding, ...], *, oom: Iterable[OomKill] = (),
                                     for k in matched]
             details["oom_confirmed"] = bool(matched)
             details["kernel_log"] = kernel_log
+            if matched:
+                title, fix = conditions.KILLED_BY_OOM
+                f = replace(f, title=title, fix=fix)
+            elif kernel_log is not None and not kernel_log.startswith("unreadable"):
+                title, fix = conditions.KILLED_FROM_OUTSIDE
+                f = replace(f, title=title, fix=fix)
         if f.kind in _HOLDER_KINDS:
             details["holders"] = [{"address": h.address, "pid": h.pid, "comm": h.comm,
                                    "cmdline": h.cmdline} for h in holders]

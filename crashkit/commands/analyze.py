@@ -22,7 +22,15 @@ from crashkit.elf import layouts as L
 from crashkit.elf.core import CoreFile
 from crashkit.elf.files import is_elf, regular_file
 from crashkit.errors import CrashkitError, GdbError
-from crashkit.model.analyze import Analysis, CoreFacts, CrashContext, HostFacts, Package, Thread
+from crashkit.model.analyze import (
+    Analysis,
+    CoreFacts,
+    CrashContext,
+    CrashTime,
+    HostFacts,
+    Package,
+    Thread,
+)
 
 if TYPE_CHECKING:
     from crashkit.elf.symbols import Symbolizer
@@ -289,9 +297,51 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
         # a caller's return address on the stack.
         scanned = scan_for_caller(facts.crash_stack, facts.exec_ranges, symbolizer.symbolize,
                                   lambda m: m is None or is_system_library(m))
-    return build_analysis(facts, threads, gdb_used=session is not None and not gdb_error,
-                          gdb_error=gdb_error, extra_warnings=notes, context=context,
-                          rescued=rescued, host=host, scanned=scanned)
+    result = build_analysis(facts, threads, gdb_used=session is not None and not gdb_error,
+                            gdb_error=gdb_error, extra_warnings=notes, context=context,
+                            rescued=rescued, host=host, scanned=scanned)
+    when = _crash_time(options.display_path or path, facts, host)  # a compressed core's own
+    return dataclasses.replace(result, crash_time=when)
+
+
+def crash_time(core_mtime: float | None, log_lines: Sequence[str], pid: int | None,
+               now: float) -> CrashTime | None:
+    """When it crashed: the error log's "worker process PID exited on signal
+    N (core dumped)" line when there is one (nginx writes it once the kernel
+    has written the core and the worker is gone; a copied or moved core keeps
+    no such time), else the core file's modification time (when the kernel
+    finished writing it)."""
+    import re
+    from datetime import datetime
+
+    from crashkit.formats.nginx_log import parse_time
+
+    when: datetime | None = None
+    source = "core file time"
+    if pid is not None:
+        dumped = re.compile(r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) \[\w+\] \d+#\d+: "
+                            rf"worker process {pid} exited on signal \d+ \(core dumped\)")
+        for line in reversed(log_lines):
+            m = dumped.match(line)
+            if m is not None:
+                when, source = parse_time(m.group(1)).astimezone(), "error log"
+                break
+    if when is None:
+        if core_mtime is None:
+            return None
+        when = datetime.fromtimestamp(int(core_mtime)).astimezone()
+    return CrashTime(when.isoformat(), source, max(0, int(now - when.timestamp())))
+
+
+def _crash_time(path: str, facts: CoreFacts, host: HostFacts) -> CrashTime | None:
+    import time
+
+    try:
+        mtime: float | None = os.stat(path).st_mtime
+    except OSError:
+        mtime = None
+    return crash_time(mtime, host.log_lines, facts.process.pid if facts.process else None,
+                      time.time())
 
 
 def _host_lookup(facts: CoreFacts, options: Options) -> Callable[[], HostFacts]:

@@ -128,6 +128,49 @@ def _core_checks(cfg: NginxConfig, failed: str | None) -> tuple[Check, ...]:
     return (first, *(Check(f"cores:{c.name}", c.status, c.detail, c.fix) for c in r.checks))
 
 
+def _master_conf(pid: int, cfg: NginxConfig) -> str | None:
+    """The config file master ``pid`` runs (its title keeps -c and -p; no -c:
+    the build's --conf-path), resolved; None when its title cannot be read."""
+    from crashkit.host.proc import title
+
+    text = title(pid)
+    head = "nginx: master process "
+    if text is None or not text.startswith(head):
+        return None
+    # nginx joins its arguments with spaces: a path with a space is lost.
+    words = text[len(head):].split(" ")
+    opts = {flag: words[i + 1] for i, flag in enumerate(words[:-1]) if flag in ("-c", "-p")}
+    build = cfg.build
+    conf = opts.get("-c") or (build.conf_path if build is not None else None)
+    if conf is None:
+        return None
+    if not os.path.isabs(conf):
+        prefix = opts.get("-p") or (build.prefix if build is not None else None) or "/"
+        conf = os.path.join(prefix, conf)
+    return os.path.realpath(conf)
+
+
+def find_master(cfg: NginxConfig, pid_file: str) -> tuple[int | None, str | None]:
+    """(the live master running this config, the other config run by the
+    master in ``pid_file`` when that one is not it). A pid file names the
+    master of this config only if that master runs this file: a config
+    without ``pid`` shares the build's pid file with the system's nginx, and
+    a copy of a config shares its original's."""
+    from crashkit.host.proc import nginx_master, pids
+
+    want = os.path.realpath(cfg.root)
+    master = nginx_master(pid_file)
+    if master is None:
+        return None, None
+    runs = _master_conf(master, cfg)
+    if runs is None or runs == want:
+        return master, None
+    for pid in pids():
+        if pid != master and _master_conf(pid, cfg) == want:
+            return pid, runs
+    return None, runs
+
+
 @dataclass(frozen=True)
 class Options:
     conf: str | None = None  # None: nginx -V's --conf-path
@@ -140,13 +183,13 @@ def run(options: Options) -> Doctor:
     if prefix is not None and not os.path.isdir(prefix):
         raise InputError("--prefix: no such directory", path=prefix)
     from crashkit.host.kernlog import oom_kills, read_kernel_log
-    from crashkit.host.proc import children, nginx_master, proc_limits
+    from crashkit.host.proc import children, proc_limits
     from crashkit.host.sockets import holders_by_address
 
     _where, cfg = config.open_config(conf, nginx, prefix)
     ok, output, failed = _nginx_t(nginx, cfg)
     pid_file = config.pid_path(cfg)
-    master = nginx_master(pid_file)
+    master, other_conf = find_master(cfg, pid_file)
     user = config.worker_user(cfg).user
     workers: list[int] = []
     if master is not None:
@@ -167,7 +210,7 @@ def run(options: Options) -> Doctor:
     kills = tuple(k for k in oom_kills(klog.lines) if "nginx" in k.comm)
     facts = DoctorFacts(
         conf=cfg.root, nginx_t_ok=ok, nginx_t_output=output, pid_file=pid_file,
-        master_pid=master, worker_pids=tuple(sorted(workers)),
+        master_pid=master, pid_file_other_conf=other_conf, worker_pids=tuple(sorted(workers)),
         expected_workers=config.worker_process_count(cfg), worker_user=user,
         worker_connections=config.worker_connections(cfg),
         worker_rlimit_nofile=config.worker_rlimit_nofile(cfg), limits=tuple(limits),

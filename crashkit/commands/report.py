@@ -81,8 +81,9 @@ def _redacted(a: Analysis) -> Analysis:
 
 
 def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
-                 files: dict[str, str]) -> str | None:
-    """nginx-V.txt, nginx-T.txt and the error log excerpt; returns the log path."""
+                 files: dict[str, str], caveats: list[str]) -> str | None:
+    """nginx-V.txt, nginx-T.txt and the error log excerpt; returns the log path.
+    ``caveats`` get what report.md must say at its top about these files."""
     from crashkit.analysis.redact import redacted_config
     from crashkit.model.nginx import ConfigLocation
     from crashkit.nginx import config as C
@@ -127,6 +128,12 @@ def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
                 text = redacted_config(text)
             chunks.append(f"# configuration file {path}:\n{text}\n")
         files["nginx-T.txt"] = "".join(chunks)
+        if options.conf is None and master is None:
+            ppid = f"pid {p.ppid}" if p is not None else "unknown"
+            caveats.append(
+                f"nginx-T.txt holds {cfg.root} (from {where.source}), not the config of the "
+                f"crashed worker's master ({ppid}), which no longer runs here or could not "
+                "be trusted: it may not be the configuration that crashed.")
     if options.error_log is not None:
         return options.error_log
     if cfg is not None:
@@ -140,6 +147,7 @@ def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
 
 
 def collect(a: Analysis, options: ReportOptions, notes: list[str],
+            caveats: list[str] | None = None,
             ) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """Every text file of the bundle but the reports, by name, and the
     environment (what, version) pairs."""
@@ -156,7 +164,8 @@ def collect(a: Analysis, options: ReportOptions, notes: list[str],
     log = None
     if is_nginx(a.core):
         try:
-            log = _nginx_files(a, options, notes, files)
+            log = _nginx_files(a, options, notes, files,
+                               caveats if caveats is not None else [])
         except InputError as exc:
             if options.conf is not None or options.error_log is not None:
                 raise
@@ -221,7 +230,8 @@ def make_report(a: Analysis, options: ReportOptions,
     if options.redact:
         a = _redacted(a)
     progress("collecting nginx and system facts")
-    files, environment = collect(a, options, notes)
+    caveats: list[str] = []
+    files, environment = collect(a, options, notes, caveats)
     rows = module_rows(a)
     width = max((len(r.path) for r in rows), default=4)
     files["modules.txt"] = "".join(
@@ -237,7 +247,7 @@ def make_report(a: Analysis, options: ReportOptions,
         listing.append((os.path.basename(a.core.path), "the core file (process memory: "
                                                        "handle as a secret)"))
     model = build_model(a, environment=environment, files=listing, redacted=options.redact,
-                        generator=f"crashkit {__version__}")
+                        generator=f"crashkit {__version__}", caveats=caveats)
     env = template_environment(options.template_dir)
     progress("rendering the reports")
     for name in wanted:

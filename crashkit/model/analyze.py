@@ -263,6 +263,15 @@ class Signature:
 
 
 @dataclass(frozen=True)
+class CrashTime:
+    """When the process crashed, and how crashkit knows."""
+
+    time: str  # ISO 8601 with the local offset, to the second
+    source: str  # "error log" (its "(core dumped)" line) or "core file time"
+    age_seconds: int  # how long before the analysis
+
+
+@dataclass(frozen=True)
 class Analysis:
     """What ``crashkit analyze`` reports."""
 
@@ -283,6 +292,7 @@ class Analysis:
     signature: Signature | None = None
     host: HostFacts = field(default_factory=HostFacts)
     access: Access | None = None  # the faulting access, from the faulting instruction
+    crash_time: CrashTime | None = None
 
     @property
     def needs_attention(self) -> bool:

@@ -54,6 +54,9 @@ class DoctorFacts:
     kernel_log_read: bool
     oom_kills: tuple[OomKill, ...]  # nginx processes only
     core_checks: tuple[Check, ...] = field(default=())
+    # The config run by the master in pid_file when that master is not this
+    # config's (a config without ``pid`` shares the build's pid file).
+    pid_file_other_conf: str | None = None
 
 @dataclass(frozen=True)
 class Check:

@@ -23,6 +23,28 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
+def ago(seconds: int) -> str:
+    """How long ago, as coredumpctl says it: "3 min ago", "2 h 5 min ago"."""
+    if seconds < 60:
+        return f"{seconds} s ago"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if days:
+        return f"{days} day{'s' if days != 1 else ''} {hours % 24} h ago"
+    if hours:
+        return f"{hours} h {minutes % 60} min ago"
+    return f"{minutes} min ago"
+
+
+def crash_time_text(a: Analysis) -> str | None:
+    """"2026-12-02 20:44:10 +00:00 (25 min ago; from the error log)"."""
+    t = a.crash_time
+    if t is None:
+        return None
+    shown = t.time.replace("T", " ", 1)
+    shown = shown[:-6] + " " + shown[-6:]  # the offset apart from the clock time
+    return f"{shown} ({ago(t.age_seconds)}; from the {t.source})"
+
+
 def _frame_line(f: Frame) -> str:
     where = frame_label(f)
     if f.function and f.trusted and f.function_offset is not None:
@@ -153,6 +175,9 @@ def text(a: Analysis) -> str:
                                       else "")
         lines.append(f"  process   pid {p.pid}, ppid {p.ppid}, uid {p.uid}, gid {p.gid}: "
                      f"{args}")
+    when = crash_time_text(a)
+    if when is not None:
+        lines.append(f"  when      {when}")
     exe_mod = next((m for m in c.modules if m.path == c.exe), None)
     exe_bid = ""
     if exe_mod and exe_mod.build_id:
@@ -367,4 +392,7 @@ def to_json(a: Analysis) -> dict[str, Any]:
             "trusted": a.context.trusted,
         },
         "warnings": list(a.warnings),
+        "crash_time": None if a.crash_time is None else {
+            "time": a.crash_time.time, "source": a.crash_time.source,
+            "age_seconds": a.crash_time.age_seconds},
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +17,13 @@ from crashkit.analysis.meaning import MEANINGS
 from crashkit.errors import InputError
 from crashkit.model.analyze import Analysis, Package
 from crashkit.model.report import ReportResult
-from crashkit.render.analyze import crash_site, crashing_frames, human_size, visible
+from crashkit.render.analyze import (
+    crash_site,
+    crash_time_text,
+    crashing_frames,
+    human_size,
+    visible,
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,9 @@ class ReportModel:
     redacted: bool
     generator: str
     fence: str  # a Markdown code fence longer than any run of backticks in the blocks
+    # What the reader must know about the bundle before trusting it (a config
+    # that may be another nginx's), shown at the top.
+    caveats: tuple[str, ...] = ()
 
 
 def package_label(p: Package | None) -> str:
@@ -99,7 +109,8 @@ def title(a: Analysis) -> str:
 
 
 def build_model(a: Analysis, *, environment: list[tuple[str, str]],
-                files: list[tuple[str, str]], redacted: bool, generator: str) -> ReportModel:
+                files: list[tuple[str, str]], redacted: bool, generator: str,
+                caveats: Sequence[str] = ()) -> ReportModel:
     v = a.verdict
     s = a.core.signal
     p = a.core.process
@@ -117,6 +128,9 @@ def build_model(a: Analysis, *, environment: list[tuple[str, str]],
         facts.append(Fact("meaning", a.meaning.text))
     if p is not None:
         facts.append(Fact("process", f"{p.args or p.fname} (pid {p.pid}, uid {p.uid})"))
+    when = crash_time_text(a)
+    if when is not None:
+        facts.append(Fact("crash time", when))
     if a.core.exe:
         facts.append(Fact("executable", a.core.exe))
     if v is not None:
@@ -151,8 +165,8 @@ def build_model(a: Analysis, *, environment: list[tuple[str, str]],
                       "length), if the maintainer needs one: check it yourself first")
     if blamed is not None and v is not None:
         attach.insert(1, f"the source or version of {describe_module(blamed.path, v.origin)}")
-    return _shown(_model(a, facts, blamed, report_to, attach, environment, files, redacted,
-                         generator))
+    model = _model(a, facts, blamed, report_to, attach, environment, files, redacted, generator)
+    return _shown(dataclasses.replace(model, caveats=tuple(caveats)))
 
 
 T = TypeVar("T")

@@ -3,15 +3,21 @@ nothing depends on this host). CRASHKIT_UPDATE_GOLDEN=1 rewrites them."""
 
 from __future__ import annotations
 
+import os
+import re
 import struct
+import time
 from pathlib import Path
 
 import pytest
 
+from crashkit.render.analyze import ago
 from tests.conftest import run_cli
 from tests.elfwriter import SynthCore, SynthThread
 from tests.golden import assert_golden
 from tests.unit.test_core_synthetic import aarch64_core
+
+CORE_TIME = 1795494959  # 2026-11-24 04:35:59 UTC
 
 
 def x86_kill_core() -> SynthCore:
@@ -29,5 +35,13 @@ def x86_kill_core() -> SynthCore:
 def test_text_output(tmp_path: Path, name: str, make) -> None:  # type: ignore[no-untyped-def]
     core = tmp_path / "core"
     core.write_bytes(make().build())
-    out = run_cli("analyze", "--no-gdb", "--no-host", str(core), check=True).stdout
+    os.utime(core, (CORE_TIME, CORE_TIME))
+    out = run_cli("analyze", "--no-gdb", "--no-host", str(core), check=True,
+                  env={"TZ": "UTC"}).stdout
+    # The crash time is the core's file time; only how long ago changes from run to run.
+    age = int(time.time()) - CORE_TIME
+    m = re.search(r"^  when      (.+) \((.+); from the core file time\)$", out, re.M)
+    assert m is not None and m[1] == "2026-11-24 04:35:59 +00:00"
+    assert m[2] in (ago(age - 1), ago(age))
+    out = re.sub(r"\(\d+ days? \d+ h ago;", "(AGE;", out)
     assert_golden(f"{name}.txt", out)

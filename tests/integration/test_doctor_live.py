@@ -186,3 +186,39 @@ def test_nginx_run_with_a_prefix(tmp_path: Path) -> None:
     missing = run_cli("doctor", "--conf", str(conf), "--prefix", str(tmp_path / "nope"))
     assert (missing.returncode, missing.stderr) == (
         2, f"crashkit: error: {tmp_path / 'nope'}: --prefix: no such directory\n")
+
+
+def test_a_config_sharing_another_masters_pid_file(tmp_path: Path) -> None:
+    """A copy of a running config names the same pid file (as a config with
+    no pid directive shares the build's with the system's nginx): the master
+    there runs the original, so the copy's nginx is not running; and a listen
+    added to the running config without a reload is "nobody listens", whose
+    fix is the reload."""
+    port, added = free_port(), free_port()
+    with LiveNginx(tmp_path / "ngx", basic_conf(port)) as ngx:
+        copy = tmp_path / "copy.conf"
+        copy.write_text(ngx.conf.read_text())
+        code, data = doctor(copy)
+        assert code == 1
+        master = check(data, "master")
+        pid_file = str(tmp_path / "ngx" / "nginx.pid")
+        assert master == {
+            "name": "master", "status": "fail",
+            "summary": f"no nginx master runs {copy}: the master in {pid_file} runs {ngx.conf}",
+            "fix": f"start nginx with this config (nginx -c {copy}), with a pid directive "
+                   f"of its own so that it does not share {pid_file}",
+            "details": {"pid_file": pid_file, "pid": None, "pid_file_runs": str(ngx.conf)}}
+        assert check(data, "workers")["status"] == "skip"
+        assert check(data, "listen")["details"]["listens"][0]["state"] == "held by another process"
+
+        ngx.conf.write_text(ngx.conf.read_text().replace(
+            f"listen 127.0.0.1:{port};",
+            f"listen 127.0.0.1:{port};\n        listen 127.0.0.1:{added};"))
+        code, data = doctor(ngx.conf)
+        assert code == 1 and check(data, "master")["details"]["pid"] == ngx.master_pid
+        listen = check(data, "listen")
+    assert listen["status"] == "fail"
+    assert listen["summary"].startswith(f"nobody listens on 127.0.0.1:{added} ({ngx.conf}:")
+    assert listen["fix"] == ("the running master has not loaded these listen directives: "
+                             "nginx -t, then reload nginx (nginx -s reload), and read the "
+                             "error log (crashkit triage) if the reload fails")

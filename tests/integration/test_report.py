@@ -171,6 +171,27 @@ def test_without_conf_the_running_masters_config_is_used(secret_crash: dict[str,
     assert conf.startswith(f"# crashkit: nginx -T -c {secret_crash['conf']}\n")
     assert "location /hdrs { crashkit_crash headers; }" in conf
     assert "crashkit: crashing mode=headers" in files["error-log.txt"].decode()
+    assert "> **Note:**" not in files["report.md"].decode()  # the config is the crashed one's
+
+
+def test_a_config_not_from_the_crashed_master_says_so_at_the_top(
+        manifest: dict[str, Any], tmp_path: Path) -> None:
+    """The fixture's master is gone: the bundle holds the config nginx -V
+    names, and report.md's first lines say it may not be the one that crashed."""
+    fx = fixture(manifest, "nginx-null")
+    answer, files = make_bundle(fx["core"], tmp_path / "out", "--format", "md,html")
+    conf = files["nginx-T.txt"].decode()
+    assert conf.startswith("# crashkit: nginx -T -c /etc/nginx/nginx.conf\n")
+    assert "analysis.json" not in files and "nginx-T.txt" in answer["files"]
+    ppid = fx["ppid"]
+    note = ("nginx-T.txt holds /etc/nginx/nginx.conf (from nginx -V), not the config of the "
+            f"crashed worker's master (pid {ppid}), which no longer runs here or could not be "
+            "trusted: it may not be the configuration that crashed.")
+    md = files["report.md"].decode().splitlines()
+    assert md[1:4] == ["", f"> **Note:** {note}", ""]
+    html = files["report.html"].decode()
+    shown = note.replace("'", "&#39;")  # as Jinja's autoescape writes it
+    assert f'<p class="caveat"><strong>Note:</strong> {shown}</p>' in html
 
 
 def test_include_core(manifest: dict[str, Any], tmp_path: Path) -> None:

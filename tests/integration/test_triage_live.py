@@ -263,6 +263,12 @@ def test_worker_killed_by_sigkill(tmp_path: Path) -> None:
     assert f["details"]["oom_kills"] == [] and f["details"]["oom_confirmed"] is False
     assert data["kernel_log"] in ("/dev/kmsg", "dmesg") or data["kernel_log"].startswith(
         "unreadable")
+    if data["kernel_log"] in ("/dev/kmsg", "dmesg"):  # no OOM record: say so, and its fix
+        assert f["title"] == ("worker processes killed by SIGKILL from outside nginx "
+                              "(no OOM-killer record)")
+        assert f["fix"].startswith("The kernel log has no OOM-killer line for these pids, "
+                                   "so something sent SIGKILL")
+        assert "memory" not in f["fix"]
 
 
 def test_clean_log_exits_0(tmp_path: Path) -> None:

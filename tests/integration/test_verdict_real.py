@@ -173,6 +173,18 @@ def test_a_fresh_crash_of_the_same_bug_shares_the_signature(
         core = crash_worker(ngx, f"http://127.0.0.1:{port}/null", core_dir)
     fresh = verdict_of(str(core))
     old = verdict_of(fx["core"])
+    # When: the core's file time, or the error log's "(core dumped)" line for its pid.
+    from datetime import datetime
+
+    mtime = datetime.fromtimestamp(int(core.stat().st_mtime)).astimezone()
+    assert fresh["crash_time"]["time"] == mtime.isoformat()
+    assert fresh["crash_time"]["source"] == "core file time"
+    assert 0 <= fresh["crash_time"]["age_seconds"] < 120
+    (line,) = [ln for ln in ngx.log().splitlines()
+               if f"worker process {fresh['core']['pid']} exited on signal 11" in ln]
+    logged = datetime.strptime(line[:19], "%Y/%m/%d %H:%M:%S").astimezone()
+    with_log = analyze_json(str(core), "--error-log", str(ngx.error_log))["crash_time"]
+    assert (with_log["time"], with_log["source"]) == (logged.isoformat(), "error log")
     assert fresh["core"]["pid"] != old["core"]["pid"]
     assert fresh["signature"] == old["signature"]
     assert {k: fresh["verdict"][k] for k in ("module", "function", "kind", "confidence")} == \

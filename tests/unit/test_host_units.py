@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from crashkit.analysis import doctor
+from crashkit.analysis.conditions import KILLED_BY_OOM, KILLED_FROM_OUTSIDE
 from crashkit.analysis.triage import add_host_facts, findings, tally
 from crashkit.host.kernlog import oom_kills
 from crashkit.host.sockets import _hex_ip, split_address
@@ -46,6 +47,17 @@ def test_killed_worker_matched_to_the_oom_line() -> None:
     assert f.kind == "worker-killed" and f.count == 2
     assert f.details["oom_confirmed"] is True
     assert [k["pid"] for k in f.details["oom_kills"]] == [4242]  # type: ignore[union-attr]
+    assert (f.title, f.fix) == KILLED_BY_OOM
+    # No OOM-killer line for these pids in a kernel log that was read: killed
+    # from outside, and the fix is not "more memory".
+    (out,) = add_host_facts(findings(tally(hits)), oom=(), kernel_log="/dev/kmsg")
+    assert out.title == ("worker processes killed by SIGKILL from outside nginx "
+                         "(no OOM-killer record)")
+    assert (out.title, out.fix) == KILLED_FROM_OUTSIDE and "memory" not in out.fix
+    # The kernel log unreadable: the OOM killer is not ruled out.
+    (unknown,) = add_host_facts(findings(tally(hits)), oom=(),
+                                kernel_log="unreadable (dmesg: Operation not permitted)")
+    assert unknown.title == "worker processes killed by signal 9 (OOM killer suspected)"
 
 
 def test_proc_net_addresses() -> None:

@@ -14,6 +14,7 @@ from crashkit.analysis.verdict import build_analysis
 from crashkit.model import signals as S
 from crashkit.model.analyze import (
     CoreFacts,
+    CrashTime,
     Frame,
     HostFacts,
     Module,
@@ -62,7 +63,7 @@ def frame(i: int, module_path: str, fn: str, off: int, **kw: object) -> Frame:
 
 
 CASES = {
-    "report-echo-module.md": lambda: analysis(
+    "report-echo-module.md": lambda: dataclasses.replace(analysis(
         SignalInfo(11, "SIGSEGV", 1, "SEGV_MAPERR", 0, 0, None, None,
                    S.describe(11, 1, 0, None, None)),
         [frame(0, LIBC, "__strlen_avx2", 0x15D, file="../sysdeps/x86_64/multiarch/strlen-avx2.S",
@@ -72,6 +73,7 @@ CASES = {
          frame(2, NGINX, "ngx_http_core_content_phase", 0x6CA10)],
         HostFacts(packages={MOD: Package("libnginx-mod-http-echo", "0.63-6"),
                             NGINX: Package("nginx", "1.22.1-9+deb12u1")})),
+        crash_time=CrashTime("2026-11-24T04:35:59+00:00", "error log", 3725)),
     "report-kill.md": lambda: analysis(
         SignalInfo(11, "SIGSEGV", 0, "SI_USER", 0, None, 999, 0,
                    S.describe(11, 0, None, 999, 0)),
@@ -107,6 +109,16 @@ def test_html_escapes_what_the_core_says() -> None:
                         generator="crashkit")
     html = render_template(template_environment(None), "report.html.j2", r=model)
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_html_says_when_it_crashed() -> None:
+    a = dataclasses.replace(CASES["report-echo-module.md"](), crash_time=CrashTime(
+        "2026-11-24T04:35:59+01:00", "core file time", 90000))
+    model = build_model(a, environment=[], files=[], redacted=True,  # type: ignore[arg-type]
+                        generator="crashkit")
+    html = render_template(template_environment(None), "report.html.j2", r=model)
+    assert re.findall(r"<dt>crash time</dt><dd>(.*?)</dd>", html) == [
+            "2026-11-24 04:35:59 +01:00 (1 day 1 h ago; from the core file time)"]
 
 
 # -- redaction rules -------------------------------------------------------------------
