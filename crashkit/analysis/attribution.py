@@ -182,11 +182,12 @@ def _frames_word(n: int) -> str:
     return f"{n} frame{'s' if n != 1 else ''}"
 
 
-def blame(frames: Sequence[Frame], facts: CoreFacts, *, unwound: bool) -> Blame:
+def blame(frames: Sequence[Frame], facts: CoreFacts, *, unwound: bool,
+          why_not_unwound: str = "the stack could not be unwound") -> Blame:
     """The frame whose code is most likely at fault, how sure, and why.
 
     ``unwound``: the frames come from a real unwinding (gdb), not only the
-    crashing pc from the core's notes."""
+    crashing pc from the core's notes; ``why_not_unwound`` says why not."""
     if not frames:
         return Blame(None, "none", "the core holds no registers for the crashing thread")
     top = frames[0]
@@ -212,7 +213,7 @@ def blame(frames: Sequence[Frame], facts: CoreFacts, *, unwound: bool) -> Blame:
                                           "module is right, the function may not be)")
         if not unwound:
             return Blame(frame, "medium" if frame.trusted else "low",
-                         "no backtrace (the stack could not be unwound); the crashing pc is "
+                         f"no backtrace ({why_not_unwound}); the crashing pc is "
                          f"in this module's code{trust}")
         if i == 0 or all(f.inlined for f in frames[:i]):
             return Blame(frame, confidence, f"the crash is in this module's own code (frame "

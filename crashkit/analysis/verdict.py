@@ -213,6 +213,8 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
     crashed = threads[0] if threads else None
     frames = crashed.frames if crashed else ()
     unwound = gdb_used and any(f.source != "notes" for f in frames) and len(frames) > 1
+    why = ("gdb was turned off with --no-gdb"
+           if not gdb_used and gdb_error is None else "the stack could not be unwound")
     meaning = signal_meaning(facts, crashed)
     access = None
     if context is not None and context.faulting is not None and context.trusted and \
@@ -228,12 +230,12 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
                                         f"({'write' if access.write else 'read'})")
     killed, snapshot = sent_by_other(facts), is_snapshot(facts)
     found = (Blame(None, "none", "not a crash") if killed or snapshot
-             else blame(frames, facts, unwound=unwound))
+             else blame(frames, facts, unwound=unwound, why_not_unwound=why))
     if scanned is not None and not (killed or snapshot) and found.confidence == "low" and (
             found.frame is None or origin(found.frame.module, facts) == "system"):
         frame, offset = scanned
         found = Blame(frame, "low",
-                      f"a guess: the stack could not be unwound, and the first word on it "
+                      f"a guess: {why}, and the first word on the stack "
                       f"that points into a module's code ({offset} bytes above sp) is in "
                       f"{frame_label(frame)}; most often that is the caller's return address")
     run = None if killed or snapshot or not frames else recognise(frames, facts)
