@@ -82,7 +82,10 @@ _CORE_OPTIONS = [
                  help="Let gdb fetch debug info from DEBUGINFOD_URLS servers (off by default: "
                       "the core's build-ids would be sent over the network)."),
     click.option("--max-frames", metavar="N", type=click.IntRange(min=1), default=256,
-                 show_default=True, help="Deepest backtrace kept per thread."),
+                 show_default=True,
+                 help="Innermost frames kept per thread; a deeper stack also keeps its "
+                      "outermost 16 frames (where a runaway recursion began), with a note "
+                      "saying how many were left out."),
     click.option("--error-log", metavar="PATH",
                  help="nginx's error log: the crashed process's last lines (an assertion's "
                       "message, the module's last words)."),
