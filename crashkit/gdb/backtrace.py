@@ -20,7 +20,12 @@ from crashkit.model.analyze import CrashContext, GdbFrame, Instruction
 SIGNAL_HANDLER = "<signal handler called>"
 _LWP = re.compile(r"\b(?:LWP|process) (\d+)\b")
 # Shared anonymous memory shows in NT_FILE under names that are not files.
-_NOISE = re.compile(r"Can't open file (/dev/zero|/SYSV|/memfd:|/dev/shm/|/drm)")
+# gdb's warnings that say nothing about this crash: mappings of files that are
+# never on disk, and gdb 13's complaint about the XSAVE note of newer kernels
+# (its expected size is from an older xsave layout; the registers gdb reads
+# from the note are right all the same).
+_NOISE = re.compile(r"Can't open file (/dev/zero|/SYSV|/memfd:|/dev/shm/|/drm)"
+                    r"|Unexpected size of section .\.reg-xstate/")
 
 
 def mi_quote(text: str) -> str:
