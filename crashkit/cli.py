@@ -670,9 +670,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except click.UsageError as exc:
         no_args = getattr(click.exceptions, "NoArgsIsHelpError", None)
-        if no_args is not None and isinstance(exc, no_args):  # plain `crashkit`: its help
-            click.echo(exc.format_message())
-            sys.exit(0)
+        if no_args is not None and isinstance(exc, no_args):
+            # Plain `crashkit`: its help, as a usage error (a script that
+            # forgot its verb must not read success).
+            click.echo(exc.format_message(), err=True)
+            sys.exit(2)
         # One line, like every other error: what is wrong, and where help is.
         command = exc.ctx.command_path if exc.ctx is not None else "crashkit"
         from crashkit.render.escape import visible

@@ -124,3 +124,13 @@ def test_absurd_note_sizes_still_report(tmp_path: Path, descsz: int) -> None:
     assert data["core"]["pid"] == 4242 and data["core"]["cmdline"] == "synth --flag"
     assert any("claims 5+" + str(descsz) in w and "notes after it are lost" in w
                for w in data["warnings"])
+
+
+def test_no_verb_is_a_usage_error() -> None:
+    """`crashkit` alone prints its help on stderr and exits 2, like any usage
+    error; `crashkit --help` is the way to ask for help (exit 0)."""
+    proc = run_cli()
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.startswith("Usage: crashkit [OPTIONS] COMMAND [ARGS]...")
+    asked = run_cli("--help")
+    assert asked.returncode == 0 and asked.stdout.startswith("Usage: crashkit")
