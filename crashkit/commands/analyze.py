@@ -87,17 +87,19 @@ def plain_core(options: Options) -> Iterator[Options]:
     xz, lz4, gzip: systemd-coredump's, the store's) is decompressed once into
     a private temporary directory, removed afterwards; the analysis still
     calls the core by its own name."""
-    from crashkit.elf import compressed
+    from crashkit.formats.compression import MAGIC_BYTES, detect
 
     try:
         with regular_file(options.core) as (read, _size):
-            kind = compressed.detect(read(0, compressed.MAGIC_BYTES))
+            kind = detect(read(0, MAGIC_BYTES))
     except OSError:
         kind = None  # the reader will explain
     if kind is None:
         yield options
         return
     import tempfile
+
+    from crashkit.elf import compressed
 
     with tempfile.TemporaryDirectory(prefix="crashkit-") as tmp:
         plain = os.path.join(tmp, "core")

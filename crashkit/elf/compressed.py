@@ -26,33 +26,16 @@ import stat
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
 import lz4.frame  # type: ignore[import-untyped]  # lz4 ships no type hints
 import zstandard
 
 from crashkit.errors import CoreFormatError, InputError
+from crashkit.formats.compression import MAGIC_BYTES, Compression, detect
 
-Compression = Literal["zstd", "xz", "lz4", "gzip"]
-
-_MAGICS: tuple[tuple[bytes, Compression], ...] = (
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x04\x22\x4d\x18", "lz4"),
-    (b"\x1f\x8b\x08", "gzip"),
-)
-# The longest magic above; what detect() needs to see.
-MAGIC_BYTES = 6
+__all__ = ["MAGIC_BYTES", "Compression", "detect"]
 _CHUNK = 1 << 17
-
-
-def detect(head: bytes) -> Compression | None:
-    """The compression whose magic ``head`` starts with; None for anything
-    else (a plain ELF core included)."""
-    for magic, kind in _MAGICS:
-        if head.startswith(magic):
-            return kind
-    return None
 
 
 class _Zstd:

@@ -47,7 +47,7 @@ class PrivateSysroot:
     def __init__(self, root: str, sysroot: str | None = None) -> None:
         self.root = root
         self.sysroot = sysroot
-        self._links: dict[str, dict[str, str]] = {}  # host dir -> {name: resolved}
+        self._links: dict[str, list[tuple[str, str]]] = {}  # host dir -> its symlinks
         self.placed: set[str] = set()
 
     def path(self, crash_path: str) -> str:
@@ -65,15 +65,17 @@ class PrivateSysroot:
             return  # a name that collides with a directory (or is absurd): not offered
         self.placed.add(norm)
 
-    def _symlinks(self, host_dir: str) -> dict[str, str]:
+    def _symlinks(self, host_dir: str) -> list[tuple[str, str]]:
+        """(name, path) of a directory's symlinks, read once per directory;
+        resolved only for the names that could be an alias (see add)."""
         known = self._links.get(host_dir)
         if known is None:
-            known = {}
+            known = []
             try:
                 with os.scandir(host_dir) as it:
                     for entry in it:
                         if entry.is_symlink() and len(known) < 10_000:
-                            known[entry.name] = os.path.realpath(entry.path)
+                            known.append((entry.name, entry.path))
             except OSError:
                 pass
             self._links[host_dir] = known
@@ -99,9 +101,12 @@ class PrivateSysroot:
             return None
         self._place(crash_path, real)
         crash_dir, name = os.path.split(crash_path)
+        # An alias gdb may ask for is a soname link (libfoo.so.1 -> libfoo.so.1.2.3):
+        # same stem as the file. Resolving every link of /usr/lib costs ~0.1 s.
+        stems = tuple({n.split(".so")[0] for n in (name, os.path.basename(real)) if n})
         for d in self._alias_dirs(crash_dir, name):
-            for alias, target in self._symlinks(_host(d, self.sysroot)).items():
-                if target == real:
+            for alias, path in self._symlinks(_host(d, self.sysroot)):
+                if alias.startswith(stems) and os.path.realpath(path) == real:
                     self._place(os.path.join(d, alias), real)
         return self.path(crash_path)
 
