@@ -118,27 +118,49 @@ class ElfImage:
         return None, None, table.source
 
 
+# Tables already decoded in this process, by the file's identity (device,
+# inode, size, mtime, from the descriptor opened): `crashkit collect` analyses
+# hundreds of cores of the same programs, and decoding libc's debug file's
+# .symtab alone takes ~70 ms. A replaced file has another identity.
+_TABLES: dict[tuple[object, ...], _Table | None] = {}
+_TABLES_MAX = 32
+
+
 def _function_table(path: str, names: Iterable[str], debug: bool = False) -> _Table | None:
+    names = tuple(names)
     try:
         with os.fdopen(open_regular(path), "rb") as fh:
-            if os.pread(fh.fileno(), 4, 0) != b"\x7fELF":
-                return None  # what pyelftools says of it, as an ELFError
-            sections = _sections(fh.fileno())
-            if sections is None:  # anything unusual: as pyelftools reads it
-                return _function_table_elftools(fh, path, names, debug)
-            for name in names:
-                section = sections.get(name.encode())
-                if section is None or section[0] == SHT_NOBITS:
-                    continue
-                _type, offset, size, link = section
-                _ltype, loffset, lsize, _link = sections[link]
-                strtab = os.pread(fh.fileno(), lsize, loffset)
-                data = os.pread(fh.fileno(), size, offset)
-                table = _decode_table(strtab, data, name, path, debug)
-                if table is not None:
-                    return table
+            st = os.fstat(fh.fileno())
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, names, debug, path)
+            if key in _TABLES:
+                return _TABLES[key]
+            table = _read_function_table(fh, path, names, debug)
     except L.ELF_ERRORS:
         return None
+    if len(_TABLES) >= _TABLES_MAX:
+        del _TABLES[next(iter(_TABLES))]
+    _TABLES[key] = table
+    return table
+
+
+def _read_function_table(fh: BinaryIO, path: str, names: tuple[str, ...],
+                         debug: bool) -> _Table | None:
+    if os.pread(fh.fileno(), 4, 0) != b"\x7fELF":
+        return None  # what pyelftools says of it, as an ELFError
+    sections = _sections(fh.fileno())
+    if sections is None:  # anything unusual: as pyelftools reads it
+        return _function_table_elftools(fh, path, names, debug)
+    for name in names:
+        section = sections.get(name.encode())
+        if section is None or section[0] == SHT_NOBITS:
+            continue
+        _type, offset, size, link = section
+        _ltype, loffset, lsize, _link = sections[link]
+        strtab = os.pread(fh.fileno(), lsize, loffset)
+        data = os.pread(fh.fileno(), size, offset)
+        table = _decode_table(strtab, data, name, path, debug)
+        if table is not None:
+            return table
     return None
 
 
