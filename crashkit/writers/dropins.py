@@ -50,7 +50,8 @@ def plan_files(remedies: Iterable[Remedy], root: str = "/") -> list[tuple[str, s
     return out
 
 
-def _write_file(path: str, content: str) -> None:
+def write_file(path: str, content: str) -> None:
+    """Replace ``path`` atomically with ``content`` (0644, fsynced; parents 0755)."""
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     tmp = path + ".crashkit-tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -79,7 +80,7 @@ def apply_remedies(remedies: Iterable[Remedy], root: str = "/") -> list[SystemCh
     live_system = os.path.realpath(root) == "/"
     out = []
     for kind, path, content in plan_files(remedies, root):
-        _write_file(path, content)
+        write_file(path, content)
         live = None
         if live_system and kind == "sysctl":
             live = "; ".join(set_sysctl(r.key, r.value) for r in remedies if r.kind == "sysctl")

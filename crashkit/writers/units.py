@@ -18,6 +18,7 @@ from crashkit.errors import CommandError, CrashkitError
 from crashkit.host.proc import systemd_running
 from crashkit.host.run import run
 from crashkit.model.collect import CollectUnit as UnitChange
+from crashkit.writers.dropins import write_file
 
 UNIT_NAME = "crashkit-collect.service"
 UNIT_PATH = f"etc/systemd/system/{UNIT_NAME}"
@@ -73,14 +74,7 @@ def install(store: str, root: str = "/", extra: tuple[str, ...] = ()) -> UnitCha
     except OSError as exc:
         raise CrashkitError(f"cannot read the unit: {exc.strerror}", path=path) from exc
     try:
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        tmp = path + ".crashkit-tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        write_file(path, text)
     except OSError as exc:
         raise CrashkitError(f"cannot write the unit: {exc.strerror}", path=path) from exc
     live = None
