@@ -82,20 +82,22 @@ def resolve_core(arg: str, store: str) -> str:
 
 
 @contextmanager
-def plain_core(options: Options) -> Iterator[Options]:
-    """Options whose ``core`` is a plain ELF file: a compressed core (zstd,
-    xz, lz4, gzip: systemd-coredump's, the store's) is decompressed once into
-    a private temporary directory, removed afterwards; the analysis still
-    calls the core by its own name."""
+def plain_path(path: str) -> Iterator[str]:
+    """A path that reads as the plain ELF core ``path`` holds: ``path``
+    itself, or for a compressed core (zstd, xz, lz4, gzip: systemd-coredump's,
+    the store's) a decompression of it in a private temporary directory,
+    removed afterwards. An error that names the temporary file names
+    ``path`` instead. A file that cannot be opened is yielded as it is: its
+    reader explains."""
     from crashkit.formats.compression import MAGIC_BYTES, detect
 
     try:
-        with regular_file(options.core) as (read, _size):
+        with regular_file(path) as (read, _size):
             kind = detect(read(0, MAGIC_BYTES))
     except OSError:
-        kind = None  # the reader will explain
+        kind = None
     if kind is None:
-        yield options
+        yield path
         return
     import tempfile
 
@@ -105,15 +107,24 @@ def plain_core(options: Options) -> Iterator[Options]:
         plain = os.path.join(tmp, "core")
         out = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            compressed.decompress_to(options.core, out)
+            compressed.decompress_to(path, out)
         finally:
             os.close(out)
         try:
-            yield dataclasses.replace(options, core=plain, display_path=options.core)
+            yield plain
         except CrashkitError as exc:
             if exc.path == plain:
-                exc.path = options.core
+                exc.path = path
             raise
+
+
+@contextmanager
+def plain_core(options: Options) -> Iterator[Options]:
+    """Options whose ``core`` is a plain ELF file (see :func:`plain_path`);
+    the analysis still calls the core by its own name."""
+    with plain_path(options.core) as plain:
+        yield options if plain == options.core else \
+            dataclasses.replace(options, core=plain, display_path=options.core)
 
 
 def start_gdb(options: Options) -> tuple[GdbSession | None, str | None]:

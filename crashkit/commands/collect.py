@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 import socket
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from crashkit.analysis.collect import StoredCore, flood_drops, log_signature, retention_drops
+from crashkit.commands.analyze import plain_path
 from crashkit.errors import CrashkitError, InputError
 from crashkit.host import coresources as cs
 from crashkit.host import proc
@@ -159,37 +159,6 @@ def _nginx_dirs(opts: Options, found: _Found) -> list[str]:
 
 # -- facts from the stored copy ------------------------------------------------
 
-@contextmanager
-def plain_core(path: str) -> Iterator[str]:
-    """A path to the uncompressed core that ``path`` holds: itself, or a
-    private temporary decompression of it."""
-    from crashkit.elf.files import open_regular
-
-    fd = open_regular(path)
-    try:
-        with _plain(fd, path, path) as plain:
-            yield plain
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def _plain(fd: int, name: str, direct: str) -> Iterator[str]:
-    from crashkit.elf import compressed
-
-    if compressed.detect(os.pread(fd, compressed.MAGIC_BYTES, 0)) is None:
-        yield direct
-        return
-    with tempfile.TemporaryDirectory(prefix="crashkit-") as tmp:
-        out = os.open(os.path.join(tmp, "core"),
-                      os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            compressed.decompress_fd_to(fd, out, path=name)
-        finally:
-            os.close(out)
-        yield os.path.join(tmp, "core")
-
-
 def facts_from(path: str, use_gdb: bool, when: int | None) -> W.Facts:
     """Analyse one core (as `crashkit analyze` does) for the index."""
     from crashkit.commands import analyze as A
@@ -299,7 +268,7 @@ def _take(store: W.Store, place: Place, e: cs.ScanEntry, dir_fd: int, path: str,
 
     def facts_of(path: str) -> W.Facts:
         try:
-            with plain_core(path) as core:
+            with plain_path(path) as core:
                 return facts_from(core, opts.use_gdb, when)
         except (CrashkitError, OSError) as exc:
             # Kept all the same: a core crashkit cannot read today is still
@@ -403,9 +372,9 @@ def _prune(store: W.Store, opts: Options) -> list[Pruned]:
 
 
 def _reindex(opts: Options) -> CollectResult:
-    def facts_for(name: str, fd: int) -> W.Facts:
+    def facts_for(name: str, _fd: int) -> W.Facts:
         try:
-            with _plain(fd, name, os.path.join(opts.store, W.CRASHES_DIR, name)) as core:
+            with plain_path(os.path.join(opts.store, W.CRASHES_DIR, name)) as core:
                 return facts_from(core, opts.use_gdb, None)
         except CrashkitError:
             return W.Facts()
