@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from crashkit.model.analyze import Frame, GdbFrame, Symbol
+from crashkit.model.analyze import Frame, FrameRule, GdbFrame, Symbol
 
 SIGNAL_HANDLER = "<signal handler called>"
 
@@ -136,3 +136,120 @@ def scan_for_caller(words: Sequence[int], code: Sequence[tuple[int, int]],
                       else sym.function_offset + 1, source="elf")
         return frame, i * 8
     return None
+
+
+# How far above sp a validated scan looks (below): deep enough for the
+# frames a JIT trace or a hand-written VM keeps on the C stack, which gdb
+# cannot unwind through.
+SCAN_DEEP = 2048
+SCAN_FRAMES = 8
+
+
+def call_ending_at(code: bytes, end: int) -> tuple[bool, int | None]:
+    """Whether the bytes just before a return address ``end`` (``code``:
+    the 7 bytes that precede it) are an x86-64 call instruction, and the
+    target of a direct call (None for an indirect one). A word on the stack
+    that is preceded by a call is a return address; one that is not is a
+    stale pointer or data. This is the check debuggers' stack scanners make
+    before trusting a scanned word."""
+    n = len(code)
+    if n >= 5 and code[-5] == 0xE8:  # call rel32
+        return True, (end + int.from_bytes(code[-4:], "little", signed=True)) & (2**64 - 1)
+    # call r/m64: FF /2, with an optional REX prefix
+    for length in range(2, min(n, 7) + 1):
+        at = n - length
+        if code[at] != 0xFF:
+            continue
+        modrm = code[at + 1]
+        if (modrm >> 3) & 7 != 2:
+            continue
+        mod, rm = modrm >> 6, modrm & 7
+        size = 2
+        if mod != 3 and rm == 4:
+            if at + 2 >= n:
+                continue
+            size += 1
+            if mod == 0 and code[at + 2] & 7 == 5:
+                size += 4
+        if mod == 0 and rm == 5:
+            size += 4  # rip-relative
+        size += {1: 1, 2: 4}.get(mod, 0)
+        if size == length or (size == length - 1 and at >= 1 and 0x40 <= code[at - 1] <= 0x4F):
+            return True, None
+    return False, None
+
+
+def scan_chain(words: Sequence[int], sp: int, code: Sequence[tuple[int, int]],
+               symbolize: Callable[[int], Symbol],
+               code_before: Callable[[int, int], bytes | None],
+               rule_of: Callable[[int], FrameRule | None],
+               reach: int = SCAN_DEEP, limit: int = SCAN_FRAMES) -> list[tuple[Frame, int]]:
+    """Frames of a thread gdb could not unwind (its pc in JIT code, in no
+    file), innermost first, as (frame, offset of its return address above sp).
+
+    The first is found by scanning the ``reach`` bytes above sp for a word
+    that points into a named function of a module right after a call
+    instruction (a return address; a stale pointer or data is rarely preceded
+    by a call). From there the stack is unwound by the modules' call frame
+    information (``rule_of``: the CFI row for an address), which tells
+    exactly where each caller's return address is: no more guessing, and
+    none of the stale return addresses of finished calls that a plain scan
+    would list. Unwinding stops where a module has no CFI for its pc."""
+    first = None
+    for i, word in enumerate(words[:reach // 8]):
+        frame = _return_frame(word, code, symbolize, code_before)
+        if frame is not None:
+            first = (frame, i * 8)
+            break
+    if first is None:
+        return []
+    out = [first]
+    regs = {RSP: sp + first[1] + 8}
+    pc = first[0].pc
+
+    def word_at(address: int) -> int | None:
+        i, rest = divmod(address - sp, 8)
+        return words[i] if not rest and 0 <= i < len(words) else None
+
+    while len(out) < limit:
+        rule = rule_of(pc - 1)
+        base = regs.get(rule.cfa_register) if rule is not None else None
+        if rule is None or base is None:
+            break
+        cfa = base + rule.cfa_offset
+        saved = dict(rule.saved)
+        ra = word_at(cfa + saved.get(RETURN_ADDRESS, -8))
+        for reg, offset in saved.items():
+            value = word_at(cfa + offset)
+            if value is None:
+                regs.pop(reg, None)
+            else:
+                regs[reg] = value
+        regs[RSP] = cfa
+        frame = _return_frame(ra, code, symbolize, code_before) if ra else None
+        if frame is None:
+            break
+        out.append((frame, cfa + saved.get(RETURN_ADDRESS, -8) - sp))
+        pc = frame.pc
+    return out
+
+
+# DWARF register numbers on x86-64.
+RSP, RETURN_ADDRESS = 7, 16
+
+
+def _return_frame(word: int, code: Sequence[tuple[int, int]], symbolize: Callable[[int], Symbol],
+                  code_before: Callable[[int, int], bytes | None]) -> Frame | None:
+    """A frame for ``word`` when it is a return address into a module."""
+    if not any(lo <= word < hi for lo, hi in code):
+        return None
+    sym = symbolize(word - 1)
+    if sym.module is None or sym.function is None:
+        return None
+    before = code_before(word, 7)
+    if before is None or not call_ending_at(before, word)[0]:
+        return None
+    return Frame(index=-1, pc=word, function=sym.function, module=sym.module,
+                 module_offset=None if sym.module_offset is None else sym.module_offset + 1,
+                 function_offset=None if sym.function_offset is None
+                 else sym.function_offset + 1, source="scan")

@@ -116,6 +116,9 @@ def recognise(frames: Sequence[Frame], facts: CoreFacts) -> ScriptRun | None:
                     module = frame.module
         if not seen:
             continue
+        if module is None:  # JIT code only: the interpreter's library is still mapped
+            module = next((m.path for m in facts.mappings
+                           if interp.library.match(os.path.basename(m.path))), None)
         embedding = [f for f in frames if (f.function or f.elf_symbol or "")
                      and interp.embedder.match(f.function or f.elf_symbol or "")]
         embedder = embedding[0] if embedding else None

@@ -12,10 +12,11 @@ read-only memory".
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from crashkit.model import signals as S
-from crashkit.model.analyze import CoreFacts, Meaning, MeaningKind, Thread
+from crashkit.model.analyze import CoreFacts, Frame, Meaning, MeaningKind, Thread
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,21 @@ RUNTIME_REASONS: tuple[tuple[re.Pattern[str], MeaningKind, str], ...] = (
 )
 
 
+# libstdc++ throws its own exceptions through one function per type:
+# std::__throw_system_error(int) throws std::system_error,
+# std::__throw_out_of_range_fmt(char const*, ...) std::out_of_range.
+_THROWER = re.compile(r"^std::__throw_([a-z_]+?)(?:_fmt)?(?:\(|$)")
+
+
+def exception_type(frames: Sequence[Frame]) -> str | None:
+    """The type of the exception being thrown, where a frame names it."""
+    for f in frames:
+        m = _THROWER.match(f.function or "")
+        if m:
+            return f"std::{m.group(1)}"
+    return None
+
+
 def sent_by_other(facts: CoreFacts) -> bool:
     """The signal came from another process (kill -SEGV, a supervisor): the
     code that was running is a bystander. Pid 0 is the kernel itself
@@ -120,7 +136,10 @@ def signal_meaning(facts: CoreFacts, crashed: Thread | None) -> Meaning:
     if s.number == S.SIGABRT:
         for pattern, kind, reason in RUNTIME_REASONS:
             if any(f.function and pattern.search(f.function) for f in frames):
-                return Meaning(kind, f"SIGABRT: {reason}")
+                thrown = exception_type(frames) if kind == "uncaught-exception" else None
+                if thrown:
+                    reason = reason.replace("exception", f"exception of type {thrown}", 1)
+                return Meaning(kind, f"SIGABRT: {reason}", exception=thrown)
     if sent_by_other(facts):
         return Meaning("sent-by-process", s.description)
     if s.sender_pid == 0 and s.code == S.SI_USER:

@@ -103,7 +103,7 @@ def signature_frames(frames: Sequence[Frame], depth: int = DEPTH) -> list[str]:
 
 def make_signature(signal_name: str, frames: Sequence[Frame], *, unwound: bool,
                    killed: bool = False, program: str | None = None,
-                   script: str | None = None) -> Signature:
+                   script: str | None = None, exception: str | None = None) -> Signature:
     """``script``: the crashing thread ran a script (interpreters.handler_token);
     the signature is then the crashing frame and the handler that ran the
     script, not the interpreter's frames (the same for every script bug)."""
@@ -122,6 +122,8 @@ def make_signature(signal_name: str, frames: Sequence[Frame], *, unwound: bool,
             # One frame or none says little: at least crashes of different
             # programs stay apart.
             tokens.insert(0, f"program:{normalize_module(program)}")
+    if exception and not killed:
+        tokens.insert(0, f"exception:{exception}")  # what was thrown, before where
     text = " | ".join([signal_name, *tokens])
     digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return Signature(text=text, hash=digest, frames=tuple(tokens), basis=basis)

@@ -246,7 +246,7 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
     signature = None if snapshot else make_signature(
         facts.signal.name if facts.signal else "no signal", frames, unwound=unwound,
         killed=killed, program=facts.exe or (facts.process.fname if facts.process else None),
-        script=handler_token(run) if run is not None else None)
+        script=handler_token(run) if run is not None else None, exception=meaning.exception)
     # The same warning twice (one per module of a partial sysroot) says no more.
     warnings = list(dict.fromkeys([*facts.problems, *module_warnings(facts, rescued),
                                    *extra_warnings]))

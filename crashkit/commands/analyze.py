@@ -301,7 +301,7 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
     if gdb_error:
         notes.append(f"no backtraces: {gdb_error}")
     notes += _still_written(path, facts) + _debug_dir_layout(options.debug_dirs)
-    threads = _demangled(threads)
+    threads = _demangled(_scanned_past_jit(threads, facts, symbolizer, notes))
     host = lookups[0]() if lookups else HostFacts()
     scanned = None
     top = threads[0].frames if threads else ()
@@ -424,13 +424,41 @@ def _demangled(threads: tuple[Thread, ...]) -> tuple[Thread, ...]:
     from crashkit.elf.demangle import demangle
 
     names = demangle(f.function for t in threads for f in t.frames
-                     if f.source == "elf" and f.function)
+                     if f.source in ("elf", "scan") and f.function)
     if not names:
         return threads
     return tuple(dataclasses.replace(t, frames=tuple(
         dataclasses.replace(f, function=names[f.function])
-        if f.source == "elf" and f.function in names else f for f in t.frames))
+        if f.source in ("elf", "scan") and f.function in names else f for f in t.frames))
         for t in threads)
+
+
+def _scanned_past_jit(threads: tuple[Thread, ...], facts: CoreFacts, symbolizer: Symbolizer,
+                      notes: list[str]) -> tuple[Thread, ...]:
+    """The crashing thread's frames beyond a pc in memory of no file (JIT
+    code, a VM's generated code), which no unwinder can pass: the return
+    addresses a validated scan of the stack finds."""
+    from crashkit.analysis.frames import scan_chain
+
+    if not threads or len(threads[0].frames) != 1 or threads[0].frames[0].module is not None:
+        return threads
+    code = facts.exec_ranges + tuple((m.start, m.end) for m in facts.mappings)
+    sp = threads[0].sp
+    if sp is None:
+        return threads
+    found = scan_chain(facts.crash_stack, sp, code, symbolizer.symbolize,
+                       symbolizer.code_before, symbolizer.frame_rule)
+    if not found:
+        return threads
+    crashed = threads[0]
+    frames = crashed.frames + tuple(dataclasses.replace(f, index=i + 1)
+                                    for i, (f, _) in enumerate(found))
+    notes.append(f"thread {crashed.tid}: the pc is in memory of no file, which no unwinder "
+                 f"can pass: frame #1 is the first word on the stack that is a return address "
+                 f"(right after a call instruction, {found[0][1]} bytes above sp), a likely "
+                 "caller, not a certain one; the frames beyond it were unwound from there "
+                 "by the modules' call frame information")
+    return (dataclasses.replace(crashed, frames=frames), *threads[1:])
 
 
 def _gdb_threads(session: GdbSession, pending: Pending, threads: tuple[Thread, ...],

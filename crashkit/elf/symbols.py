@@ -19,7 +19,7 @@ from typing import BinaryIO
 from crashkit.elf import layouts as L
 from crashkit.elf.buildid import file_build_id
 from crashkit.elf.files import open_regular, read_phdrs, regular_file
-from crashkit.model.analyze import Mapping, Symbol
+from crashkit.model.analyze import FrameRule, Mapping, Symbol
 
 STT_FUNC, STT_GNU_IFUNC = 2, 10
 DEFAULT_DEBUG_DIRS = ("/usr/lib/debug",)
@@ -331,3 +331,31 @@ class Symbolizer:
             return Symbol(m.path, file_offset, None, None)
         function, offset, table = img.lookup(vaddr)
         return Symbol(m.path, file_offset, function, offset, table)
+
+    def code_before(self, address: int, size: int) -> bytes | None:
+        """The ``size`` bytes of a module's file that end at ``address`` (the
+        code before a return address), or None: in no file, in a module of
+        another build on disk (its bytes are not the crashed code), unreadable."""
+        m = self.mapping_of(address - size)
+        if m is None or address > m.end or m.path in self._other_builds:
+            return None
+        offset = address - size - m.start + m.file_offset
+        try:
+            with regular_file(self.disk_path(m.path)) as (read, _size):
+                data = read(offset, size)
+        except OSError:
+            return None
+        return data if len(data) == size else None
+
+    def frame_rule(self, address: int) -> FrameRule | None:
+        """The call frame information row for a code address (see elf/cfi)."""
+        m = self.mapping_of(address)
+        if m is None or m.path in self._other_builds:
+            return None
+        vaddr = self.image(m.path).vaddr_of_offset(address - m.start + m.file_offset) \
+            if m.path not in self._exact else None
+        if vaddr is None:
+            return None
+        from crashkit.elf.cfi import frame_rule
+
+        return frame_rule(self.disk_path(m.path), vaddr)

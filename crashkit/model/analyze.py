@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-FrameSource = Literal["notes", "elf", "gdb"]
+FrameSource = Literal["notes", "elf", "gdb", "scan"]
 # What a signal meant (crashkit.analysis.meaning.MEANINGS has each one's title).
 MeaningKind = Literal[
     "null-pointer", "near-null", "null-function-pointer", "bad-jump", "wild-pointer",
@@ -35,6 +35,16 @@ class Mapping:
     file_offset: int  # bytes, not pages
     path: str  # without the kernel's " (deleted)" suffix
     deleted: bool = False  # the file had been unlinked (or replaced) when the core was made
+
+
+@dataclass(frozen=True)
+class FrameRule:
+    """How to find a frame's caller at one code address, from the module's
+    call frame information: the CFA is ``cfa_register + cfa_offset``."""
+
+    cfa_register: int  # DWARF register number (x86-64: 7 rsp, 6 rbp)
+    cfa_offset: int
+    saved: tuple[tuple[int, int], ...]  # (register, offset from the CFA) of saved registers
 
 
 @dataclass(frozen=True)
@@ -211,6 +221,7 @@ class Meaning:
 
     kind: MeaningKind
     text: str  # in words: "SIGSEGV: a NULL pointer dereference (address 0x0)"
+    exception: str | None = None  # an uncaught C++ exception's type, when the frames name it
 
 
 @dataclass(frozen=True)

@@ -375,6 +375,7 @@ def to_json(a: Analysis) -> dict[str, Any]:
             "frame": frame_json(a.crash_frame) if a.crash_frame else None,
             "blamed_frame": frame_json(a.blame) if a.blame else None,
             "access": access_json(a.access) if a.access else None,
+            "exception": a.meaning.exception if a.meaning else None,
         },
         "threads": [thread_json(t) for t in a.threads],
         "modules": [module_json(m, a.host.packages.get(m.path)) for m in c.modules],

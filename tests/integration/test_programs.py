@@ -226,6 +226,28 @@ def test_uncaught_exception(tmp_path: Path) -> None:
     assert data["crash"]["module"] == str(exe)
 
 
+JOIN = r"""
+#include <thread>
+int main() { std::thread t; t.join(); }
+"""
+
+
+def test_uncaught_exception_is_named_from_the_throw_frame(tmp_path: Path) -> None:
+    """std::thread::join on a thread that never ran throws std::system_error
+    through libstdc++'s std::__throw_system_error(int)."""
+    exe = build_cxx(tmp_path, "join", JOIN)
+    data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
+    assert data["crash"]["exception"] == "std::system_error"
+    assert ("died of SIGABRT: an uncaught C++ exception of type std::system_error "
+            "(std::terminate)") in data["summary"]
+    assert data["signature"]["frames"][0] == "exception:std::system_error"
+    other = tmp_path / "direct"
+    other.mkdir()
+    plain = analyze_json(str(crash_for_core([str(build_cxx(other, "throw", THROW))], other)))
+    assert plain["crash"]["exception"] is None  # thrown directly: no frame names the type
+    assert not plain["signature"]["frames"][0].startswith("exception:")
+
+
 def test_relative_dlopen_cxx_plugin(tmp_path: Path) -> None:
     """dlopen("./libplug.so"): gdb finds the library from the core's own
     mappings, wherever crashkit runs from."""

@@ -59,13 +59,20 @@ def test_lua_ffi_crashes_are_blamed_on_the_script(tmp_path: Path, core_dir: Path
             p[0] = 1
         }
     }""", "write")
-    strlen = _nginx_script_crash(tmp_path, core_dir, LUA, """location /crash {
+    strlen_block = """location /crash {
         content_by_lua_block {
             local ffi = require "ffi"
             ffi.cdef "size_t strlen(const char *s);"
             ffi.C.strlen(nil)
         }
-    }""", "strlen")
+    }"""
+    strlen = _nginx_script_crash(tmp_path, core_dir, LUA, strlen_block, "strlen")
+    for p in core_dir.iterdir():
+        p.unlink()
+    # The same bug in another worker (another process, other addresses): one group.
+    again = _nginx_script_crash(tmp_path, core_dir, LUA, strlen_block, "strlen-again")
+    assert again["core"]["pid"] != strlen["core"]["pid"]
+    assert again["signature"]["hash"] == strlen["signature"]["hash"]
     for data in (write, strlen):
         summary = data["verdict"]["summary"]
         assert ("Lua script code running in LuaJIT (embedded by ngx_http_lua_module.so) "
@@ -95,3 +102,38 @@ def test_perl_unpack_p_is_blamed_on_the_script(tmp_path: Path, core_dir: Path) -
     access = data["crash"]["access"]
     assert (access["base_value"], access["displacement"], access["address"]) == (8, 0, 8)
     assert f"dereferenced the pointer value 0x8 in {access['base']}" in data["crash"]["cause"]
+
+
+def test_lua_crash_in_a_jit_trace_is_unwound_by_a_validated_scan(tmp_path: Path,
+                                                                 core_dir: Path) -> None:
+    """The bad store runs often enough for LuaJIT to compile the loop: the
+    crash is in a trace (anonymous executable memory), which gdb cannot
+    unwind; the caller is found on the stack and unwound from there."""
+    data = _nginx_script_crash(tmp_path, core_dir, LUA, """location /crash {
+        content_by_lua_block {
+            local ffi = require "ffi"
+            local buf = ffi.new("int[1]")
+            local ptrs = ffi.new("int *[300]")
+            for i = 0, 299 do ptrs[i] = buf end
+            ptrs[250] = nil
+            for i = 0, 299 do ptrs[i][0] = i end
+        }
+    }""", "jit")
+    frames = data["threads"][0]["frames"]
+    assert frames[0]["module"] is None  # the trace: no file
+    first = frames[1]
+    assert (first["function"], first["source"]) == ("ngx_http_lua_run_thread", "scan"), first
+    assert first["module"] == f"{MODULES}/ngx_http_lua_module.so"
+    # Unwound by CFI from there: the callers nginx really had, no stale return
+    # addresses of finished calls (LuaJIT's luaL_ref, lua_rawseti).
+    names = [f["function"] for f in frames[1:]]
+    assert names[:2] == ["ngx_http_lua_run_thread", "ngx_http_lua_content_by_chunk"], names
+    assert not any(n.startswith(("lua_", "luaL_")) for n in names), names
+    summary = data["verdict"]["summary"]
+    assert ("Lua script code running in LuaJIT (embedded by ngx_http_lua_module.so) "
+            "crashed the process") in summary, summary
+    assert "libluajit" in summary
+    assert data["signature"]["frames"] == [
+        "[anon]", "script:LuaJIT!ngx_http_lua_content_by_chunk"], data["signature"]
+    assert any("return address" in w and "call frame information" in w
+               for w in data["warnings"]), data["warnings"]

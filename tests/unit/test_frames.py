@@ -116,3 +116,34 @@ def test_stack_scan_takes_the_first_code_pointer_within_reach() -> None:
     # Beyond SCAN_REACH lie stale addresses of earlier calls: not taken.
     far = [0] * (SCAN_REACH // 8) + [0x1234]
     assert scan_for_caller(far, code, symbolize, skip) is None
+
+
+def test_call_ending_at_knows_the_call_encodings() -> None:
+    from crashkit.analysis.frames import call_ending_at
+
+    end = 0x1000
+    # call rel32 (e8), the target relative to the return address
+    assert call_ending_at(b"\x90\x90\xe8\x10\x00\x00\x00", end) == (True, 0x1010)
+    assert call_ending_at(b"\x90\x90\xe8\xf0\xff\xff\xff", end) == (True, 0xFF0)
+    assert call_ending_at(b"\x90\xff\x15\x00\x10\x00\x00", end) == (True, None)  # *disp(%rip)
+    assert call_ending_at(b"\x90\x90\x90\x90\x90\xff\xd0", end) == (True, None)  # *%rax
+    assert call_ending_at(b"\x90\x90\x90\x90\x41\xff\xd3", end) == (True, None)  # *%r11
+    assert call_ending_at(b"\x90\x90\x90\x90\xff\x50\x18", end) == (True, None)  # *0x18(%rax)
+    assert call_ending_at(b"\x90\x90\x90\x90\xff\x14\x24", end) == (True, None)  # *(%rsp)
+    # jmp *%rax (ff /4) and plain data are no call
+    assert call_ending_at(b"\x90\x90\x90\x90\x90\xff\xe0", end) == (False, None)
+    assert call_ending_at(b"\x00\x00\x00\x00\x00\x00\x00", end) == (False, None)
+
+
+def test_exception_type_from_libstdcxx_throw_functions() -> None:
+    from crashkit.analysis.meaning import exception_type
+    from crashkit.model.analyze import Frame
+
+    def f(name: str) -> Frame:
+        return Frame(index=0, pc=1, function=name, module="/lib/libstdc++.so.6", module_offset=1)
+
+    assert exception_type([f("std::terminate()"), f("std::__throw_system_error(int)")]) == \
+        "std::system_error"
+    assert exception_type([f("std::__throw_out_of_range_fmt(char const*, ...)")]) == \
+        "std::out_of_range"
+    assert exception_type([f("std::terminate()"), f("__cxa_throw")]) is None
