@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from crashkit.model.analyze import CoreFacts, Frame
+from crashkit.model.analyze import CoreFacts, Frame, ScriptPlace
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,9 @@ class Interpreter:
     anonymous_code: bool = False  # JIT traces live in anonymous executable memory
     tracker: str = ""  # the upstream tracker when package metadata names none
     example: str = ""  # how a script most often crashes this interpreter
+    # The names the interpreter gives the chunks of code it loads, as they
+    # lie in its memory: groups (name, file, line).
+    chunk_names: re.Pattern[bytes] | None = None
 
 
 INTERPRETERS: tuple[Interpreter, ...] = (
@@ -43,7 +46,11 @@ INTERPRETERS: tuple[Interpreter, ...] = (
         embedder=re.compile(r"^ngx_(http|stream)_lua_\w+"),
         programs=frozenset({"luajit", "openresty"}), anonymous_code=True,
         tracker="https://github.com/LuaJIT/LuaJIT/issues",
-        example="an FFI call or cdata store with a bad pointer"),
+        example="an FFI call or cdata store with a bad pointer",
+        # lua-nginx-module names an inline block's chunk "=PHASE_by_lua(FILE:LINE)"
+        # (content_by_lua, access_by_lua, init_worker_by_lua, …).
+        chunk_names=re.compile(rb"=((?:[a-z]+_)*by_lua(?:_block)?)\(([^()\x00-\x1f]{1,200}):"
+                               rb"([0-9]{1,7})\)")),
     Interpreter(
         name="Perl", language="Perl",
         code=re.compile(r"^(Perl_runops_\w+|Perl_pp_\w+|Perl_call_sv|Perl_eval_\w+|S_\w+)"),
@@ -139,3 +146,45 @@ def handler_token(run: ScriptRun) -> str:
         handler = run.handler.function or run.handler.elf_symbol or "?"
         handler = handler.split("(")[0]
     return f"script:{run.interpreter.name}!{handler}"
+
+
+def script_places(run: ScriptRun, facts: CoreFacts,
+                  memory: Sequence[bytes] = ()) -> tuple[ScriptPlace, ...]:
+    """Where the script may be: the chunk names found in the process's
+    memory (``memory``: the strings that matched the interpreter's
+    ``chunk_names``; every chunk the process loaded, not only the one that
+    ran), or the script named on the interpreter's own command line."""
+    out: list[ScriptPlace] = []
+    pattern = run.interpreter.chunk_names
+    for raw in sorted(set(memory)):
+        m = pattern.fullmatch(raw) if pattern is not None else None
+        if m is None:
+            continue
+        text = raw[1:].decode("utf-8", "replace")
+        out.append(ScriptPlace(text, m.group(2).decode("utf-8", "replace"), int(m.group(3)),
+                               "memory-scan"))
+    if not out and _is_program(run.interpreter, facts) and facts.process is not None:
+        script = _script_argument(facts.process.args)
+        if script and facts.process.args_truncated and facts.process.args.endswith(script):
+            script = None  # the kernel kept 80 bytes: the name may be cut short
+        if script:
+            out.append(ScriptPlace(script, script, None, "cmdline"))
+    return tuple(out)
+
+
+def _script_argument(args: str) -> str | None:
+    """The script an interpreter was started with: its first argument that is
+    not an option (``python3 -I job.py``, ``perl -w tool.pl``, the module of
+    ``python3 -m``); None for code given on the command line (``-c``, ``-e``)."""
+    words = args.split()
+    i = 1
+    while i < len(words):
+        word = words[i]
+        if word in ("-c", "-e", "-E"):
+            return None
+        if word == "-m":
+            return words[i + 1] if i + 1 < len(words) else None
+        i += 2 if word in ("-X", "-W") else 1
+        if not word.startswith("-"):
+            return word
+    return None

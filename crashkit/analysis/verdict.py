@@ -16,7 +16,7 @@ from crashkit.analysis.attribution import (
     origin,
     report_to,
 )
-from crashkit.analysis.interpreters import ScriptRun, handler_token, recognise
+from crashkit.analysis.interpreters import ScriptRun, handler_token, recognise, script_places
 from crashkit.analysis.meaning import MEANINGS, is_snapshot, sent_by_other, signal_meaning
 from crashkit.analysis.signature import make_signature, normalize_function
 from crashkit.model.analyze import (
@@ -27,6 +27,7 @@ from crashkit.model.analyze import (
     Frame,
     HostFacts,
     Meaning,
+    ScriptRunFacts,
     Thread,
     Verdict,
 )
@@ -137,7 +138,7 @@ def make_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, fou
 
 
 def script_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, run: ScriptRun,
-                   host: HostFacts) -> tuple[Verdict, Blame]:
+                   host: HostFacts, memory: Sequence[bytes] = ()) -> tuple[Verdict, Blame]:
     """The verdict when the crashing thread was running a script: the script
     is the likely cause, the interpreter's own bug the less likely one."""
     interp = run.interpreter
@@ -159,7 +160,19 @@ def script_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, r
     reason = (f"{interp.name}'s code is on the crashing stack{via}: the interpreter was "
               f"running a {interp.language} script, and scripts crash interpreters (bad "
               "pointers handed to FFI or native calls) far more often than interpreters break")
-    who = f"the site's {interp.language} code (the script run by {run.embedded_by}"
+    places = script_places(run, facts, memory)
+    if len(places) == 1:
+        where = places[0]
+        how = {"memory-scan": f"the only {interp.language} chunk name in the process's memory",
+               "cmdline": "the script on the interpreter's command line"}[where.source]
+        reason += f"; the script: {where.text} ({how})"
+        who = f"the site's {interp.language} code ({where.text}, run by {run.embedded_by}"
+    else:
+        if places:
+            reason += (f"; {len(places)} {interp.language} chunks are in the process's memory "
+                       f"({', '.join(p.text for p in places[:5])}"
+                       f"{', …' if len(places) > 5 else ''}), which one ran is not known")
+        who = f"the site's {interp.language} code (the script run by {run.embedded_by}"
     who += ("; its directives in the nginx config)" if ".so" in run.embedded_by else ")")
     fallback = (f"{ipkg.name} ({tracker})" if ipkg else tracker) if tracker else None
     verdict = Verdict(
@@ -169,7 +182,9 @@ def script_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, r
         frame=frame.index if frame and frame.index >= 0 else None, package=package,
         module_offset=frame.module_offset if frame else None,
         report_to=who + (f"; if the script is innocent, {interp.name}: {fallback}"
-                         if fallback else ""))
+                         if fallback else ""),
+        script=ScriptRunFacts(interp.name, interp.language, run.embedded_by,
+                              handler_token(run).split("!", 1)[1], places))
     return verdict, Blame(frame, "medium", reason)
 
 
@@ -208,7 +223,10 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
                    context: CrashContext | None = None,
                    rescued: frozenset[str] = frozenset(),
                    host: HostFacts | None = None,
-                   scanned: tuple[Frame, int] | None = None) -> Analysis:
+                   scanned: tuple[Frame, int] | None = None,
+                   memory: Sequence[bytes] = ()) -> Analysis:
+    """``memory``: strings found in the process's memory for the interpreter
+    the crashing thread ran (its chunk names, see interpreters.script_places)."""
     host = host or HostFacts()
     crashed = threads[0] if threads else None
     frames = crashed.frames if crashed else ()
@@ -240,7 +258,7 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
                       f"{frame_label(frame)}; most often that is the caller's return address")
     run = None if killed or snapshot or not frames else recognise(frames, facts)
     if run is not None:
-        verdict, found = script_verdict(facts, crashed, meaning, run, host)
+        verdict, found = script_verdict(facts, crashed, meaning, run, host, memory)
     else:
         verdict = make_verdict(facts, crashed, meaning, found, host)
     signature = None if snapshot else make_signature(

@@ -312,7 +312,8 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
                                   lambda m: m is None or is_system_library(m))
     result = build_analysis(facts, threads, gdb_used=session is not None and not gdb_error,
                             gdb_error=gdb_error, extra_warnings=notes, context=context,
-                            rescued=rescued, host=host, scanned=scanned)
+                            rescued=rescued, host=host, scanned=scanned,
+                            memory=_script_strings(path, threads, facts))
     when = _crash_time(options.display_path or path, facts, host)  # a compressed core's own
     return dataclasses.replace(result, crash_time=when)
 
@@ -431,6 +432,22 @@ def _demangled(threads: tuple[Thread, ...]) -> tuple[Thread, ...]:
         dataclasses.replace(f, function=names[f.function])
         if f.source in ("elf", "scan") and f.function in names else f for f in t.frames))
         for t in threads)
+
+
+def _script_strings(path: str, threads: tuple[Thread, ...], facts: CoreFacts
+                    ) -> tuple[bytes, ...]:
+    """When the crashing thread ran a script: the chunk names its interpreter
+    left in the process's memory (a bounded search; see CoreFile.search_memory)."""
+    from crashkit.analysis.interpreters import recognise
+
+    run = recognise(threads[0].frames, facts) if threads and threads[0].frames else None
+    if run is None or run.interpreter.chunk_names is None:
+        return ()
+    try:
+        with CoreFile(path) as core:
+            return tuple(m.group(0) for m in core.search_memory(run.interpreter.chunk_names))
+    except (OSError, CrashkitError):
+        return ()
 
 
 def _scanned_past_jit(threads: tuple[Thread, ...], facts: CoreFacts, symbolizer: Symbolizer,

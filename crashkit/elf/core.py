@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 import stat
 import struct
 from collections.abc import Iterator
@@ -261,6 +262,31 @@ class CoreFile:
             raise MemoryReadError(
                 f"address {address:#x} lies past the end of the truncated core", address=address)
         return data
+
+    def search_memory(self, pattern: re.Pattern[bytes], *, budget: int = 256 << 20,
+                      limit: int = 32, chunk: int = 4 << 20, overlap: int = 512
+                      ) -> list[re.Match[bytes]]:
+        """Matches of ``pattern`` in the dumped bytes of the writable segments
+        (the heap and data, where an interpreter keeps its strings), at most
+        ``limit`` distinct ones and ``budget`` bytes read: a bounded cost on
+        a core of any size. A match must be shorter than ``overlap``."""
+        seen: dict[bytes, re.Match[bytes]] = {}
+        for seg in self._loads:
+            if not seg.flags & PF_W or budget <= 0:
+                continue
+            size = min(seg.filesz, max(self.size - seg.offset, 0), budget)
+            pos = 0
+            while pos < size and len(seen) < limit:
+                data = self._pread(seg.offset + pos, min(chunk + overlap, size - pos))
+                if not data:
+                    break
+                for m in pattern.finditer(data):
+                    seen.setdefault(m.group(0), m)
+                    if len(seen) >= limit:
+                        break
+                pos += chunk
+            budget -= size
+        return list(seen.values())
 
     def stack_words(self, sp: int, size: int) -> tuple[int, ...]:
         """The 64-bit words from ``sp`` upwards, as far as the dumped stack

@@ -246,6 +246,30 @@ class HostFacts:
     log_path: str | None = None
 
 
+ScriptSource = Literal["memory-scan", "cmdline"]
+
+
+@dataclass(frozen=True)
+class ScriptPlace:
+    """Where the script that crashed the process may be, with how that is known."""
+
+    text: str  # "content_by_lua(nginx.conf:26)", "/srv/app/job.py"
+    file: str | None
+    line: int | None
+    source: ScriptSource  # memory-scan: a chunk name found in the process's memory
+
+
+@dataclass(frozen=True)
+class ScriptRunFacts:
+    """The crashing thread was running a script (see analysis/interpreters)."""
+
+    interpreter: str  # "LuaJIT"
+    language: str  # "Lua"
+    embedded_by: str  # "ngx_http_lua_module.so", "python3.11"
+    handler: str | None  # the embedding code's outermost frame: the phase handler
+    places: tuple[ScriptPlace, ...] = ()
+
+
 @dataclass(frozen=True)
 class Verdict:
     """Whose bug it is, in one sentence and as fields."""
@@ -261,6 +285,7 @@ class Verdict:
     module_offset: int | None = None  # the blamed pc's offset in the module's file
     package: Package | None = None
     report_to: str | None = None  # who should get the bug report
+    script: ScriptRunFacts | None = None  # set when a script crashed the process
 
 
 @dataclass(frozen=True)

@@ -209,6 +209,11 @@ def text(a: Analysis) -> str:
         lines.append(f"  why       {v.reason}")
         if v.report_to:
             lines.append(f"  report to {v.report_to}")
+        if v.script is not None and v.script.places:
+            how = {"memory-scan": "chunk name in memory", "cmdline": "command line"}
+            shown = ", ".join(f"{p.text} ({how[p.source]})" for p in v.script.places[:5])
+            more = len(v.script.places) - 5
+            lines.append(f"  script    {shown}" + (f", {more} more" if more > 0 else ""))
     if a.signature is not None:
         lines.append(f"  signature {a.signature.hash}  {a.signature.text}")
     if a.threads:
@@ -328,6 +333,11 @@ def verdict_json(a: Analysis, v: Verdict) -> dict[str, Any]:
             "confidence": v.confidence,
             "reason": v.reason, "frame": v.frame, "package": package_json(v.package),
             "report_to": v.report_to, "sender": sender,
+            "script": None if v.script is None else {
+                "interpreter": v.script.interpreter, "language": v.script.language,
+                "embedded_by": v.script.embedded_by, "handler": v.script.handler,
+                "places": [{"text": p.text, "file": p.file, "line": p.line, "source": p.source}
+                           for p in v.script.places]},
             "log": {"path": _p(a.host.log_path), "lines": list(a.host.log_lines)}
             if a.host.log_path else None}
 

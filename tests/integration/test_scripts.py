@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 def test_python_ctypes_null_is_blamed_on_the_script(tmp_path: Path) -> None:
     script = tmp_path / "bad.py"
     script.write_text("import ctypes\nctypes.string_at(0)\n")
-    core = crash_for_core([sys.base_prefix + "/bin/python3", "-I", str(script)], tmp_path)
+    core = crash_for_core([sys.base_prefix + "/bin/python3", "-I", "bad.py"], tmp_path)
     data = analyze_json(str(core))
     verdict = data["verdict"]
     assert verdict["confidence"] == "medium"
@@ -28,6 +28,8 @@ def test_python_ctypes_null_is_blamed_on_the_script(tmp_path: Path) -> None:
     assert verdict["report_to"].startswith("the site's Python code")
     sig = data["signature"]["frames"]
     assert sig == ["libc.so!strlen", "script:CPython!PyCFuncPtr_call"], sig
+    assert data["verdict"]["script"]["places"] == [
+        {"text": "bad.py", "file": "bad.py", "line": None, "source": "cmdline"}]
 
 
 MODULES = "/usr/lib/nginx/modules"
@@ -137,3 +139,14 @@ def test_lua_crash_in_a_jit_trace_is_unwound_by_a_validated_scan(tmp_path: Path,
         "[anon]", "script:LuaJIT!ngx_http_lua_content_by_chunk"], data["signature"]
     assert any("return address" in w and "call frame information" in w
                for w in data["warnings"]), data["warnings"]
+    # Where the script is: its chunk name, found in the worker's memory, names
+    # the config line of the content_by_lua_block.
+    script = data["verdict"]["script"]
+    assert (script["interpreter"], script["embedded_by"], script["handler"]) == (
+        "LuaJIT", "ngx_http_lua_module.so", "ngx_http_lua_content_by_chunk")
+    [place] = script["places"]
+    assert (place["file"], place["source"]) == ("nginx.conf", "memory-scan"), place
+    conf = (tmp_path / "jit" / "nginx.conf").read_text().splitlines()
+    assert "content_by_lua_block" in conf[place["line"] - 1], (place, conf)
+    assert place["text"] == f"content_by_lua(nginx.conf:{place['line']})"
+    assert place["text"] in data["verdict"]["report_to"]

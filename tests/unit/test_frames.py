@@ -147,3 +147,14 @@ def test_exception_type_from_libstdcxx_throw_functions() -> None:
     assert exception_type([f("std::__throw_out_of_range_fmt(char const*, ...)")]) == \
         "std::out_of_range"
     assert exception_type([f("std::terminate()"), f("__cxa_throw")]) is None
+
+
+def test_script_argument_of_an_interpreter_command_line() -> None:
+    from crashkit.analysis.interpreters import _script_argument
+
+    assert _script_argument("python3 -I /srv/job.py --flag") == "/srv/job.py"
+    assert _script_argument("python3 -X dev -W error job.py") == "job.py"
+    assert _script_argument("python3 -m app.main") == "app.main"
+    assert _script_argument("python3 -c import ctypes") is None
+    assert _script_argument("perl -w tool.pl") == "tool.pl"
+    assert _script_argument("python3") is None
