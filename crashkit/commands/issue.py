@@ -27,16 +27,35 @@ def _host_facts(a: Analysis, options: Any) -> tuple[dict[str, str] | None,
     fields = dpkg.package_fields(pkg.name) if pkg is not None else None
     remote = None
     if fields is None and v.origin == "third-party-module":
+        from crashkit.analysis.trackers import repository
         from crashkit.nginx import config as C
 
         build = C.build_info(options.nginx)
         stem = os.path.basename(v.module).split(".so")[0]
-        for d in git.module_source_dirs(build.configure_args if build else (), stem):
+        for d in [*git.module_source_dirs(build.configure_args if build else (), stem),
+                  *_compiled_in(a, v.module)]:
             url = git.remote_url(d)
-            if url is not None:
+            if url is not None and repository(url) is not None:
                 remote = (d, url)
                 break
     return fields, remote
+
+
+def _compiled_in(a: Analysis, module: str) -> list[str]:
+    """The source directories the module's DWARF names (its own file's, or
+    its separate debug file's, found by build-id)."""
+    from crashkit.elf.dwarf import source_dirs
+    from crashkit.elf.symbols import DEFAULT_DEBUG_DIRS, find_debug_file
+
+    m = next((m for m in a.core.modules if m.path == module), None)
+    files = [find_debug_file(m.build_id if m else None, DEFAULT_DEBUG_DIRS),
+             m.disk_path if m and m.disk_path else module]
+    for f in files:
+        if f:
+            dirs = [d for d in source_dirs(f) if os.path.isdir(d)]
+            if dirs:
+                return dirs
+    return []
 
 
 def _fit(t: Tracker, title: str, model: Any, files: dict[str, str], bundle: str,

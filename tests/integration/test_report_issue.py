@@ -83,6 +83,17 @@ def test_the_third_party_module_without_repo_is_unknown(manifest: dict[str, Any]
     issue, _ = issue_of(fixture(manifest, "nginx-null")["core"], "--out", str(tmp_path),
                         "--issue")
     t = issue["tracker"]
+    # The module's DWARF names its source tree, this repository's
+    # sample_cores/nginx-module: a checkout whose remote is a forge would
+    # rightly name that remote.
+    from crashkit.analysis.trackers import repository
+    from crashkit.host import git
+
+    tree = str(Path(__file__).resolve().parents[2] / "sample_cores" / "nginx-module")
+    remote = git.remote_url(tree)
+    if remote is not None and repository(remote) is not None:
+        assert t["url"] == repository(remote)[1] and tree in t["reason"], t  # type: ignore[index]
+        return
     assert t["kind"] == "unknown" and t["url"] is None and issue["url"] is None
     assert t["reason"] == (f"unknown: no package, source tree or known project names the "
                            f"third-party module {MODULE}; pass --repo")
@@ -218,3 +229,39 @@ def test_nginx_form_fields_by_id_from_a_real_crash(manifest: dict[str, Any],
 # The ids of nginx/nginx .github/ISSUE_TEMPLATE/bug_report.yml (commit 06ce1d0e1327)
 # that crashkit fills; "environment" is left alone (see tests/unit/test_trackers.py).
 NGINX_FORM_IDS_USED = ("overview", "behavior", "steps", "configuration", "logs", "context")
+
+
+def test_module_source_tree_found_from_its_dwarf(tmp_path: Path) -> None:
+    """A module built by nginx's build system is compiled in nginx's tree
+    (DW_AT_comp_dir) from its own (DW_AT_name): the module's tree comes first,
+    and its git remote names the upstream."""
+    from crashkit.analysis.trackers import repository
+    from crashkit.elf.dwarf import source_dirs
+    from crashkit.host import git
+
+    if shutil.which("git") is None or shutil.which("gcc") is None:
+        unavailable("git and gcc are needed (scripts/bootstrap installs them)")
+    src, build = tmp_path / "ngx-foo" / "src", tmp_path / "nginx-1.22"
+    src.mkdir(parents=True)
+    (build / "objs").mkdir(parents=True)
+    (src / "ngx_http_foo_module.c").write_text("int foo_handler(int *p) { return *p; }\n")
+    (build / "objs" / "ngx_http_foo_module_modules.c").write_text("int foo_modules = 1;\n")
+    subprocess.run(["gcc", "-g", "-O1", "-fPIC", "-shared", "-o", "objs/ngx_http_foo_module.so",
+                    str(src / "ngx_http_foo_module.c"), "objs/ngx_http_foo_module_modules.c"],
+                   cwd=build, check=True)
+    subprocess.run(["git", "init", "-q", str(tmp_path / "ngx-foo")], check=True)
+    subprocess.run(["git", "-C", str(tmp_path / "ngx-foo"), "remote", "add", "origin",
+                    "https://github.com/example/ngx-foo.git"], check=True)
+    dirs = source_dirs(str(build / "objs" / "ngx_http_foo_module.so"))
+    assert dirs == [str(src), str(build)], dirs
+    url = git.remote_url(dirs[0])
+    assert url == "https://github.com/example/ngx-foo.git"
+    assert repository(url) == ("github", "https://github.com/example/ngx-foo")
+    # No DWARF (stripped), not an ELF file, a FIFO: no directory, no hang.
+    stripped = tmp_path / "stripped.so"
+    subprocess.run(["strip", "-g", "-o", str(stripped),
+                    str(build / "objs" / "ngx_http_foo_module.so")], check=True)
+    assert source_dirs(str(stripped)) == []
+    assert source_dirs(str(src / "ngx_http_foo_module.c")) == []
+    os.mkfifo(tmp_path / "fifo")
+    assert source_dirs(str(tmp_path / "fifo")) == []
