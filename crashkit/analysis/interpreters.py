@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from crashkit.model.analyze import CoreFacts, Frame, ScriptPlace
 
@@ -35,6 +35,10 @@ class Interpreter:
     # The names the interpreter gives the chunks of code it loads, as they
     # lie in its memory: groups (name, file, line).
     chunk_names: re.Pattern[bytes] | None = None
+    # Whether py-spy can read the script's stack from the core (the frame
+    # objects of CPython), and which of its files are the interpreter's own.
+    vm_stack: bool = False
+    own_files: re.Pattern[str] | None = None
 
 
 INTERPRETERS: tuple[Interpreter, ...] = (
@@ -68,7 +72,10 @@ INTERPRETERS: tuple[Interpreter, ...] = (
         embedder=re.compile(r"^(_ctypes_callproc|PyCFuncPtr_call)$"),
         programs=frozenset({"python3", "python"}),
         tracker="https://github.com/python/cpython/issues",
-        example="a ctypes call with a bad pointer (ctypes.string_at(0), a wrong argtypes)"),
+        example="a ctypes call with a bad pointer (ctypes.string_at(0), a wrong argtypes)",
+        vm_stack=True,
+        own_files=re.compile(r"^<frozen |/lib(?:64)?/python3\.\d+/"
+                             r"(?!site-packages/|dist-packages/)")),
 )
 
 
@@ -148,12 +155,17 @@ def handler_token(run: ScriptRun) -> str:
     return f"script:{run.interpreter.name}!{handler}"
 
 
-def script_places(run: ScriptRun, facts: CoreFacts,
-                  memory: Sequence[bytes] = ()) -> tuple[ScriptPlace, ...]:
-    """Where the script may be: the chunk names found in the process's
+def script_places(run: ScriptRun, facts: CoreFacts, memory: Sequence[bytes] = (),
+                  vm: Sequence[ScriptPlace] = ()) -> tuple[ScriptPlace, ...]:
+    """Where the script may be: its stack read from the interpreter's own
+    state (``vm``: py-spy's frames, innermost first, each marked when it is
+    the interpreter's library), else the chunk names found in the process's
     memory (``memory``: the strings that matched the interpreter's
     ``chunk_names``; every chunk the process loaded, not only the one that
-    ran), or the script named on the interpreter's own command line."""
+    ran), else the script named on the interpreter's own command line."""
+    own = run.interpreter.own_files
+    if vm:
+        return tuple(replace(p, library=bool(own and p.file and own.search(p.file))) for p in vm)
     out: list[ScriptPlace] = []
     pattern = run.interpreter.chunk_names
     for raw in sorted(set(memory)):
@@ -188,3 +200,10 @@ def _script_argument(args: str) -> str | None:
         if not word.startswith("-"):
             return word
     return None
+
+
+def script_frame(places: Sequence[ScriptPlace]) -> ScriptPlace | None:
+    """The frame of the script's own code nearest the crash: the first
+    frame of a read stack that is not the interpreter's library (the site's
+    code that called ``ctypes.string_at``, not ctypes itself)."""
+    return next((p for p in places if p.source == "vm-state" and not p.library), None)

@@ -16,7 +16,13 @@ from crashkit.analysis.attribution import (
     origin,
     report_to,
 )
-from crashkit.analysis.interpreters import ScriptRun, handler_token, recognise, script_places
+from crashkit.analysis.interpreters import (
+    ScriptRun,
+    handler_token,
+    recognise,
+    script_frame,
+    script_places,
+)
 from crashkit.analysis.meaning import MEANINGS, is_snapshot, sent_by_other, signal_meaning
 from crashkit.analysis.signature import make_signature, normalize_function
 from crashkit.model.analyze import (
@@ -27,6 +33,7 @@ from crashkit.model.analyze import (
     Frame,
     HostFacts,
     Meaning,
+    ScriptPlace,
     ScriptRunFacts,
     Thread,
     Verdict,
@@ -138,7 +145,8 @@ def make_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, fou
 
 
 def script_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, run: ScriptRun,
-                   host: HostFacts, memory: Sequence[bytes] = ()) -> tuple[Verdict, Blame]:
+                   host: HostFacts, memory: Sequence[bytes] = (),
+                   vm: Sequence[ScriptPlace] = ()) -> tuple[Verdict, Blame]:
     """The verdict when the crashing thread was running a script: the script
     is the likely cause, the interpreter's own bug the less likely one."""
     interp = run.interpreter
@@ -160,8 +168,13 @@ def script_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, r
     reason = (f"{interp.name}'s code is on the crashing stack{via}: the interpreter was "
               f"running a {interp.language} script, and scripts crash interpreters (bad "
               "pointers handed to FFI or native calls) far more often than interpreters break")
-    places = script_places(run, facts, memory)
-    if len(places) == 1:
+    places = script_places(run, facts, memory, vm)
+    at = script_frame(places)
+    if at is not None:
+        reason += (f"; the script's stack, read from {interp.name}'s own state, is at "
+                   f"{at.text}")
+        who = f"the site's {interp.language} code ({at.text}, run by {run.embedded_by}"
+    elif len(places) == 1:
         where = places[0]
         how = {"memory-scan": f"the only {interp.language} chunk name in the process's memory",
                "cmdline": "the script on the interpreter's command line"}[where.source]
@@ -186,6 +199,19 @@ def script_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, r
         script=ScriptRunFacts(interp.name, interp.language, run.embedded_by,
                               handler_token(run).split("!", 1)[1], places))
     return verdict, Blame(frame, "medium", reason)
+
+
+def _script_token(run: ScriptRun | None, verdict: Verdict) -> str | None:
+    """The signature's script entry: the handler that ran the script and,
+    when the script's stack was read, the script's own function and file
+    (its name, not its line: a line moves with every edit of the file)."""
+    if run is None:
+        return None
+    token = handler_token(run)
+    at = script_frame(verdict.script.places) if verdict.script else None
+    if at is not None and at.file:
+        token += f" @ {os.path.basename(at.file)}!{at.function}"
+    return token
 
 
 def module_warnings(facts: CoreFacts, rescued: frozenset[str] = frozenset()) -> list[str]:
@@ -224,7 +250,8 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
                    rescued: frozenset[str] = frozenset(),
                    host: HostFacts | None = None,
                    scanned: tuple[Frame, int] | None = None,
-                   memory: Sequence[bytes] = ()) -> Analysis:
+                   memory: Sequence[bytes] = (),
+                   vm: Sequence[ScriptPlace] = ()) -> Analysis:
     """``memory``: strings found in the process's memory for the interpreter
     the crashing thread ran (its chunk names, see interpreters.script_places)."""
     host = host or HostFacts()
@@ -258,13 +285,13 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
                       f"{frame_label(frame)}; most often that is the caller's return address")
     run = None if killed or snapshot or not frames else recognise(frames, facts)
     if run is not None:
-        verdict, found = script_verdict(facts, crashed, meaning, run, host, memory)
+        verdict, found = script_verdict(facts, crashed, meaning, run, host, memory, vm)
     else:
         verdict = make_verdict(facts, crashed, meaning, found, host)
     signature = None if snapshot else make_signature(
         facts.signal.name if facts.signal else "no signal", frames, unwound=unwound,
         killed=killed, program=facts.exe or (facts.process.fname if facts.process else None),
-        script=handler_token(run) if run is not None else None, exception=meaning.exception)
+        script=_script_token(run, verdict), exception=meaning.exception)
     # The same warning twice (one per module of a partial sysroot) says no more.
     warnings = list(dict.fromkeys([*facts.problems, *module_warnings(facts, rescued),
                                    *extra_warnings]))

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # Only what it takes to set gdb to work is imported here; the rest (attribution,
 # verdict, symbols) is imported where it is used, once gdb has its work.
@@ -313,7 +313,7 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
     result = build_analysis(facts, threads, gdb_used=session is not None and not gdb_error,
                             gdb_error=gdb_error, extra_warnings=notes, context=context,
                             rescued=rescued, host=host, scanned=scanned,
-                            memory=_script_strings(path, threads, facts))
+                            **_script_reads(path, threads, facts, options))
     when = _crash_time(options.display_path or path, facts, host)  # a compressed core's own
     return dataclasses.replace(result, crash_time=when)
 
@@ -434,20 +434,33 @@ def _demangled(threads: tuple[Thread, ...]) -> tuple[Thread, ...]:
         for t in threads)
 
 
-def _script_strings(path: str, threads: tuple[Thread, ...], facts: CoreFacts
-                    ) -> tuple[bytes, ...]:
-    """When the crashing thread ran a script: the chunk names its interpreter
-    left in the process's memory (a bounded search; see CoreFile.search_memory)."""
+def _script_reads(path: str, threads: tuple[Thread, ...], facts: CoreFacts,
+                  options: Options) -> dict[str, Any]:
+    """When the crashing thread ran a script: its stack from the
+    interpreter's state (py-spy, for CPython, when the core's files are this
+    host's own), else the chunk names its interpreter left in the process's
+    memory (a bounded search; see CoreFile.search_memory)."""
     from crashkit.analysis.interpreters import recognise
 
     run = recognise(threads[0].frames, facts) if threads and threads[0].frames else None
-    if run is None or run.interpreter.chunk_names is None:
-        return ()
+    if run is None:
+        return {}
+    interp = run.interpreter
+    exe = next((m for m in facts.modules if m.path == facts.exe), None)
+    if interp.vm_stack and options.sysroot is None and exe is not None and \
+            exe.build_id_match is True:
+        from crashkit.host.pyspy import python_stack
+
+        vm = python_stack(path, threads[0].tid)
+        if vm:
+            return {"vm": vm}
+    if interp.chunk_names is None:
+        return {}
     try:
         with CoreFile(path) as core:
-            return tuple(m.group(0) for m in core.search_memory(run.interpreter.chunk_names))
+            return {"memory": tuple(m.group(0) for m in core.search_memory(interp.chunk_names))}
     except (OSError, CrashkitError):
-        return ()
+        return {}
 
 
 def _scanned_past_jit(threads: tuple[Thread, ...], facts: CoreFacts, symbolizer: Symbolizer,

@@ -37,6 +37,19 @@ def search_path() -> tuple[str, ...]:
     return tuple(d for d in given.split(os.pathsep) if d and _trusted_dir(d))
 
 
+def installed_with_crashkit(tool: str) -> str | None:
+    """A program installed beside crashkit (by pip, into the scripts directory
+    of crashkit's own Python environment: py-spy), when that directory is
+    trusted like the system path; else the system path's."""
+    import sysconfig
+
+    scripts = sysconfig.get_path("scripts")
+    candidate = os.path.join(scripts, tool)
+    if _trusted_dir(scripts) and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        return candidate
+    return find(tool)
+
+
 def find(tool: str) -> str | None:
     """The absolute path of ``tool``: a path is the caller's explicit choice
     (``--gdb /opt/gdb/bin/gdb``); a bare name is looked up once in

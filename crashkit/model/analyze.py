@@ -246,7 +246,7 @@ class HostFacts:
     log_path: str | None = None
 
 
-ScriptSource = Literal["memory-scan", "cmdline"]
+ScriptSource = Literal["vm-state", "memory-scan", "cmdline"]
 
 
 @dataclass(frozen=True)
@@ -257,6 +257,8 @@ class ScriptPlace:
     file: str | None
     line: int | None
     source: ScriptSource  # memory-scan: a chunk name found in the process's memory
+    function: str | None = None  # vm-state: the script's function in that frame
+    library: bool = False  # vm-state: a frame of the interpreter's own library (stdlib)
 
 
 @dataclass(frozen=True)

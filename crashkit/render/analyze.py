@@ -210,10 +210,17 @@ def text(a: Analysis) -> str:
         if v.report_to:
             lines.append(f"  report to {v.report_to}")
         if v.script is not None and v.script.places:
-            how = {"memory-scan": "chunk name in memory", "cmdline": "command line"}
-            shown = ", ".join(f"{p.text} ({how[p.source]})" for p in v.script.places[:5])
-            more = len(v.script.places) - 5
-            lines.append(f"  script    {shown}" + (f", {more} more" if more > 0 else ""))
+            places = v.script.places
+            more = f", {len(places) - 8} more" if len(places) > 8 else ""
+            if places[0].source == "vm-state":
+                at = next((p for p in places if not p.library), None)
+                lines.append(f"  script    {at.text if at else '?'}; {v.script.language} stack "
+                             f"(innermost first, read from the interpreter's state): "
+                             + ", ".join(p.text for p in places[:8]) + more)
+            else:
+                how = {"memory-scan": "chunk name in memory", "cmdline": "command line"}
+                lines.append("  script    " + ", ".join(f"{p.text} ({how.get(p.source)})"
+                                                        for p in places[:8]) + more)
     if a.signature is not None:
         lines.append(f"  signature {a.signature.hash}  {a.signature.text}")
     if a.threads:
@@ -336,7 +343,8 @@ def verdict_json(a: Analysis, v: Verdict) -> dict[str, Any]:
             "script": None if v.script is None else {
                 "interpreter": v.script.interpreter, "language": v.script.language,
                 "embedded_by": v.script.embedded_by, "handler": v.script.handler,
-                "places": [{"text": p.text, "file": p.file, "line": p.line, "source": p.source}
+                "places": [{"text": p.text, "file": p.file, "line": p.line, "source": p.source,
+                            "function": p.function, "library": p.library}
                            for p in v.script.places]},
             "log": {"path": _p(a.host.log_path), "lines": list(a.host.log_lines)}
             if a.host.log_path else None}

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.integration
 
 def test_python_ctypes_null_is_blamed_on_the_script(tmp_path: Path) -> None:
     script = tmp_path / "bad.py"
-    script.write_text("import ctypes\nctypes.string_at(0)\n")
+    script.write_text("import ctypes\n\ndef handler(n):\n    return ctypes.string_at(n)\n"
+                      "handler(0)\n")
     core = crash_for_core([sys.base_prefix + "/bin/python3", "-I", "bad.py"], tmp_path)
     data = analyze_json(str(core))
     verdict = data["verdict"]
@@ -27,9 +28,27 @@ def test_python_ctypes_null_is_blamed_on_the_script(tmp_path: Path) -> None:
     assert "less likely a bug in CPython" in verdict["summary"]
     assert verdict["report_to"].startswith("the site's Python code")
     sig = data["signature"]["frames"]
-    assert sig == ["libc.so!strlen", "script:CPython!PyCFuncPtr_call"], sig
-    assert data["verdict"]["script"]["places"] == [
-        {"text": "bad.py", "file": "bad.py", "line": None, "source": "cmdline"}]
+    # The script's own stack, read from the interpreter's state by py-spy:
+    # the site's function and line, and ctypes marked as the library it is.
+    places = data["verdict"]["script"]["places"]
+    here = str(tmp_path / "bad.py")
+    assert [(p["function"], p["file"], p["line"], p["library"], p["source"])
+            for p in places] == [
+        ("string_at", places[0]["file"], places[0]["line"], True, "vm-state"),
+        ("handler", here, 4, False, "vm-state"),
+        ("<module>", here, 5, False, "vm-state")], places
+    assert places[0]["file"].endswith("/ctypes/__init__.py")
+    assert f"handler ({here}:4)" in data["verdict"]["report_to"]
+    assert sig == ["libc.so!strlen", "script:CPython!PyCFuncPtr_call @ bad.py!handler"], sig
+    # Another bug in another script function: another group.
+    (tmp_path / "other").mkdir()
+    other = tmp_path / "other" / "bad.py"
+    other.write_text("import ctypes\n\n\ndef reader(n):\n    return ctypes.string_at(n)\n\n\n"
+                     "reader(0)\n")
+    again = analyze_json(str(crash_for_core([sys.base_prefix + "/bin/python3", "-I", "bad.py"],
+                                            tmp_path / "other")))
+    assert again["signature"]["hash"] != data["signature"]["hash"]
+    assert again["signature"]["frames"][-1].endswith("@ bad.py!reader")
 
 
 MODULES = "/usr/lib/nginx/modules"
