@@ -241,6 +241,11 @@ def _formats(value: str) -> tuple[str, ...]:
                    "and logged in), after a duplicate search by the signature hash.")
 @click.option("--force", is_flag=True, help="With --submit: file even when an issue "
                                             "already names the signature hash.")
+@click.option("--portable", is_flag=True,
+              help="Also put in the core and every file it maps (the executable, its "
+                   "modules and their debug files, by build-id), so that `crashkit analyze "
+                   "BUNDLE` gives the same analysis on another machine. The bundle then holds "
+                   "the process's memory: share it privately.")
 @click.option("--open", "open_browser", is_flag=True,
               help="Open the prefilled URL in the desktop's browser, when there is one.")
 @core_options
@@ -249,7 +254,7 @@ def _formats(value: str) -> tuple[str, ...]:
 def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact: bool,
            template_dir: str | None, conf: str | None, nginx_path: str, as_json: bool,
            issue: bool, repo: str | None, budget: int, submit: bool, force: bool,
-           open_browser: bool, **kw: Any) -> int:
+           portable: bool, open_browser: bool, **kw: Any) -> int:
     """Write a bug-report bundle for CORE (a core file or a store id), ready to attach upstream.
 
     A .tar.gz (mode 0600) with report.md (an issue body for GitHub or GitLab),
@@ -282,9 +287,10 @@ def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact:
     if no_redact:
         click.echo("crashkit: warning: --no-redact: the bundle may hold passwords, cookies and "
                    "keys from the process's memory and the config", err=True)
-    if include_core:
-        click.echo("crashkit: warning: --include-core: the bundle holds the process's memory; "
-                   "share it privately, never on a public tracker", err=True)
+    if include_core or portable:
+        click.echo(f"crashkit: warning: {'--portable' if portable else '--include-core'}: the "
+                   "bundle holds the process's memory (passwords, keys, request data); share "
+                   "it privately, never on a public tracker", err=True)
     def progress(message: str) -> None:
         if sys.stderr.isatty():
             click.echo(f"crashkit: {message}…", err=True)
@@ -298,13 +304,14 @@ def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact:
             from_repo_option(repo)  # a bad --repo fails before anything is written
         if "md" not in wanted:
             raise InputError("--issue: the issue body is report.md: keep md in --format")
-        if submit and include_core:
-            raise InputError("--submit with --include-core: a core never goes to a public "
-                             "tracker")
+        if submit and (include_core or portable):
+            raise InputError(f"--submit with {'--portable' if portable else '--include-core'}"
+                             ": a core never goes to a public tracker")
         issue_options = verb.IssueOptions(repo=repo, budget=budget, submit=submit,
                                           force=force)
     result = verb.run(verb.Options(options, verb.ReportOptions(
-        out_dir=out_dir, formats=wanted, include_core=include_core, redact=not no_redact,
+        out_dir=out_dir, formats=wanted, include_core=include_core, portable=portable,
+        redact=not no_redact,
         template_dir=template_dir, conf=conf, error_log=kw["error_log"], nginx=nginx_path,
         issue=issue_options), progress=progress))
     if open_browser and result.issue is not None and result.issue.url:

@@ -62,7 +62,7 @@ class Options:
 
 def run(options: Options) -> Analysis:
     """The verb: gdb (usually pre-started by crashkit.launch) and the core."""
-    with plain_core(options) as options:
+    with bundle_core(options) as options, plain_core(options) as options:
         session, gdb_error = start_gdb(options)
         result = analyze(options.core, options, session=session, gdb_error=gdb_error)
     if options.redact:  # the crashed program's command line, as report shows it
@@ -79,6 +79,64 @@ def resolve_core(arg: str, store: str) -> str:
 
         return stored_core(store, int(arg))[0]
     return arg
+
+
+@contextmanager
+def bundle_core(options: Options) -> Iterator[Options]:
+    """Options for a ``crashkit report --portable`` bundle given as the core:
+    the bundle unpacked in a private temporary directory (regular files and
+    directories only, nothing outside it), its core as the core, its files/
+    as the sysroot and its debug/ as a debug directory; the analysis still
+    calls the core by the bundle's name. Any other file: the options as they are."""
+    import tarfile
+
+    path = options.core
+    try:
+        with regular_file(path) as (read, _size):
+            gzip = read(0, 2) == b"\x1f\x8b"
+    except OSError:
+        gzip = False
+    if not gzip:
+        yield options
+        return
+    try:
+        archive = tarfile.open(path, "r:gz")  # noqa: SIM115 - closed by the with below
+    except (tarfile.TarError, OSError, EOFError):
+        yield options  # a gzip-compressed core: plain_core reads it
+        return
+    import json
+    import tempfile
+
+    from crashkit.errors import InputError
+
+    with archive, tempfile.TemporaryDirectory(prefix="crashkit-bundle-") as tmp:
+        try:
+            members = archive.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise InputError(f"a damaged bundle ({exc})", path=path) from None
+        top = {m.name.split("/", 1)[0] for m in members}
+        manifest_name = f"{next(iter(top))}/portable.json" if len(top) == 1 else None
+        if manifest_name is None or manifest_name not in {m.name for m in members}:
+            raise InputError("a tar archive, but not a crashkit report --portable bundle "
+                             "(no portable.json): unpack it and pass its core", path=path)
+        wanted = [m for m in members if m.isfile() or m.isdir()]
+        try:
+            archive.extractall(tmp, members=wanted, filter="data")
+        except (tarfile.TarError, OSError) as exc:
+            raise InputError(f"the bundle cannot be unpacked ({exc})", path=path) from None
+        root = os.path.join(tmp, next(iter(top)))
+        try:
+            with open(os.path.join(root, "portable.json"), encoding="utf-8") as f:
+                manifest = json.load(f)
+            core = os.path.join(root, os.path.basename(str(manifest["core"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            raise InputError("the bundle's portable.json cannot be read", path=path) from None
+        if not os.path.isfile(core):
+            raise InputError("the bundle holds no core", path=path)
+        yield dataclasses.replace(
+            options, core=core, display_path=path,
+            sysroot=options.sysroot or os.path.join(root, "files"),
+            debug_dirs=(os.path.join(root, "debug"), *options.debug_dirs))
 
 
 @contextmanager
@@ -124,7 +182,8 @@ def plain_core(options: Options) -> Iterator[Options]:
     the analysis still calls the core by its own name."""
     with plain_path(options.core) as plain:
         yield options if plain == options.core else \
-            dataclasses.replace(options, core=plain, display_path=options.core)
+            dataclasses.replace(options, core=plain,
+                                display_path=options.display_path or options.core)
 
 
 def start_gdb(options: Options) -> tuple[GdbSession | None, str | None]:

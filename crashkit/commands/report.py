@@ -17,6 +17,7 @@ from crashkit.model.analyze import Analysis
 from crashkit.model.report import ReportResult
 
 FORMATS = ("md", "html", "json")
+PORTABLE = "portable.json"  # the manifest of a --portable bundle
 FULL_FRAMES = 64  # frames per thread with arguments and locals in backtrace-full.txt
 
 
@@ -50,6 +51,7 @@ class ReportOptions:
     out_dir: str = "."
     formats: tuple[str, ...] = FORMATS
     include_core: bool = False
+    portable: bool = False  # the core and every file it maps, for analysis elsewhere
     redact: bool = True
     template_dir: str | None = None
     conf: str | None = None  # None: the one `nginx -V` names
@@ -213,6 +215,8 @@ DESCRIPTIONS = {
     "nginx-T.txt": "the whole nginx configuration (nginx -T)",
     "error-log.txt": "nginx's error log around the crash",
     "system.txt": "kernel, distribution, C library and OpenSSL versions",
+    PORTABLE: "--portable: the core's name and the mapped files in files/ and debug/, "
+              "by path and build-id",
 }
 
 
@@ -243,7 +247,14 @@ def make_report(a: Analysis, options: ReportOptions,
         files.pop("analysis.json")
     names = sorted([*wanted, *files], key=lambda n: list(DESCRIPTIONS).index(n))
     listing = [(n, DESCRIPTIONS[n]) for n in names]
-    if options.include_core:
+    copies: list[tuple[str, str]] = []
+    if options.portable:
+        progress("gathering the files the core maps")
+        copies, manifest = portable_files(a)
+        files[PORTABLE] = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+        names.append(PORTABLE)
+        listing.append((PORTABLE, DESCRIPTIONS[PORTABLE]))
+    if options.include_core or options.portable:
         listing.append((os.path.basename(a.core.path), "the core file (process memory: "
                                                        "handle as a secret)"))
     model = build_model(a, environment=environment, files=listing, redacted=options.redact,
@@ -254,7 +265,7 @@ def make_report(a: Analysis, options: ReportOptions,
         files[name] = render_template(env, f"{name}.j2", r=model)
     progress("writing the bundle")
     bundle = write_bundle(a, files, names, out_dir=options.out_dir, redact=options.redact,
-                          include_core=options.include_core)
+                          include_core=options.include_core or options.portable, copies=copies)
     issue = None
     if options.issue is not None:
         from crashkit.commands.issue import make_issue
@@ -264,6 +275,50 @@ def make_report(a: Analysis, options: ReportOptions,
     return ReportResult(bundle=bundle, files=tuple(n for n, _ in listing),
                         size=os.path.getsize(bundle), notes=tuple(notes),
                         verdict=model.verdict, redacted=options.redact,
-                        include_core=options.include_core, issue=issue)
+                        include_core=options.include_core or options.portable, issue=issue,
+                        portable=options.portable, biggest=_biggest(a, copies))
 
 
+
+
+def portable_files(a: Analysis) -> tuple[list[tuple[str, str]], dict[str, object]]:
+    """What a --portable bundle adds so that the core can be analysed away
+    from this host: every mapped file whose build-id is the crashed one (the
+    executable and each module, under files/ at its path in the core), the
+    separate debug file of each, found by build-id (under debug/ in gdb's
+    .build-id layout), and the manifest that names them."""
+    from crashkit.elf.symbols import DEFAULT_DEBUG_DIRS, find_debug_file
+
+    copies: list[tuple[str, str]] = []
+    mapped: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for m in a.core.modules:
+        source = m.disk_path or m.path
+        if not m.path.startswith("/"):
+            continue
+        if m.build_id_match is False:
+            skipped[m.path] = "the file here is another build"
+            continue
+        if not os.path.isfile(source):
+            skipped[m.path] = "not on this host"
+            continue
+        name = "files" + os.path.normpath(m.path)
+        copies.append((name, source))
+        mapped[m.path] = name
+        debug = find_debug_file(m.build_id, DEFAULT_DEBUG_DIRS)
+        if debug is not None and m.build_id:
+            copies.append((f"debug/.build-id/{m.build_id[:2]}/{m.build_id[2:]}.debug", debug))
+    manifest: dict[str, object] = {
+        "version": 1, "core": os.path.basename(a.core.path), "files": mapped,
+        "missing": skipped,
+        "debug": sorted(n for n, _ in copies if n.startswith("debug/")),
+    }
+    return copies, manifest
+
+
+def _biggest(a: Analysis, copies: list[tuple[str, str]]) -> tuple[tuple[str, int], ...]:
+    if not copies:
+        return ()
+    sizes = [(name, os.path.getsize(source)) for name, source in copies]
+    sizes.append((os.path.basename(a.core.path), a.core.size))
+    return tuple(sorted(sizes, key=lambda x: -x[1])[:5])

@@ -17,6 +17,10 @@ class ReportResult:
     include_core: bool = False
     warnings: tuple[str, ...] = ()  # for a person, on stderr (gdb failed, …)
     issue: Issue | None = None  # with --issue
+    # --portable: the core and the files it maps are in the bundle, by path
+    # and build-id; (name in the bundle, size) of the biggest.
+    portable: bool = False
+    biggest: tuple[tuple[str, int], ...] = ()
 
     @property
     def needs_attention(self) -> bool:

@@ -277,6 +277,10 @@ SCHEMA = "crashkit/report/1"
 
 def text(r: ReportResult) -> str:
     out = f"{r.verdict}\n\nwrote {r.bundle} ({r.size} bytes): {', '.join(r.files)}"
+    if r.portable:
+        out += ("\nportable: the core and the files it maps; `crashkit analyze BUNDLE` "
+                "reads it on any machine. Biggest: " + ", ".join(
+                    f"{name} ({size} bytes)" for name, size in r.biggest))
     i = r.issue
     if i is None:
         return out
@@ -320,7 +324,9 @@ def to_json(r: ReportResult) -> dict[str, Any]:
     return {"schema": SCHEMA, "crashkit_version": __version__,
             "bundle": os.path.abspath(r.bundle), "size": r.size, "files": list(r.files),
             "redacted": r.redacted, "include_core": r.include_core, "verdict": r.verdict,
-            "notes": list(r.notes), **({"issue": _issue_json(r)} if r.issue else {})}
+            "notes": list(r.notes), "portable": r.portable,
+            "biggest": [{"name": n, "size": s} for n, s in r.biggest],
+            **({"issue": _issue_json(r)} if r.issue else {})}
 
 
 def messages(r: ReportResult) -> list[str]:

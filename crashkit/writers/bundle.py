@@ -24,10 +24,12 @@ def bundle_name(a: Analysis) -> str:
 
 
 def write_bundle(a: Analysis, files: dict[str, str], order: Sequence[str], *, out_dir: str,
-                 redact: bool, include_core: bool) -> str:
+                 redact: bool, include_core: bool,
+                 copies: Sequence[tuple[str, str]] = ()) -> str:
     """The .tar.gz, written to a hidden temporary file beside it and renamed
     into place: a reader sees the whole bundle or none. Mode 0600 from the
-    first byte: it may hold secrets the redaction missed."""
+    first byte: it may hold secrets the redaction missed. ``copies``: (name
+    in the bundle, file on this host) of files added as they are (--portable)."""
     out = Path(out_dir)
     if not out.is_dir():
         raise InputError("--out: no such directory" if not out.exists() else
@@ -54,6 +56,8 @@ def write_bundle(a: Analysis, files: dict[str, str], order: Sequence[str], *, ou
                     tar.addfile(info, io.BytesIO(data))
                 if include_core:
                     _add_core(tar, a.core.path, f"{top}/{os.path.basename(a.core.path)}")
+                for name, source in copies:
+                    _add_core(tar, source, f"{top}/{name}")
             raw.flush()
             os.fsync(raw.fileno())
         return str(_place(tmp, out, top))
@@ -79,9 +83,11 @@ def _place(tmp: Path, out: Path, top: str) -> Path:
 
 
 def _add_core(tar: tarfile.TarFile, path: str, name: str) -> None:
-    """The core's bytes (a symlink to a core is followed: the bundle gets the
-    core, not a link), owner-less and mode 0600."""
-    with open(path, "rb") as f:
+    """A file's bytes (a symlink is followed: the bundle gets the file, not a
+    link; only a regular file is read), owner-less and mode 0600."""
+    from crashkit.elf.files import open_regular
+
+    with os.fdopen(open_regular(path), "rb") as f:
         info = tarfile.TarInfo(name)
         info.size = os.fstat(f.fileno()).st_size
         info.mode, info.mtime = 0o600, time.time()

@@ -403,3 +403,28 @@ def test_trap_instruction(tmp_path: Path) -> None:
     assert "a trap instruction (ud2, __builtin_trap()" in data["summary"]
     assert "in unreachable_state()" in data["summary"]
     assert data["context"]["faulting_instruction"] == "ud2"
+
+
+def test_portable_bundle_is_analysed_elsewhere_alike(tmp_path: Path) -> None:
+    """report --portable, then the program and its library moved away: the
+    bundle alone gives the same frames and signature."""
+    src = tmp_path / "prog"
+    src.mkdir()
+    lib = compile_program(src, "libdemo.so", LIB, "-fPIC", "-shared")
+    exe = compile_program(src, "demo", MAIN, f"-L{src}", "-ldemo", f"-Wl,-rpath,{src}")
+    assert lib.exists()
+    core = crash_for_core([str(exe)], src)
+    before = analyze_json(str(core))
+    out = tmp_path / "out"
+    out.mkdir()
+    made = run_cli("report", str(core), "--portable", "--out", str(out), check=True)
+    assert "--portable: the bundle holds the process's memory" in made.stderr
+    [bundle] = list(out.iterdir())
+    assert bundle.name.endswith("-with-core.tar.gz")
+    away = tmp_path / "away"
+    src.rename(away)  # the original files are gone from their paths
+    after = analyze_json(str(bundle))
+    assert after["signature"]["hash"] == before["signature"]["hash"]
+    key = [(f["function"], f["module"], f["line"]) for f in frames(before)]
+    assert [(f["function"], f["module"], f["line"]) for f in frames(after)] == key
+    assert [f["function"] for f in frames(after)][:3] == ["lib_depth", "lib_entry", "main"]
