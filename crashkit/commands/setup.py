@@ -25,7 +25,7 @@ from crashkit.analysis.setup import (
 )
 from crashkit.errors import InputError
 from crashkit.host import cores
-from crashkit.host.proc import nginx_master
+from crashkit.host.proc import SYSCTL_ROOT, nginx_master
 from crashkit.model.nginx import ConfigLocation, NginxConfig
 from crashkit.model.readiness import CoreCheck as Check
 from crashkit.model.readiness import CoreSetting
@@ -35,7 +35,7 @@ from crashkit.nginx.files import read_text
 from crashkit.writers import coredir
 from crashkit.writers.config import config_lock, latest_backups, new_stamp, nginx_test, reload_nginx
 from crashkit.writers.config import replace_validated as _replace
-from crashkit.writers.dropins import apply_remedies, plan_files
+from crashkit.writers.dropins import SystemChange, apply_remedies, plan_files
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,14 @@ class Options:
     prefix: str | None = None  # nginx's -p (None: the running master's, else the build's)
     collect: bool = False  # also install (apply) or remove (undo) the collect --watch service
     store: str = "/var/lib/crashkit"  # the store that service fills
+    # Where the kernel settings are read and (--system) written: None for the
+    # kernel's /proc/sys (written only when system_root is "/"); a private
+    # tree in tests, so they never touch the machine's sysctls.
+    sysctl_root: str | None = None
+
+    @property
+    def sysctls(self) -> str:
+        return self.sysctl_root or SYSCTL_ROOT
 
 
 @dataclass(frozen=True)
@@ -64,10 +72,17 @@ class Readiness:
     checks: tuple[Check, ...]
     path: str  # the core directory chosen
     manage: bool  # crashkit would own it (chown, chmod)
+    setting: CoreSetting  # what the checks judged
+
+    def recheck(self, sysctl_root: str = SYSCTL_ROOT) -> tuple[Check, ...]:
+        """The OS-side checks again, on the host as it is now."""
+        return tuple(core_checks(self.setting, cores.gather(self.setting,
+                                                            sysctl_root=sysctl_root)))
 
 
 def readiness(cfg: NginxConfig, worker: coredir.Worker, workers: int,
-              core_dir: str | None = None, core_limit: str | None = None) -> Readiness:
+              core_dir: str | None = None, core_limit: str | None = None,
+              sysctl_root: str = SYSCTL_ROOT) -> Readiness:
     """Gathers the facts (config text, the directory, the OS's settings) and
     judges them; changes nothing. setup's dry run and doctor both use it."""
     path, limit = choose_values(cfg, core_dir, core_limit,
@@ -80,8 +95,8 @@ def readiness(cfg: NginxConfig, worker: coredir.Worker, workers: int,
     master = nginx_master(pid_path(cfg))
     setting = CoreSetting(worker.user, worker.uid, worker.gid, path, plan.core_limit_bytes,
                           workers, master)
-    checks = tuple(core_checks(setting, cores.gather(setting)))
-    return Readiness(plan, dir_state, checks, path, manage)
+    checks = tuple(core_checks(setting, cores.gather(setting, sysctl_root=sysctl_root)))
+    return Readiness(plan, dir_state, checks, path, manage, setting)
 
 
 def run(opts: Options) -> Result:
@@ -126,7 +141,7 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
     # A config that already fails is the user's to fix: change nothing.
     nginx_test(opts.nginx, cfg.root, cfg=cfg)
 
-    r = readiness(cfg, worker, workers, opts.core_dir, opts.core_limit)
+    r = readiness(cfg, worker, workers, opts.core_dir, opts.core_limit, opts.sysctls)
     plan, dir_state, checks, core_dir, manage = r.plan, r.core_dir, r.checks, r.path, r.manage
     if opts.apply and dir_state.worker_can_reach is False:
         raise InputError(f"{worker.user} cannot reach this directory (one above it is not "
@@ -156,10 +171,19 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
         prepare_dir()
         notes.append("nginx config: nothing to change (worker_rlimit_core and "
                      "working_directory already set)")
-    system = tuple(apply_remedies(remedies, opts.system_root)) if opts.system and remedies else ()
+    system: tuple[SystemChange, ...] = ()
+    fixed: tuple[str, ...] = ()
+    if opts.system and remedies:
+        system = tuple(apply_remedies(remedies, opts.system_root, opts.sysctl_root))
+        # What the user sees is the host after the fix, not before it.
+        before = {c.name: c for c in checks}
+        checks = r.recheck(opts.sysctls)
+        fixed = tuple(c.name for c in checks if c.name in before and
+                      before[c.name].needs_attention and not c.needs_attention)
     reloaded = reload_nginx(cfg, opts.nginx) if opts.reload else None
     return Result("apply", location, cfg, worker, workers, plan, prepared[0], checks, files,
-                  bool(plan.edits), system=system, reload=reloaded, notes=tuple(notes))
+                  bool(plan.edits), system=system, reload=reloaded, notes=tuple(notes),
+                  fixed=fixed)
 
 
 _OURS = ("worker_rlimit_core", "working_directory")

@@ -33,8 +33,8 @@ def to_json(r: Result) -> dict[str, Any]:
              "line": c.line} for c in plan.changes],
         "files": [{"path": f.path, "backup": f.backup, "diff": f.diff} for f in r.files],
         "changed": r.changed,
-        "checks": [{"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix}
-                   for c in r.checks],
+        "checks": [{"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix,
+                    "fixed": c.name in r.fixed} for c in r.checks],
         "system": [{"kind": s.kind, "path": s.path, "content": s.content, "applied": True,
                     "live": s.live} for s in r.system]
         + [{"kind": k, "path": p, "content": c, "applied": False, "live": None}
@@ -87,7 +87,8 @@ def text(r: Result) -> str:
     if r.checks:
         add("OS side:")
         for c in r.checks:
-            add(f"  [{_MARK[c.status]}] {c.name}: {c.detail}")
+            mark = "fixed" if c.name in r.fixed else _MARK[c.status]
+            add(f"  [{mark}] {c.name}: {c.detail}")
             if c.fix and c.needs_attention:
                 add(f"         fix: {c.fix}")
     for s in r.system:

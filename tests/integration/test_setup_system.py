@@ -20,7 +20,7 @@ from crashkit.host import cores
 from crashkit.host.proc import has_cap_sys_resource, read_sysctl
 from crashkit.model.readiness import CORE_USES_PID, CoreSetting, Remedy
 from crashkit.writers.dropins import SYSCTL_DROPIN, SYSTEMD_DROPIN, apply_remedies
-from tests.conftest import run_cli, unavailable
+from tests.conftest import check_schema, run_cli, unavailable
 from tests.live_nginx import reachable_dir
 
 pytestmark = pytest.mark.integration
@@ -179,3 +179,61 @@ def test_collect_service_installed_and_undone(tmp_path: Path) -> None:
         assert not unit.exists()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def sysctl_tree(base: Path, uses_pid: str = "0", pattern: str = "core") -> Path:
+    """A private stand-in for /proc/sys (setup's hidden --sysctl-root): the
+    checks read it and --system writes it, the machine's kernel is untouched."""
+    root = base / "proc-sys"
+    for key, value in (("kernel/core_pattern", pattern), ("kernel/core_uses_pid", uses_pid),
+                       ("fs/suid_dumpable", "0")):
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / key).write_text(value + "\n")
+    return root
+
+
+def system_apply(tmp_path: Path, name: str, *extra: str) -> tuple[subprocess.CompletedProcess[str],
+                                                                    Path, Path]:
+    """setup --apply --system on a private config, system root and sysctl root."""
+    work = tmp_path / name
+    work.mkdir()
+    conf = work / "nginx.conf"
+    conf.write_text(f"worker_processes 1;\npid {work}/nginx.pid;\n"
+                    f"error_log {work}/e.log;\nevents {{}}\n")
+    base = reachable_dir(f"setup-{name}")
+    sysctls = sysctl_tree(work)
+    try:
+        proc = run_cli("setup", "--conf", str(conf), "--core-dir", str(base / "cores"),
+                       "--apply", "--system", "--system-root", str(work / "sysroot"),
+                       "--sysctl-root", str(sysctls), *extra)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return proc, work, sysctls
+
+
+def test_system_apply_shows_the_checks_after_the_fix(tmp_path: Path) -> None:
+    """The checks are run again after --system: core_uses_pid was 0 (a
+    warning), --system set it, and setup says it is fixed, not the warning
+    it had before; exit 0. The machine's own sysctls are never written."""
+    before = {k: read_sysctl(k) for k in ("kernel.core_pattern", CORE_USES_PID)}
+    proc, _work, sysctls = system_apply(tmp_path, "json", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    check_schema(data)
+    uses_pid = next(c for c in data["checks"] if c["name"] == CORE_USES_PID)
+    assert (uses_pid["status"], uses_pid["fixed"]) == ("ok", True)
+    assert uses_pid["detail"] == "core file names end in the crashing process's pid"
+    assert [c["name"] for c in data["checks"] if c["fixed"]] == [CORE_USES_PID]
+    assert (sysctls / "kernel/core_uses_pid").read_text() == "1\n"
+    [change] = data["system"]
+    assert change["live"] == f"{CORE_USES_PID}: 0 -> 1"
+    assert data["needs_attention"] is False
+    assert {k: read_sysctl(k) for k in before} == before
+
+    text, _work, _ = system_apply(tmp_path, "text")
+    assert text.returncode == 0, text.stdout + text.stderr
+    lines = text.stdout.splitlines()
+    assert f"  [fixed] {CORE_USES_PID}: core file names end in the crashing process's pid" \
+        in lines
+    assert not [x for x in lines if "[WARN]" in x], text.stdout
+    assert {k: read_sysctl(k) for k in before} == before
