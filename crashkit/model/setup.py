@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from crashkit.writers.config import Reload
     from crashkit.writers.coredir import CoreDir, Worker
     from crashkit.writers.dropins import SystemChange
+    from crashkit.writers.record import UndoStep
 
 Mode = Literal["dry-run", "apply", "undo"]
 
@@ -43,6 +44,7 @@ class Result:
     notes: tuple[str, ...] = field(default=())
     collect_unit: CollectUnit | None = None  # --collect: the collect --watch service
     fixed: tuple[str, ...] = ()  # checks that warned or failed before --system, ok after
+    undone: tuple[UndoStep, ...] = ()  # undo: what it took back beyond nginx's files, or left
 
     @property
     def needs_attention(self) -> bool:

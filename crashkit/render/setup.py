@@ -45,6 +45,8 @@ def to_json(r: Result) -> dict[str, Any]:
         "collect_unit": None if r.collect_unit is None else {
             "path": r.collect_unit.path, "action": r.collect_unit.action,
             "live": r.collect_unit.live},
+        "undone": [{"kind": u.kind, "what": u.what, "action": u.action, "detail": u.detail}
+                   for u in r.undone],
         "notes": list(r.notes),
         "needs_attention": r.needs_attention,
     }
@@ -82,6 +84,8 @@ def text(r: Result) -> str:
         elif r.mode == "undo":
             add(f"restored {f.path} from {f.backup} (validated with nginx -t)")
         add(f.diff.rstrip("\n"))
+    for step in r.undone:
+        add(f"{step.action} {step.what}: {step.detail}")
     for n in r.notes:
         add(n)
     if r.checks:

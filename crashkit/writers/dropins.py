@@ -32,6 +32,7 @@ class SystemChange:
     live: str | None  # what was done to the running system, None when nothing
     # The kernel settings written now: (key, value before, value written), for undo.
     sysctls: tuple[tuple[str, str | None, str], ...] = ()
+    previous: str | None = None  # the drop-in's content before, None when it was new
 
 
 def plan_files(remedies: Iterable[Remedy], root: str = "/") -> list[tuple[str, str, str]]:
@@ -89,6 +90,11 @@ def apply_remedies(remedies: Iterable[Remedy], root: str = "/",
         sysctl_root = SYSCTL_ROOT
     out = []
     for kind, path, content in plan_files(remedies, root):
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                previous: str | None = f.read()
+        except FileNotFoundError:
+            previous = None
         write_file(path, content)
         live = None
         done: list[tuple[str, str | None, str]] = []
@@ -101,12 +107,17 @@ def apply_remedies(remedies: Iterable[Remedy], root: str = "/",
                     words.append(f"{r.key}: {old} -> {new}")
             live = "; ".join(words)
         elif live_system and kind == "systemd" and systemd_running():
-            try:
-                run(["systemctl", "daemon-reload"], timeout=120, check=True)
-            except CommandError as exc:
-                raise CrashkitError(f"systemctl daemon-reload failed: "
-                                    f"{exc.output.strip() or exc.message}") from None
+            daemon_reload()
             live = (f"systemctl daemon-reload; LimitCORE applies when nginx next starts "
                     f"(systemctl restart {NGINX_UNIT})")
-        out.append(SystemChange(kind, path, content, live, tuple(done)))
+        out.append(SystemChange(kind, path, content, live, tuple(done), previous))
     return out
+
+
+def daemon_reload() -> None:
+    """``systemctl daemon-reload``: systemd reads the unit drop-ins again."""
+    try:
+        run(["systemctl", "daemon-reload"], timeout=120, check=True)
+    except CommandError as exc:
+        raise CrashkitError(f"systemctl daemon-reload failed: "
+                            f"{exc.output.strip() or exc.message}") from None

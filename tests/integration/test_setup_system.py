@@ -237,3 +237,78 @@ def test_system_apply_shows_the_checks_after_the_fix(tmp_path: Path) -> None:
         in lines
     assert not [x for x in lines if "[WARN]" in x], text.stdout
     assert {k: read_sysctl(k) for k in before} == before
+
+
+@pytest.fixture
+def applied(tmp_path: Path) -> Iterator[dict[str, Path]]:
+    """setup --apply --system done on a private config, system root and
+    sysctl root, into a core directory two levels of which setup created."""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"worker_processes 1;\npid {tmp_path}/nginx.pid;\n"
+                    f"error_log {tmp_path}/e.log;\nevents {{}}\n")
+    base = reachable_dir("setup-undo")
+    paths = {"conf": conf, "original": tmp_path / "original", "base": base,
+             "made": base / "made", "cores": base / "made" / "cores",
+             "sysroot": tmp_path / "sysroot", "sysctls": sysctl_tree(tmp_path)}
+    paths["original"].write_bytes(conf.read_bytes())
+    try:
+        proc = run_cli("setup", "--conf", str(conf), "--core-dir", str(paths["cores"]),
+                       "--apply", "--system", "--system-root", str(paths["sysroot"]),
+                       "--sysctl-root", str(paths["sysctls"]))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert (paths["sysctls"] / "kernel/core_uses_pid").read_text() == "1\n"
+        assert (paths["sysroot"] / SYSCTL_DROPIN).is_file() and paths["cores"].is_dir()
+        yield paths
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def undo(p: dict[str, Path], *extra: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("setup", "--conf", str(p["conf"]), "--undo", "--system-root",
+                   str(p["sysroot"]), "--sysctl-root", str(p["sysctls"]), *extra)
+
+
+def test_undo_takes_back_everything_apply_did(applied: dict[str, Path]) -> None:
+    """The config byte-exact, the sysctl drop-in gone, the kernel setting back
+    to the value before, the directories setup created gone (they were
+    empty), and undo says that nginx must be reloaded (here: started)."""
+    p = applied
+    proc = undo(p, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    check_schema(data)
+    assert p["conf"].read_bytes() == p["original"].read_bytes()
+    assert not (p["sysroot"] / SYSCTL_DROPIN).exists()
+    assert (p["sysctls"] / "kernel/core_uses_pid").read_text() == "0\n"
+    assert not p["made"].exists() and p["base"].is_dir()
+    assert [(u["kind"], u["what"], u["action"]) for u in data["undone"]] == [
+        ("file", str(p["sysroot"] / SYSCTL_DROPIN), "removed"),
+        ("sysctl", CORE_USES_PID, "restored"),
+        ("directory", str(p["cores"]), "removed"),
+        ("directory", str(p["made"]), "removed")]
+    assert data["notes"] == ["nginx is not running: the restored config applies when it starts"]
+    assert [x.name for x in p["conf"].parent.iterdir() if x.name.startswith(".")] == []
+    again = undo(p, "--json")
+    assert "nothing to undo" in json.loads(again.stdout)["notes"][0]
+
+
+def test_undo_says_what_it_leaves_and_why(applied: dict[str, Path]) -> None:
+    """A core in the directory, a kernel setting changed since and an edited
+    drop-in are left as they are, each with the reason; the rest goes back."""
+    p = applied
+    (p["cores"] / "core.1234").write_bytes(b"core")
+    (p["sysctls"] / "kernel/core_uses_pid").write_text("2\n")
+    dropin = p["sysroot"] / SYSCTL_DROPIN
+    dropin.write_text(dropin.read_text() + "kernel.core_pattern = core.%p\n")
+    proc = undo(p)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert f"left {dropin}: changed since crashkit wrote it: yours now, remove it yourself" \
+        in lines
+    assert f"left {CORE_USES_PID}: 2: changed since crashkit set it to 1; left as it is" in lines
+    assert (f"left {p['cores']}: not empty (1 entry: cores are kept; remove it yourself once "
+            "they are not needed)") in lines
+    assert "nginx is not running: the restored config applies when it starts" in lines
+    assert p["conf"].read_bytes() == p["original"].read_bytes()
+    assert dropin.exists() and (p["cores"] / "core.1234").exists()
+    assert (p["sysctls"] / "kernel/core_uses_pid").read_text() == "2\n"
