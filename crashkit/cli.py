@@ -451,6 +451,9 @@ Exit codes:
 @click.option("--system-root", metavar="DIR", default="/", show_default=True,
               help="Write --system's drop-ins under DIR (an image or chroot); anything "
                    "but / leaves the running system alone.")
+@click.option("--sysctl-root", metavar="DIR", hidden=True,
+              help="Read (and with --system write) the kernel settings under DIR instead "
+                   "of /proc/sys: for tests, which must not change the machine's.")
 @click.option("--collect", is_flag=True,
               help="With --apply: also install crashkit-collect.service, which runs `crashkit "
                    "collect --watch` (new cores stored within seconds); with --undo: remove it.")
@@ -460,8 +463,8 @@ Exit codes:
 @click.option("--json", "as_json", is_flag=True,
               help="Print the result as JSON (schema crashkit/setup/1, see README).")
 def setup(conf: str | None, core_dir: str | None, core_limit: str | None, do_apply: bool,
-          do_reload: bool, undo: bool, system: bool, system_root: str, collect: bool,
-          store: str, nginx_path: str, prefix: str | None, as_json: bool) -> int:
+          do_reload: bool, undo: bool, system: bool, system_root: str, sysctl_root: str | None,
+          collect: bool, store: str, nginx_path: str, prefix: str | None, as_json: bool) -> int:
     """Make nginx workers leave usable core dumps, safely.
 
     Sets worker_rlimit_core and working_directory in nginx's main context
@@ -481,7 +484,8 @@ def setup(conf: str | None, core_dir: str | None, core_limit: str | None, do_app
         raise InputError("--prefix: no such directory", path=prefix)
     result = run(Options(conf=conf, core_dir=core_dir, core_limit=core_limit, apply=do_apply,
                          reload=do_reload, undo=undo, system=system, system_root=system_root,
-                         nginx=nginx_path, prefix=prefix, collect=collect, store=store))
+                         nginx=nginx_path, prefix=prefix, collect=collect, store=store,
+                         sysctl_root=sysctl_root))
     return emit("setup", result, as_json)
 
 

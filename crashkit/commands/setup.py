@@ -25,17 +25,24 @@ from crashkit.analysis.setup import (
 )
 from crashkit.errors import InputError
 from crashkit.host import cores
-from crashkit.host.proc import nginx_master
+from crashkit.host.proc import SYSCTL_ROOT, nginx_master, systemd_running
 from crashkit.model.nginx import ConfigLocation, NginxConfig
 from crashkit.model.readiness import CoreCheck as Check
 from crashkit.model.readiness import CoreSetting
 from crashkit.model.setup import FileResult, Result
 from crashkit.nginx.config import open_config, pid_path, worker_process_count, worker_user
 from crashkit.nginx.files import read_text
-from crashkit.writers import coredir
-from crashkit.writers.config import config_lock, latest_backups, new_stamp, nginx_test, reload_nginx
+from crashkit.writers import coredir, record
+from crashkit.writers.config import (
+    check_names,
+    config_lock,
+    latest_backups,
+    new_stamp,
+    nginx_test,
+    reload_nginx,
+)
 from crashkit.writers.config import replace_validated as _replace
-from crashkit.writers.dropins import apply_remedies, plan_files
+from crashkit.writers.dropins import SystemChange, apply_remedies, daemon_reload, plan_files
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,14 @@ class Options:
     prefix: str | None = None  # nginx's -p (None: the running master's, else the build's)
     collect: bool = False  # also install (apply) or remove (undo) the collect --watch service
     store: str = "/var/lib/crashkit"  # the store that service fills
+    # Where the kernel settings are read and (--system) written: None for the
+    # kernel's /proc/sys (written only when system_root is "/"); a private
+    # tree in tests, so they never touch the machine's sysctls.
+    sysctl_root: str | None = None
+
+    @property
+    def sysctls(self) -> str:
+        return self.sysctl_root or SYSCTL_ROOT
 
 
 @dataclass(frozen=True)
@@ -64,10 +79,17 @@ class Readiness:
     checks: tuple[Check, ...]
     path: str  # the core directory chosen
     manage: bool  # crashkit would own it (chown, chmod)
+    setting: CoreSetting  # what the checks judged
+
+    def recheck(self, sysctl_root: str = SYSCTL_ROOT) -> tuple[Check, ...]:
+        """The OS-side checks again, on the host as it is now."""
+        return tuple(core_checks(self.setting, cores.gather(self.setting,
+                                                            sysctl_root=sysctl_root)))
 
 
 def readiness(cfg: NginxConfig, worker: coredir.Worker, workers: int,
-              core_dir: str | None = None, core_limit: str | None = None) -> Readiness:
+              core_dir: str | None = None, core_limit: str | None = None,
+              sysctl_root: str = SYSCTL_ROOT) -> Readiness:
     """Gathers the facts (config text, the directory, the OS's settings) and
     judges them; changes nothing. setup's dry run and doctor both use it."""
     path, limit = choose_values(cfg, core_dir, core_limit,
@@ -80,8 +102,8 @@ def readiness(cfg: NginxConfig, worker: coredir.Worker, workers: int,
     master = nginx_master(pid_path(cfg))
     setting = CoreSetting(worker.user, worker.uid, worker.gid, path, plan.core_limit_bytes,
                           workers, master)
-    checks = tuple(core_checks(setting, cores.gather(setting)))
-    return Readiness(plan, dir_state, checks, path, manage)
+    checks = tuple(core_checks(setting, cores.gather(setting, sysctl_root=sysctl_root)))
+    return Readiness(plan, dir_state, checks, path, manage, setting)
 
 
 def run(opts: Options) -> Result:
@@ -126,7 +148,7 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
     # A config that already fails is the user's to fix: change nothing.
     nginx_test(opts.nginx, cfg.root, cfg=cfg)
 
-    r = readiness(cfg, worker, workers, opts.core_dir, opts.core_limit)
+    r = readiness(cfg, worker, workers, opts.core_dir, opts.core_limit, opts.sysctls)
     plan, dir_state, checks, core_dir, manage = r.plan, r.core_dir, r.checks, r.path, r.manage
     if opts.apply and dir_state.worker_can_reach is False:
         raise InputError(f"{worker.user} cannot reach this directory (one above it is not "
@@ -143,23 +165,53 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
 
     notes = []
     prepared: list[coredir.CoreDir] = []
+    created: list[str] = []
+    stamp = new_stamp()
+    check_names(cfg, [record.record_path(cfg.root, stamp)])
 
     def prepare_dir() -> None:  # only once nginx accepted the candidates
+        missing = _missing_dirs(core_dir) if manage else []
         prepared.append(coredir.prepare(core_dir, worker, manage))
+        created.extend(missing)
 
     files: tuple[FileResult, ...] = ()
     if plan.edits:
-        done = _replace(cfg, opts.nginx, plan.edits, new_stamp(), prepare_dir)
+        done = _replace(cfg, opts.nginx, plan.edits, stamp, prepare_dir)
         files = tuple(FileResult(r.path, e.diff(), r.backup)
                       for r, e in zip(done, plan.edits, strict=True))
     else:
         prepare_dir()
         notes.append("nginx config: nothing to change (worker_rlimit_core and "
                      "working_directory already set)")
-    system = tuple(apply_remedies(remedies, opts.system_root)) if opts.system and remedies else ()
+    system: tuple[SystemChange, ...] = ()
+    fixed: tuple[str, ...] = ()
+    if opts.system and remedies:
+        system = tuple(apply_remedies(remedies, opts.system_root, opts.sysctl_root))
+        # What the user sees is the host after the fix, not before it.
+        before = {c.name: c for c in checks}
+        checks = r.recheck(opts.sysctls)
+        fixed = tuple(c.name for c in checks if c.name in before and
+                      before[c.name].needs_attention and not c.needs_attention)
+    done_outside = record.Record(
+        tuple(record.FileWrite(x.path, x.previous, x.content) for x in system),
+        tuple(record.SysctlWrite(k, old, new) for x in system for k, old, new in x.sysctls),
+        tuple(created), any(x.kind == "systemd" and x.live for x in system))
+    if done_outside:  # for --undo (the config's own changes are in its backups)
+        record.write(cfg.root, stamp, done_outside)
     reloaded = reload_nginx(cfg, opts.nginx) if opts.reload else None
     return Result("apply", location, cfg, worker, workers, plan, prepared[0], checks, files,
-                  bool(plan.edits), system=system, reload=reloaded, notes=tuple(notes))
+                  bool(plan.edits), system=system, reload=reloaded, notes=tuple(notes),
+                  fixed=fixed)
+
+
+def _missing_dirs(path: str) -> list[str]:
+    """The directories of ``path`` (itself included) that do not exist yet, outermost first."""
+    out = []
+    path = os.path.normpath(path)
+    while not os.path.lexists(path):
+        out.append(path)
+        path = os.path.dirname(path)
+    return out[::-1]
 
 
 _OURS = ("worker_rlimit_core", "working_directory")
@@ -181,11 +233,18 @@ def _only_ours(edit: FileEdit, backup: str) -> None:
 
 def _undo(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: coredir.Worker,
           workers: int) -> Result:
+    """Take back the newest apply: its nginx files from their backups, then
+    what its record says it did outside them (drop-ins, kernel settings, the
+    core directories it created), each only while still as crashkit left it."""
     found = latest_backups(cfg)
-    if found is None:
+    rec = record.latest(cfg)
+    if found is None and rec is None:
         return Result("undo", location, cfg, worker, workers, None, None, (), (), False,
                       notes=("nothing to undo: no crashkit backup beside the config's files",))
-    _stamp, backups = found
+    stamp = max(x[0] for x in (found, rec) if x is not None)
+    backups = found[1] if found is not None and found[0] == stamp else {}
+    rec_path = rec[1] if rec is not None and rec[0] == stamp else None
+    done = record.read(rec_path) if rec_path is not None else record.Record()
     edits = tuple(FileEdit(path, read_text(path), read_text(backup))
                   for path, backup in sorted(backups.items()))
     edits = tuple(e for e in edits if e.before != e.after)
@@ -196,6 +255,20 @@ def _undo(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: cor
     for backup in backups.values():  # its content is the live file again
         os.unlink(backup)
     files = tuple(FileResult(e.path, e.diff(), backups[e.path]) for e in edits)
+    steps = [record.undo_file(f) for f in done.files]
+    steps += [record.undo_sysctl(x, opts.sysctls) for x in done.sysctls]
+    steps += record.undo_dirs(done.dirs)
+    if done.daemon_reload and systemd_running():
+        daemon_reload()
+    if rec_path is not None:
+        os.unlink(rec_path)
+    notes = []
     reloaded = reload_nginx(cfg, opts.nginx) if opts.reload else None
+    if edits and reloaded is None:
+        master = nginx_master(pid_path(cfg))
+        notes.append(f"nginx (master PID {master}) still runs with crashkit's settings until "
+                     "it is reloaded: systemctl reload nginx, or nginx -s reload"
+                     if master is not None else
+                     "nginx is not running: the restored config applies when it starts")
     return Result("undo", location, cfg, worker, workers, None, None, (), files, bool(edits),
-                  reload=reloaded)
+                  reload=reloaded, notes=tuple(notes), undone=tuple(steps))

@@ -44,8 +44,11 @@ def pipe_handler(pattern: str | None) -> tuple[str | None, bool | None, bool | N
     return program, runnable, socket
 
 
-def gather(s: CoreSetting, unit: str = NGINX_UNIT) -> CoreFacts:
-    pattern = proc.read_sysctl(CORE_PATTERN)
+def gather(s: CoreSetting, unit: str = NGINX_UNIT,
+           sysctl_root: str = proc.SYSCTL_ROOT) -> CoreFacts:
+    """``sysctl_root``: where the kernel settings are read (/proc/sys; a private
+    tree in tests, so they never depend on or change the machine's)."""
+    pattern = proc.read_sysctl(CORE_PATTERN, sysctl_root)
     writable = None
     if pattern and pattern.startswith("/"):
         writable = proc.user_can_write(proc.existing_parent(os.path.dirname(pattern)),
@@ -61,8 +64,9 @@ def gather(s: CoreSetting, unit: str = NGINX_UNIT) -> CoreFacts:
         free = None
     _program, runnable, socket = pipe_handler(pattern)
     return CoreFacts(
-        core_pattern=pattern, core_uses_pid=proc.read_sysctl(CORE_USES_PID),
-        suid_dumpable=proc.read_sysctl(SUID_DUMPABLE), systemd_running=running, unit=unit,
+        core_pattern=pattern, core_uses_pid=proc.read_sysctl(CORE_USES_PID, sysctl_root),
+        suid_dumpable=proc.read_sysctl(SUID_DUMPABLE, sysctl_root), systemd_running=running,
+        unit=unit,
         unit_limit_core=systemd_limit_core(unit) if running else None,
         master_core_limits=proc.core_limits(master) if master is not None else None,
         master_cap_sys_resource=alive and proc.has_cap_sys_resource(master or 0),

@@ -9,9 +9,18 @@ import re
 
 _CAP_SYS_RESOURCE = 24
 
-def read_sysctl(name: str, proc: str = "/proc") -> str | None:
+SYSCTL_ROOT = "/proc/sys"
+
+
+def sysctl_path(name: str, root: str = SYSCTL_ROOT) -> str:
+    """The file of kernel setting ``name`` ("kernel.core_uses_pid") under ``root``
+    (the kernel's /proc/sys; a private tree in tests)."""
+    return os.path.join(root, *name.replace("/", ".").split("."))
+
+
+def read_sysctl(name: str, root: str = SYSCTL_ROOT) -> str | None:
     try:
-        with open(os.path.join(proc, "sys", *name.split(".")), encoding="utf-8",
+        with open(sysctl_path(name, root), encoding="utf-8",
                   errors="replace") as f:
             return f.read().rstrip("\n")
     except OSError:

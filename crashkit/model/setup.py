@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from crashkit.writers.config import Reload
     from crashkit.writers.coredir import CoreDir, Worker
     from crashkit.writers.dropins import SystemChange
+    from crashkit.writers.record import UndoStep
 
 Mode = Literal["dry-run", "apply", "undo"]
 
@@ -42,6 +43,8 @@ class Result:
     reload: Reload | None = None
     notes: tuple[str, ...] = field(default=())
     collect_unit: CollectUnit | None = None  # --collect: the collect --watch service
+    fixed: tuple[str, ...] = ()  # checks that warned or failed before --system, ok after
+    undone: tuple[UndoStep, ...] = ()  # undo: what it took back beyond nginx's files, or left
 
     @property
     def needs_attention(self) -> bool:
@@ -52,8 +55,8 @@ class Result:
         return any(c.needs_attention and not self._fixed(c) for c in self.checks)
 
     def _fixed(self, c: Check) -> bool:
-        # A sysctl drop-in counts once the running kernel has the value too
-        # (not with --system-root, which only writes the files).
-        return c.remedy is not None and any(
-            s.kind == c.remedy.kind and (s.kind != "sysctl" or s.live is not None)
-            for s in self.system)
+        # The checks after --system judge the kernel settings as they are now;
+        # systemd's LimitCORE drop-in counts once written (it applies when
+        # nginx next starts, which setup does not do).
+        return c.remedy is not None and c.remedy.kind == "systemd" and any(
+            s.kind == "systemd" for s in self.system)

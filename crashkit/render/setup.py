@@ -33,8 +33,8 @@ def to_json(r: Result) -> dict[str, Any]:
              "line": c.line} for c in plan.changes],
         "files": [{"path": f.path, "backup": f.backup, "diff": f.diff} for f in r.files],
         "changed": r.changed,
-        "checks": [{"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix}
-                   for c in r.checks],
+        "checks": [{"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix,
+                    "fixed": c.name in r.fixed} for c in r.checks],
         "system": [{"kind": s.kind, "path": s.path, "content": s.content, "applied": True,
                     "live": s.live} for s in r.system]
         + [{"kind": k, "path": p, "content": c, "applied": False, "live": None}
@@ -45,6 +45,8 @@ def to_json(r: Result) -> dict[str, Any]:
         "collect_unit": None if r.collect_unit is None else {
             "path": r.collect_unit.path, "action": r.collect_unit.action,
             "live": r.collect_unit.live},
+        "undone": [{"kind": u.kind, "what": u.what, "action": u.action, "detail": u.detail}
+                   for u in r.undone],
         "notes": list(r.notes),
         "needs_attention": r.needs_attention,
     }
@@ -82,12 +84,15 @@ def text(r: Result) -> str:
         elif r.mode == "undo":
             add(f"restored {f.path} from {f.backup} (validated with nginx -t)")
         add(f.diff.rstrip("\n"))
+    for step in r.undone:
+        add(f"{step.action} {step.what}: {step.detail}")
     for n in r.notes:
         add(n)
     if r.checks:
         add("OS side:")
         for c in r.checks:
-            add(f"  [{_MARK[c.status]}] {c.name}: {c.detail}")
+            mark = "fixed" if c.name in r.fixed else _MARK[c.status]
+            add(f"  [{mark}] {c.name}: {c.detail}")
             if c.fix and c.needs_attention:
                 add(f"         fix: {c.fix}")
     for s in r.system:

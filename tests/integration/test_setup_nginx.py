@@ -127,13 +127,17 @@ def test_debian_tree_dry_run_apply_again_undo(tmp_path: Path, cores: Path) -> No
     _, again = setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
     assert again["changed"] is False and again["files"] == [] and again["changes"] == []
     assert any("nothing to change" in n for n in again["notes"])
-    assert hidden_crashkit_files(tmp_path) == [backup.name]
+    # The backup, and the record of the directory setup created (for --undo).
+    record = ".nginx.conf.crashkit-setup-" + backup.name.split("crashkit-backup-")[1]
+    assert hidden_crashkit_files(tmp_path) == sorted([backup.name, record])
 
     _, undone = setup("--conf", str(conf), "--undo")
     assert undone["mode"] == "undo" and undone["changed"] is True
     assert undone["files"][0]["backup"] == str(backup)
     assert conf.read_bytes() == original
     assert hidden_crashkit_files(tmp_path) == []
+    assert [(u["what"], u["action"]) for u in undone["undone"]] == [(str(cores), "removed")]
+    assert not cores.exists()
     _, nothing = setup("--conf", str(conf), "--undo")
     assert nothing["changed"] is False and "nothing to undo" in nothing["notes"][0]
 

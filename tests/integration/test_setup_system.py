@@ -20,7 +20,7 @@ from crashkit.host import cores
 from crashkit.host.proc import has_cap_sys_resource, read_sysctl
 from crashkit.model.readiness import CORE_USES_PID, CoreSetting, Remedy
 from crashkit.writers.dropins import SYSCTL_DROPIN, SYSTEMD_DROPIN, apply_remedies
-from tests.conftest import run_cli, unavailable
+from tests.conftest import check_schema, run_cli, unavailable
 from tests.live_nginx import reachable_dir
 
 pytestmark = pytest.mark.integration
@@ -179,3 +179,136 @@ def test_collect_service_installed_and_undone(tmp_path: Path) -> None:
         assert not unit.exists()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def sysctl_tree(base: Path, uses_pid: str = "0", pattern: str = "core") -> Path:
+    """A private stand-in for /proc/sys (setup's hidden --sysctl-root): the
+    checks read it and --system writes it, the machine's kernel is untouched."""
+    root = base / "proc-sys"
+    for key, value in (("kernel/core_pattern", pattern), ("kernel/core_uses_pid", uses_pid),
+                       ("fs/suid_dumpable", "0")):
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / key).write_text(value + "\n")
+    return root
+
+
+def system_apply(tmp_path: Path, name: str, *extra: str) -> tuple[subprocess.CompletedProcess[str],
+                                                                    Path, Path]:
+    """setup --apply --system on a private config, system root and sysctl root."""
+    work = tmp_path / name
+    work.mkdir()
+    conf = work / "nginx.conf"
+    conf.write_text(f"worker_processes 1;\npid {work}/nginx.pid;\n"
+                    f"error_log {work}/e.log;\nevents {{}}\n")
+    base = reachable_dir(f"setup-{name}")
+    sysctls = sysctl_tree(work)
+    try:
+        proc = run_cli("setup", "--conf", str(conf), "--core-dir", str(base / "cores"),
+                       "--apply", "--system", "--system-root", str(work / "sysroot"),
+                       "--sysctl-root", str(sysctls), *extra)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return proc, work, sysctls
+
+
+def test_system_apply_shows_the_checks_after_the_fix(tmp_path: Path) -> None:
+    """The checks are run again after --system: core_uses_pid was 0 (a
+    warning), --system set it, and setup says it is fixed, not the warning
+    it had before; exit 0. The machine's own sysctls are never written."""
+    before = {k: read_sysctl(k) for k in ("kernel.core_pattern", CORE_USES_PID)}
+    proc, _work, sysctls = system_apply(tmp_path, "json", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    check_schema(data)
+    uses_pid = next(c for c in data["checks"] if c["name"] == CORE_USES_PID)
+    assert (uses_pid["status"], uses_pid["fixed"]) == ("ok", True)
+    assert uses_pid["detail"] == "core file names end in the crashing process's pid"
+    assert [c["name"] for c in data["checks"] if c["fixed"]] == [CORE_USES_PID]
+    assert (sysctls / "kernel/core_uses_pid").read_text() == "1\n"
+    [change] = data["system"]
+    assert change["live"] == f"{CORE_USES_PID}: 0 -> 1"
+    assert data["needs_attention"] is False
+    assert {k: read_sysctl(k) for k in before} == before
+
+    text, _work, _ = system_apply(tmp_path, "text")
+    assert text.returncode == 0, text.stdout + text.stderr
+    lines = text.stdout.splitlines()
+    assert f"  [fixed] {CORE_USES_PID}: core file names end in the crashing process's pid" \
+        in lines
+    assert not [x for x in lines if "[WARN]" in x], text.stdout
+    assert {k: read_sysctl(k) for k in before} == before
+
+
+@pytest.fixture
+def applied(tmp_path: Path) -> Iterator[dict[str, Path]]:
+    """setup --apply --system done on a private config, system root and
+    sysctl root, into a core directory two levels of which setup created."""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"worker_processes 1;\npid {tmp_path}/nginx.pid;\n"
+                    f"error_log {tmp_path}/e.log;\nevents {{}}\n")
+    base = reachable_dir("setup-undo")
+    paths = {"conf": conf, "original": tmp_path / "original", "base": base,
+             "made": base / "made", "cores": base / "made" / "cores",
+             "sysroot": tmp_path / "sysroot", "sysctls": sysctl_tree(tmp_path)}
+    paths["original"].write_bytes(conf.read_bytes())
+    try:
+        proc = run_cli("setup", "--conf", str(conf), "--core-dir", str(paths["cores"]),
+                       "--apply", "--system", "--system-root", str(paths["sysroot"]),
+                       "--sysctl-root", str(paths["sysctls"]))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert (paths["sysctls"] / "kernel/core_uses_pid").read_text() == "1\n"
+        assert (paths["sysroot"] / SYSCTL_DROPIN).is_file() and paths["cores"].is_dir()
+        yield paths
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def undo(p: dict[str, Path], *extra: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("setup", "--conf", str(p["conf"]), "--undo", "--system-root",
+                   str(p["sysroot"]), "--sysctl-root", str(p["sysctls"]), *extra)
+
+
+def test_undo_takes_back_everything_apply_did(applied: dict[str, Path]) -> None:
+    """The config byte-exact, the sysctl drop-in gone, the kernel setting back
+    to the value before, the directories setup created gone (they were
+    empty), and undo says that nginx must be reloaded (here: started)."""
+    p = applied
+    proc = undo(p, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    check_schema(data)
+    assert p["conf"].read_bytes() == p["original"].read_bytes()
+    assert not (p["sysroot"] / SYSCTL_DROPIN).exists()
+    assert (p["sysctls"] / "kernel/core_uses_pid").read_text() == "0\n"
+    assert not p["made"].exists() and p["base"].is_dir()
+    assert [(u["kind"], u["what"], u["action"]) for u in data["undone"]] == [
+        ("file", str(p["sysroot"] / SYSCTL_DROPIN), "removed"),
+        ("sysctl", CORE_USES_PID, "restored"),
+        ("directory", str(p["cores"]), "removed"),
+        ("directory", str(p["made"]), "removed")]
+    assert data["notes"] == ["nginx is not running: the restored config applies when it starts"]
+    assert [x.name for x in p["conf"].parent.iterdir() if x.name.startswith(".")] == []
+    again = undo(p, "--json")
+    assert "nothing to undo" in json.loads(again.stdout)["notes"][0]
+
+
+def test_undo_says_what_it_leaves_and_why(applied: dict[str, Path]) -> None:
+    """A core in the directory, a kernel setting changed since and an edited
+    drop-in are left as they are, each with the reason; the rest goes back."""
+    p = applied
+    (p["cores"] / "core.1234").write_bytes(b"core")
+    (p["sysctls"] / "kernel/core_uses_pid").write_text("2\n")
+    dropin = p["sysroot"] / SYSCTL_DROPIN
+    dropin.write_text(dropin.read_text() + "kernel.core_pattern = core.%p\n")
+    proc = undo(p)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert f"left {dropin}: changed since crashkit wrote it: yours now, remove it yourself" \
+        in lines
+    assert f"left {CORE_USES_PID}: 2: changed since crashkit set it to 1; left as it is" in lines
+    assert (f"left {p['cores']}: not empty (1 entry: cores are kept; remove it yourself once "
+            "they are not needed)") in lines
+    assert "nginx is not running: the restored config applies when it starts" in lines
+    assert p["conf"].read_bytes() == p["original"].read_bytes()
+    assert dropin.exists() and (p["cores"] / "core.1234").exists()
+    assert (p["sysctls"] / "kernel/core_uses_pid").read_text() == "2\n"
