@@ -10,6 +10,7 @@ command here only turns its options into that verb's ``Options``. Exit codes:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import sys
@@ -557,6 +558,10 @@ def _age(value: str | None, option: str) -> int | None:
 @click.option("--root", "root", metavar="DIR", default="/", hidden=True)
 @click.option("--settle", metavar="SECONDS", type=float, default=30.0, hidden=True)
 @click.option("--core-pattern", metavar="PATTERN", hidden=True)
+@click.option("--sentry", "sentry_dsn", metavar="DSN",
+              help="Then send every crash not sent yet to this Sentry or bugsink project, "
+                   "as `crashkit export` does (also from $SENTRY_DSN or the settings file "
+                   "when given as 'auto').")
 @click.option("--json", "as_json", is_flag=True,
               help="Print what was done as JSON (schema crashkit/collect/1).")
 def collect(from_dirs: tuple[str, ...], only_from: bool, store: str, dry_run: bool,
@@ -564,7 +569,7 @@ def collect(from_dirs: tuple[str, ...], only_from: bool, store: str, dry_run: bo
             max_size: str | None, max_age: str | None, keep_per_signature: int | None,
             reindex: bool, watch: bool, conf: str | None, nginx_path: str,
             prefix: str | None, root: str, settle: float, core_pattern: str | None,
-            as_json: bool) -> int:
+            sentry_dsn: str | None, as_json: bool) -> int:
     """Gather every core on this host into the crash store, safely.
 
     Looks where cores land: the directory of a path kernel.core_pattern; for a
@@ -598,6 +603,18 @@ def collect(from_dirs: tuple[str, ...], only_from: bool, store: str, dry_run: bo
         max_size=_size(max_size, "--max-size"), max_age=_age(max_age, "--max-age"),
         keep_per_signature=keep_per_signature, settle=settle, core_pattern=core_pattern,
         progress=progress)
+    if sentry_dsn is not None:
+        if dry_run:
+            raise InputError("--sentry and --dry-run: use `crashkit export --dry-run` to see "
+                             "the events")
+        from crashkit.commands.export import find_dsn
+        from crashkit.writers.sentry import target_of
+
+        dsn, where = find_dsn(None if sentry_dsn == "auto" else sentry_dsn)
+        if dsn is None:
+            raise InputError("--sentry auto: no DSN in $SENTRY_DSN nor the settings file")
+        target_of(dsn)  # a bad DSN is bad input before anything is collected
+        options = dataclasses.replace(options, sentry_dsn=dsn, sentry_from=where)
     if watch:
         from crashkit.commands.collect import watch as run_watch
 
@@ -651,6 +668,75 @@ def show(crash_id: int, store: str, as_json: bool) -> int:
     from crashkit.commands import show as verb
 
     return emit("show", verb.run(verb.Options(store=store, crash_id=crash_id)), as_json)
+
+
+EXPORT_EXIT_HELP = """\b
+Exit codes:
+  0  every crash considered was sent (or had been), or was skipped for a reason shown
+  1  a crash could not be sent (the next export retries it)
+  2  bad input: no or a bad DSN, an unusable store or index, an unknown crash id"""
+
+
+def _since(since: str | None) -> int | None:
+    if since is None:
+        return None
+    from crashkit.nginx.errorlog import parse_since
+
+    try:
+        return int(parse_since(since).timestamp())
+    except ValueError as exc:
+        raise InputError(f"--since: {exc}") from None
+
+
+@cli.command(epilog=EXPORT_EXIT_HELP)
+@click.argument("crash_ids", metavar="[ID]...", nargs=-1, type=click.IntRange(min=1))
+@click.option("--sentry", "dsn", metavar="DSN",
+              help="The Sentry or bugsink project's DSN (default: $SENTRY_DSN, else "
+                   "[export] sentry_dsn in /etc/crashkit/crashkit.toml).")
+@_STORE_OPTION
+@click.option("--since", metavar="TIME",
+              help="Only crashes since TIME (e.g. 2h, 3d, 2026-12-01 10:00).")
+@click.option("--dry-run", is_flag=True,
+              help="Build the events and print them (--json); send nothing, record nothing.")
+@click.option("--no-gdb", is_flag=True,
+              help="Frames from the core's notes alone (fast; the crashing thread's pc "
+                   "and a stack scan).")
+@click.option("--no-report", is_flag=True,
+              help="Do not attach the redacted report.md to each event.")
+@click.option("--config", "config", metavar="FILE",
+              help="crashkit's settings file (default /etc/crashkit/crashkit.toml).")
+@click.option("--timeout", metavar="SECONDS", type=click.FloatRange(min=1), default=30.0,
+              show_default=True, help="How long to wait for the server per crash.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print what was sent as JSON (schema crashkit/export/1).")
+def export(crash_ids: tuple[int, ...], dsn: str | None, store: str, since: str | None,
+           dry_run: bool, no_gdb: bool, no_report: bool, config: str | None,
+           timeout: float, as_json: bool) -> int:
+    """Send the store's crashes to a Sentry or bugsink server, each once.
+
+    Each crash with a stored core (or each ID given) becomes one native event:
+    the signal and the verdict, every thread's frames with their modules, the
+    build-id of every mapped file, a fingerprint that is crashkit's signature
+    (the same bug on any host is one issue on the server), tags for the blamed
+    module, origin and confidence, and the redacted report.md as an attachment.
+    Nothing that `crashkit report` redacts is sent. The index remembers each
+    send: a rerun sends only what is new or failed before.
+    """
+    from crashkit.commands import export as verb
+
+    found, where = verb.find_dsn(dsn, config=config)
+    if found is None and not dry_run:
+        raise InputError("no Sentry DSN: pass --sentry DSN, set SENTRY_DSN, or set "
+                         f"[export] sentry_dsn in {config or verb.CONFIG_FILE}")
+
+    def progress(message: str) -> None:
+        if sys.stderr.isatty() and not as_json:
+            click.echo(f"crashkit: {message}", err=True)
+
+    options = verb.Options(store=store, dsn=found, ids=crash_ids, since=_since(since),
+                           dry_run=dry_run, use_gdb=not no_gdb, attach_report=not no_report,
+                           timeout=timeout, dsn_from=where, progress=progress)
+    return emit("export", verb.run(options), as_json)
 
 
 # What a command prints goes out after click returns (see main): click turns

@@ -13,6 +13,7 @@ those of the bytes kept.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -62,6 +63,8 @@ class Options:
     settle: float = 30.0
     core_pattern: str | None = None  # instead of the kernel's (an image's, a test's)
     progress: Callable[[str], None] | None = None
+    sentry_dsn: str | None = None  # --sentry: send what is not sent yet, after collecting
+    sentry_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,8 +213,18 @@ def run(opts: Options) -> CollectResult:
         logs = _log_crashes(store, opts, found)
         pruned = _prune(store, opts)
         orphans = W.stored_orphans(store)
-        return CollectResult(opts.store, False, _ordered(reports, found), tuple(logs),
-                             tuple(pruned), store.cleaned + orphans, tuple(found.notes))
+        result = CollectResult(opts.store, False, _ordered(reports, found), tuple(logs),
+                               tuple(pruned), store.cleaned + orphans, tuple(found.notes))
+    if opts.sentry_dsn is None:
+        return result
+    # After the store's lock is released: a slow server never holds up the
+    # next collect. Every crash not yet sent goes, so earlier failures too.
+    from crashkit.commands import export
+
+    sent = export.run(export.Options(store=opts.store, dsn=opts.sentry_dsn,
+                                     use_gdb=opts.use_gdb, dsn_from=opts.sentry_from,
+                                     progress=say))
+    return dataclasses.replace(result, export=sent)
 
 
 def _ordered(reports: list[SourceReport], found: _Found) -> tuple[SourceReport, ...]:

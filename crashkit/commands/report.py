@@ -69,7 +69,7 @@ class IssueOptions:
     gh: str = "gh"
 
 
-def _redacted(a: Analysis) -> Analysis:
+def redacted(a: Analysis) -> Analysis:
     """Command lines can carry passwords (--password=…, token=…), and the
     error-log lines of --error-log requests with tokens in their query."""
     host = dataclasses.replace(a.host, log_lines=tuple(R.request_line(line)
@@ -232,7 +232,7 @@ def make_report(a: Analysis, options: ReportOptions,
 
     notes: list[str] = []
     if options.redact:
-        a = _redacted(a)
+        a = redacted(a)
     progress("collecting nginx and system facts")
     caveats: list[str] = []
     files, environment = collect(a, options, notes, caveats)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from crashkit.model.export import ExportResult
+
 SourceStatus = Literal["scanned", "absent", "unreadable", "skipped"]
 # What became of one file a source holds.
 Outcome = Literal["stored", "already", "restored", "counted", "would_store", "busy",
@@ -83,14 +85,17 @@ class CollectResult:
     notes: tuple[str, ...] = ()
     reindexed: int | None = None
     reindex_skipped: tuple[tuple[str, str], ...] = ()
+    export: ExportResult | None = None  # --sentry: what was sent after collecting
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for s in self.sources for f in s.files if f.outcome == outcome)
 
     @property
     def needs_attention(self) -> bool:
-        """Exit 1 when a core could not be taken (it stays where it was)."""
-        return self.count("failed") > 0
+        """Exit 1 when a core could not be taken (it stays where it was), or
+        (--sentry) a crash could not be sent."""
+        return self.count("failed") > 0 or (self.export is not None
+                                            and self.export.needs_attention)
 
 
 @dataclass(frozen=True)

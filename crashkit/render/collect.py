@@ -65,7 +65,16 @@ def to_json(r: CollectResult) -> dict[str, Any]:
         "notes": list(r.notes),
         "reindexed": r.reindexed,
         "reindex_skipped": [{"name": n, "why": w} for n, w in r.reindex_skipped],
+        "export": _export_json(r),
     }
+
+
+def _export_json(r: CollectResult) -> dict[str, Any] | None:
+    if r.export is None:
+        return None
+    from crashkit.render import export
+
+    return export.to_json(r.export)
 
 
 def text(r: CollectResult) -> str:
@@ -108,10 +117,18 @@ def text(r: CollectResult) -> str:
         lines.append(f"let go    core of #{p.crash_id} ({p.signature}): {p.why}")
     for n in r.notes:
         lines.append(f"note: {n}")
+    if r.export is not None:
+        from crashkit.render import export
+
+        lines += ["", *export.text(r.export).split("\n")]
     return "\n".join(lines)
 
 
 def messages(r: CollectResult) -> list[str]:
     out = [f"removed {name}: half-written by a collect that was killed" for name in r.cleaned]
     out += [f"{f.path}: {f.detail}" for s in r.sources for f in s.files if f.outcome == "failed"]
+    if r.export is not None:
+        from crashkit.render import export
+
+        out += export.messages(r.export)
     return out

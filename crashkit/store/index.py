@@ -132,7 +132,26 @@ ALTER TABLE groups ADD COLUMN reported_at INTEGER;
 UPDATE groups SET exe = (SELECT MAX(exe) FROM crashes WHERE crashes.signature = groups.signature);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+# Version 4: what was sent to a fleet server (crashkit export). One row per
+# crash and target (a DSN without its key: scheme, host, path, project);
+# "pending" is written before the send and "sent" after the server accepted,
+# so a sender killed in between sends again with the same event id, which the
+# server takes as the same event.
+_V4 = """
+CREATE TABLE sent (
+    crash_id   INTEGER NOT NULL REFERENCES crashes (id) ON DELETE CASCADE,
+    target     TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    status     TEXT NOT NULL,    -- pending, sent, failed
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    sent_at    INTEGER,
+    PRIMARY KEY (crash_id, target)
+);
+CREATE INDEX sent_target_status ON sent (target, status);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -336,6 +355,47 @@ def stored_names(conn: sqlite3.Connection, path: str) -> set[str]:
         rows = conn.execute("SELECT stored_name FROM crashes "
                             "WHERE stored_name IS NOT NULL").fetchall()
     return {str(r[0]) for r in rows}
+
+
+# -- sent (crashkit export) --------------------------------------------------
+
+SentStatus = Literal["pending", "sent", "failed"]
+
+
+@dataclass(frozen=True)
+class SentRow:
+    crash_id: int
+    target: str
+    event_id: str
+    status: str
+    attempts: int
+    last_error: str | None
+    sent_at: int | None
+
+
+def sent_to(conn: sqlite3.Connection, path: str, target: str) -> dict[int, SentRow]:
+    """Every crash id that has a row for ``target``, with its row."""
+    with guarded(path):
+        rows = conn.execute("SELECT crash_id, target, event_id, status, attempts, last_error, "
+                            "sent_at FROM sent WHERE target = ?", (target,)).fetchall()
+    return {int(r[0]): SentRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), r[5],
+                               r[6]) for r in rows}
+
+
+def exportable(conn: sqlite3.Connection, path: str, *, ids: tuple[int, ...] = (),
+               since: int | None = None) -> list[CrashRow]:
+    """The crashes an export considers, oldest first: the given ids, or every
+    crash (since a time) that has a stored core."""
+    with guarded(path):
+        if ids:
+            marks = ",".join("?" * len(ids))
+            rows = conn.execute(f"SELECT {_CRASH_COLUMNS} FROM crashes WHERE id IN ({marks}) "
+                                "ORDER BY id", ids).fetchall()
+        else:
+            rows = conn.execute(f"SELECT {_CRASH_COLUMNS} FROM crashes WHERE stored_name IS "
+                                "NOT NULL AND COALESCE(time, 0) >= ? ORDER BY id",
+                                (since if since is not None else -(1 << 62),)).fetchall()
+    return [_crash(r) for r in rows]
 
 
 # -- list ------------------------------------------------------------------

@@ -141,3 +141,56 @@ def test_reader_sees_committed_rows_while_a_writer_holds_the_lock(tmp_path: Path
         ro.close()
         st.conn.execute("ROLLBACK")
         assert time.perf_counter() - t0 < 1
+
+
+def test_sent_marks_survive_migration_and_follow_their_crash(tmp_path: Path) -> None:
+    """Version 4's ``sent`` table on an index migrated from version 1: a crash
+    marked pending, then sent; another failed; dropping a crash drops its mark
+    (so a reused id can never look sent)."""
+    from crashkit.writers import sent as S
+
+    path = tmp_path / ix.INDEX_NAME
+    make_v1(path)
+    conn, p = S.open_index(str(tmp_path))
+    target = "https://sentry.example/7"
+    S.mark_pending(conn, p, 1, target, "e1" * 16, 1)
+    assert ix.sent_to(conn, p, target)[1].status == "pending"
+    S.mark_sent(conn, p, 1, target, when=1234)
+    S.mark_pending(conn, p, 2, target, "e2" * 16, 1)
+    S.mark_failed(conn, p, 2, target, "HTTP 503: busy")
+    S.mark_pending(conn, p, 2, target, "e2" * 16, 2)  # the retry keeps the event id
+    marks = ix.sent_to(conn, p, target)
+    assert (marks[1].status, marks[1].sent_at, marks[1].event_id) == ("sent", 1234, "e1" * 16)
+    assert (marks[2].status, marks[2].attempts, marks[2].last_error) == \
+        ("pending", 2, "HTTP 503: busy")
+    assert ix.sent_to(conn, p, "https://other.example/1") == {}
+    # Only crashes with a stored core are exported by default, oldest first.
+    assert [r.id for r in ix.exportable(conn, p)] == [1]
+    assert [r.id for r in ix.exportable(conn, p, ids=(2, 1))] == [1, 2]
+    conn.execute("DELETE FROM crashes WHERE id = 1")
+    assert set(ix.sent_to(conn, p, target)) == {2}
+    conn.close()
+
+
+def test_settings_file_rules(tmp_path: Path) -> None:
+    import os
+
+    from crashkit.errors import InputError
+    from crashkit.host.settings import read_settings
+
+    good = tmp_path / "crashkit.toml"
+    good.write_text('[export]\nsentry_dsn = "https://k@sentry.example/1"\n')
+    good.chmod(0o600)
+    assert read_settings(str(good))["export"]["sentry_dsn"] == "https://k@sentry.example/1"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[export\n")
+    with pytest.raises(InputError, match="not valid TOML"):
+        read_settings(str(bad))
+    if os.geteuid() == 0:
+        good.chmod(0o666)  # anyone could point this host's crashes elsewhere
+        with pytest.raises(InputError, match="writable by root alone"):
+            read_settings(str(good))
+    link = tmp_path / "link.toml"
+    link.symlink_to(good)
+    with pytest.raises(InputError, match="cannot open"):
+        read_settings(str(link))
