@@ -81,7 +81,9 @@ _CORE_OPTIONS = [
                  default=60.0, show_default=True, help="Longest wait for any one gdb command."),
     click.option("--debuginfod", is_flag=True,
                  help="Let gdb fetch debug info from DEBUGINFOD_URLS servers (off by default: "
-                      "the core's build-ids would be sent over the network)."),
+                      "the core's build-ids would be sent over the network), kept in "
+                      "crashkit's cache (/var/cache/crashkit/debuginfod as root, else "
+                      "$XDG_CACHE_HOME/crashkit/debuginfod) for the next run."),
     click.option("--max-frames", metavar="N", type=click.IntRange(min=1), default=256,
                  show_default=True,
                  help="Innermost frames kept per thread; a deeper stack also keeps its "

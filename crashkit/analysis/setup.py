@@ -4,7 +4,11 @@
 ``working_directory`` and returns, for every file that must change, its old
 and new text. Existing directives are updated in place (in whichever file of
 the main context holds them); missing ones are added once, beside their
-sibling when it exists, else after the main file's last simple directive
+sibling when it is in an included file, else in a drop-in file of crashkit's
+own (:func:`choose_dropin`) when the main context includes a directory's
+glob (Debian's ``include /etc/nginx/modules-enabled/*.conf``: its nginx.conf
+is a dpkg conffile, and an edit there makes every package upgrade ask),
+else beside their sibling, else after the main file's last simple directive
 before its first block. Only the arguments (or the inserted lines) change:
 comments, indentation, line endings and includes stay as they are.
 """
@@ -20,7 +24,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crashkit.errors import InputError
-from crashkit.formats.nginx_config import Statement, line_span, newline_of, quote, statements
+from crashkit.formats.nginx_config import (
+    Statement,
+    glob_matches,
+    line_span,
+    newline_of,
+    quote,
+    statements,
+)
 
 if TYPE_CHECKING:  # the config reader's types; the plan itself reads nothing
     from crashkit.model.nginx import Directive, NginxConfig
@@ -67,6 +78,7 @@ class FileEdit:
     path: str  # the real file (symlinks resolved): that is what gets replaced
     before: str
     after: str
+    new: bool = False  # crashkit's drop-in, created (before is "")
 
     def diff(self) -> str:
         """The unified diff, secrets in its context lines redacted: people
@@ -88,7 +100,8 @@ class FileEdit:
         keep = max(tail - 3, 0)
         lines = difflib.unified_diff(
             a[cut:len(a) - keep], b[cut:len(b) - keep],
-            fromfile=self.path, tofile=f"{self.path} (crashkit setup)")
+            fromfile="/dev/null" if self.new else self.path,
+            tofile=f"{self.path} (crashkit setup)")
         lines = (_shift_hunk(line, cut) for line in lines)
         # A last line without a newline is marked, as diff(1) does, instead of
         # running into the next line of the diff.
@@ -109,6 +122,52 @@ def _shift_hunk(line: str, by: int) -> str:
             + line[m.end():])
 
 
+# The drop-in's name: after the modules' own files in Debian's
+# modules-enabled (10-mod-*, 50-mod-*), so it reads as the last word.
+DROPIN_STEM = "90-crashkit-cores"
+_GLOB_CHARS = "*?["  # what makes nginx's include a glob (ngx_conf_include)
+
+
+@dataclass(frozen=True)
+class DropIn:
+    """A file of crashkit's own that a main-context include glob loads."""
+
+    path: str  # the real directory, and the name crashkit gives the file
+    pattern: str  # the include's pattern, absolute
+    include: str  # where that include is: FILE:LINE
+
+
+def choose_dropin(cfg: NginxConfig, is_dir: Callable[[str], bool]) -> DropIn | None:
+    """The first main-context ``include DIR/GLOB`` whose directory exists
+    (``is_dir``) and whose glob loads a file named DROPIN_STEM + its suffix
+    (``*.conf``: 90-crashkit-cores.conf); None when the config has none.
+
+    The directives go in the main context, where the include sits:
+    worker_rlimit_core and working_directory are valid anywhere there
+    (NGX_MAIN_CONF|NGX_DIRECT_CONF), before or after load_module."""
+    base = os.path.dirname(cfg.root)  # nginx's conf prefix: relative includes
+    for d in cfg.find("include", ()):
+        if len(d.args) != 1:
+            continue
+        pattern = os.path.normpath(os.path.join(base, d.args[0]))
+        directory, glob = os.path.split(pattern)
+        if not any(c in glob for c in _GLOB_CHARS) or any(c in directory for c in _GLOB_CHARS):
+            continue
+        if not is_dir(directory):
+            continue
+        names = [DROPIN_STEM + ".conf"]
+        if glob.startswith("*") and not any(c in glob[1:] for c in _GLOB_CHARS):
+            names.append(DROPIN_STEM + glob[1:])
+        for name in names:
+            if glob_matches(pattern, os.path.join(directory, name)):
+                return DropIn(os.path.join(os.path.realpath(directory), name), pattern, d.where)
+    return None
+
+
+_DROPIN_HEAD = ("# Written by crashkit setup --apply: where nginx's workers leave their cores",
+                "# (crashkit setup --undo removes this file).")
+
+
 @dataclass(frozen=True)
 class NginxPlan:
     core_dir: str
@@ -116,6 +175,7 @@ class NginxPlan:
     core_limit_bytes: int
     changes: tuple[Change, ...]
     edits: tuple[FileEdit, ...]
+    dropin: DropIn | None = None  # the drop-in the plan writes or edits, if any
 
 
 def choose_values(cfg: NginxConfig, core_dir: str | None, core_limit: str | None,
@@ -148,9 +208,12 @@ def _main(cfg: NginxConfig, name: str) -> Directive | None:
 
 
 def plan_core_directives(cfg: NginxConfig, texts: Mapping[str, str], core_dir: str,
-                         core_limit: str) -> NginxPlan:
+                         core_limit: str, dropin: DropIn | None = None) -> NginxPlan:
     """The edits that make the main context say ``worker_rlimit_core core_limit`` and
-    ``working_directory core_dir``. ``texts`` maps real file paths to their text."""
+    ``working_directory core_dir``. ``texts`` maps real file paths to their text.
+    ``dropin`` (:func:`choose_dropin`): where directives missing from the main
+    context go, rather than into the main file; a new file when it is not one
+    of ``texts``."""
     limit_bytes = parse_size(core_limit)
     if limit_bytes is None:
         raise ValueError(f"not an nginx size: {core_limit!r}")
@@ -180,14 +243,20 @@ def plan_core_directives(cfg: NginxConfig, texts: Mapping[str, str], core_dir: s
         start, end = stmt.args[0].start, stmt.args[-1].end
         updates.append((path, start, end, quote(value)))
         changes.append(Change(name, " ".join(d.args), value, path, d.line))
+    root = os.path.realpath(cfg.root)
+    created: list[str] = []  # the directives of a new drop-in
     for name in missing:
         sibling = _main(cfg, WORKDIR if name == RLIMIT_CORE else RLIMIT_CORE)
         anchor: Statement | None
-        if sibling is not None:
+        if sibling is not None and (dropin is None or os.path.realpath(sibling.file) != root):
             path = os.path.realpath(sibling.file)
             anchor = _statement_at(lexed(path), path, sibling)
-        else:
-            path = os.path.realpath(cfg.root)
+        elif dropin is not None and dropin.path not in texts:
+            created.append(f"{name} {quote(wanted[name])};")
+            changes.append(Change(name, None, wanted[name], dropin.path, len(_DROPIN_HEAD)))
+            continue
+        else:  # the drop-in exists (its include loads it): add to it
+            path = dropin.path if dropin is not None else root
             anchor = _anchor(lexed(path))
         offset = anchor.end if anchor is not None else 0
         inserts.setdefault((path, offset), []).append(f"{name} {quote(wanted[name])};")
@@ -207,7 +276,12 @@ def plan_core_directives(cfg: NginxConfig, texts: Mapping[str, str], core_dir: s
             text = text[:start] + repl + text[end:]
         if text != texts[path]:
             out.append(FileEdit(path, texts[path], text))
-    return NginxPlan(core_dir, core_limit, limit_bytes, tuple(changes), tuple(out))
+    if created and dropin is not None:
+        out.append(FileEdit(dropin.path, "", "".join(f"{x}\n" for x in (*_DROPIN_HEAD, *created)),
+                            new=True))
+    used_dropin = dropin if dropin is not None and any(
+        c.file == dropin.path for c in changes) else None
+    return NginxPlan(core_dir, core_limit, limit_bytes, tuple(changes), tuple(out), used_dropin)
 
 
 def _same_value(name: str, args: tuple[str, ...], value: str) -> bool:

@@ -203,6 +203,25 @@ def start_gdb(options: Options) -> tuple[GdbSession | None, str | None]:
         return None, str(exc)
 
 
+def _debuginfod_notes(options: Options) -> list[str]:
+    """--debuginfod that cannot do what it says: no server to ask, or no
+    cache to keep what it fetched (each a one-line warning)."""
+    if not options.debuginfod:
+        return []
+    out = []
+    if not os.environ.get("DEBUGINFOD_URLS", "").strip():
+        out.append("--debuginfod: DEBUGINFOD_URLS is not set, so no debuginfod server is "
+                   "asked (set it, e.g. DEBUGINFOD_URLS=https://debuginfod.debian.net)")
+    if options.use_gdb and not os.environ.get("DEBUGINFOD_CACHE_PATH"):
+        from crashkit.gdb.spawn import debuginfod_cache
+
+        _path, problem = debuginfod_cache()
+        if problem is not None:
+            out.append(f"--debuginfod: crashkit's cache cannot be used ({problem}): what gdb "
+                       "fetches is not kept for the next run")
+    return out
+
+
 def read_facts(path: str, options: Options,
                on_notes: Callable[[CoreFacts], None] | None = None) -> CoreFacts:
     """Headers, notes and build-ids: everything the core says without gdb.
@@ -346,7 +365,7 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
                             if t.pc is not None else ())
         for t in facts.threads)
     context: CrashContext | None = None
-    notes: list[str] = []
+    notes: list[str] = _debuginfod_notes(options)
     if session is not None and gdb_error is None and pending:
         try:
             # Where code can be: executable PT_LOADs, and file mappings (a core

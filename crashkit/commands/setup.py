@@ -19,6 +19,7 @@ from crashkit.analysis.setup import (
     DEFAULT_CORE_DIR,
     FileEdit,
     NginxPlan,
+    choose_dropin,
     choose_values,
     parse_size,
     plan_core_directives,
@@ -97,7 +98,10 @@ def readiness(cfg: NginxConfig, worker: coredir.Worker, workers: int,
     # A working_directory kept as it is (fit, not asked for) is never chowned.
     manage = core_dir is not None or path == DEFAULT_CORE_DIR
     texts = {os.path.realpath(f): read_text(os.path.realpath(f)) for f in cfg.files}
-    plan = plan_core_directives(cfg, texts, path, limit)
+    dropin = choose_dropin(cfg, os.path.isdir)
+    if dropin is not None and dropin.path not in texts and os.path.lexists(dropin.path):
+        dropin = None  # a name taken by what nginx does not load as a file: the main file
+    plan = plan_core_directives(cfg, texts, path, limit, dropin)
     dir_state = coredir.inspect(path, worker, manage)
     master = nginx_master(pid_path(cfg))
     setting = CoreSetting(worker.user, worker.uid, worker.gid, path, plan.core_limit_bytes,
@@ -159,7 +163,7 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
     remedies = [c.remedy for c in checks if c.remedy is not None]
     if not opts.apply:
         return Result("dry-run", location, cfg, worker, workers, plan, dir_state, checks,
-                      tuple(FileResult(e.path, e.diff(), None) for e in plan.edits),
+                      tuple(FileResult(e.path, e.diff(), None, e.new) for e in plan.edits),
                       bool(plan.edits),
                       system_planned=tuple(plan_files(remedies, opts.system_root)))
 
@@ -169,15 +173,19 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
     stamp = new_stamp()
     check_names(cfg, [record.record_path(cfg.root, stamp)])
 
+    new_files = tuple(record.FileWrite(e.path, None, e.after) for e in plan.edits if e.new)
+
     def prepare_dir() -> None:  # only once nginx accepted the candidates
         missing = _missing_dirs(core_dir) if manage else []
         prepared.append(coredir.prepare(core_dir, worker, manage))
         created.extend(missing)
+        if new_files:  # named for --undo before they exist: a kill leaves none unrecorded
+            record.write(cfg.root, stamp, record.Record(new_files, dirs=tuple(created)))
 
     files: tuple[FileResult, ...] = ()
     if plan.edits:
         done = _replace(cfg, opts.nginx, plan.edits, stamp, prepare_dir)
-        files = tuple(FileResult(r.path, e.diff(), r.backup)
+        files = tuple(FileResult(r.path, e.diff(), r.backup, e.new)
                       for r, e in zip(done, plan.edits, strict=True))
     else:
         prepare_dir()
@@ -193,7 +201,7 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
         fixed = tuple(c.name for c in checks if c.name in before and
                       before[c.name].needs_attention and not c.needs_attention)
     done_outside = record.Record(
-        tuple(record.FileWrite(x.path, x.previous, x.content) for x in system),
+        new_files + tuple(record.FileWrite(x.path, x.previous, x.content) for x in system),
         tuple(record.SysctlWrite(k, old, new) for x in system for k, old, new in x.sysctls),
         tuple(created), any(x.kind == "systemd" and x.live for x in system))
     if done_outside:  # for --undo (the config's own changes are in its backups)
@@ -262,13 +270,17 @@ def _undo(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: cor
         daemon_reload()
     if rec_path is not None:
         os.unlink(rec_path)
+    # The drop-ins of nginx's own config that undo removed or restored.
+    ours = {os.path.realpath(f) for f in cfg.files}
+    nginx_changed = bool(edits) or any(
+        s.kind == "file" and s.action != "left" and s.what in ours for s in steps)
     notes = []
     reloaded = reload_nginx(cfg, opts.nginx) if opts.reload else None
-    if edits and reloaded is None:
+    if nginx_changed and reloaded is None:
         master = nginx_master(pid_path(cfg))
         notes.append(f"nginx (master PID {master}) still runs with crashkit's settings until "
                      "it is reloaded: systemctl reload nginx, or nginx -s reload"
                      if master is not None else
                      "nginx is not running: the restored config applies when it starts")
-    return Result("undo", location, cfg, worker, workers, None, None, (), files, bool(edits),
+    return Result("undo", location, cfg, worker, workers, None, None, (), files, nginx_changed,
                   reload=reloaded, notes=tuple(notes), undone=tuple(steps))

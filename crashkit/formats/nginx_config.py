@@ -11,6 +11,8 @@ text back gives the same bytes.
 
 from __future__ import annotations
 
+import fnmatch
+import posixpath
 from dataclasses import dataclass
 
 from crashkit.errors import InputError
@@ -167,3 +169,17 @@ def line_span(text: str, offset: int) -> tuple[int, int]:
     start = text.rfind("\n", 0, offset) + 1
     end = text.find("\n", offset)
     return start, (len(text) if end < 0 else end)
+
+
+def glob_matches(pattern: str, path: str) -> bool:
+    """Would glob(3) without GLOB_PERIOD, as nginx's include uses it, match ``path``?"""
+    pat_parts = posixpath.normpath(pattern).split("/")
+    path_parts = posixpath.normpath(path).split("/")
+    if len(pat_parts) != len(path_parts):
+        return False
+    for p, n in zip(pat_parts, path_parts, strict=True):
+        if n.startswith(".") and not p.startswith("."):
+            return False  # a leading dot must be matched by a literal dot
+        if not fnmatch.fnmatchcase(n, p):
+            return False
+    return True

@@ -124,10 +124,57 @@ def gdb_argv(gdb: str, s: SafetyFlags, cwd: str | None = None) -> list[str]:
     return argv
 
 
-def gdb_env(s: SafetyFlags, home: str | None) -> dict[str, str]:
+ROOT_DEBUGINFOD_CACHE = "/var/cache/crashkit/debuginfod"
+
+
+def debuginfod_cache_path(euid: int, env: dict[str, str] | os._Environ[str]) -> str:
+    """Where crashkit keeps what debuginfod fetched, across runs (gdb's own
+    HOME is a private directory thrown away after each run, and with it
+    libdebuginfod's default cache): root's in /var/cache (FHS), a user's
+    under $XDG_CACHE_HOME (when absolute, as the XDG spec says), else ~/.cache."""
+    if euid == 0:
+        return ROOT_DEBUGINFOD_CACHE
+    base = env.get("XDG_CACHE_HOME") or ""
+    if not os.path.isabs(base):
+        home = env.get("HOME") or ""
+        if not os.path.isabs(home):
+            import pwd
+
+            home = pwd.getpwuid(euid).pw_dir
+        base = os.path.join(home, ".cache")
+    return os.path.join(base, "crashkit", "debuginfod")
+
+
+def debuginfod_cache(euid: int | None = None,
+                     env: dict[str, str] | None = None) -> tuple[str | None, str | None]:
+    """crashkit's debuginfod cache, made if missing (0700): (path, None), or
+    (None, why it cannot be used). gdb reads what is in it as debug info, so
+    it must be a real directory of this user's that nobody else can write."""
+    path = debuginfod_cache_path(os.geteuid() if euid is None else euid,
+                                 os.environ if env is None else env)
+    try:
+        os.makedirs(path, 0o700, exist_ok=True)
+        st = os.lstat(path)
+    except OSError as exc:
+        return None, f"{path}: {(exc.strerror or str(exc)).lower()}"
+    if (st.st_mode & 0o170000) != 0o040000:  # stat.S_ISDIR, without importing stat
+        return None, f"{path}: not a directory"
+    if st.st_uid != os.geteuid():
+        return None, f"{path}: owned by uid {st.st_uid}, not this user"
+    if st.st_mode & 0o022:
+        return None, f"{path}: writable by others (mode {st.st_mode & 0o7777:04o})"
+    return path, None
+
+
+def gdb_env(s: SafetyFlags, home: str | None, cache: str | None = None) -> dict[str, str]:
+    """gdb's whole environment. With debuginfod: the caller's DEBUGINFOD_*
+    settings, and ``cache`` (:func:`debuginfod_cache`) as DEBUGINFOD_CACHE_PATH
+    unless the caller set one."""
     env = {k: v for k, v in os.environ.items() if k in _ENV_ALLOW}
     if s.debuginfod:
-        env.update((k, v) for k, v in os.environ.items() if k in _DEBUGINFOD_ENV)
+        env.update((k, v) for k, v in os.environ.items() if k in _DEBUGINFOD_ENV and v)
+        if cache is not None:
+            env.setdefault("DEBUGINFOD_CACHE_PATH", cache)
     env["PATH"] = SAFE_PATH
     env["LC_ALL"] = "C.UTF-8"
     env["HOME"] = home if home is not None else os.environ.get("HOME", "/")
@@ -233,9 +280,11 @@ def spawn(gdb: str, safety: SafetyFlags) -> Spawned:
     """Start gdb in MI mode with ``safety``; GdbError if it cannot start."""
     path = resolve_gdb(gdb)
     home = _private_dir() if safety.private_home else None
+    cache = debuginfod_cache()[0] if safety.debuginfod and \
+        not os.environ.get("DEBUGINFOD_CACHE_PATH") else None
     try:
-        return Spawned(GdbProcess(gdb_argv(path, safety, home), gdb_env(safety, home)), home,
-                       gdb, safety)
+        return Spawned(GdbProcess(gdb_argv(path, safety, home), gdb_env(safety, home, cache)),
+                       home, gdb, safety)
     except OSError as exc:
         if home:
             os.rmdir(home)

@@ -24,6 +24,7 @@ class FileResult:
     path: str
     diff: str
     backup: str | None  # the backup written (apply) or restored from (undo)
+    created: bool = False  # a new file of crashkit's own (the drop-in an include loads)
 
 
 @dataclass(frozen=True)

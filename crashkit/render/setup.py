@@ -31,7 +31,11 @@ def to_json(r: Result) -> dict[str, Any]:
         "changes": [] if plan is None else [
             {"directive": c.directive, "old": c.old, "new": c.new, "file": c.file,
              "line": c.line} for c in plan.changes],
-        "files": [{"path": f.path, "backup": f.backup, "diff": f.diff} for f in r.files],
+        "dropin": None if plan is None or plan.dropin is None else {
+            "path": plan.dropin.path, "pattern": plan.dropin.pattern,
+            "included_at": plan.dropin.include},
+        "files": [{"path": f.path, "backup": f.backup, "diff": f.diff, "created": f.created}
+                  for f in r.files],
         "changed": r.changed,
         "checks": [{"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix,
                     "fixed": c.name in r.fixed} for c in r.checks],
@@ -78,8 +82,16 @@ def text(r: Result) -> str:
         for ch in r.plan.changes:
             verb = "add" if ch.old is None else f"change {ch.old} ->"
             add(f"  {ch.directive}: {verb} {ch.new} ({ch.file}:{ch.line})")
+    dropin = r.plan.dropin if r.plan is not None else None
     for f in r.files:
-        if r.mode == "apply":
+        where = (f"loaded by the include at {dropin.include}"
+                 if dropin is not None and dropin.path == f.path else "")
+        if f.created and r.mode == "dry-run":
+            add(f"would write {f.path} (a new file of crashkit's own, {where}; "
+                "the main file stays as it is)")
+        elif f.created:
+            add(f"wrote {f.path} (new, {where}; validated with nginx -t; --undo removes it)")
+        elif r.mode == "apply":
             add(f"replaced {f.path} (validated with nginx -t; backup {f.backup})")
         elif r.mode == "undo":
             add(f"restored {f.path} from {f.backup} (validated with nginx -t)")

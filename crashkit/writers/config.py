@@ -13,14 +13,16 @@ in place: for the main file alone, ``nginx -t -c CANDIDATE`` (same directory,
 so relative includes resolve the same); when an included file changes, nginx
 runs in a private mount namespace where each candidate is bind-mounted over
 its original, so globs, includes and relative paths behave exactly as they
-will after the replace, and nothing outside sees it.
+will after the replace, and nothing outside sees it. A new file (crashkit's
+drop-in in a directory an include glob loads) is seen there through a
+read-only overlay of its directory: the candidate, in a private directory of
+its own, over the directory as it is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import fnmatch
 import os
 import re
 import secrets
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crashkit.errors import CommandError, CrashkitError, InputError
-from crashkit.formats.nginx_config import quote, statements, to_bytes
+from crashkit.formats.nginx_config import Statement, glob_matches, quote, statements, to_bytes
 from crashkit.host.proc import children, nginx_master, systemd_running
 from crashkit.host.run import Completed, run
 from crashkit.model.nginx import NginxConfig
@@ -47,8 +49,11 @@ CANDIDATE_TAG = ".crashkit-new"
 BACKUP_TAG = ".crashkit-backup-"
 _STAMP_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z$")
 
-# Bind-mount each SOURCE over TARGET (pairs until "--"), then run the command.
-_NS_SCRIPT = ('set -e; while [ "$1" != "--" ]; do mount --bind "$1" "$2"; shift 2; done; '
+# For each KIND SOURCE TARGET (until "--"): bind-mount the file SOURCE over
+# TARGET, or overlay the directory SOURCE over the directory TARGET (read-only,
+# SOURCE's files above TARGET's own); then run the command.
+_NS_SCRIPT = ('set -e; while [ "$1" != "--" ]; do if [ "$1" = bind ]; then mount --bind "$2" "$3"; '
+              'else mount -t overlay overlay -o "lowerdir=$2:$3" "$3"; fi; shift 3; done; '
               'shift; exec "$@"')
 
 
@@ -108,20 +113,6 @@ def new_stamp() -> str:
 
 # ---------------------------------------------------------------- include globs
 
-def glob_matches(pattern: str, path: str) -> bool:
-    """Would glob(3) without GLOB_PERIOD, as nginx's include uses it, match ``path``?"""
-    pat_parts = os.path.normpath(pattern).split("/")
-    path_parts = os.path.normpath(path).split("/")
-    if len(pat_parts) != len(path_parts):
-        return False
-    for p, n in zip(pat_parts, path_parts, strict=True):
-        if n.startswith(".") and not p.startswith("."):
-            return False  # a leading dot must be matched by a literal dot
-        if not fnmatch.fnmatchcase(n, p):
-            return False
-    return True
-
-
 def include_patterns(cfg: NginxConfig) -> list[tuple[str, str]]:
     """(absolute pattern, where) of every include; relative ones are relative to the
     directory of the main file (nginx's conf prefix)."""
@@ -144,29 +135,41 @@ def check_names(cfg: NginxConfig, paths: list[str]) -> None:
 # ---------------------------------------------------------------- nginx -t
 
 def nginx_test(nginx: str, root: str, replacements: Mapping[str, str] | None = None,
-               cfg: NginxConfig | None = None) -> str:
+               cfg: NginxConfig | None = None, additions: Mapping[str, str] | None = None,
+               ) -> str:
     """Run ``nginx -t`` on the config rooted at ``root`` (as the user names it),
-    each original in ``replacements`` (real paths) replaced by its candidate.
-    Returns nginx's output; raises ValidationError when the config fails.
+    each original in ``replacements`` (real paths) replaced by its candidate,
+    each new file of ``additions`` (real path: its candidate, named as the new
+    file in a private directory) in place. Returns nginx's output; raises
+    ValidationError when the config fails.
 
-    An included file's candidate is validated in a private mount namespace;
-    where none can be made (no CAP_SYS_ADMIN: most containers), on a copy
-    of the config whose includes name the copies (:func:`validate_copies`).
+    An included or new file's candidate is validated in a private mount
+    namespace; where none can be made (no CAP_SYS_ADMIN: most containers, or
+    no overlayfs), on a copy of the config whose includes name the copies
+    (:func:`validate_copies`).
     """
     replacements = dict(replacements or {})
+    additions = dict(additions or {})
     real_root = os.path.realpath(root)
     p = prefix_args(cfg)
-    if not replacements:
+    if not replacements and not additions:
         cmd = [nginx, *p, "-t", "-c", root]
-    elif (set(replacements) == {real_root}
+    elif (not additions and set(replacements) == {real_root}
           and os.path.dirname(real_root) == os.path.dirname(root)):
         # Beside the original: relative includes resolve against the same
         # directory (nginx's conf prefix is the directory of -c).
         cmd = [nginx, *p, "-t", "-c", replacements[real_root]]
     else:
-        pairs = [x for orig, cand in replacements.items() for x in (cand, orig)]
+        mounts = [x for orig, cand in replacements.items() for x in ("bind", cand, orig)]
+        layers = {os.path.dirname(cand): os.path.dirname(new) for new, cand in additions.items()}
+        if any(c in x for pair in layers.items() for x in pair for c in ":,\\"):
+            # overlayfs's lowerdir option cannot name these directories
+            if cfg is None:
+                raise CrashkitError("cannot validate a new included file here")
+            return validate_copies(nginx, cfg, replacements, additions)
+        mounts += [x for layer, d in layers.items() for x in ("overlay", layer, d)]
         cmd = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _NS_SCRIPT,
-               "sh", *pairs, "--", nginx, *p, "-t", "-c", root]
+               "sh", *mounts, "--", nginx, *p, "-t", "-c", root]
     proc = _run(cmd)
     output = (proc.stderr + proc.stdout).strip()
     if proc.status != 0 and cmd[0] == "unshare" and (
@@ -174,9 +177,10 @@ def nginx_test(nginx: str, root: str, replacements: Mapping[str, str] | None = N
         if cfg is None:
             raise CrashkitError("cannot validate a changed included file: no private mount "
                                 f"namespace here ({output})")
-        return validate_copies(nginx, cfg, replacements)
+        return validate_copies(nginx, cfg, replacements, additions)
     if proc.status != 0:
-        what = ("the changed config fails nginx -t, nothing replaced" if replacements
+        what = ("the changed config fails nginx -t, nothing replaced"
+                if replacements or additions
                 else "the config fails nginx -t; fix it first, nothing changed")
         raise ValidationError(f"{what}: {_first_error(output)}", path=root, output=output)
     return output
@@ -189,18 +193,39 @@ def _run(cmd: list[str]) -> Completed:
         raise CrashkitError(f"cannot run {cmd[0]}: {exc.message}") from exc
 
 
-def validate_copies(nginx: str, cfg: NginxConfig, replacements: Mapping[str, str]) -> str:
+def validate_copies(nginx: str, cfg: NginxConfig, replacements: Mapping[str, str],
+                    additions: Mapping[str, str] | None = None) -> str:
     """``nginx -t`` on copies of every file of the config, candidates in place.
 
     Each copy's include statements are rewritten to include the copies of the
     files they matched (crossplane expanded the globs as nginx does: sorted,
-    no hidden files). The main file's copy sits beside it, so every other
-    relative path resolves as before; the rest go to a private temp dir.
+    no hidden files), and each new file of ``additions`` where its glob
+    loads it, in glob(3)'s order. The main file's copy sits beside it, so
+    every other relative path resolves as before; the rest go to a private
+    temp dir.
     """
+    additions = dict(additions or {})
     work = tempfile.mkdtemp(prefix="crashkit-check-")
     main_copy = check_copy_path(cfg.root)
     copies = {f: (main_copy if i == 0 else os.path.join(work, f"{i}.conf"))
               for i, (f, _) in enumerate(cfg.includes)}
+    base = os.path.dirname(cfg.root)
+
+    def loaded(st: Statement, matched: tuple[str, ...]) -> list[str]:
+        """What the include loads once the additions are in place."""
+        if not st.args or not additions:
+            return list(matched)
+        pattern = os.path.normpath(os.path.join(base, st.args[0].value))
+        d, glob = os.path.split(pattern)
+        out = list(matched)
+        for new, cand in additions.items():
+            if glob_matches(os.path.join(os.path.realpath(d), glob), new):
+                named = os.path.join(d, os.path.basename(new))
+                copies[named] = os.path.join(work, f"new-{len(copies)}.conf")
+                shutil.copyfile(cand, copies[named])
+                out.append(named)
+        return sorted(out) if len(out) > len(matched) else out
+
     try:
         for f, includes in cfg.includes:
             real = os.path.realpath(f)
@@ -210,7 +235,7 @@ def validate_copies(nginx: str, cfg: NginxConfig, replacements: Mapping[str, str
                 raise CrashkitError(f"{real}: cannot validate a copy (its includes read "
                                     "differently)")
             for st, matched in reversed(list(zip(stmts, includes, strict=True))):
-                repl = " ".join(f"include {quote(copies[m])};" for m in matched)
+                repl = " ".join(f"include {quote(copies[m])};" for m in loaded(st, matched))
                 text = text[:st.name.start] + repl + text[st.end:]
             _write_beside(copies[f], to_bytes(text), like=real)
         proc = _run([nginx, *prefix_args(cfg), "-t", "-c", main_copy])
@@ -279,40 +304,65 @@ def replace_validated(cfg: NginxConfig, nginx: str, edits: tuple[FileEdit, ...],
 
     Nothing is replaced unless nginx accepts the candidates. Each file is
     replaced by a rename, so a kill at any point leaves it old or new, never
-    partial. ``backup_stamp`` None means no backup (undo restores one).
+    partial; a new file (``FileEdit.new``: crashkit's drop-in) is linked
+    into place complete, and never over a file that appeared meanwhile.
+    ``backup_stamp`` None means no backup (undo restores one); a new file
+    has none (the apply's record names it, for undo).
     ``before_replace`` runs once the candidates passed (and may refuse by raising).
     """
+    old = tuple(e for e in edits if not e.new)
+    new = tuple(e for e in edits if e.new)
     for e in edits:  # candidates of a run killed half-way (the caller holds the lock)
         d, name = os.path.split(e.path)
         with contextlib.suppress(OSError):
             _remove([os.path.join(d, x) for x in os.listdir(d)
                      if x.startswith(f".{name}{CANDIDATE_TAG}-")])
     candidates = {e.path: candidate_path(e.path) for e in edits}
-    backups = {e.path: backup_path(e.path, backup_stamp) for e in edits} if backup_stamp else {}
+    backups = {e.path: backup_path(e.path, backup_stamp) for e in old} if backup_stamp else {}
     check_names(cfg, [*candidates.values(), *backups.values(), check_copy_path(cfg.root)])
+    # A new file's candidate is also seen, under its own name, in a private
+    # directory: what the validation overlays on the file's directory.
+    private = tempfile.mkdtemp(prefix="crashkit-new-") if new else None
+    additions = {e.path: os.path.join(private, os.path.basename(e.path))
+                 for e in new if private is not None}
+    like = os.path.realpath(cfg.root)  # a new file gets the main file's owner and mode
     try:
-        for e in edits:
+        for e in old:
             _write_beside(candidates[e.path], to_bytes(e.after), like=e.path)
-        nginx_test(nginx, cfg.root, candidates, cfg)
-        for e in edits:
+        for e in new:
+            _write_beside(candidates[e.path], to_bytes(e.after), like=like)
+            _write_beside(additions[e.path], to_bytes(e.after), like=like)
+        nginx_test(nginx, cfg.root, {e.path: candidates[e.path] for e in old}, cfg, additions)
+        for e in old:
             if read_text(e.path) != e.before:
                 raise InputError("changed while crashkit was working on it; nothing replaced, "
                                  "run crashkit setup again", path=e.path)
+        for e in new:
+            if os.path.lexists(e.path):
+                raise InputError("appeared while crashkit was working; nothing replaced, "
+                                 "run crashkit setup again", path=e.path)
         if before_replace is not None:
             before_replace()
-        for e in edits:
+        for e in old:
             if e.path in backups:
                 tmp = backups[e.path] + ".tmp"
                 _write_beside(tmp, to_bytes(e.before), like=e.path)
                 os.replace(tmp, backups[e.path])
-        done = []
-        for e in edits:
+        for e in new:  # first: a refusal here leaves every other file as it was
+            try:  # link(2) never replaces: a file made meanwhile is kept
+                os.link(candidates[e.path], e.path)
+            except FileExistsError:
+                raise InputError("appeared while crashkit was working; nothing replaced, "
+                                 "run crashkit setup again", path=e.path) from None
+            _sync_dir(e.path)
+        for e in old:
             os.replace(candidates[e.path], e.path)
             _sync_dir(e.path)
-            done.append(Replaced(e.path, backups.get(e.path)))
-        return done
+        return [Replaced(e.path, backups.get(e.path)) for e in edits]
     finally:
         _remove(list(candidates.values()))
+        if private is not None:
+            shutil.rmtree(private, ignore_errors=True)
 
 
 def latest_backups(cfg: NginxConfig) -> tuple[str, dict[str, str]] | None:

@@ -10,6 +10,7 @@ import itertools
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,59 @@ def test_debuginfod_env_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     pairs = list(itertools.pairwise(argv))
     assert ("-iex", "set auto-load off") in pairs
     assert ("-iex", "set debuginfod enabled off") in pairs
+
+
+def test_debuginfod_answers_are_kept_between_runs(tmp_path: Path) -> None:
+    """--debuginfod asks a real (local) debuginfod server through gdb's
+    libdebuginfod; what it answered is kept in crashkit's own cache
+    (gdb's HOME is thrown away after each run), so a second analysis of the
+    same core asks nothing again."""
+    import http.server
+    import threading
+
+    from crashkit.gdb.spawn import debuginfod_cache
+
+    asked: list[str] = []
+
+    class Debuginfod(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(404)  # no debug info here: libdebuginfod caches the miss
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    if shutil.which("gcc") is None:
+        unavailable("gcc is not installed")
+    # Without -g: a program gdb has no debug info for, so it asks debuginfod;
+    # built now, its build-id is one no cache has seen.
+    (tmp_path / "prog.c").write_text(SOURCE.replace("CANARY", str(tmp_path / "canary"))
+                                     .replace("{ return r->b; }",
+                                              f"{{ return r->b + {os.getpid()}; }}"))
+    exe = tmp_path / "prog"
+    subprocess.run(["gcc", "-O1", "-o", str(exe), str(tmp_path / "prog.c")], check=True)
+    core = crash_for_core([str(exe)], tmp_path)
+    build_id = next(m["build_id"] for m in analyze_json(str(core), "--no-gdb")["modules"]
+                    if m["path"] == str(exe))
+    cache, problem = debuginfod_cache()
+    assert cache is not None and problem is None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Debuginfod)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEBUGINFOD_")}
+    env["DEBUGINFOD_URLS"] = url
+    try:
+        for run in (1, 2):
+            proc = subprocess.run([sys.executable, "-m", "crashkit", "analyze", "--json",
+                                   "--debuginfod", str(core)], env=env, capture_output=True,
+                                  text=True, timeout=120)
+            assert proc.returncode in (0, 1), proc.stderr
+            if run == 1:  # the program's build-id is new: gdb asked for it, once
+                assert f"/buildid/{build_id}/debuginfo" in asked, asked
+                first, asked[:] = list(asked), []
+        assert asked == [], f"asked again: {asked} (first run: {first})"
+        assert os.path.isdir(os.path.join(cache, build_id))
+    finally:
+        server.shutdown()
+        shutil.rmtree(os.path.join(cache, build_id), ignore_errors=True)

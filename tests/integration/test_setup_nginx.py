@@ -87,9 +87,18 @@ def simple_conf(d: Path, main: str = "", user: str = WORKER_USER) -> Path:
     return conf
 
 
+DROPIN_HEAD = ("# Written by crashkit setup --apply: where nginx's workers leave their cores\n"
+               "# (crashkit setup --undo removes this file).\n")
+
+
 def test_debian_tree_dry_run_apply_again_undo(tmp_path: Path, cores: Path) -> None:
+    # Debian's nginx.conf is a dpkg conffile: crashkit writes a drop-in of its
+    # own into modules-enabled/ (included in the main context) instead.
     conf = debian_tree(tmp_path)
+    enabled = conf.parent / "modules-enabled"
+    dropin = enabled / "90-crashkit-cores.conf"
     original = conf.read_bytes()
+    modules_before = sorted(p.name for p in enabled.iterdir())
     assert nginx_t(conf).returncode == 0
 
     proc, dry = setup("--conf", str(conf), "--core-dir", str(cores))
@@ -97,49 +106,114 @@ def test_debian_tree_dry_run_apply_again_undo(tmp_path: Path, cores: Path) -> No
     assert dry["mode"] == "dry-run" and dry["changed"] is True
     assert dry["config"]["found_by"] == "option"
     assert dry["worker"]["user"] == "www-data" and dry["worker"]["processes"] == os.cpu_count()
-    # Debian's main file: added after its last main-context line before events {}.
     assert [(c["directive"], c["old"], c["new"], c["file"], c["line"])
             for c in dry["changes"]] == [
-        ("worker_rlimit_core", None, "2G", str(conf), 5),
-        ("working_directory", None, str(cores), str(conf), 5)]
-    assert [f["path"] for f in dry["files"]] == [str(conf)]
+        ("worker_rlimit_core", None, "2G", str(dropin), 2),
+        ("working_directory", None, str(cores), str(dropin), 2)]
+    assert dry["dropin"] == {"path": str(dropin), "pattern": str(enabled / "*.conf"),
+                             "included_at": f"{conf}:5"}
+    assert [(f["path"], f["created"], f["backup"]) for f in dry["files"]] == [
+        (str(dropin), True, None)]
+    assert dry["files"][0]["diff"].startswith("--- /dev/null\n")
+    text = run_cli("setup", "--conf", str(conf), "--core-dir", str(cores)).stdout
+    assert (f"would write {dropin} (a new file of crashkit's own, loaded by the include at "
+            f"{conf}:5; the main file stays as it is)\n") in text
     assert dry["core_dir"]["exists"] is False and not cores.exists()
-    assert conf.read_bytes() == original and hidden_crashkit_files(tmp_path) == []
+    assert not dropin.exists() and hidden_crashkit_files(tmp_path) == []
 
-    inode = conf.stat().st_ino
     _, applied = setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
     assert applied["changed"] is True
-    assert conf.stat().st_ino != inode  # a new file renamed over the old, never rewritten
-    lines = original.decode().splitlines(keepends=True)
-    expected = "".join(lines[:5]) + f"worker_rlimit_core 2G;\nworking_directory {cores};\n" \
-        + "".join(lines[5:])
-    assert conf.read_text() == expected
+    assert conf.read_bytes() == original  # the conffile as the package left it
+    assert dropin.read_text() == (DROPIN_HEAD + "worker_rlimit_core 2G;\n"
+                                  f"working_directory {cores};\n")
+    assert stat.S_IMODE(dropin.stat().st_mode) == stat.S_IMODE(conf.stat().st_mode)
+    assert sorted(p.name for p in enabled.iterdir()) == sorted([*modules_before, dropin.name])
+    assert [(f["path"], f["created"], f["backup"]) for f in applied["files"]] == [
+        (str(dropin), True, None)]
     assert nginx_t(conf).returncode == 0
-    backup = Path(applied["files"][0]["backup"])
-    assert backup.parent == conf.parent and backup.name.startswith(".nginx.conf.crashkit-backup-")
-    assert backup.read_bytes() == original
+    # nginx itself reads the drop-in: a duplicate of its directive is refused.
+    conf.write_bytes(original.replace(b"pid ", b"worker_rlimit_core 1G;\npid ", 1))
+    assert "is duplicate" in nginx_t(conf).stderr
+    conf.write_bytes(original)
     st = cores.stat()
     assert stat.S_IMODE(st.st_mode) == 0o700
     assert (st.st_uid, st.st_gid) == (applied["worker"]["uid"], applied["worker"]["gid"])
     assert applied["core_dir"]["worker_can_write"] is True
 
-    # Second run: nothing to change, no new backup.
+    # Second run: nothing to change, nothing written.
     _, again = setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
     assert again["changed"] is False and again["files"] == [] and again["changes"] == []
+    assert again["dropin"] is None
     assert any("nothing to change" in n for n in again["notes"])
-    # The backup, and the record of the directory setup created (for --undo).
-    record = ".nginx.conf.crashkit-setup-" + backup.name.split("crashkit-backup-")[1]
-    assert hidden_crashkit_files(tmp_path) == sorted([backup.name, record])
+    # The record of the drop-in and of the directory setup created (for --undo).
+    records = hidden_crashkit_files(tmp_path)
+    assert len(records) == 1 and records[0].startswith(".nginx.conf.crashkit-setup-")
 
     _, undone = setup("--conf", str(conf), "--undo")
-    assert undone["mode"] == "undo" and undone["changed"] is True
-    assert undone["files"][0]["backup"] == str(backup)
-    assert conf.read_bytes() == original
+    assert undone["mode"] == "undo" and undone["changed"] is True and undone["files"] == []
+    assert [(u["what"], u["action"]) for u in undone["undone"]] == [
+        (str(dropin), "removed"), (str(cores), "removed")]
+    assert "nginx is not running: the restored config applies when it starts" in undone["notes"]
+    assert conf.read_bytes() == original and not dropin.exists() and not cores.exists()
+    assert sorted(p.name for p in enabled.iterdir()) == modules_before
     assert hidden_crashkit_files(tmp_path) == []
-    assert [(u["what"], u["action"]) for u in undone["undone"]] == [(str(cores), "removed")]
-    assert not cores.exists()
+    assert nginx_t(conf).returncode == 0
     _, nothing = setup("--conf", str(conf), "--undo")
     assert nothing["changed"] is False and "nothing to undo" in nothing["notes"][0]
+
+
+def test_debian_dropin_edited_by_a_later_apply_then_undone_twice(tmp_path: Path,
+                                                                 cores: Path) -> None:
+    conf = debian_tree(tmp_path)
+    dropin = conf.parent / "modules-enabled" / "90-crashkit-cores.conf"
+    original = conf.read_bytes()
+    setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
+    first = dropin.read_text()
+    _, second = setup("--conf", str(conf), "--core-dir", str(cores), "--apply",
+                      "--core-limit", "3G")
+    # The drop-in is one of the config's files now: edited in place, backed up
+    # hidden beside it (the glob *.conf never loads a leading dot).
+    assert [(f["path"], f["created"]) for f in second["files"]] == [(str(dropin), False)]
+    assert dropin.read_text() == first.replace("2G", "3G")
+    assert Path(second["files"][0]["backup"]).read_text() == first
+    assert nginx_t(conf).returncode == 0
+    _, undo1 = setup("--conf", str(conf), "--undo")
+    assert dropin.read_text() == first and undo1["undone"] == []
+    # A drop-in the user changed since is theirs: undo leaves it, and says so.
+    dropin.write_text(first + "# mine\n")
+    _, undo2 = setup("--conf", str(conf), "--undo")
+    assert [(u["what"], u["action"]) for u in undo2["undone"]] == [
+        (str(dropin), "left"), (str(cores), "removed")]
+    assert "changed since crashkit wrote it" in undo2["undone"][0]["detail"]
+    assert dropin.exists() and conf.read_bytes() == original
+
+
+def test_debian_dropin_nginx_rejects_is_never_written(tmp_path: Path, cores: Path) -> None:
+    conf = debian_tree(tmp_path)
+    dropin = conf.parent / "modules-enabled" / "90-crashkit-cores.conf"
+    # A size crashkit reads but nginx rejects (it overflows off_t): nginx -t saw
+    # the candidate at the drop-in's own path (the overlay on its directory).
+    line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-dir", str(cores),
+                                  "--core-limit", "99999999999999999999g", "--apply"))
+    assert "changed config fails nginx -t, nothing replaced" in line
+    assert f"invalid value in {dropin}:3" in line
+    assert not dropin.exists() and not cores.exists() and hidden_crashkit_files(tmp_path) == []
+    recent = time.time() - 60  # the private directory of the candidate is gone too
+    assert [p for p in Path("/tmp").glob("crashkit-new-*") if p.stat().st_mtime > recent] == []
+
+
+def test_without_a_main_context_glob_the_main_file_is_edited(tmp_path: Path,
+                                                             cores: Path) -> None:
+    # The fallback: an include glob only inside http {} (or none) is no place
+    # for main-context directives.
+    conf = simple_conf(tmp_path, main="")
+    (tmp_path / "conf.d").mkdir()
+    conf.write_text(conf.read_text() + "http {\n    include conf.d/*.conf;\n}\n")
+    _, data = setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
+    assert data["dropin"] is None
+    assert [(f["path"], f["created"]) for f in data["files"]] == [(str(conf), False)]
+    assert list((tmp_path / "conf.d").iterdir()) == []
+    assert nginx_t(conf).returncode == 0
 
 
 def test_undo_refuses_to_lose_edits_made_after_apply(tmp_path: Path, cores: Path) -> None:
@@ -456,6 +530,27 @@ def test_validation_on_copies_where_no_mount_namespace(tmp_path: Path) -> None:
     assert f"in {site}:" in str(err.value)  # the real file named, not its copy
     candidate.unlink()
     assert hidden_crashkit_files(tmp_path) == []
+
+
+def test_new_dropin_validated_on_copies_where_no_mount_namespace(tmp_path: Path) -> None:
+    """The same fallback for a new file: the copy of the include that would
+    load it names its candidate too."""
+    conf = debian_tree(tmp_path)
+    cfg = load_config(str(conf))
+    dropin = str(conf.parent / "modules-enabled" / "90-crashkit-cores.conf")
+    private = tmp_path / "private"
+    private.mkdir()
+    candidate = private / "90-crashkit-cores.conf"
+    candidate.write_text("worker_rlimit_core 2G;\n")
+    output = validate_copies(NGINX, cfg, {}, {dropin: str(candidate)})
+    assert f"the configuration file {conf} syntax is ok" in output
+    # nginx reads the candidate where the drop-in will be: a duplicate of the
+    # main file's user, refused, is named at the drop-in's own path.
+    candidate.write_text("user www-data;\n")
+    with pytest.raises(ValidationError) as err:
+        validate_copies(NGINX, cfg, {}, {dropin: str(candidate)})
+    assert f'"user" directive is duplicate in {dropin}:1' in str(err.value)
+    assert not Path(dropin).exists() and hidden_crashkit_files(tmp_path) == []
 
 
 def test_unreadable_include_for_a_user_without_rights() -> None:

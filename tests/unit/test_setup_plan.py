@@ -12,19 +12,26 @@ from pathlib import Path
 
 import pytest
 
-from crashkit.analysis.setup import choose_values, parse_size, plan_core_directives
+from crashkit.analysis.setup import (
+    DropIn,
+    choose_dropin,
+    choose_values,
+    parse_size,
+    plan_core_directives,
+)
 from crashkit.errors import InputError
-from crashkit.formats.nginx_config import statements
+from crashkit.formats.nginx_config import glob_matches, statements
 from crashkit.nginx.config import load_config, upstream_targets, worker_user
 from crashkit.nginx.files import read_text
-from crashkit.writers.config import glob_matches
 from tests.conftest import unavailable
 
 
-def plan(root: Path, core_dir: str = "/var/lib/crashkit/cores", limit: str = "2G"):  # type: ignore[no-untyped-def]
+def plan(root: Path, core_dir: str = "/var/lib/crashkit/cores", limit: str = "2G",  # type: ignore[no-untyped-def]
+         dropin: bool = False):
     cfg = load_config(str(root))
     texts = {os.path.realpath(f): read_text(os.path.realpath(f)) for f in cfg.files}
-    return plan_core_directives(cfg, texts, core_dir, limit)
+    return plan_core_directives(cfg, texts, core_dir, limit,
+                                choose_dropin(cfg, os.path.isdir) if dropin else None)
 
 
 def test_several_directives_on_one_line_and_comments_everywhere(tmp_path: Path) -> None:
@@ -104,6 +111,82 @@ def test_existing_directives_in_an_included_file_are_updated_there(tmp_path: Pat
     assert p.edits[0].after == ("# core settings\nworker_rlimit_core   1G ;  # too small\n"
                                 "working_directory /var/lib/crashkit/cores;\n")
     assert p.changes[0].old == "100m" and p.changes[0].file == str(real)
+
+
+def debian_like(d: Path, main: str = "", glob: str = "modules-enabled/*.conf") -> Path:
+    (d / "modules-enabled").mkdir(parents=True)
+    (d / "modules-enabled" / "50-mod-x.conf").write_text("# load_module modules/x.so;\n")
+    conf = d / "nginx.conf"
+    conf.write_text(f"user www-data;\nworker_processes auto;\n{main}include {glob};\n"
+                    "events {\n}\nhttp {\n    include conf.d/*.conf;\n}\n")
+    (d / "conf.d").mkdir()
+    return conf
+
+
+def test_dropin_where_the_main_context_includes_a_directory_glob(tmp_path: Path) -> None:
+    conf = debian_like(tmp_path)
+    cfg = load_config(str(conf))
+    me = tmp_path / "modules-enabled"
+    assert choose_dropin(cfg, os.path.isdir) == DropIn(
+        str(me / "90-crashkit-cores.conf"), str(me / "*.conf"), f"{conf}:3")
+    before = conf.read_text()
+    p = plan(conf, dropin=True)
+    # The main file is left alone; the new file holds both directives.
+    assert [(e.path, e.new, e.before) for e in p.edits] == [
+        (str(me / "90-crashkit-cores.conf"), True, "")]
+    assert p.edits[0].after == (
+        "# Written by crashkit setup --apply: where nginx's workers leave their cores\n"
+        "# (crashkit setup --undo removes this file).\n"
+        "worker_rlimit_core 2G;\nworking_directory /var/lib/crashkit/cores;\n")
+    assert p.dropin is not None and p.dropin.path == p.edits[0].path
+    assert [(c.directive, c.file, c.line) for c in p.changes] == [
+        ("worker_rlimit_core", p.dropin.path, 2), ("working_directory", p.dropin.path, 2)]
+    assert p.edits[0].diff().startswith(f"--- /dev/null\n+++ {p.dropin.path} (crashkit setup)\n"
+                                        "@@ -0,0 +1,4 @@\n")
+    assert conf.read_text() == before
+    # Without a drop-in the same config gets the main file edited, as before.
+    assert [e.path for e in plan(conf).edits] == [str(conf)]
+
+
+def test_dropin_is_chosen_only_where_nginx_would_load_it(tmp_path: Path) -> None:
+    def chosen(d: Path, **kw: str) -> DropIn | None:
+        return choose_dropin(load_config(str(debian_like(d, **kw))), os.path.isdir)
+
+    # The pattern's own suffix; a glob that would not load the name: none.
+    assert chosen(tmp_path / "a", glob="modules-enabled/*.load") is not None
+    assert chosen(tmp_path / "a2", glob="modules-enabled/*.load").path.endswith(  # type: ignore[union-attr]
+        "/modules-enabled/90-crashkit-cores.load")
+    assert chosen(tmp_path / "b", glob="modules-enabled/mod-*.conf") is None
+    # No glob (one file), a glob in the directory part, a missing directory.
+    assert chosen(tmp_path / "c", glob="modules-enabled/50-mod-x.conf") is None
+    assert chosen(tmp_path / "d", glob="*/*.conf") is None
+    assert chosen(tmp_path / "e", glob="missing.d/*.conf") is None
+    # An include glob inside http {} is not the main context.
+    conf = tmp_path / "f" / "nginx.conf"
+    (tmp_path / "f" / "conf.d").mkdir(parents=True)
+    conf.write_text("events {}\nhttp {\n    include conf.d/*.conf;\n}\n")
+    assert choose_dropin(load_config(str(conf)), os.path.isdir) is None
+
+
+def test_dropin_beside_what_is_there(tmp_path: Path) -> None:
+    # One directive in the main file already: the missing one goes to the
+    # drop-in (the main file is not edited) ...
+    conf = debian_like(tmp_path / "a", main="worker_rlimit_core 4G;\n")
+    p = plan(conf, limit="4G", dropin=True)
+    assert [(e.path, e.new) for e in p.edits] == [
+        (str(tmp_path / "a" / "modules-enabled" / "90-crashkit-cores.conf"), True)]
+    assert p.edits[0].after.splitlines()[2:] == ["working_directory /var/lib/crashkit/cores;"]
+    # ... an existing drop-in is edited in place (a later apply, other values) ...
+    conf = debian_like(tmp_path / "b")
+    dropin = tmp_path / "b" / "modules-enabled" / "90-crashkit-cores.conf"
+    dropin.write_text(plan(conf, dropin=True).edits[0].after)
+    p = plan(conf, "/srv/cores", "3G", dropin=True)
+    assert [(e.path, e.new) for e in p.edits] == [(str(dropin), False)]
+    assert p.edits[0].after == dropin.read_text().replace("2G", "3G").replace(
+        "/var/lib/crashkit/cores", "/srv/cores")
+    assert p.dropin is not None and p.dropin.path == str(dropin)
+    # ... and, once there with these values, nothing changes.
+    assert plan(conf, dropin=True).edits == ()
 
 
 def test_plan_is_idempotent(tmp_path: Path) -> None:
