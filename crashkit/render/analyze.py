@@ -366,7 +366,10 @@ def to_json(a: Analysis) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "crashkit_version": __version__,
-        "summary": a.summary,
+        # The headline (verdict.summary) under the name every consumer reads
+        # first; the line below it in the text output is what_happened.
+        "summary": a.verdict.summary if a.verdict else a.summary,
+        "what_happened": a.summary,
         "verdict": verdict_json(a, a.verdict) if a.verdict else None,
         "signature": None if a.signature is None else {
             "text": a.signature.text, "hash": a.signature.hash,

@@ -33,8 +33,11 @@ def to_json(r: Result) -> dict[str, Any]:
              "line": c.line} for c in plan.changes],
         "files": [{"path": f.path, "backup": f.backup, "diff": f.diff} for f in r.files],
         "changed": r.changed,
-        "checks": [{"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix,
-                    "fixed": c.name in r.fixed} for c in r.checks],
+        # The one check shape (doctor's): name, status, summary, fix, details;
+        # "detail" is summary's former name, kept within version 1.
+        "checks": [{"name": c.name, "status": c.status, "summary": c.detail, "fix": c.fix,
+                    "details": {}, "fixed": c.name in r.fixed, "detail": c.detail}
+                   for c in r.checks],
         "system": [{"kind": s.kind, "path": s.path, "content": s.content, "applied": True,
                     "live": s.live} for s in r.system]
         + [{"kind": k, "path": p, "content": c, "applied": False, "live": None}

@@ -56,7 +56,8 @@ def _mb(n: int) -> str:
 
 
 def _short(ts: str | None) -> str:
-    return ts.replace("T", " ") if ts else "?"
+    """A time as the log wrote it (local, to the second; the JSON has the offset)."""
+    return ts[:19].replace("T", " ") if ts else "?"
 
 
 def _list(values: object, limit: int = 5) -> str:
@@ -130,7 +131,7 @@ def text(t: Triage) -> str:
                       (" [truncated]" if s.truncated else "") for s in t.sources)
     size = sum(s.bytes for s in t.sources)
     head = [f"{files}: {_mb(size)} read in {t.seconds:.2f} s"
-            + (f", since {t.since.replace('T', ' ')}" if t.since else "")
+            + (f", since {_short(t.since)}" if t.since else "")
             + (f", {t.garbage_lines} lines that are not error-log lines"
                if t.garbage_lines else "")]
     head += [f"note: {n}" for n in t.notes]
