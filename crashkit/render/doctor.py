@@ -7,6 +7,7 @@ from typing import Any
 
 from crashkit import __version__
 from crashkit.model.doctor import Doctor
+from crashkit.model.words import plural
 
 SCHEMA = "crashkit/doctor/1"
 
@@ -35,7 +36,7 @@ def text(d: Doctor) -> str:
                                  subsequent_indent=" " * 11)
     bad = sum(c.status in ("warn", "fail") for c in d.checks)
     out.append("")
-    out.append(f"{bad} check{'s' if bad != 1 else ''} need attention" if bad
+    out.append(plural(bad, "check needs attention", "checks need attention") if bad
                else "all checks passed")
     return "\n".join(out)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from crashkit import __version__
 from crashkit.model.setup import Result
+from crashkit.model.words import plural
 
 SCHEMA = "crashkit/setup/1"
 _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
@@ -62,7 +63,7 @@ def text(r: Result) -> str:
              "apply": "crashkit setup --apply", "undo": "crashkit setup --undo"}[r.mode]
     add(title)
     add(f"config: {r.location.path} (found by {r.location.source}; "
-        f"{len(r.config.files)} file(s))")
+        f"{plural(len(r.config.files), 'file')})")
     add(f"workers: {r.workers} x {r.worker.user}:{r.worker.group}")
     if r.plan is not None:
         add(f"cores: up to {r.plan.core_limit} each, into {r.plan.core_dir}")

@@ -8,6 +8,7 @@ from typing import Any
 from crashkit import __version__
 from crashkit.analysis.conditions import KINDS
 from crashkit.model.triage import SEVERITY_ORDER, Count, Finding, Triage
+from crashkit.model.words import plural, size
 from crashkit.render.escape import visible
 
 SCHEMA = "crashkit/triage/1"
@@ -49,10 +50,6 @@ def to_json(t: Triage) -> dict[str, Any]:
         "notes": list(t.notes),
         "findings": [finding_json(f) for f in t.findings],
     }
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"
 
 
 def _short(ts: str | None) -> str:
@@ -129,8 +126,8 @@ def _finding_lines(f: Finding) -> list[str]:
 def text(t: Triage) -> str:
     files = ", ".join(s.path + (" (gz)" if s.compressed else "") +
                       (" [truncated]" if s.truncated else "") for s in t.sources)
-    size = sum(s.bytes for s in t.sources)
-    head = [f"{files}: {_mb(size)} read in {t.seconds:.2f} s"
+    total = sum(s.bytes for s in t.sources)
+    head = [f"{files}: {size(total)} read in {t.seconds:.2f} s"
             + (f", since {_short(t.since)}" if t.since else "")
             + (f", {t.garbage_lines} lines that are not error-log lines"
                if t.garbage_lines else "")]
@@ -139,7 +136,7 @@ def text(t: Triage) -> str:
         return "\n".join(visible(line) for line in
                          [*head, "no findings: nothing in these logs needs attention"])
     n = len(t.findings)
-    head.append(f"{n} finding{'s' if n != 1 else ''}, most severe first:")
+    head.append(f"{plural(n, 'finding')}, most severe first:")
     out = head
     for f in t.findings:
         out.append("")
