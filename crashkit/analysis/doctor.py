@@ -162,7 +162,8 @@ def check_oom(f: DoctorFacts) -> Check:
         return Check("oom", "skip", f"kernel log {f.kernel_log}", details=details)
     if f.oom_kills:
         return Check("oom", "warn", f"the OOM killer killed nginx "
-                     f"{plural(len(f.oom_kills), 'time')} since boot (pids "
+                     f"{plural(len(f.oom_kills), 'time')} since boot "
+                     f"({'pid' if len(f.oom_kills) == 1 else 'pids'} "
                      + ", ".join(str(k.pid) for k in f.oom_kills[:5]) + ")",
                      fix="add memory, or reduce nginx's (proxy_buffers, client_max_body_size, "
                          "a leaking module)", details=details)

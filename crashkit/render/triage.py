@@ -10,6 +10,7 @@ from crashkit.analysis.conditions import KINDS
 from crashkit.model.triage import SEVERITY_ORDER, Count, Finding, Triage
 from crashkit.model.words import plural, size
 from crashkit.render.escape import visible
+from crashkit.render.headline import all_clear, problems
 
 SCHEMA = "crashkit/triage/1"
 
@@ -127,14 +128,17 @@ def text(t: Triage) -> str:
     files = ", ".join(s.path + (" (gz)" if s.compressed else "") +
                       (" [truncated]" if s.truncated else "") for s in t.sources)
     total = sum(s.bytes for s in t.sources)
-    head = [f"{files}: {size(total)} read in {t.seconds:.2f} s"
+    # The answer first: what needs attention, most severe first, or all clear.
+    logs = t.sources[0].path if len(t.sources) == 1 else f"the {len(t.sources)} logs read"
+    answer = problems([f.title for f in t.findings]) if t.findings else all_clear(
+        f"nothing in {logs} needs attention" + ("; see the notes" if t.notes else ""))
+    head = [answer, f"{files}: {size(total)} read in {t.seconds:.2f} s"
             + (f", since {_short(t.since)}" if t.since else "")
             + (f", {t.garbage_lines} lines that are not error-log lines"
                if t.garbage_lines else "")]
     head += [f"note: {n}" for n in t.notes]
     if not t.findings:
-        return "\n".join(visible(line) for line in
-                         [*head, "no findings: nothing in these logs needs attention"])
+        return "\n".join(visible(line) for line in head)
     n = len(t.findings)
     head.append(f"{plural(n, 'finding')}, most severe first:")
     out = head
