@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from crashkit.model.analyze import Confidence, CoreFacts, Frame, Origin, Package
+from crashkit.model.words import plural
 
 # The base system: the C and C++ runtimes, the dynamic loader, the sanitizer
 # runtimes (their report is about the caller).
@@ -179,7 +180,7 @@ def frame_label(frame: Frame) -> str:
 
 
 def _frames_word(n: int) -> str:
-    return f"{n} frame{'s' if n != 1 else ''}"
+    return plural(n, "frame")
 
 
 def blame(frames: Sequence[Frame], facts: CoreFacts, *, unwound: bool,

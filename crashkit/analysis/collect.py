@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from crashkit.model.signals import signal_name
+from crashkit.model.words import size
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,6 @@ def retention_drops(cores: Sequence[StoredCore], *, now: int, max_age: int | Non
             if total <= max_size:
                 break
             if c.crash_id not in dropped and not protected(c):
-                drop(c, f"the store is over {max_size} bytes")
+                drop(c, f"the store is over {size(max_size)}")
                 total -= c.size
     return out

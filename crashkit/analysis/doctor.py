@@ -7,6 +7,7 @@ the live host (nginx -t, /proc, the kernel log, connects to upstreams).
 from __future__ import annotations
 
 from crashkit.model.doctor import Check, DoctorFacts
+from crashkit.model.words import plural
 
 
 def check_nginx_t(f: DoctorFacts) -> Check:
@@ -49,10 +50,11 @@ def check_workers(f: DoctorFacts) -> Check:
                      fix="read the error log (crashkit triage): workers that die at start "
                          "say why there", details=details)
     if n < f.expected_workers:
-        return Check("workers", "warn", f"{n} worker processes, the config asks for "
+        return Check("workers", "warn", f"{plural(n, 'worker process', 'worker processes')}, "
+                     "the config asks for "
                      f"{f.expected_workers}", fix="read the error log (crashkit triage) for "
                      "workers exiting on a signal", details=details)
-    return Check("workers", "ok", f"{n} worker process{'es' if n != 1 else ''} "
+    return Check("workers", "ok", f"{plural(n, 'worker process', 'worker processes')} "
                  f"({', '.join(map(str, f.worker_pids))})", details=details)
 
 
@@ -93,8 +95,7 @@ def check_listen(f: DoctorFacts) -> Check:
                          "log (crashkit triage) if the reload fails")
         return Check("listen", "fail", "; ".join(bad), fix="; ".join(fixes), details=details)
     what = "free for nginx to bind" if f.master_pid is None else "listened on by nginx"
-    return Check("listen", "ok", f"{len(f.listens)} address"
-                 f"{'es' if len(f.listens) != 1 else ''} {what}: "
+    return Check("listen", "ok", f"{plural(len(f.listens), 'address', 'addresses')} {what}: "
                  + ", ".join(ls.address for ls in f.listens), details=details)
 
 
@@ -149,8 +150,9 @@ def check_upstreams(f: DoctorFacts) -> Check:
                      fix="start the backend or fix the address (ss -ltnp); for a unix socket "
                          f"let {f.worker_user} write it (owner/group/mode, e.g. PHP-FPM "
                          "listen.owner)", details=details)
-    return Check("upstreams", "ok", f"{len(probed)} upstream address"
-                 f"{'es' if len(probed) != 1 else ''} reachable", details=details)
+    return Check("upstreams", "ok",
+                 f"{plural(len(probed), 'upstream address', 'upstream addresses')} reachable",
+                 details=details)
 
 
 def check_oom(f: DoctorFacts) -> Check:
@@ -159,8 +161,9 @@ def check_oom(f: DoctorFacts) -> Check:
     if not f.kernel_log_read:
         return Check("oom", "skip", f"kernel log {f.kernel_log}", details=details)
     if f.oom_kills:
-        return Check("oom", "warn", f"the OOM killer killed nginx {len(f.oom_kills)} time"
-                     f"{'s' if len(f.oom_kills) != 1 else ''} since boot (pids "
+        return Check("oom", "warn", f"the OOM killer killed nginx "
+                     f"{plural(len(f.oom_kills), 'time')} since boot "
+                     f"({'pid' if len(f.oom_kills) == 1 else 'pids'} "
                      + ", ".join(str(k.pid) for k in f.oom_kills[:5]) + ")",
                      fix="add memory, or reduce nginx's (proxy_buffers, client_max_body_size, "
                          "a leaking module)", details=details)

@@ -26,6 +26,7 @@ from crashkit.model.readiness import (
     Remedy,
     human,
 )
+from crashkit.model.words import plural
 
 Check = CoreCheck
 
@@ -186,8 +187,9 @@ def check_disk_space(pattern: str | None, s: CoreSetting, f: CoreFacts) -> Check
     how = (f"the largest running worker holds {human(measured)}" if measured is not None
            else f"nginx is not running: each core counted at the limit, {human(s.core_limit)}")
     need = per_worker * s.workers
-    detail = (f"{human(f.free_bytes)} free on the filesystem of {where}; {s.workers} worker(s) "
-              f"crashing together need about {human(need)} ({how})")
+    detail = (f"{human(f.free_bytes)} free on the filesystem of {where}; "
+              + plural(s.workers, "worker crashing needs", "workers crashing together need")
+              + f" about {human(need)} ({how})")
     if f.free_bytes < need:
         return Check(name, "warn", detail,
                      fix=f"free space under {probe}, or choose --core-dir on a larger filesystem")

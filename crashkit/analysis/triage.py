@@ -21,6 +21,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from crashkit.analysis import conditions
@@ -181,8 +182,28 @@ def _tops(c: Counter[bytes], n: int = TOP) -> tuple[Count, ...]:
     return tuple(Count(_text(v), k) for v, k in c.most_common(n))
 
 
+def local_iso(when: datetime) -> str:
+    """A naive local time (nginx writes its error log in the host's local time,
+    with no zone) as ISO 8601 with the host's offset at that time, DST
+    included. A time the C library cannot place (the year 1 or 9999 of a
+    forged line) gets today's offset rather than an error."""
+    try:
+        return when.astimezone().isoformat()
+    except (ValueError, OverflowError, OSError):
+        return when.replace(tzinfo=datetime.now().astimezone().tzinfo).isoformat()
+
+
 def _iso(ts: bytes | None) -> str | None:
-    return None if ts is None else parse_time(ts).isoformat()
+    return None if ts is None else local_iso(parse_time(ts))
+
+
+# Details whose values are numbers in the log (pids, signal numbers): integers
+# in the JSON, as every other verb gives them.
+_INT_DETAILS = frozenset({"pids", "signals"})
+
+
+def _detail_value(name: str, value: str) -> object:
+    return int(value) if name in _INT_DETAILS and value.isdigit() else value
 
 
 # A condition counted apart (tally_as) counts the starts of its kind: "still
@@ -206,7 +227,7 @@ def findings(t: Tally) -> tuple[Finding, ...]:
             continue  # counted as the starts of its kind
         k = KINDS[kind]
         details: dict[str, object] = {
-            name: [{"value": c.value, "count": c.count}
+            name: [{"value": _detail_value(name, c.value), "count": c.count}
                    for c in _tops(counter, 50 if name == "pids" else 10)]
             for name, counter in sorted(acc.details.items())}
         count = acc.count

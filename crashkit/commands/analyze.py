@@ -416,7 +416,12 @@ def crash_time(core_mtime: float | None, log_lines: Sequence[str], pid: int | No
         for line in reversed(log_lines):
             m = dumped.match(line)
             if m is not None:
-                when, source = parse_time(m.group(1)).astimezone(), "error log"
+                try:  # a forged or damaged time (month 13, the year 1): not this one
+                    when = parse_time(m.group(1)).astimezone()
+                    when.timestamp()
+                except (ValueError, OverflowError, OSError):
+                    continue
+                source = "error log"
                 break
     if when is None:
         if core_mtime is None:

@@ -238,7 +238,7 @@ def scan(paths: Sequence[str], *, since: datetime | None, facts: NginxFacts | No
         findings=found,
         sources=tuple(LogSource(s.path, s.compressed, s.bytes_read, s.truncated)
                       for s in stats.files),
-        since=since.isoformat(timespec="seconds") if since else None,
+        since=analysis.local_iso(since.replace(microsecond=0)) if since else None,
         garbage_lines=stats.garbage_lines, skipped_bytes=stats.skipped_bytes,
         seconds=stats.seconds, kernel_log=kernel_source,
         approximate_tops=tally.approximate, notes=notes)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from crashkit.model.words import size
+
 Status = Literal["ok", "warn", "fail", "skip"]
 
 CORE_PATTERN = "kernel.core_pattern"
@@ -88,11 +90,6 @@ def core_target(pattern: str | None, core_dir: str) -> str:
     return core_dir
 
 
-def human(size: int | None) -> str:
-    if size is None:
-        return "unlimited"
-    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if size >= scale:
-            value = size / scale
-            return f"{value:.0f}{unit}" if value == int(value) else f"{value:.1f}{unit}"
-    return f"{size} bytes"
+def human(n: int | None) -> str:
+    """A limit for a person: its size (crashkit.model.words), or "unlimited"."""
+    return "unlimited" if n is None else size(n)

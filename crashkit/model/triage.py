@@ -25,7 +25,7 @@ class Finding:
     severity: Severity
     title: str
     count: int
-    first: str | None  # ISO local time of the first line
+    first: str | None  # the first line's time, ISO 8601 with the host's local offset
     last: str | None
     fix: str
     upstreams: tuple[Count, ...] = ()

@@ -12,15 +12,8 @@ from crashkit import __version__
 from crashkit.analysis.attribution import frame_label
 from crashkit.analysis.meaning import is_snapshot, sent_by_other
 from crashkit.model.analyze import Access, Analysis, Frame, Module, Package, Thread, Verdict
+from crashkit.model.words import plural, size
 from crashkit.render.escape import visible as visible  # also crashkit.report's
-
-
-def human_size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
 
 
 def ago(seconds: int) -> str:
@@ -29,7 +22,7 @@ def ago(seconds: int) -> str:
         return f"{seconds} s ago"
     minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
     if days:
-        return f"{days} day{'s' if days != 1 else ''} {hours % 24} h ago"
+        return f"{plural(days, 'day')} {hours % 24} h ago"
     if hours:
         return f"{hours} h {minutes % 60} min ago"
     return f"{minutes} min ago"
@@ -232,14 +225,13 @@ def text(a: Analysis) -> str:
             count = f" of {n} threads" if n > 1 else " (the only thread)"
         lines.append(f"  {label:<9} thread {a.threads[0].tid}{count}")
     if c.truncated:
-        lines.append(f"  core      TRUNCATED: {human_size(c.size)} of "
-                     f"{human_size(c.expected_size)}")
+        lines.append(f"  core      TRUNCATED: {size(c.size)} of {size(c.expected_size)}")
     else:
-        lines.append(f"  core      {human_size(c.size)}, complete, {c.arch}")
+        lines.append(f"  core      {size(c.size)}, complete, {c.arch}")
     mism = sum(1 for m in c.modules if m.build_id_match is False)
     gone = sum(1 for m in c.modules if m.deleted)
-    lines.append(f"  modules   {len(c.modules)} ELF file{'s' if len(c.modules) != 1 else ''}"
-                 " mapped" + (f", {mism} with a build-id mismatch" if mism else "")
+    lines.append(f"  modules   {plural(len(c.modules), 'ELF file')} mapped"
+                 + (f", {mism} with a build-id mismatch" if mism else "")
                  + (f", {gone} deleted or replaced since loaded" if gone else ""))
     if a.threads:
         t = a.threads[0]
@@ -366,7 +358,10 @@ def to_json(a: Analysis) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "crashkit_version": __version__,
-        "summary": a.summary,
+        # The headline (verdict.summary) under the name every consumer reads
+        # first; the line below it in the text output is what_happened.
+        "summary": a.verdict.summary if a.verdict else a.summary,
+        "what_happened": a.summary,
         "verdict": verdict_json(a, a.verdict) if a.verdict else None,
         "signature": None if a.signature is None else {
             "text": a.signature.text, "hash": a.signature.hash,

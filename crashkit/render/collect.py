@@ -10,7 +10,7 @@ from typing import Any
 
 from crashkit import __version__
 from crashkit.model.collect import CollectResult, Outcome
-from crashkit.render.analyze import human_size
+from crashkit.model.words import plural, size
 
 SCHEMA = "crashkit/collect/1"
 _VERB: dict[Outcome, str] = {
@@ -42,10 +42,6 @@ def local(t: int | None) -> str:
     if t is None:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
-
-
-def plural(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def to_json(r: CollectResult) -> dict[str, Any]:
@@ -98,7 +94,7 @@ def text(r: CollectResult) -> str:
         extra.append(f"{plural(new_logs, 'crash', 'crashes')} without a core counted from logs")
     if r.pruned:
         extra.append(f"{plural(len(r.pruned), 'core')} let go "
-                     f"({human_size(sum(p.size for p in r.pruned))} freed)")
+                     f"({size(sum(p.size for p in r.pruned))} freed)")
     lines = [head + (": " + ", ".join(extra) if extra else "")]
     for s in r.sources:
         lines.append("")

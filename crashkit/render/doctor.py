@@ -7,6 +7,8 @@ from typing import Any
 
 from crashkit import __version__
 from crashkit.model.doctor import Doctor
+from crashkit.model.words import plural
+from crashkit.render.headline import all_clear, problems
 
 SCHEMA = "crashkit/doctor/1"
 
@@ -26,16 +28,21 @@ _ORDER = {"fail": 0, "warn": 1, "ok": 2, "skip": 3}
 
 
 def text(d: Doctor) -> str:
-    out = [f"nginx config {d.conf}"]
+    ordered = sorted(d.checks, key=lambda c: _ORDER[c.status])
+    bad = [c for c in ordered if c.status in ("warn", "fail")]
+    skipped = sum(c.status == "skip" for c in d.checks)
+    # The answer first: what needs attention, failures first, or all clear.
+    out = [problems([f"{c.name}: {c.summary}" for c in bad]) if bad else all_clear(
+        f"{plural(len(d.checks) - skipped, 'check')} passed"
+        + (f", {skipped} skipped" if skipped else "")), f"nginx config {d.conf}"]
     width = min(max((len(c.name) for c in d.checks), default=10), 24)
-    for c in sorted(d.checks, key=lambda c: _ORDER[c.status]):
+    for c in ordered:
         out.append(f"{_MARK[c.status]}  {c.name:<{width}}  {c.summary}")
         if c.fix and c.status in ("warn", "fail"):
             out += textwrap.wrap(f"fix: {c.fix}", 100, initial_indent=" " * 6,
                                  subsequent_indent=" " * 11)
-    bad = sum(c.status in ("warn", "fail") for c in d.checks)
     out.append("")
-    out.append(f"{bad} check{'s' if bad != 1 else ''} need attention" if bad
+    out.append(plural(len(bad), "check needs attention", "checks need attention") if bad
                else "all checks passed")
     return "\n".join(out)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from crashkit import __version__
 from crashkit.model.export import ExportedCrash, ExportResult
-from crashkit.render.collect import plural
+from crashkit.model.words import plural
 
 SCHEMA = "crashkit/export/1"
 _OUTCOMES = ("sent", "already", "failed", "deferred", "would_send", "skipped")

@@ -7,7 +7,8 @@ from typing import Any
 
 from crashkit import __version__
 from crashkit.model.collect import Group, ListResult
-from crashkit.render.collect import ago, iso, local, plural
+from crashkit.model.words import plural
+from crashkit.render.collect import ago, iso, local
 
 SCHEMA = "crashkit/list/1"
 _BARS = " ▁▂▃▄▅▆▇█"

@@ -17,11 +17,11 @@ from crashkit.analysis.meaning import MEANINGS
 from crashkit.errors import InputError
 from crashkit.model.analyze import Analysis, Package
 from crashkit.model.report import ReportResult
+from crashkit.model.words import size
 from crashkit.render.analyze import (
     crash_site,
     crash_time_text,
     crashing_frames,
-    human_size,
     visible,
 )
 
@@ -137,8 +137,8 @@ def build_model(a: Analysis, *, environment: list[tuple[str, str]],
         facts.append(Fact("confidence", f"{v.confidence}: {v.reason}"))
     if a.signature is not None:
         facts.append(Fact("crash signature", f"{a.signature.hash} ({a.signature.text})"))
-    facts.append(Fact("core", f"{human_size(a.core.size)} ({a.core.size} bytes)" + (
-        f", TRUNCATED (expected {a.core.expected_size} bytes)" if a.core.truncated else "")))
+    facts.append(Fact("core", f"{size(a.core.size)} ({a.core.size} bytes)" + (
+        f", TRUNCATED (expected {size(a.core.expected_size)})" if a.core.truncated else "")))
     blamed = None
     if v is not None and v.module:
         blamed = next((r for r in module_rows(a) if r.path == v.module), None)
@@ -276,11 +276,11 @@ SCHEMA = "crashkit/report/1"
 
 
 def text(r: ReportResult) -> str:
-    out = f"{r.verdict}\n\nwrote {r.bundle} ({r.size} bytes): {', '.join(r.files)}"
+    out = f"{r.verdict}\n\nwrote {r.bundle} ({size(r.size)}): {', '.join(r.files)}"
     if r.portable:
         out += ("\nportable: the core and the files it maps; `crashkit analyze BUNDLE` "
                 "reads it on any machine. Biggest: " + ", ".join(
-                    f"{name} ({size} bytes)" for name, size in r.biggest))
+                    f"{name} ({size(n)})" for name, n in r.biggest))
     i = r.issue
     if i is None:
         return out

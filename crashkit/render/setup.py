@@ -6,6 +6,7 @@ from typing import Any
 
 from crashkit import __version__
 from crashkit.model.setup import Result
+from crashkit.model.words import plural
 
 SCHEMA = "crashkit/setup/1"
 _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
@@ -37,8 +38,11 @@ def to_json(r: Result) -> dict[str, Any]:
         "files": [{"path": f.path, "backup": f.backup, "diff": f.diff, "created": f.created}
                   for f in r.files],
         "changed": r.changed,
-        "checks": [{"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix,
-                    "fixed": c.name in r.fixed} for c in r.checks],
+        # The one check shape (doctor's): name, status, summary, fix, details;
+        # "detail" is summary's former name, kept within version 1.
+        "checks": [{"name": c.name, "status": c.status, "summary": c.detail, "fix": c.fix,
+                    "details": {}, "fixed": c.name in r.fixed, "detail": c.detail}
+                   for c in r.checks],
         "system": [{"kind": s.kind, "path": s.path, "content": s.content, "applied": True,
                     "live": s.live} for s in r.system]
         + [{"kind": k, "path": p, "content": c, "applied": False, "live": None}
@@ -63,7 +67,7 @@ def text(r: Result) -> str:
              "apply": "crashkit setup --apply", "undo": "crashkit setup --undo"}[r.mode]
     add(title)
     add(f"config: {r.location.path} (found by {r.location.source}; "
-        f"{len(r.config.files)} file(s))")
+        f"{plural(len(r.config.files), 'file')})")
     add(f"workers: {r.workers} x {r.worker.user}:{r.worker.group}")
     if r.plan is not None:
         add(f"cores: up to {r.plan.core_limit} each, into {r.plan.core_dir}")

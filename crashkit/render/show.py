@@ -6,8 +6,8 @@ from typing import Any
 
 from crashkit import __version__
 from crashkit.model.collect import ShowResult
-from crashkit.render.analyze import human_size
-from crashkit.render.collect import ago, iso, local, plural
+from crashkit.model.words import plural, size
+from crashkit.render.collect import ago, iso, local
 from crashkit.render.list import group_json
 
 
@@ -45,7 +45,7 @@ def text(r: ShowResult) -> str:
             f"({r.confidence} confidence)" if r.confidence else None) if x) or "-"),
         ("signature", f"{r.signature}  {r.signature_text or ''}".rstrip()),
         ("source", f"{r.source_kind}: {r.source_path}"),
-        ("core", (f"{r.core_path} ({human_size(r.size)}"
+        ("core", (f"{r.core_path} ({size(r.size)}"
                   + (", truncated" if r.truncated else "") + ")") if r.core_path else
          ("none: only a log line tells of this crash" if r.evidence == "log"
           else "not kept (let go by a flood or retention limit)")),

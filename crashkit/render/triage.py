@@ -8,7 +8,9 @@ from typing import Any
 from crashkit import __version__
 from crashkit.analysis.conditions import KINDS
 from crashkit.model.triage import SEVERITY_ORDER, Count, Finding, Triage
+from crashkit.model.words import plural, size
 from crashkit.render.escape import visible
+from crashkit.render.headline import all_clear, problems
 
 SCHEMA = "crashkit/triage/1"
 
@@ -51,12 +53,9 @@ def to_json(t: Triage) -> dict[str, Any]:
     }
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"
-
-
 def _short(ts: str | None) -> str:
-    return ts.replace("T", " ") if ts else "?"
+    """A time as the log wrote it (local, to the second; the JSON has the offset)."""
+    return ts[:19].replace("T", " ") if ts else "?"
 
 
 def _list(values: object, limit: int = 5) -> str:
@@ -128,17 +127,20 @@ def _finding_lines(f: Finding) -> list[str]:
 def text(t: Triage) -> str:
     files = ", ".join(s.path + (" (gz)" if s.compressed else "") +
                       (" [truncated]" if s.truncated else "") for s in t.sources)
-    size = sum(s.bytes for s in t.sources)
-    head = [f"{files}: {_mb(size)} read in {t.seconds:.2f} s"
-            + (f", since {t.since.replace('T', ' ')}" if t.since else "")
+    total = sum(s.bytes for s in t.sources)
+    # The answer first: what needs attention, most severe first, or all clear.
+    logs = t.sources[0].path if len(t.sources) == 1 else f"the {len(t.sources)} logs read"
+    answer = problems([f.title for f in t.findings]) if t.findings else all_clear(
+        f"nothing in {logs} needs attention" + ("; see the notes" if t.notes else ""))
+    head = [answer, f"{files}: {size(total)} read in {t.seconds:.2f} s"
+            + (f", since {_short(t.since)}" if t.since else "")
             + (f", {t.garbage_lines} lines that are not error-log lines"
                if t.garbage_lines else "")]
     head += [f"note: {n}" for n in t.notes]
     if not t.findings:
-        return "\n".join(visible(line) for line in
-                         [*head, "no findings: nothing in these logs needs attention"])
+        return "\n".join(visible(line) for line in head)
     n = len(t.findings)
-    head.append(f"{n} finding{'s' if n != 1 else ''}, most severe first:")
+    head.append(f"{plural(n, 'finding')}, most severe first:")
     out = head
     for f in t.findings:
         out.append("")

@@ -97,7 +97,8 @@ def test_real_lines_counted() -> None:
         ("http://127.0.0.1:36239", 4), ("fastcgi://127.0.0.1:36239", 1)]
     assert [(c.value, c.count) for c in refused.requests] == [
         ("GET /up", 3), ("GET /refused", 1), ("GET /fcgi", 1)]
-    assert (refused.first, refused.last) == ("2026-11-24T04:23:39", "2026-11-24T04:23:40")
+    assert (refused.first, refused.last) == tuple(  # local, with this host's offset then
+        datetime(2026, 11, 24, 4, 23, s).astimezone().isoformat() for s in (39, 40))
     # select(): the same lines, whole files in this process
     hits = list(errorlog.select([str(REAL)], triage.PATTERN))
     assert len(hits) == sum(EXPECTED.values())
@@ -341,7 +342,9 @@ def test_other_errors_are_findings_not_an_all_clear(tmp_path: Path) -> None:
     assert serious["details"]["levels"] == [{"value": "crit", "count": 2},
                                             {"value": "alert", "count": 1}]
     assert errors["top_upstreams"][0] == {"value": "http://10.0.0.7:8080", "count": 3}
-    assert (errors["first"], errors["last"]) == ("2026-11-24T05:00:01", "2026-11-24T05:00:08")
+    # The log's local times, with this host's offset at that time.
+    assert (errors["first"], errors["last"]) == tuple(
+        datetime(2026, 11, 24, 5, 0, s).astimezone().isoformat() for s in (1, 8))
 
 
 @pytest.mark.parametrize("content", [

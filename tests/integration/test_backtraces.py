@@ -73,7 +73,7 @@ def test_blame_goes_past_libc(manifest: dict[str, Any]) -> None:
         assert data["crash"]["module"] == fx["module"]
         assert data["crash"]["kind"] == "crash"
         assert data["crash"]["blamed_frame"]["function"] == fx["caller_function"]
-        assert f"called from {fx['caller_function']}()" in data["summary"]
+        assert f"called from {fx['caller_function']}()" in data["what_happened"]
 
 
 def test_killed_by_another_process_blames_nobody(manifest: dict[str, Any]) -> None:
@@ -83,8 +83,8 @@ def test_killed_by_another_process_blames_nobody(manifest: dict[str, Any]) -> No
     assert data["crash"]["kind"] == "killed"
     assert data["crash"]["cause"] == (f"SIGSEGV: sent by kill() from a process; sender process "
                                       f"{fx['sender_pid']} (uid 0)")
-    assert "Another process killed it" in data["summary"]
-    assert f"sender process {fx['sender_pid']}" in data["summary"]
+    assert "Another process killed it" in data["what_happened"]
+    assert f"sender process {fx['sender_pid']}" in data["what_happened"]
 
 
 def test_stripped_module_named_from_elf(manifest: dict[str, Any]) -> None:
@@ -177,8 +177,8 @@ def test_mismatched_library_is_not_trusted(manifest: dict[str, Any]) -> None:
     m = next(m for m in data["mappings"] if m["start"] <= top["pc"] < m["end"])
     offset = top["pc"] - m["start"] + m["file_offset"]
     assert top["module_offset"] == offset
-    assert f"in libmismatch.so+{offset:#x} [libmismatch.so]" in data["summary"]
-    assert fx["crash_function"] not in data["summary"]
+    assert f"in libmismatch.so+{offset:#x} [libmismatch.so]" in data["what_happened"]
+    assert fx["crash_function"] not in data["what_happened"]
     text = run_cli("analyze", fx["core"], check=True).stdout
     lib_lines = [line for line in text.splitlines() if "[libmismatch.so" in line
                  and line.lstrip().startswith("#")]

@@ -222,3 +222,23 @@ def test_a_config_sharing_another_masters_pid_file(tmp_path: Path) -> None:
     assert listen["fix"] == ("the running master has not loaded these listen directives: "
                              "nginx -t, then reload nginx (nginx -s reload), and read the "
                              "error log (crashkit triage) if the reload fails")
+
+
+def test_the_first_line_is_the_answer(tmp_path: Path) -> None:
+    """Against a real nginx: the text opens with the problems the JSON has,
+    failures first, each by check name; the details follow."""
+    from crashkit.render.headline import problems
+
+    port, closed = free_port(), free_port()
+    conf = basic_conf(port, server=f"location /a {{ proxy_pass http://127.0.0.1:{closed}; }}")
+    with LiveNginx(tmp_path / "ngx", conf) as ngx:
+        code, data = doctor(ngx.conf)
+        proc = run_cli("doctor", "--conf", str(ngx.conf))
+    assert code == proc.returncode == 1
+    bad = [c for c in data["checks"] if c["status"] == "fail"] + [
+        c for c in data["checks"] if c["status"] == "warn"]
+    assert bad[0]["name"] == "upstreams"  # nothing listens on the closed port
+    first, second = proc.stdout.splitlines()[:2]
+    assert first == problems([f"{c['name']}: {c['summary']}" for c in bad])
+    assert first.startswith(f"{len(bad)} problem")
+    assert second == f"nginx config {ngx.conf}"

@@ -181,7 +181,7 @@ def test_stack_overflow(tmp_path: Path) -> None:
     exe = build(tmp_path, "rec", RECURSION, "-O0")
     core = str(crash_for_core([str(exe)], tmp_path))
     data = analyze_json(core, "--max-frames", "100")
-    assert "a stack overflow" in data["summary"]
+    assert "a stack overflow" in data["what_happened"]
     fr = frames(data)
     # The innermost 100 frames, then the outermost ones: where recursion began.
     assert [f["index"] for f in fr[:100]] == list(range(100))
@@ -204,7 +204,7 @@ def test_call_through_null_function_pointer(tmp_path: Path) -> None:
     exe = build(tmp_path, "nullcall", NULL_CALL)
     data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
     assert "jumped to 0x0, which is not code — a call through a NULL function pointer" \
-        in data["summary"]
+        in data["what_happened"]
     assert frames(data)[0]["pc"] == 0
     # gdb unwinds from pc 0 to the caller: the culprit is dispatch().
     assert "dispatch" in [f["function"] for f in frames(data)]
@@ -214,15 +214,15 @@ def test_call_through_null_function_pointer(tmp_path: Path) -> None:
 def test_failed_assert(tmp_path: Path) -> None:
     exe = build(tmp_path, "assert", ASSERT)
     data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
-    assert "died of SIGABRT: a failed assertion (assert())" in data["summary"]
-    assert "called from check_limits()" in data["summary"]
+    assert "died of SIGABRT: a failed assertion (assert())" in data["what_happened"]
+    assert "called from check_limits()" in data["what_happened"]
     assert data["crash"]["module"] == str(exe)
 
 
 def test_uncaught_exception(tmp_path: Path) -> None:
     exe = build_cxx(tmp_path, "throw", THROW)
     data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
-    assert "died of SIGABRT: an uncaught C++ exception (std::terminate)" in data["summary"]
+    assert "died of SIGABRT: an uncaught C++ exception (std::terminate)" in data["what_happened"]
     assert data["crash"]["module"] == str(exe)
 
 
@@ -239,7 +239,7 @@ def test_uncaught_exception_is_named_from_the_throw_frame(tmp_path: Path) -> Non
     data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
     assert data["crash"]["exception"] == "std::system_error"
     assert ("died of SIGABRT: an uncaught C++ exception of type std::system_error "
-            "(std::terminate)") in data["summary"]
+            "(std::terminate)") in data["what_happened"]
     assert data["signature"]["frames"][0] == "exception:std::system_error"
     other = tmp_path / "direct"
     other.mkdir()
@@ -327,7 +327,7 @@ def test_debug_file_of_the_crashed_build_rescues_a_replaced_library(tmp_path: Pa
     top = frames(data)[0]
     assert (top["function"], top["source"], top["trusted"]) == ("lib_depth", "elf", True)
     assert top["file"] is None  # gdb's lines came from the other build
-    assert "in lib_depth() [libdepth.so]" in data["summary"]
+    assert "in lib_depth() [libdepth.so]" in data["what_happened"]
     assert any(w.startswith(f"build-id mismatch: {lib} on disk is another build, but a debug "
                             f"file of the crashed build ({old_id})") for w in data["warnings"])
 
@@ -378,30 +378,31 @@ def test_stack_protector_is_not_called_fortify(tmp_path: Path) -> None:
     exe = build(tmp_path, "smash", SMASH, "-fstack-protector-all", "-U_FORTIFY_SOURCE",
                 "-D_FORTIFY_SOURCE=0", "-O0")
     data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
-    assert "died of SIGABRT: stack smashing detected by the stack protector" in data["summary"]
+    assert ("died of SIGABRT: stack smashing detected by the stack protector"
+            in data["what_happened"])
     assert data["crash"]["module"] == str(exe)
 
 
 def test_jump_into_the_heap(tmp_path: Path) -> None:
     exe = build(tmp_path, "heapjump", HEAP_JUMP, "-O0")
     data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
-    assert "jumped to" in data["summary"] and "which is not code" in data["summary"]
-    assert "[non-executable memory: heap, stack or data]" in data["summary"]
+    assert "jumped to" in data["what_happened"] and "which is not code" in data["what_happened"]
+    assert "[non-executable memory: heap, stack or data]" in data["what_happened"]
 
 
 def test_sigbus_names_the_file(tmp_path: Path) -> None:
     exe = build(tmp_path, "bus", BUS, "-O0")
     data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
     assert data["signal"]["name"] == "SIGBUS"
-    assert f"in the mapped file {tmp_path / 'data.bin'} at offset 0x1010" in data["summary"]
+    assert f"in the mapped file {tmp_path / 'data.bin'} at offset 0x1010" in data["what_happened"]
 
 
 def test_trap_instruction(tmp_path: Path) -> None:
     exe = build(tmp_path, "ud2", TRAP_UD2)
     data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
     assert data["signal"]["name"] == "SIGILL"
-    assert "a trap instruction (ud2, __builtin_trap()" in data["summary"]
-    assert "in unreachable_state()" in data["summary"]
+    assert "a trap instruction (ud2, __builtin_trap()" in data["what_happened"]
+    assert "in unreachable_state()" in data["what_happened"]
     assert data["context"]["faulting_instruction"] == "ud2"
 
 

@@ -155,7 +155,7 @@ def test_gcore_snapshot_is_not_a_crash(tmp_path: Path) -> None:
         live.wait()
     data = analyze_json(str(tmp_path / f"snap.{live.pid}"))
     assert data["core"]["pid"] == live.pid
-    assert "a snapshot taken" in data["summary"] and "not a crash" in data["summary"]
+    assert "a snapshot taken" in data["what_happened"] and "not a crash" in data["what_happened"]
     assert data["crash"]["module"] is None
     names = [f["function"] for f in data["threads"][0]["frames"]]
     assert "wait_forever" in names and "main" in names
@@ -231,7 +231,7 @@ def test_kernel_core_with_sigtrap_is_a_crash(tmp_path: Path) -> None:
     exe = compile_c(tmp_path, "trap", TRAP)
     data = analyze_json(str(crash_for_core([str(exe)], tmp_path)))
     assert data["signal"]["name"] == "SIGTRAP"
-    assert data["summary"].startswith(f"trap (pid {data['core']['pid']}) died of SIGTRAP")
+    assert data["what_happened"].startswith(f"trap (pid {data['core']['pid']}) died of SIGTRAP")
     assert data["crash"]["module"] == str(exe)
 
 

@@ -238,8 +238,8 @@ def test_worker_crash(tmp_path: Path, www_dir: Path, manifest: dict[str, Any],
     assert code == 1
     f = finding(data, "worker-crash-core" if core else "worker-crash")
     assert f["count"] == 1 and f["severity"] == "critical"
-    assert f["details"]["pids"] == [{"value": str(worker), "count": 1}]
-    assert f["details"]["signals"] == [{"value": "11", "count": 1}]
+    assert f["details"]["pids"] == [{"value": worker, "count": 1}]
+    assert f["details"]["signals"] == [{"value": 11, "count": 1}]
     if core:
         cores = [c for c in f["details"]["cores"] if Path(c).exists()]
         assert cores and all(Path(c).parent == wd for c in cores)
@@ -258,7 +258,7 @@ def test_worker_killed_by_sigkill(tmp_path: Path) -> None:
     assert code == 1
     f = finding(data, "worker-killed")
     assert f["count"] == 1
-    assert f["details"]["pids"] == [{"value": str(worker), "count": 1}]
+    assert f["details"]["pids"] == [{"value": worker, "count": 1}]
     # Killed by us, not by the OOM killer: the kernel log has no line for it.
     assert f["details"]["oom_kills"] == [] and f["details"]["oom_confirmed"] is False
     assert data["kernel_log"] in ("/dev/kmsg", "dmesg") or data["kernel_log"].startswith(

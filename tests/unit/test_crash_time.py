@@ -45,6 +45,19 @@ def test_the_core_dumped_line_of_this_pid_corrects_it() -> None:
     assert crash_time(None, (), 4242, NOW) is None
 
 
+@pytest.mark.parametrize("forged", ["2026/13/45 04:35:59", "0001/01/01 00:00:00"])
+def test_a_log_time_that_is_no_time_is_passed_over(forged: str) -> None:
+    """A month 13 or a year the C library cannot place: the line before it
+    that can be read gives the time, else the core's file time (no traceback)."""
+    line = f"{forged} [alert] 4240#4240: worker process 4242 exited on signal 11 (core dumped)"
+    good = ("2026/11/24 04:35:59 [alert] 4240#4240: worker process 4242 exited on signal 11 "
+            "(core dumped)")
+    assert crash_time(1795494959.0 + 3600, (good, line), 4242, NOW) == CrashTime(
+        "2026-11-24T04:35:59+00:00", "error log", 3 * 3600 + 125)
+    assert crash_time(1795494959.0, (line,), 4242, NOW) == CrashTime(
+        "2026-11-24T04:35:59+00:00", "core file time", 3 * 3600 + 125)
+
+
 def test_how_long_ago() -> None:
     assert [ago(s) for s in (5, 59, 60, 3599, 3600, 3 * 3600 + 125, 86400, 2 * 86400 + 7200)] \
         == ["5 s ago", "59 s ago", "1 min ago", "59 min ago", "1 h 0 min ago", "3 h 2 min ago",

@@ -56,7 +56,7 @@ def test_other_checks_from_facts() -> None:
     assert check_hard_limit(SETTING, dataclasses.replace(
         capped, master_cap_sys_resource=True)).status == "ok"
     full = check_disk_space("core", SETTING, facts(free_bytes=1 << 30, worker_sizes=(3 << 30,)))
-    assert full.status == "warn" and "2 worker(s)" in full.detail
+    assert full.status == "warn" and "2 workers crashing together need about" in full.detail
     assert check_disk_space("core", SETTING, facts(free_bytes=None)).status == "skip"
     names = [c.name for c in core_checks(SETTING, facts())]
     assert names[0] == "kernel.core_pattern" and names[-1] == "free disk space"
