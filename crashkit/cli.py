@@ -119,14 +119,14 @@ def _analysis_options(kw: dict[str, Any], core: str, *, full_frames: int, redact
     for option, directory in dirs:
         if directory is not None and not os.path.isdir(directory):
             raise InputError(f"{option}: no such directory", path=directory)
-    from crashkit.commands.analyze import resolve_core
+    from crashkit.commands.analyze import resolve_stored
 
-    core = resolve_core(core, kw["store"])
+    core, core_size = resolve_stored(core, kw["store"])
     return Options(exe=kw["exe"], sysroot=kw["sysroot"], debug_dirs=kw["debug_dirs"],
                    use_gdb=not kw["no_gdb"], gdb=kw["gdb_path"], gdb_timeout=kw["gdb_timeout"],
                    debuginfod=kw["debuginfod"], full_frames=full_frames,
                    max_frames=kw["max_frames"], redact=redact, error_log=kw["error_log"],
-                   host_facts=not kw["no_host"], core=core)
+                   host_facts=not kw["no_host"], core=core, core_size=core_size)
 
 
 class Result(Protocol):
