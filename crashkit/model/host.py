@@ -16,6 +16,18 @@ class OomKill:
 
 
 @dataclass(frozen=True)
+class OomEvent:
+    """An OOM kill with its time: when the kernel's log line was written
+    (seconds since the epoch; None when the line carries no time that can
+    be placed)."""
+
+    pid: int
+    comm: str
+    time: float | None
+    line: str
+
+
+@dataclass(frozen=True)
 class PortHolder:
     """A process that has a listening socket on an address."""
 
