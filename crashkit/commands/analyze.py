@@ -212,6 +212,26 @@ def compression_of(path: str) -> str | None:
         return None
 
 
+def fits_front(path: str) -> bool:
+    """Whether the compressed core at ``path`` decompresses whole, and
+    properly ended, within the front :func:`open_core` decodes: then every
+    fact reads the same from it as from a decompressed copy."""
+    from crashkit.elf.compressed import FRONT_BUDGET, FrontImage
+
+    try:
+        front = FrontImage(path)
+    except CrashkitError:
+        return False
+    try:
+        front.read(FRONT_BUDGET - 1, 1)
+        return front.known_size() is not None and front.decoded < FRONT_BUDGET \
+            and front.problem is None
+    except CrashkitError:
+        return False
+    finally:
+        front.close()
+
+
 def open_core(path: str, options: Options) -> CoreFile:
     """The core at ``path``; a compressed one read through the front of its
     stream (elf/compressed.FrontImage: at most its first 32 MiB decoded)."""

@@ -28,7 +28,7 @@ from crashkit.analysis.collect import (
     log_signature,
     retention_drops,
 )
-from crashkit.commands.analyze import plain_path
+from crashkit.commands.analyze import fits_front, plain_path
 from crashkit.errors import CrashkitError, InputError
 from crashkit.host import coresources as cs
 from crashkit.host import proc
@@ -277,6 +277,10 @@ def _take(store: W.Store, place: Place, e: cs.ScanEntry, dir_fd: int, path: str,
 
     def facts_of(path: str) -> W.Facts:
         try:
+            if not opts.use_gdb and fits_front(path):
+                # The notes alone, and the whole core decodes in memory: no
+                # decompressed copy on disk (it cost ~5 ms of a 1.6 MiB core).
+                return facts_from(path, opts.use_gdb, when)
             with plain_path(path) as core:
                 return facts_from(core, opts.use_gdb, when)
         except (CrashkitError, OSError) as exc:

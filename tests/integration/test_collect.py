@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -467,3 +468,41 @@ def test_the_hosts_own_kernel_log_is_placed_in_time() -> None:
         assert when is not None and boot - 1 <= when <= now + 1, line
     for e in kernlog.oom_events(log, boot=boot):
         assert e.time is not None and boot - 1 <= e.time <= now + 1
+
+
+@pytest.mark.parametrize("name", ["nginx-null", "mt-plugin"])
+def test_a_compressed_copy_is_indexed_as_the_linked_core(
+        tmp_path: Path, manifest: dict[str, Any], name: str) -> None:
+    """A core from another filesystem is stored zstd-compressed, and with
+    --no-gdb its facts are read from the compressed copy's front, in memory
+    (no decompressed copy on disk): the index holds what it holds for the
+    same core linked from the store's own filesystem."""
+    same = tmp_path / "same"
+    same.mkdir()
+    copy_core(manifest, name, same / "core.4242")
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        unavailable("/dev/shm is not another filesystem here")
+    other = Path(tempfile.mkdtemp(prefix="crashkit-test-", dir=shm))
+    try:
+        copy_core(manifest, name, other / "core.4242")
+        shown = {}
+        for label, src in (("linked", same), ("copied", other)):
+            store = tmp_path / f"store-{label}"
+            data = collect(store, "--only-from", "--from", str(src), "--no-gdb")
+            (f,) = [f for s in data["sources"] for f in s["files"]]
+            assert f["outcome"] == "stored" and f["method"] == ("link" if label == "linked"
+                                                               else "copy")
+            shown[label] = json.loads(run_cli("show", str(f["crash_id"]), "--store", str(store),
+                                              "--json", check=True).stdout)
+    finally:
+        shutil.rmtree(other)
+    assert shown["copied"]["compression"] == "zstd" and shown["linked"]["compression"] is None
+    keys = ("pid", "exe", "exe_build_id", "signal", "truncated", "signature",
+            "summary", "blamed_module", "blamed_function", "confidence", "modules", "size",
+            "sha256", "analysis")
+    assert {k: shown["copied"][k] for k in keys} == {k: shown["linked"][k] for k in keys}
+    assert shown["copied"]["modules"] and all(m["build_id"] for m in shown["copied"]["modules"])
+    from crashkit.commands.analyze import fits_front
+
+    assert fits_front(shown["copied"]["core"])  # the path collect took for it
