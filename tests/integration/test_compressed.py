@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -259,3 +260,44 @@ def test_front_image_reads_the_plain_bytes(tmp_path: Path, manifest: dict[str, A
         assert img.known_size() is not None and img.known_size() < len(data)  # type: ignore[operator]
     finally:
         img.close()
+
+
+def test_analyze_id_of_a_big_stored_core_takes_its_size_from_the_index(tmp_path: Path) -> None:
+    """A big core collected from another filesystem is stored as a zstd
+    stream that records no content size; `analyze ID --no-gdb` reads its
+    front and takes the size the index verified at collect time: the size
+    and truncation are the plain core's, with no 'not checked' warning,
+    while the same file analysed by its path says the size is unchecked."""
+    core = _bigmem_core(tmp_path, 48)
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        unavailable("/dev/shm is not another filesystem here")
+    src = Path(tempfile.mkdtemp(prefix="crashkit-test-", dir=shm))
+    try:
+        shutil.copyfile(core, src / "core.4242")
+        store = tmp_path / "store"
+        proc = run_cli("collect", "--only-from", "--from", str(src), "--store", str(store),
+                       "--no-gdb", "--json")
+        assert proc.returncode in (0, 1), proc.stderr
+    finally:
+        shutil.rmtree(src)
+    (f,) = [f for s in json.loads(proc.stdout)["sources"] for f in s["files"]]
+    assert f["outcome"] == "stored" and f["method"] == "copy"
+    want = _no_gdb(str(core))
+    by_id = _no_gdb_args(str(f["crash_id"]), "--store", str(store))
+    stored = next((store / "crashes").iterdir())
+    by_path = _no_gdb(str(stored))
+    for got in (by_id, by_path):
+        assert got["signal"] == want["signal"] and got["mappings"] == want["mappings"]
+    assert (by_id["core"]["size"], by_id["core"]["truncated"]) == \
+        (want["core"]["size"], False)
+    assert not [w for w in by_id["warnings"] if "truncated was not checked" in w]
+    assert [w for w in by_path["warnings"] if "truncated was not checked" in w]
+
+
+def _no_gdb_args(*args: str) -> dict[str, Any]:
+    proc = run_cli("analyze", "--no-gdb", "--json", "--no-host", *args)
+    assert proc.returncode in (0, 1), proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    check_schema(data)
+    return data
