@@ -160,6 +160,9 @@ class CoreFile:
         if self.size == 0:
             raise self._fail("empty file (0 bytes), not a core")
         head = self._pread(0, 64)
+        if self._front is not None and len(head) < 64 and \
+                (head.startswith(b"\x7fELF") or b"\x7fELF".startswith(head)):
+            self._front_head(len(head))
         for magic, (kind, cmd) in _COMPRESSED_MAGIC.items():
             if head.startswith(magic):
                 raise self._fail(f"{kind}-compressed file; decompress it first ({cmd})")
@@ -190,6 +193,16 @@ class CoreFile:
                 path=self.path)
         if len(head) < 64:
             raise self._fail(f"cut inside the ELF header ({self.size} bytes of 64)")
+
+    def _front_head(self, got: int) -> None:
+        """A compressed core whose stream holds less than an ELF header."""
+        assert self._front is not None
+        front = self._front
+        if got == 0:
+            raise self._fail(f"{front.problem or f'the {front.kind} stream holds 0 bytes'}: "
+                             "not a core")
+        raise self._fail(f"cut inside the ELF header ({got} bytes of 64; "
+                         f"{front.problem or f'the {front.kind} stream ends there'})")
 
     def _parse_elf(self) -> _Elf:
         return _Elf(dict(zip(_EHDR_FIELDS, L.ELF64_EHDR.unpack(self._pread(0, 64)),
