@@ -332,7 +332,9 @@ def _log_crashes(store: W.Store, opts: Options, found: _Found) -> list[LogCrash]
         else:
             assert c.kill is not None
             log, line, kind = opts.kernel_log or _KERNEL_LOG, c.kill.line, "kernel_log"
-            key = f"{host}\0{c.pid}\0oom\0{c.time}"
+            # The kernel's own line (its boot-relative stamp included), not
+            # the wall time derived from it, which moves by rounding.
+            key = f"{host}\0{c.pid}\0oom\0{c.kill.raw or c.kill.line}"
         summary = {
             "oom-kill": f"{c.program} process {c.pid} killed by the kernel's OOM killer "
                         "(SIGKILL, no core)",

@@ -133,10 +133,12 @@ def oom_events(log: KernelLog, *, boot: float | None = None,
         (kill,) = kills
         same = next((i for i, e in enumerate(events) if e.pid == kill.pid and (
             e.time is None or when is None or abs(e.time - when) <= window)), None)
-        event = OomEvent(kill.pid, kill.comm, when, message.strip())
+        event = OomEvent(kill.pid, kill.comm, when, message.strip(), line.strip())
         if same is None:
             events.append(event)
         elif "out of memory" in message.lower():  # the clearest line names it
-            events[same] = OomEvent(kill.pid, kill.comm, events[same].time or when,
-                                    message.strip())
+            first = events[same]
+            # (the last of a kill's lines, so the last the ring buffer loses)
+            events[same] = OomEvent(kill.pid, kill.comm, first.time or when,
+                                    message.strip(), line.strip())
     return events

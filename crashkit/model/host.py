@@ -24,7 +24,8 @@ class OomEvent:
     pid: int
     comm: str
     time: float | None
-    line: str
+    line: str  # the message, without its stamps
+    raw: str = ""  # the line as the log has it (stable across reads: a key)
 
 
 @dataclass(frozen=True)
