@@ -122,14 +122,14 @@ def _analysis_options(kw: dict[str, Any], core: str, *, full_frames: int, redact
     for option, directory in dirs:
         if directory is not None and not os.path.isdir(directory):
             raise InputError(f"{option}: no such directory", path=directory)
-    from crashkit.commands.analyze import resolve_core
+    from crashkit.commands.analyze import resolve_stored
 
-    core = resolve_core(core, kw["store"])
+    core, core_size = resolve_stored(core, kw["store"])
     return Options(exe=kw["exe"], sysroot=kw["sysroot"], debug_dirs=kw["debug_dirs"],
                    use_gdb=not kw["no_gdb"], gdb=kw["gdb_path"], gdb_timeout=kw["gdb_timeout"],
                    debuginfod=kw["debuginfod"], full_frames=full_frames,
                    max_frames=kw["max_frames"], redact=redact, error_log=kw["error_log"],
-                   host_facts=not kw["no_host"], core=core)
+                   host_facts=not kw["no_host"], core=core, core_size=core_size)
 
 
 class Result(Protocol):
@@ -541,6 +541,9 @@ def _age(value: str | None, option: str) -> int | None:
 @click.option("--error-log", "error_logs", metavar="PATH", multiple=True,
               help="nginx error log to count crashes without a core from (default: the "
                    "config's error logs).")
+@click.option("--kernel-log", metavar="PATH",
+              help="A saved kernel log (dmesg, dmesg -T, journalctl -k, kern.log) to read "
+                   "OOM kills from, instead of this host's (/dev/kmsg, else dmesg).")
 @click.option("--flood", metavar="N", type=click.IntRange(min=0), default=20,
               show_default=True,
               help="Per signature keep the first N cores and the latest; count the rest "
@@ -567,7 +570,8 @@ def _age(value: str | None, option: str) -> int | None:
 @click.option("--json", "as_json", is_flag=True,
               help="Print what was done as JSON (schema crashkit/collect/1).")
 def collect(from_dirs: tuple[str, ...], only_from: bool, store: str, dry_run: bool,
-            keep_sources: bool, no_gdb: bool, error_logs: tuple[str, ...], flood: int,
+            keep_sources: bool, no_gdb: bool, error_logs: tuple[str, ...],
+            kernel_log: str | None, flood: int,
             max_size: str | None, max_age: str | None, keep_per_signature: int | None,
             reindex: bool, watch: bool, conf: str | None, nginx_path: str,
             prefix: str | None, root: str, settle: float, core_pattern: str | None,
@@ -593,6 +597,8 @@ def collect(from_dirs: tuple[str, ...], only_from: bool, store: str, dry_run: bo
     for log in error_logs:
         if not os.path.isfile(log):
             raise InputError("--error-log: no such file", path=log)
+    if kernel_log is not None and not os.path.isfile(kernel_log):
+        raise InputError("--kernel-log: no such file", path=kernel_log)
 
     def progress(message: str) -> None:
         if sys.stderr.isatty() and not as_json:
@@ -601,7 +607,8 @@ def collect(from_dirs: tuple[str, ...], only_from: bool, store: str, dry_run: bo
     options = verb.Options(
         store=store, from_dirs=from_dirs, auto=not only_from, dry_run=dry_run,
         reindex=reindex, use_gdb=not no_gdb, keep_sources=keep_sources, conf=conf,
-        nginx=nginx_path, prefix=prefix, root=root, error_logs=error_logs, flood=flood,
+        nginx=nginx_path, prefix=prefix, root=root, error_logs=error_logs,
+        kernel_log=kernel_log, flood=flood,
         max_size=_size(max_size, "--max-size"), max_age=_age(max_age, "--max-age"),
         keep_per_signature=keep_per_signature, settle=settle, core_pattern=core_pattern,
         progress=progress)
@@ -643,8 +650,9 @@ def list_(store: str, since: str | None, bucket: str, buckets: int, limit: int |
     they came from: count, first and last seen, the program and its version,
     the code at fault, the verdict, the worst confidence, how many cores are
     kept, and a timeline of crashes per hour (or day) to spot a storm or a
-    regression. Crashes without a core (a worker killed by SIGKILL, as nginx's
-    error log tells) are counted too.
+    regression. Crashes without a core (a worker killed by SIGKILL or by the
+    kernel's OOM killer, as nginx's error log and the kernel log tell, linked
+    by pid and time) are counted too, OOM kills in a row of their own.
     """
     from crashkit.commands import list as verb
 

@@ -8,6 +8,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from crashkit.model.collect import LogCause
+from crashkit.model.host import OomEvent
 from crashkit.model.signals import signal_name
 from crashkit.model.words import size
 
@@ -31,11 +33,77 @@ class Drop:
     size: int
 
 
-def log_signature(signo: int, program: str) -> tuple[str, str]:
+def log_signature(signo: int, program: str, cause: LogCause = "signal") -> tuple[str, str]:
     """(hash, text) for crashes known from a log line alone: nothing but the
-    signal and the program can be said, so all of them group together."""
-    text = f"{signal_name(signo)} | program:{program} | no core"
+    signal, the program and (for the OOM killer) the cause can be said, so
+    all of them group together, OOM kills in a row of their own."""
+    text = f"{signal_name(signo)} | program:{program}" + \
+        (" | OOM killer" if cause == "oom-kill" else "") + " | no core"
     return hashlib.sha256(text.encode()).hexdigest()[:16], text
+
+
+# An OOM kill and the exit nginx's master logs for it are seconds apart;
+# the kernel's boot-relative stamps drift (suspend), so the window is wide,
+# and the pid must match too.
+LINK_WINDOW = 300
+
+
+@dataclass(frozen=True)
+class LogExit:
+    """A worker's exit without a core, as nginx's master logged it."""
+
+    pid: int
+    signal: int
+    time: int | None
+    log: str
+    line: str
+
+
+@dataclass(frozen=True)
+class Linked:
+    """One crash without a core: an exit line, an OOM kill, or both."""
+
+    pid: int
+    signal: int
+    time: int | None
+    cause: LogCause
+    program: str
+    exit: LogExit | None
+    kill: OomEvent | None
+
+
+def link_log_crashes(exits: Sequence[LogExit], kills: Sequence[OomEvent], *,
+                     programs: frozenset[str] = frozenset({"nginx"}),
+                     kernel_read: bool = True, window: int = LINK_WINDOW) -> list[Linked]:
+    """Crashes without a core from error-log exits and the kernel's OOM
+    kills, linked by pid and time: an exit on SIGKILL whose pid the OOM
+    killer killed within ``window`` seconds is that OOM kill (one crash);
+    a SIGKILL without one is someone's kill (or, when the kernel log could
+    not be read, of unknown cause: "signal"); an OOM kill of one of
+    ``programs`` that no exit line tells of (its master was killed, or its
+    error log is elsewhere) is counted on its own."""
+    used: set[int] = set()
+    out: list[Linked] = []
+    for e in exits:
+        match = None
+        if e.signal == 9:
+            for i, k in enumerate(kills):
+                if i in used or k.pid != e.pid:
+                    continue
+                if e.time is None or k.time is None or abs(k.time - e.time) <= window:
+                    match = i
+                    break
+        if match is not None:
+            used.add(match)
+            out.append(Linked(e.pid, e.signal, e.time, "oom-kill", "nginx", e, kills[match]))
+        else:
+            cause: LogCause = "sigkill" if e.signal == 9 and kernel_read else "signal"
+            out.append(Linked(e.pid, e.signal, e.time, cause, "nginx", e, None))
+    for i, k in enumerate(kills):
+        if i not in used and k.comm in programs:
+            when = int(k.time) if k.time is not None else None
+            out.append(Linked(k.pid, 9, when, "oom-kill", k.comm, None, k))
+    return out
 
 
 def flood_drops(cores: Sequence[StoredCore], keep_first: int) -> list[Drop]:

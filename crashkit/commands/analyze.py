@@ -58,6 +58,9 @@ class Options:
     sender_now: bool = True  # say what the signal's sender runs now (not in bundles)
     core: str = ""  # the core file (plain ELF: see :func:`plain_core`)
     display_path: str | None = None  # what the core is called (a compressed original)
+    # The decompressed size of a compressed core when known from elsewhere
+    # (the store's index): without gdb, the stream's front is all that is read.
+    core_size: int | None = None
 
 
 def run(options: Options) -> Analysis:
@@ -74,11 +77,18 @@ def run(options: Options) -> Analysis:
 
 def resolve_core(arg: str, store: str) -> str:
     """A core argument as a file: a path, or the id of a crash in the store."""
+    return resolve_stored(arg, store)[0]
+
+
+def resolve_stored(arg: str, store: str) -> tuple[str, int | None]:
+    """(the file, its decompressed size when the store's index knows it) of
+    a core argument: a path, or the id of a crash in the store."""
     if arg.isdigit() and not os.path.lexists(arg):
         from crashkit.commands.show import stored_core
 
-        return stored_core(store, int(arg))[0]
-    return arg
+        path, row = stored_core(store, int(arg))
+        return path, row.size
+    return arg, None
 
 
 @contextmanager
@@ -179,11 +189,62 @@ def plain_path(path: str) -> Iterator[str]:
 @contextmanager
 def plain_core(options: Options) -> Iterator[Options]:
     """Options whose ``core`` is a plain ELF file (see :func:`plain_path`);
-    the analysis still calls the core by its own name."""
+    the analysis still calls the core by its own name. Without gdb a
+    compressed core stays as it is: :func:`open_core` reads the front of
+    its stream, so the cost does not grow with the core's size."""
+    if not options.use_gdb and compression_of(options.core) is not None:
+        yield options
+        return
     with plain_path(options.core) as plain:
         yield options if plain == options.core else \
             dataclasses.replace(options, core=plain,
                                 display_path=options.display_path or options.core)
+
+
+def compression_of(path: str) -> str | None:
+    """The compression of the file at ``path`` (None: plain, or unreadable)."""
+    from crashkit.formats.compression import MAGIC_BYTES, detect
+
+    try:
+        with regular_file(path) as (read, _size):
+            return detect(read(0, MAGIC_BYTES))
+    except OSError:
+        return None
+
+
+def fits_front(path: str) -> bool:
+    """Whether the compressed core at ``path`` decompresses whole, and
+    properly ended, within the front :func:`open_core` decodes: then every
+    fact reads the same from it as from a decompressed copy."""
+    from crashkit.elf.compressed import FRONT_BUDGET, FrontImage
+
+    try:
+        front = FrontImage(path)
+    except CrashkitError:
+        return False
+    try:
+        front.read(FRONT_BUDGET - 1, 1)
+        return front.known_size() is not None and front.decoded < FRONT_BUDGET \
+            and front.problem is None
+    except CrashkitError:
+        return False
+    finally:
+        front.close()
+
+
+def open_core(path: str, options: Options) -> CoreFile:
+    """The core at ``path``; a compressed one read through the front of its
+    stream (elf/compressed.FrontImage: at most its first 32 MiB decoded)."""
+    if compression_of(path) is None:
+        return CoreFile(path)
+    from crashkit.elf.compressed import FrontImage
+
+    front = FrontImage(path, size_hint=options.core_size)
+    try:
+        return CoreFile(path, front=front)
+    except BaseException:
+        front.close()
+        raise
 
 
 def start_gdb(options: Options) -> tuple[GdbSession | None, str | None]:
@@ -228,7 +289,7 @@ def read_facts(path: str, options: Options,
 
     ``on_notes`` runs as soon as the notes are read, before the slower
     build-id reads (the gdb pipeline uses it to set gdb to work)."""
-    with CoreFile(path) as core:
+    with open_core(path, options) as core:
         facts = core.facts()
         if on_notes is not None:
             on_notes(facts)
@@ -238,7 +299,9 @@ def read_facts(path: str, options: Options,
                                path_map=_path_map(facts, options))
         sp = facts.threads[0].sp if facts.threads else None
         stack = core.stack_words(sp, STACK_SCAN_BYTES) if sp is not None else ()
-    return dataclasses.replace(facts, modules=modules, crash_stack=stack)
+        not_read = core.note_not_read()
+    problems = facts.problems + ((not_read,) if not_read else ())
+    return dataclasses.replace(facts, modules=modules, crash_stack=stack, problems=problems)
 
 
 STACK_SCAN_BYTES = 16 * 1024
@@ -378,7 +441,9 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
                 f"gdb's answer could not be read ({type(exc).__name__})"
     if gdb_error:
         notes.append(f"no backtraces: {gdb_error}")
-    notes += _still_written(path, facts) + _debug_dir_layout(options.debug_dirs)
+    if compression_of(path) is None:  # a compressed core is written whole before it is
+        notes += _still_written(path, facts)
+    notes += _debug_dir_layout(options.debug_dirs)
     threads = _demangled(_scanned_past_jit(threads, facts, symbolizer, notes))
     host = lookups[0]() if lookups else HostFacts()
     scanned = None
@@ -531,7 +596,7 @@ def _script_reads(path: str, threads: tuple[Thread, ...], facts: CoreFacts,
     interp = run.interpreter
     exe = next((m for m in facts.modules if m.path == facts.exe), None)
     if interp.vm_stack and options.sysroot is None and exe is not None and \
-            exe.build_id_match is True:
+            exe.build_id_match is True and compression_of(path) is None:
         from crashkit.host.pyspy import python_stack
 
         vm = python_stack(path, threads[0].tid)
@@ -540,7 +605,7 @@ def _script_reads(path: str, threads: tuple[Thread, ...], facts: CoreFacts,
     if interp.chunk_names is None:
         return {}
     try:
-        with CoreFile(path) as core:
+        with open_core(path, options) as core:
             return {"memory": tuple(m.group(0) for m in core.search_memory(interp.chunk_names))}
     except (OSError, CrashkitError):
         return {}

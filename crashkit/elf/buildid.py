@@ -8,10 +8,11 @@ in the core even when the rest of its text is not.
 
 from __future__ import annotations
 
+import os
 from typing import Literal, NamedTuple
 
 from crashkit.elf import layouts as L
-from crashkit.elf.files import Reader, is_elf, read_phdrs, regular_file
+from crashkit.elf.files import Reader, fd_reader, is_elf, open_regular, read_phdrs
 from crashkit.errors import MemoryReadError
 
 MAX_NOTE_SEGMENT = 64 * 1024
@@ -75,6 +76,22 @@ def _find_build_id(data: bytes) -> str | None:
 
 def file_build_id(path: str) -> BuildIdResult:
     """Build-id of an ELF file on disk; raises OSError if it cannot be opened
-    or is not a regular file."""
-    with regular_file(path) as (read, size):
-        return build_id_from_reader(read, 0, limit=size)
+    or is not a regular file. Kept per process by the identity of the opened
+    file (device, inode, size, mtime): collect reads the same libraries for
+    hundreds of cores, and a file replaced or rewritten is read again."""
+    fd = open_regular(path)
+    try:
+        st = os.fstat(fd)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        known = _BY_FILE.get(key)
+        if known is None:
+            read, size = fd_reader(fd)
+            known = build_id_from_reader(read, 0, limit=size)
+            if len(_BY_FILE) < 4096:
+                _BY_FILE[key] = known
+        return known
+    finally:
+        os.close(fd)
+
+
+_BY_FILE: dict[tuple[int, int, int, int], BuildIdResult] = {}

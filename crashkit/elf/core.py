@@ -15,7 +15,7 @@ import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from crashkit.elf import layouts as L
 from crashkit.elf.buildid import BuildIdResult, build_id_from_reader
@@ -23,6 +23,9 @@ from crashkit.elf.files import ProgramHeader, open_regular, parse_phdrs
 from crashkit.errors import CoreFormatError, InputError, MemoryReadError, UnsupportedCoreError
 from crashkit.model import signals
 from crashkit.model.analyze import CoreFacts, Mapping, ProcessInfo, SignalInfo, Thread
+
+if TYPE_CHECKING:  # the codecs load only for a compressed core
+    from crashkit.elf.compressed import FrontImage
 
 # Refuse to read more than this much of a note segment: a real one holds a few
 # KiB per thread, so even 10,000 threads fit.
@@ -112,11 +115,20 @@ class _Elf:
 class CoreFile:
     """An open ELF core. Use as a context manager."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, front: FrontImage | None = None) -> None:
+        """``front``: read a compressed core through the front of its
+        stream (see :class:`crashkit.elf.compressed.FrontImage`), at
+        ``path``'s name; without it a compressed file is refused."""
         self.path = path
+        self._front = front
+        self.not_read = 0  # memory reads past a compressed core's front
         self._fh = open_core_file(path)
         try:
-            self.size = os.fstat(self._fh.fileno()).st_size
+            if front is None:
+                self.size = os.fstat(self._fh.fileno()).st_size
+            else:
+                # Unknown until decoded: reads are bounded by the stream itself.
+                self.size = front.known_size() or _UNKNOWN_SIZE
             self._check_ident()
             self._elf = self._parse_elf()
             self.arch = self._layout()
@@ -137,6 +149,8 @@ class CoreFile:
 
     def close(self) -> None:
         self._fh.close()
+        if self._front is not None:
+            self._front.close()
 
     # -- validation --------------------------------------------------------
     def _fail(self, message: str, offset: int | None = None) -> CoreFormatError:
@@ -146,6 +160,9 @@ class CoreFile:
         if self.size == 0:
             raise self._fail("empty file (0 bytes), not a core")
         head = self._pread(0, 64)
+        if self._front is not None and len(head) < 64 and \
+                (head.startswith(b"\x7fELF") or b"\x7fELF".startswith(head)):
+            self._front_head(len(head))
         for magic, (kind, cmd) in _COMPRESSED_MAGIC.items():
             if head.startswith(magic):
                 raise self._fail(f"{kind}-compressed file; decompress it first ({cmd})")
@@ -176,6 +193,16 @@ class CoreFile:
                 path=self.path)
         if len(head) < 64:
             raise self._fail(f"cut inside the ELF header ({self.size} bytes of 64)")
+
+    def _front_head(self, got: int) -> None:
+        """A compressed core whose stream holds less than an ELF header."""
+        assert self._front is not None
+        front = self._front
+        if got == 0:
+            raise self._fail(f"{front.problem or f'the {front.kind} stream holds 0 bytes'}: "
+                             "not a core")
+        raise self._fail(f"cut inside the ELF header ({got} bytes of 64; "
+                         f"{front.problem or f'the {front.kind} stream ends there'})")
 
     def _parse_elf(self) -> _Elf:
         return _Elf(dict(zip(_EHDR_FIELDS, L.ELF64_EHDR.unpack(self._pread(0, 64)),
@@ -212,6 +239,8 @@ class CoreFile:
         if count == 0:
             raise self._fail("core has no program headers")
         end = phoff + count * phentsize
+        if self._front is not None:
+            self._front.allow(end)
         if end > self.size:
             raise self._fail(
                 f"cut inside its program headers: they end at byte {end}, the file has {self.size}",
@@ -227,6 +256,8 @@ class CoreFile:
                 notes.append(ph)
         if not notes:
             raise self._fail("core has no PT_NOTE segment, so no threads, signal or mappings")
+        if self._front is not None:
+            self._front.allow(max(n.offset + min(n.filesz, MAX_NOTES_BYTES) for n in notes))
         return loads, notes
 
     # -- raw access --------------------------------------------------------
@@ -235,6 +266,13 @@ class CoreFile:
         come from the file itself, so they may be absurd."""
         if offset < 0 or size <= 0 or offset >= self.size:
             return b""
+        if self._front is not None:
+            from crashkit.elf.compressed import NotDecompressed
+
+            try:
+                return self._front.read(offset, min(size, self.size - offset))
+            except NotDecompressed as exc:
+                raise _NotRead(str(exc)) from None
         return os.pread(self._fh.fileno(), min(size, self.size - offset), offset)
 
     @property
@@ -257,7 +295,11 @@ class CoreFile:
         rel = address - seg.vaddr
         if rel + size > seg.filesz:
             raise MemoryReadError(f"address {address:#x} was not dumped", address=address)
-        data = self._pread(seg.offset + rel, size)
+        try:
+            data = self._pread(seg.offset + rel, size)
+        except _NotRead as exc:
+            self.not_read += 1
+            raise MemoryReadError(f"address {address:#x}: {exc}", address=address) from None
         if len(data) < size:
             raise MemoryReadError(
                 f"address {address:#x} lies past the end of the truncated core", address=address)
@@ -277,7 +319,11 @@ class CoreFile:
             size = min(seg.filesz, max(self.size - seg.offset, 0), budget)
             pos = 0
             while pos < size and len(seen) < limit:
-                data = self._pread(seg.offset + pos, min(chunk + overlap, size - pos))
+                try:
+                    data = self._pread(seg.offset + pos, min(chunk + overlap, size - pos))
+                except _NotRead:
+                    self.not_read += 1
+                    return list(seen.values())
                 if not data:
                     break
                 for m in pattern.finditer(data):
@@ -408,6 +454,8 @@ class CoreFile:
                             "and libraries gdb reads cannot be checked against the crashed "
                             "build")
         expected = self.expected_size
+        if self._front is not None:
+            self._front_size(expected, problems)
         truncated = self.size < expected
         if truncated:
             problems.append(f"core is truncated: {self.size} of {expected} bytes present "
@@ -521,6 +569,36 @@ class CoreFile:
                     return m.path
         return None
 
+    def _front_size(self, expected: int, problems: list[str]) -> None:
+        """The decompressed size of a core read through its front: known,
+        found by decoding on to the expected size (a stream that ends within
+        the front tells its size), else taken as the expected size (said so)."""
+        assert self._front is not None
+        front = self._front
+        if front.known_size() is None:
+            front.read(min(expected, front.budget - 1), 1)  # meet the end, or pass it
+        known = front.known_size()
+        if front.problem:
+            problems.append(f"{front.problem} (the core's own bytes past that are lost)")
+        if known is None:
+            self.size = expected
+            problems.append(
+                f"the {front.kind} stream does not record its decompressed size, and only its "
+                f"first {front.budget >> 20} MiB were decompressed: whether the core is "
+                "truncated was not checked (analyze with gdb decompresses it whole)")
+        else:
+            self.size = known
+
+    def note_not_read(self) -> str | None:
+        """What reads of a compressed core's memory past its front left out."""
+        if self._front is None or not self.not_read:
+            return None
+        return (f"{self.not_read} read(s) of the crashed process's memory lay past the first "
+                f"{self._front.budget >> 20} MiB of the {self._front.kind}-compressed core, "
+                "which --no-gdb leaves compressed: the facts they give (build-ids read from "
+                "the core, the command's file name, the stack scan) are missing; analyze "
+                "with gdb decompresses the core whole")
+
     def elf_build_id_at(self, address: int) -> BuildIdResult:
         """Build-id of the ELF image whose first page is at ``address`` in the core."""
         return build_id_from_reader(self.read_memory, base=address)
@@ -528,3 +606,11 @@ class CoreFile:
 
 class _BadNote(Exception):
     pass
+
+
+class _NotRead(Exception):
+    """A read past the decompressed front of a compressed core."""
+
+
+# A compressed core's size before it is known: reads are bounded by the stream.
+_UNKNOWN_SIZE = 1 << 63

@@ -53,17 +53,26 @@ class SourceReport:
     keeps_source: bool = False  # a tool's own store: cores are copied, never removed
 
 
+# Why a process died without a core: the kernel's OOM killer (its log names
+# the pid at that time), a SIGKILL from anyone else, or another signal that
+# left no core (RLIMIT_CORE 0, an unwritable directory, a filter).
+LogCause = Literal["oom-kill", "sigkill", "signal"]
+
+
 @dataclass(frozen=True)
 class LogCrash:
-    """A crash that only a log line tells of (no core was dumped)."""
+    """A crash that only a log line tells of (no core was dumped): nginx's
+    error.log, the kernel's log, or both, linked by pid and time."""
 
     pid: int
     signal: int
     time: int | None
-    log: str
+    log: str  # the error log, or the kernel log when only it tells
     line: str
     crash_id: int | None = None
     new: bool = False
+    cause: LogCause = "signal"
+    kernel_line: str | None = None  # the OOM killer's line for this pid
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,19 @@ class OomKill:
 
 
 @dataclass(frozen=True)
+class OomEvent:
+    """An OOM kill with its time: when the kernel's log line was written
+    (seconds since the epoch; None when the line carries no time that can
+    be placed)."""
+
+    pid: int
+    comm: str
+    time: float | None
+    line: str  # the message, without its stamps
+    raw: str = ""  # the line as the log has it (stable across reads: a key)
+
+
+@dataclass(frozen=True)
 class PortHolder:
     """A process that has a listening socket on an address."""
 

@@ -91,7 +91,9 @@ def text(r: CollectResult) -> str:
             extra.append(f"{r.count(key)} {words}")
     new_logs = sum(1 for c in r.log_crashes if c.new)
     if new_logs:
-        extra.append(f"{plural(new_logs, 'crash', 'crashes')} without a core counted from logs")
+        ooms = sum(1 for c in r.log_crashes if c.new and c.cause == "oom-kill")
+        extra.append(f"{plural(new_logs, 'crash', 'crashes')} without a core counted from logs"
+                     + (f" ({ooms} by the OOM killer)" if ooms else ""))
     if r.pruned:
         extra.append(f"{plural(len(r.pruned), 'core')} let go "
                      f"({size(sum(p.size for p in r.pruned))} freed)")
@@ -109,6 +111,13 @@ def text(r: CollectResult) -> str:
             elif f.detail:
                 tail += f" {f.detail}"
             lines.append(f"  {what:<18} {f.name}{tail}")
+    if any(c.new for c in r.log_crashes):
+        lines.append("")
+        lines.append("without a core (from logs)")
+    for c in r.log_crashes:
+        if c.new:
+            cause = {"oom-kill": "OOM kill", "sigkill": "SIGKILL"}.get(c.cause, "no core")
+            lines.append(f"  counted #{c.crash_id} {cause:<9} pid {c.pid}  {c.line}")
     for p in r.pruned:
         lines.append(f"let go    core of #{p.crash_id} ({p.signature}): {p.why}")
     for n in r.notes:

@@ -67,6 +67,34 @@ def test_broken_compressed_core(tmp_path: Path) -> None:
     assert list(tmp.iterdir()) == []
 
 
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"", "the zstd stream holds 0 bytes: not a core"),
+    (b"\x7fELF\x02\x01\x01" + b"\0" * 33, "cut inside the ELF header (40 bytes of 64; "
+     "the zstd stream ends there)"),
+    (b"not a core at all, but compressed", "not an ELF file (it starts with bytes 6e 6f 74 20)"),
+])
+def test_compressed_non_core_without_gdb(tmp_path: Path, content: bytes, expected: str) -> None:
+    """--no-gdb reads a compressed core's front in memory: what is not a
+    core there is one line naming the file, as a plain file would be."""
+    import zstandard
+
+    p = tmp_path / "core.zst"
+    p.write_bytes(zstandard.ZstdCompressor().compress(content))
+    line = assert_one_line_error(["analyze", "--no-gdb", str(p)], str(p))
+    assert line == f"crashkit: error: {p}: {expected}"
+
+
+def test_cut_compressed_stream_without_gdb(tmp_path: Path) -> None:
+    import zstandard
+
+    from tests.unit.cores import core_bytes
+
+    data = zstandard.ZstdCompressor().compress(core_bytes())
+    p = tmp_path / "core.zst"
+    p.write_bytes(data[:12])  # the frame header and a piece of its first block
+    assert_one_line_error(["analyze", "--no-gdb", str(p)], str(p), "not a core")
+
+
 def test_executable_is_not_a_core() -> None:
     exe = shutil.which("true") or "/bin/true"
     line = assert_one_line_error(["analyze", exe], exe, "not a core")

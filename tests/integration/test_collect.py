@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from tests.conftest import check_schema, fixture, run_cli
+from tests.conftest import check_schema, fixture, run_cli, unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -360,3 +361,148 @@ def test_core_pattern_directory_names_read_back(tmp_path: Path,
     shown = json.loads(run_cli("show", str(first["crash_id"]), "--store", str(store), "--json",
                                check=True).stdout)
     assert shown["time"] == "2025-11-24T16:00:00+00:00"
+
+
+def _oom_lines(stamp: str, pid: int, comm: str) -> str:
+    """The two lines the kernel (6.1) writes for one OOM kill, as
+    ``journalctl -k -o short-iso`` shows them."""
+    return (f"{stamp} host kernel: oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),"
+            f"cpuset=/,mems_allowed=0,global_oom,task_memcg=/system.slice/nginx.service,"
+            f"task={comm},pid={pid},uid=33\n"
+            f"{stamp} host kernel: Out of memory: Killed process {pid} ({comm}) "
+            "total-vm:1183952kB, anon-rss:1048576kB, file-rss:1024kB, shmem-rss:0kB, "
+            "UID:33 pgtables:2140kB oom_score_adj:0\n")
+
+
+def test_workers_dead_without_a_core_are_linked_to_oom_kills(
+        tmp_path: Path, live_nginx_ready: None) -> None:
+    """A real nginx whose two workers are killed with SIGKILL: its master
+    logs both exits without "(core dumped)". A kernel log (a saved journal)
+    names an OOM kill of the first worker's pid at that time, and of the
+    second's pid two hours before (another process then: not this crash),
+    and of a gdb: the first exit is an OOM kill, the second a plain SIGKILL,
+    the old kill a crash of its own, gdb's none of nginx's. OOM kills group
+    in their own row of the list, marked as such; a second collect counts
+    nothing twice."""
+    from datetime import datetime
+
+    from tests.live_nginx import LiveNginx, basic_conf, free_port
+
+    port = free_port()
+    conf = basic_conf(port).replace("worker_processes 1;", "worker_processes 2;")
+    with LiveNginx(tmp_path / "ngx", conf) as ngx:
+        deadline = time.monotonic() + 10
+        while len(ngx.worker_pids()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first, second = sorted(ngx.worker_pids())
+        master = ngx.master_pid
+        killed_at = time.time()
+        for pid in (first, second):
+            os.kill(pid, signal.SIGKILL)
+            ngx.wait_log(f"worker process {pid} exited on signal 9")
+        error_log = ngx.error_log
+    assert "exited on signal 9 (core dumped)" not in error_log.read_text()
+
+    def stamp(t: float) -> str:
+        return datetime.fromtimestamp(t).astimezone().isoformat(timespec="microseconds")
+
+    kern = tmp_path / "kern.log"
+    kern.write_text(
+        f"{stamp(killed_at - 9000)} host kernel: Linux version 6.1.0-28-amd64\n"
+        + _oom_lines(stamp(killed_at - 7200), second, "nginx")
+        + _oom_lines(stamp(killed_at - 3600), 4242, "gdb")
+        + _oom_lines(stamp(killed_at - 0.5), first, "nginx"))
+    empty = tmp_path / "no-cores"
+    empty.mkdir()
+    store = tmp_path / "store"
+    args = ("--only-from", "--from", str(empty), "--error-log", str(error_log),
+            "--kernel-log", str(kern), "--no-gdb")
+    data = collect(store, *args)
+    got = {(c["pid"], c["cause"]): c for c in data["log_crashes"]}
+    assert set(got) == {(first, "oom-kill"), (second, "sigkill"), (second, "oom-kill")}
+    assert all(c["new"] for c in got.values())
+    oom = got[(first, "oom-kill")]
+    assert oom["log"] == str(error_log) and oom["line"].endswith(
+        f"#{master}: worker process {first} exited on signal 9")
+    assert oom["kernel_line"].startswith(f"Out of memory: Killed process {first} (nginx)")
+    assert got[(second, "sigkill")]["kernel_line"] is None
+    old = got[(second, "oom-kill")]
+    assert old["log"] == str(kern) and old["kernel_line"] == old["line"]
+
+    groups = {g["signature_text"]: g for g in listing(store)["groups"]}
+    assert set(groups) == {"SIGKILL | program:nginx | OOM killer | no core",
+                           "SIGKILL | program:nginx | no core"}
+    ooms = groups["SIGKILL | program:nginx | OOM killer | no core"]
+    assert (ooms["count"], ooms["no_core"], ooms["stored"]) == (2, 2, 0)
+    assert "OOM killer" in ooms["summary"]
+    kills = groups["SIGKILL | program:nginx | no core"]
+    assert (kills["count"], kills["no_core"]) == (1, 1)
+    assert "not by the OOM killer" in kills["summary"]
+    table = run_cli("list", "--store", str(store), check=True).stdout
+    assert f"{ooms['signature']}  2 crashes (0 stored, 2 without a core (from logs))" in table
+    assert "killed by the kernel's OOM killer" in table
+
+    again = collect(store, *args)
+    assert not any(c["new"] for c in again["log_crashes"])
+    assert listing(store)["total"] == 3
+    shown = json.loads(run_cli("show", str(oom["crash_id"]), "--store", str(store), "--json",
+                               check=True).stdout)
+    assert shown["evidence"] == "log" and shown["pid"] == first
+
+
+def test_the_hosts_own_kernel_log_is_placed_in_time() -> None:
+    """What collect reads without --kernel-log: this host's /dev/kmsg (root
+    reads it whatever kernel.dmesg_restrict says), every record stamped as
+    dmesg prints it and placed between the boot and now; the OOM kills in it
+    (this machine's, if any) with such times."""
+    from crashkit.formats.kernel_log import line_time
+    from crashkit.host import kernlog
+
+    if os.geteuid() != 0:
+        unavailable("reading /dev/kmsg with kernel.dmesg_restrict needs root")
+    log = kernlog.read_kernel_log(timed=True)
+    assert log.source == "/dev/kmsg" and log.lines
+    boot, now = kernlog.boot_time(), time.time()
+    for line in log.lines:
+        when, _rest = line_time(line, boot=boot, year=time.localtime().tm_year)
+        assert when is not None and boot - 1 <= when <= now + 1, line
+    for e in kernlog.oom_events(log, boot=boot):
+        assert e.time is not None and boot - 1 <= e.time <= now + 1
+
+
+@pytest.mark.parametrize("name", ["nginx-null", "mt-plugin"])
+def test_a_compressed_copy_is_indexed_as_the_linked_core(
+        tmp_path: Path, manifest: dict[str, Any], name: str) -> None:
+    """A core from another filesystem is stored zstd-compressed, and with
+    --no-gdb its facts are read from the compressed copy's front, in memory
+    (no decompressed copy on disk): the index holds what it holds for the
+    same core linked from the store's own filesystem."""
+    same = tmp_path / "same"
+    same.mkdir()
+    copy_core(manifest, name, same / "core.4242")
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        unavailable("/dev/shm is not another filesystem here")
+    other = Path(tempfile.mkdtemp(prefix="crashkit-test-", dir=shm))
+    try:
+        copy_core(manifest, name, other / "core.4242")
+        shown = {}
+        for label, src in (("linked", same), ("copied", other)):
+            store = tmp_path / f"store-{label}"
+            data = collect(store, "--only-from", "--from", str(src), "--no-gdb")
+            (f,) = [f for s in data["sources"] for f in s["files"]]
+            assert f["outcome"] == "stored" and f["method"] == ("link" if label == "linked"
+                                                               else "copy")
+            shown[label] = json.loads(run_cli("show", str(f["crash_id"]), "--store", str(store),
+                                              "--json", check=True).stdout)
+    finally:
+        shutil.rmtree(other)
+    assert shown["copied"]["compression"] == "zstd" and shown["linked"]["compression"] is None
+    keys = ("pid", "exe", "exe_build_id", "signal", "truncated", "signature",
+            "summary", "blamed_module", "blamed_function", "confidence", "modules", "size",
+            "sha256", "analysis")
+    assert {k: shown["copied"][k] for k in keys} == {k: shown["linked"][k] for k in keys}
+    assert shown["copied"]["modules"] and all(m["build_id"] for m in shown["copied"]["modules"])
+    from crashkit.commands.analyze import fits_front
+
+    assert fits_front(shown["copied"]["core"])  # the path collect took for it
