@@ -240,6 +240,10 @@ def module_warnings(facts: CoreFacts, rescued: frozenset[str] = frozenset()) -> 
                      "files with --sysroot")
             out.append(f"{m.path} is not on this host (looked up by build-id and by path); "
                        f"its frames cannot be symbolized: {fetch}")
+        elif m.build_id is None and m.file_build_id and m.found_by in ("path", "sysroot"):
+            out.append(f"{m.path}: the core does not hold its build-id (its first page was "
+                       f"not dumped), so {m.disk_path or m.path}, read for it, cannot be "
+                       "checked against the crashed build")
         elif m.file_status == "not-elf":
             out.append(f"{m.disk_path or m.path} on disk is not an ELF file any more "
                        "(replaced?); its frames cannot be symbolized")

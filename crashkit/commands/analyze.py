@@ -29,6 +29,7 @@ from crashkit.model.analyze import (
     CrashTime,
     HostFacts,
     Package,
+    PlacedBy,
     Thread,
 )
 
@@ -232,10 +233,19 @@ def read_facts(path: str, options: Options,
     located (by its build-id in the core's memory first, see elf/locate),
     before the symbol tables are read (the gdb pipeline uses it to set gdb
     to work on the same files)."""
-    from crashkit.elf.modules import core_build_ids, locate_all, read_modules, vdso_module
+    from crashkit.elf.modules import (
+        core_build_ids,
+        locate_all,
+        read_modules,
+        vdso_kernel,
+        vdso_module,
+    )
 
     with CoreFile(path) as core:
         facts = core.facts()
+        placed_by: dict[str, PlacedBy] = {}
+        if not facts.mappings and (facts.exe or options.exe):
+            facts, placed_by = _placed_without_nt_file(core, facts, options)
         in_core = core_build_ids(core, facts.mappings)
         located = locate_all(in_core, exe=facts.exe, sysroot=options.sysroot,
                              debug_dirs=options.debug_dirs, exe_option=options.exe)
@@ -243,12 +253,41 @@ def read_facts(path: str, options: Options,
             on_notes(facts, located)
         modules = read_modules(core, facts.mappings, in_core=in_core, located=located,
                                exec_ranges=facts.exec_ranges)
+        if placed_by:
+            modules = tuple(dataclasses.replace(m, placed_by=placed_by.get(m.path, "nt-file"))
+                            for m in modules)
         vdso = vdso_module(core, facts.auxv, facts.segments)
+        kernel = None
         if vdso is not None:
             modules = tuple(sorted((*modules, vdso), key=lambda m: m.start))
+            kernel = vdso_kernel(core, vdso)
         sp = facts.threads[0].sp if facts.threads else None
         stack = core.stack_words(sp, STACK_SCAN_BYTES) if sp is not None else ()
-    return dataclasses.replace(facts, modules=modules, crash_stack=stack)
+    return dataclasses.replace(facts, modules=modules, crash_stack=stack, kernel=kernel)
+
+
+def _placed_without_nt_file(core: CoreFile, facts: CoreFacts,
+                            options: Options) -> tuple[CoreFacts, dict[str, PlacedBy]]:
+    """A core without NT_FILE: the executable placed by the auxv and its
+    file (--exe, or the path execve() was given, under --sysroot), the
+    libraries by the dynamic linker's list in memory (elf/linkmap)."""
+    from crashkit.elf.linkmap import place
+    from crashkit.elf.symbols import host_path
+
+    exe_path = facts.exe or os.path.abspath(str(options.exe))
+    exe_file = options.exe or host_path(exe_path, options.sysroot)
+
+    def find(name: str) -> str | None:
+        candidate = host_path(name, options.sysroot)
+        return candidate if os.path.isfile(candidate) else None
+
+    placed = place(core.read_memory, core.read_cstring, facts.auxv, exe_path, exe_file, find,
+                   facts.page_size or 4096)
+    if not placed.mappings:
+        return dataclasses.replace(facts, problems=facts.problems + placed.notes), {}
+    problems = tuple(p for p in facts.problems if not p.startswith("no NT_FILE note"))
+    return dataclasses.replace(facts, mappings=placed.mappings, exe=exe_path,
+                               problems=problems + placed.notes), placed.placed_by
 
 
 STACK_SCAN_BYTES = 16 * 1024
@@ -368,11 +407,12 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
     # A module read from a separate debug file of its build (its own file is
     # not here) is placed as a debug file is: by the load bias.
     debug_only = {m.path: m.build_id for m in facts.modules
-                  if m.found_by == "debug-file" and m.build_id}
+                  if m.found_by == "debug-file" and m.build_id_match is not False
+                  and m.build_id}
     symbolizer = Symbolizer(facts.mappings, sysroot=options.sysroot,
                             debug_dirs=search_dirs(options.debug_dirs, options.sysroot),
                             path_map={m.path: m.disk_path for m in facts.modules
-                                      if m.disk_path and m.found_by != "debug-file"},
+                                      if m.disk_path and m.path not in debug_only},
                             other_builds={**other_builds, **debug_only})
     rescued = frozenset(p for p in other_builds if symbolizer.exact(p))
     untrusted = set(other_builds) - rescued

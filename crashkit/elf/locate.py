@@ -13,7 +13,9 @@ is what identifies the file. So, for each module, in this order:
 3. the path, under the sysroot when one is given, when its build-id is the
    crashed one (or either build-id is unknown);
 4. a separate debug file of that build-id (``.build-id/xx/rest.debug``):
-   symbols and line tables without the code;
+   symbols and line tables without the code (when the path holds another
+   build, that file is still the one read for code and unwinding, and the
+   debug file for names);
 5. the path even though it is another build (the caller warns: names from
    it are not trusted);
 6. nothing: the file is missing here.
@@ -95,6 +97,12 @@ def locate(core_path: str, build_id: str | None, *, sysroot: str | None,
     if status == "ok" and (not build_id or not found or found == build_id):
         return Located(path, how, found)
     debug = by_build_id(build_id, dirs, ".debug")
+    if debug is not None and status == "ok":
+        # Another build at the path, the crashed build's symbols in a debug
+        # file: names come from the debug file (the symbolizer finds it by
+        # build-id), while the file at the path stays the one read for its
+        # code and unwind tables (a debug file has neither).
+        return Located(path, "debug-file", found, other_build=True)
     if debug is not None:
         return Located(debug, "debug-file", build_id)
     if status == "ok":

@@ -102,4 +102,35 @@ def vdso_module(core: CoreFile, auxv: dict[str, int],
         return None
     return Module(path="[vdso]", start=base, end=seg[1], build_id=found.build_id,
                   file_build_id=None, build_id_match=None, file_status="ok",
-                  disk_path=None, found_by="core")
+                  disk_path=None, found_by="core", placed_by="core")
+
+
+def vdso_kernel(core: CoreFile, vdso: Module) -> str | None:
+    """The kernel version the vDSO was built for: its PT_NOTE holds a note
+    named "Linux" of type 0 whose 4 bytes are LINUX_VERSION_CODE."""
+    import struct
+
+    from crashkit.elf import layouts as L
+    from crashkit.elf.files import read_phdrs
+    from crashkit.errors import MemoryReadError
+
+    try:
+        phdrs = read_phdrs(core.read_memory, vdso.start, vdso.end - vdso.start) or []
+        for ph in phdrs:
+            if ph.type != L.PT_NOTE or ph.filesz > 4096:
+                continue
+            data = core.read_memory(vdso.start + ph.offset, ph.filesz)
+            pos = 0
+            while pos + 12 <= len(data):
+                namesz, descsz, ntype = L.NOTE_HEADER.unpack_from(data, pos)
+                desc = pos + 12 + ((namesz + 3) & ~3)
+                if desc + descsz > len(data):
+                    break
+                if data[pos + 12:pos + 12 + namesz].rstrip(b"\0") == b"Linux" and \
+                        ntype == 0 and descsz == 4:
+                    code = struct.unpack_from("<I", data, desc)[0]
+                    return f"{code >> 16}.{(code >> 8) & 0xFF}.{code & 0xFF}"
+                pos = desc + ((descsz + 3) & ~3)
+    except MemoryReadError:
+        return None
+    return None

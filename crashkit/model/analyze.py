@@ -31,6 +31,7 @@ FileStatus = Literal["ok", "missing", "unreadable", "not-elf"]
 FoundBy = Literal["exe-option", "build-id", "sysroot", "path", "debug-file", "core",
                   "missing"]
 BuildIdFrom = Literal["memory", "file", "none"]
+PlacedBy = Literal["nt-file", "auxv", "link-map", "core"]
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,9 @@ class Module:
     deleted: bool = False
     disk_path: str | None = None  # the file read for it on this host (None: none found)
     found_by: FoundBy = "path"
+    # What placed it in the address space: the core's NT_FILE note; without
+    # one, the auxv (the executable) or the dynamic linker's list in memory.
+    placed_by: PlacedBy = "nt-file"
 
     @property
     def build_id_from(self) -> BuildIdFrom:
@@ -226,6 +230,9 @@ class CoreFacts:
     # The crashing thread's stack from sp up (64-bit words, at most 16 KiB), for
     # a stack scan when the stack cannot be unwound.
     crash_stack: tuple[int, ...] = ()
+    # The crashed host's kernel, from the vDSO's "Linux" note (LINUX_VERSION_CODE:
+    # major.minor.patch, the patch capped at 255); None when the core lacks it.
+    kernel: str | None = None
 
 
 @dataclass(frozen=True)

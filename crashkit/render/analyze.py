@@ -306,7 +306,8 @@ def module_json(m: Module, package: Package | None = None) -> dict[str, Any]:
             "end": m.end, "build_id": m.build_id,
             "file_build_id": m.file_build_id, "build_id_match": m.build_id_match,
             "file_status": m.file_status, "deleted": m.deleted, "file": _p(m.disk_path),
-            "found_by": m.found_by, "build_id_from": m.build_id_from}
+            "found_by": m.found_by, "build_id_from": m.build_id_from,
+            "placed_by": m.placed_by}
 
 
 def _p(value: str | None) -> str | None:
