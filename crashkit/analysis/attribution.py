@@ -212,6 +212,14 @@ def blame(frames: Sequence[Frame], facts: CoreFacts, *, unwound: bool,
         confidence: Confidence = "high" if frame.trusted else "medium"
         trust = "" if frame.trusted else (" (names from another build of the module: the "
                                           "module is right, the function may not be)")
+        if any(f.source == "scan" for f in frames[:i + 1]):
+            confidence = "medium"
+            trust += (" (the frames come from a scan of the stack for return addresses, "
+                      "not from unwinding it: a stale return address could mislead)")
+        elif frame.trusted and not frame.function:
+            confidence = "medium"
+            trust += (" (its frames have no names: the module's symbols are not here, so "
+                      "the module is known but not its function)")
         if not unwound:
             return Blame(frame, "medium" if frame.trusted else "low",
                          f"no backtrace ({why_not_unwound}); the crashing pc is "

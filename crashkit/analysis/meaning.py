@@ -122,6 +122,10 @@ def is_snapshot(facts: CoreFacts) -> bool:
     return facts.sections > 1 and s.number == S.SIGTRAP
 
 
+_ABORT = re.compile(r"^(__GI_|__libc_)?abort$")
+_RAISE = re.compile(r"^(__GI_|__libc_)?(raise|gsignal)$")
+
+
 def segment_at(facts: CoreFacts, address: int) -> tuple[int, int, str] | None:
     return next((seg for seg in facts.segments if seg[0] <= address < seg[1]), None)
 
@@ -146,6 +150,12 @@ def signal_meaning(facts: CoreFacts, crashed: Thread | None) -> Meaning:
         return Meaning("sent-by-kernel", f"{s.name}: raised by the kernel")
     own = facts.process is not None and s.sender_pid == facts.process.pid
     if own and s.number == S.SIGABRT:
+        names = [f.function or "" for f in frames]
+        if any(_RAISE.match(n) for n in names) and not any(_ABORT.match(n) for n in names):
+            # abort() calls raise() too: only a raise without an abort above it
+            # is the program's own raise(SIGABRT).
+            return Meaning("self-signal", f"{s.name}: the program raised it itself "
+                                          "(raise(SIGABRT), not abort())")
         return Meaning("abort", f"{s.name}: the program aborted itself (abort(), or a "
                                 "library's failed check)")
     if own:

@@ -232,9 +232,18 @@ def module_warnings(facts: CoreFacts, rescued: frozenset[str] = frozenset()) -> 
                        f"process had {m.build_id}; names, lines and instructions from this "
                        "file are not trustworthy (pass the crashed build's debug file with "
                        "--debug-dir, or its files with --sysroot/--exe)")
-        elif m.file_status == "missing":
-            out.append(f"{m.disk_path or m.path} is not on this host; its frames cannot be "
-                       "symbolized")
+        elif m.file_status == "missing" and m.found_by != "core":
+            fetch = (f"fetch the file of build-id {m.build_id} (`debuginfod-find executable "
+                     f"{m.build_id}`, or the package of the crashed host that ships it) and "
+                     "pass it with --sysroot or --debug-dir" if m.build_id else
+                     "the core does not hold its build-id either: pass the crashed host's "
+                     "files with --sysroot")
+            out.append(f"{m.path} is not on this host (looked up by build-id and by path); "
+                       f"its frames cannot be symbolized: {fetch}")
+        elif m.build_id is None and m.file_build_id and m.found_by in ("path", "sysroot"):
+            out.append(f"{m.path}: the core does not hold its build-id (its first page was "
+                       f"not dumped), so {m.disk_path or m.path}, read for it, cannot be "
+                       "checked against the crashed build")
         elif m.file_status == "not-elf":
             out.append(f"{m.disk_path or m.path} on disk is not an ELF file any more "
                        "(replaced?); its frames cannot be symbolized")

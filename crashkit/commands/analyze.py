@@ -29,10 +29,12 @@ from crashkit.model.analyze import (
     CrashTime,
     HostFacts,
     Package,
+    PlacedBy,
     Thread,
 )
 
 if TYPE_CHECKING:
+    from crashkit.elf.locate import Located
     from crashkit.elf.symbols import Symbolizer
     from crashkit.gdb.backtrace import Pending
     from crashkit.gdb.session import GdbSession
@@ -284,36 +286,78 @@ def _debuginfod_notes(options: Options) -> list[str]:
 
 
 def read_facts(path: str, options: Options,
-               on_notes: Callable[[CoreFacts], None] | None = None) -> CoreFacts:
+               on_notes: Callable[[CoreFacts, dict[str, Located]], None] | None = None,
+               ) -> CoreFacts:
     """Headers, notes and build-ids: everything the core says without gdb.
 
-    ``on_notes`` runs as soon as the notes are read, before the slower
-    build-id reads (the gdb pipeline uses it to set gdb to work)."""
+    ``on_notes`` runs as soon as the notes are read and each mapped file is
+    located (by its build-id in the core's memory first, see elf/locate),
+    before the symbol tables are read (the gdb pipeline uses it to set gdb
+    to work on the same files)."""
+    from crashkit.elf.modules import (
+        core_build_ids,
+        locate_all,
+        read_modules,
+        vdso_kernel,
+        vdso_module,
+    )
+
     with open_core(path, options) as core:
         facts = core.facts()
+        placed_by: dict[str, PlacedBy] = {}
+        if not facts.mappings and (facts.exe or options.exe):
+            facts, placed_by = _placed_without_nt_file(core, facts, options)
+        in_core = core_build_ids(core, facts.mappings)
+        located = locate_all(in_core, exe=facts.exe, sysroot=options.sysroot,
+                             debug_dirs=options.debug_dirs, exe_option=options.exe)
         if on_notes is not None:
-            on_notes(facts)
-        from crashkit.elf.modules import read_modules
-
-        modules = read_modules(core, facts.mappings, sysroot=options.sysroot,
-                               path_map=_path_map(facts, options))
+            on_notes(facts, located)
+        modules = read_modules(core, facts.mappings, in_core=in_core, located=located,
+                               exec_ranges=facts.exec_ranges)
+        if placed_by:
+            modules = tuple(dataclasses.replace(m, placed_by=placed_by.get(m.path, "nt-file"))
+                            for m in modules)
+        vdso = vdso_module(core, facts.auxv, facts.segments)
+        kernel = None
+        if vdso is not None:
+            modules = tuple(sorted((*modules, vdso), key=lambda m: m.start))
+            kernel = vdso_kernel(core, vdso)
         sp = facts.threads[0].sp if facts.threads else None
         stack = core.stack_words(sp, STACK_SCAN_BYTES) if sp is not None else ()
         not_read = core.note_not_read()
     problems = facts.problems + ((not_read,) if not_read else ())
-    return dataclasses.replace(facts, modules=modules, crash_stack=stack, problems=problems)
+    return dataclasses.replace(facts, modules=modules, crash_stack=stack, problems=problems,
+                               kernel=kernel)
+
+
+def _placed_without_nt_file(core: CoreFile, facts: CoreFacts,
+                            options: Options) -> tuple[CoreFacts, dict[str, PlacedBy]]:
+    """A core without NT_FILE: the executable placed by the auxv and its
+    file (--exe, or the path execve() was given, under --sysroot), the
+    libraries by the dynamic linker's list in memory (elf/linkmap)."""
+    from crashkit.elf.linkmap import place
+    from crashkit.elf.symbols import host_path
+
+    exe_path = facts.exe or os.path.abspath(str(options.exe))
+    exe_file = options.exe or host_path(exe_path, options.sysroot)
+
+    def find(name: str) -> str | None:
+        candidate = host_path(name, options.sysroot)
+        return candidate if os.path.isfile(candidate) else None
+
+    placed = place(core.read_memory, core.read_cstring, facts.auxv, exe_path, exe_file, find,
+                   facts.page_size or 4096)
+    if not placed.mappings:
+        return dataclasses.replace(facts, problems=facts.problems + placed.notes), {}
+    problems = tuple(p for p in facts.problems if not p.startswith("no NT_FILE note"))
+    return dataclasses.replace(facts, mappings=placed.mappings, exe=exe_path,
+                               problems=problems + placed.notes), placed.placed_by
 
 
 STACK_SCAN_BYTES = 16 * 1024
 # Where dpkg installs files; a module elsewhere (a build tree, /home) is not
 # looked up, which saves running dpkg-query at all for most such crashes.
 DPKG_PREFIXES = ("/usr/", "/lib", "/bin/", "/sbin/", "/opt/", "/etc/", "/var/")
-
-
-def _path_map(facts: CoreFacts, options: Options) -> dict[str, str]:
-    if options.exe and facts.exe:
-        return {facts.exe: options.exe}
-    return {}
 
 
 def _readable_elf(path: str) -> bool:
@@ -383,29 +427,34 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
     pending: list[Pending] = []
     lookups: list[Callable[[], HostFacts]] = []
 
-    def ask_gdb(facts: CoreFacts) -> None:
-        _queue_gdb(facts)
+    def ask_gdb(facts: CoreFacts, located: dict[str, Located]) -> None:
+        _queue_gdb(facts, located)
         lookups.append(_host_lookup(facts, options))  # once gdb has its work
 
-    def _queue_gdb(facts: CoreFacts) -> None:
+    def _queue_gdb(facts: CoreFacts, located: dict[str, Located]) -> None:
         nonlocal gdb_error
         if session is None:
             return
+        from crashkit.elf.locate import search_dirs
         from crashkit.elf.symbols import host_path
         from crashkit.gdb import backtrace as bt
 
         exe = options.exe
         if exe is None and facts.exe:
-            exe = host_path(facts.exe, options.sysroot)
-        solib_dirs = dict.fromkeys(os.path.dirname(host_path(m.path, options.sysroot))
+            found = located.get(facts.exe)
+            exe = found.path if found is not None else host_path(facts.exe, options.sysroot)
+        # gdb reads the files crashkit found (by build-id first), no others.
+        resolved = {p: f.path for p, f in located.items() if f.path is not None}
+        solib_dirs = dict.fromkeys(os.path.dirname(resolved.get(m.path) or
+                                                   host_path(m.path, options.sysroot))
                                    for m in facts.mappings if m.path.startswith("/"))
         try:
             pending.append(bt.request_all(
                 session, os.path.abspath(exe) if exe and _readable_elf(exe) else None,
                 os.path.abspath(path), len(facts.threads), options.max_frames,
-                options.sysroot, options.debug_dirs, list(solib_dirs),
-                crash_pc=facts.threads[0].pc if facts.threads else None,
-                files=[m.path for m in facts.mappings]))
+                options.sysroot, search_dirs(options.debug_dirs, options.sysroot),
+                list(solib_dirs), crash_pc=facts.threads[0].pc if facts.threads else None,
+                files=[m.path for m in facts.mappings], resolved=resolved))
         except (GdbError, OSError, ValueError) as exc:  # ValueError: an unencodable path
             gdb_error = str(exc) if not isinstance(exc, ValueError) else \
                 f"gdb could not be given the core's files ({type(exc).__name__})"
@@ -414,13 +463,21 @@ def _analyze(path: str, options: Options, session: GdbSession | None,
     from crashkit.analysis.attribution import is_system_library
     from crashkit.analysis.frames import pc_frame, scan_for_caller
     from crashkit.analysis.verdict import build_analysis
-    from crashkit.elf.symbols import DEFAULT_DEBUG_DIRS, Symbolizer
+    from crashkit.elf.locate import search_dirs
+    from crashkit.elf.symbols import Symbolizer
 
     other_builds = {m.path: m.build_id for m in facts.modules
                     if m.build_id_match is False and m.build_id}
+    # A module read from a separate debug file of its build (its own file is
+    # not here) is placed as a debug file is: by the load bias.
+    debug_only = {m.path: m.build_id for m in facts.modules
+                  if m.found_by == "debug-file" and m.build_id_match is not False
+                  and m.build_id}
     symbolizer = Symbolizer(facts.mappings, sysroot=options.sysroot,
-                            debug_dirs=tuple(options.debug_dirs) + DEFAULT_DEBUG_DIRS,
-                            path_map=_path_map(facts, options), other_builds=other_builds)
+                            debug_dirs=search_dirs(options.debug_dirs, options.sysroot),
+                            path_map={m.path: m.disk_path for m in facts.modules
+                                      if m.disk_path and m.path not in debug_only},
+                            other_builds={**other_builds, **debug_only})
     rescued = frozenset(p for p in other_builds if symbolizer.exact(p))
     untrusted = set(other_builds) - rescued
     threads = tuple(

@@ -196,12 +196,33 @@ def collect(a: Analysis, options: ReportOptions, notes: list[str],
             if options.conf is None and "nginx-T.txt" in files:
                 notes.append("nginx-T.txt is the config nginx -V names, which may not be the "
                              "crashed nginx's; pass --conf")
-    environment = system.system_facts()
+    from crashkit.analysis.environment import crashed_environment, libc_module
+
+    libc = libc_module(a)
+    release = _libc_release(libc.disk_path) if libc is not None and libc.disk_path and \
+        libc.build_id_match else None
+    environment = crashed_environment(a, system.system_facts(), release)
     nginx_v = files.get("nginx-V.txt", "").splitlines()
     if nginx_v:
         environment.insert(0, ("nginx", nginx_v[0].split(": ", 1)[-1]))
     files["system.txt"] = "".join(f"{k}: {v}\n" for k, v in environment)
     return files, environment
+
+
+def _libc_release(path: str) -> str | None:
+    """glibc's version from its own file ("... release version 2.36."), read
+    from the crashed build's file (at most 8 MiB of it)."""
+    import re
+
+    from crashkit.elf.files import regular_file
+
+    try:
+        with regular_file(path) as (read, size):
+            data = read(0, min(size, 8 << 20))
+    except OSError:
+        return None
+    m = re.search(rb"release version (\d+\.\d+(?:\.\d+)?)", data)
+    return m.group(1).decode() if m else None
 
 
 DESCRIPTIONS = {
@@ -214,7 +235,9 @@ DESCRIPTIONS = {
     "nginx-V.txt": "nginx -V: version, compiler and configure arguments",
     "nginx-T.txt": "the whole nginx configuration (nginx -T)",
     "error-log.txt": "nginx's error log around the crash",
-    "system.txt": "kernel, distribution, C library and OpenSSL versions",
+    "system.txt": "the crashed host's architecture, kernel and C library (from the core "
+                  "when it was made elsewhere), or this host's kernel, distribution, C "
+                  "library and OpenSSL versions",
     PORTABLE: "--portable: the core's name and the mapped files in files/ and debug/, "
               "by path and build-id",
 }

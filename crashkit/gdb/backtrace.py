@@ -57,17 +57,20 @@ def _plain_dir(path: str) -> bool:
 
 def start_load(session: GdbSession, exe: str | None, core: str, sysroot: str | None = None,
                debug_dirs: Sequence[str] = (), solib_dirs: Sequence[str] = (),
-               files: Sequence[str] | None = None) -> Load:
+               files: Sequence[str] | None = None,
+               resolved: dict[str, str] | None = None) -> Load:
     """Queue loading the executable (when there is one on disk) and the core
     (absolute paths: gdb runs in a directory of its own). ``solib_dirs``, the
     directories of the files the core maps, let gdb find libraries the link
     map names by a relative path (dlopen("./x.so")) or by another alias of
-    the same directory (/lib vs /usr/lib on merged-/usr systems)."""
+    the same directory (/lib vs /usr/lib on merged-/usr systems). ``resolved``
+    names the file found for a core path where it is not the path itself
+    (crashkit.elf.locate: found by build-id)."""
     if files is not None and session.home is not None:
         # gdb opens only files verified here (see crashkit.gdb.sysroot).
         from crashkit.gdb.sysroot import PrivateSysroot
 
-        private = PrivateSysroot(os.path.join(session.home, "sysroot"), sysroot)
+        private = PrivateSysroot(os.path.join(session.home, "sysroot"), sysroot, resolved)
         os.mkdir(private.root, 0o700)
         private.add_all(files)
         sysroot, solib_dirs = private.root, private.dirs()
@@ -129,12 +132,13 @@ class Pending:
 def request_all(session: GdbSession, exe: str | None, core: str, n_threads: int,
                 max_frames: int, sysroot: str | None, debug_dirs: Sequence[str],
                 solib_dirs: Sequence[str] = (), crash_pc: int | None = None,
-                files: Sequence[str] | None = None) -> Pending:
+                files: Sequence[str] | None = None,
+                resolved: dict[str, str] | None = None) -> Pending:
     """Queue the loads and every thread's stack at once: gdb numbers a core's
     threads in note order, so threads 1..N are known before it answers. The
     LWP of the first thread and every thread's innermost pc check that in
     :func:`collect`."""
-    load = start_load(session, exe, core, sysroot, debug_dirs, solib_dirs, files)
+    load = start_load(session, exe, core, sysroot, debug_dirs, solib_dirs, files, resolved)
     # Thread 1's LWP checks the numbering where it matters most (the crashing
     # thread); every thread's innermost pc checks the rest. (-thread-info of
     # another thread costs a thread switch, ~10 ms.)

@@ -44,9 +44,11 @@ def _verified(path: str) -> str | None:
 class PrivateSysroot:
     """Links under ``root`` (an empty directory of crashkit's own)."""
 
-    def __init__(self, root: str, sysroot: str | None = None) -> None:
+    def __init__(self, root: str, sysroot: str | None = None,
+                 resolved: dict[str, str] | None = None) -> None:
         self.root = root
         self.sysroot = sysroot
+        self.resolved = resolved or {}  # core path -> the file found for it
         self._links: dict[str, list[tuple[str, str]]] = {}  # host dir -> its symlinks
         self.placed: set[str] = set()
 
@@ -96,11 +98,18 @@ class PrivateSysroot:
         its path in the private sysroot, or None when it is not a regular file."""
         if not crash_path.startswith("/"):
             return None
-        real = _verified(_host(crash_path, self.sysroot))
+        found = self.resolved.get(crash_path)
+        real = _verified(found or _host(crash_path, self.sysroot))
         if real is None:
             return None
         self._place(crash_path, real)
         crash_dir, name = os.path.split(crash_path)
+        if found is not None and found != _host(crash_path, self.sysroot):
+            # Found elsewhere (by build-id): offer it under the names the
+            # link map may use for that directory too.
+            for d in self._alias_dirs(crash_dir, name):
+                self._place(os.path.join(d, name), real)
+            return self.path(crash_path)
         # An alias gdb may ask for is a soname link (libfoo.so.1 -> libfoo.so.1.2.3):
         # same stem as the file. Resolving every link of /usr/lib costs ~0.1 s.
         stems = tuple({n.split(".so")[0] for n in (name, os.path.basename(real)) if n})

@@ -24,6 +24,14 @@ Origin = Literal["nginx", "nginx-module", "third-party-module", "library", "prog
 Confidence = Literal["high", "medium", "low", "none"]
 AnalysisKind = Literal["crash", "killed", "snapshot"]
 FileStatus = Literal["ok", "missing", "unreadable", "not-elf"]
+# How a module's file was found (crashkit.elf.locate): the --exe option, its
+# build-id in a debug directory's .build-id tree, its path under --sysroot,
+# its path on this host, a separate debug file of its build-id (symbols, no
+# code), the core itself (the vDSO, which no file holds), or not at all.
+FoundBy = Literal["exe-option", "build-id", "sysroot", "path", "debug-file", "core",
+                  "missing"]
+BuildIdFrom = Literal["memory", "file", "none"]
+PlacedBy = Literal["nt-file", "auxv", "link-map", "core"]
 
 
 @dataclass(frozen=True)
@@ -181,7 +189,17 @@ class Module:
     build_id_match: bool | None  # None when either side is unknown
     file_status: FileStatus
     deleted: bool = False
-    disk_path: str | None = None  # where the file was looked for on this host
+    disk_path: str | None = None  # the file read for it on this host (None: none found)
+    found_by: FoundBy = "path"
+    # What placed it in the address space: the core's NT_FILE note; without
+    # one, the auxv (the executable) or the dynamic linker's list in memory.
+    placed_by: PlacedBy = "nt-file"
+
+    @property
+    def build_id_from(self) -> BuildIdFrom:
+        """Where its build-id is known from: the core's memory (the crashed
+        build), else the file found here, else nowhere."""
+        return "memory" if self.build_id else "file" if self.file_build_id else "none"
 
 
 @dataclass(frozen=True)
@@ -212,6 +230,9 @@ class CoreFacts:
     # The crashing thread's stack from sp up (64-bit words, at most 16 KiB), for
     # a stack scan when the stack cannot be unwound.
     crash_stack: tuple[int, ...] = ()
+    # The crashed host's kernel, from the vDSO's "Linux" note (LINUX_VERSION_CODE:
+    # major.minor.patch, the patch capped at 255); None when the core lacks it.
+    kernel: str | None = None
 
 
 @dataclass(frozen=True)

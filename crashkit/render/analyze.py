@@ -230,7 +230,9 @@ def text(a: Analysis) -> str:
         lines.append(f"  core      {size(c.size)}, complete, {c.arch}")
     mism = sum(1 for m in c.modules if m.build_id_match is False)
     gone = sum(1 for m in c.modules if m.deleted)
+    absent = sum(1 for m in c.modules if m.found_by == "missing")
     lines.append(f"  modules   {plural(len(c.modules), 'ELF file')} mapped"
+                 + (f", {absent} not found here" if absent else "")
                  + (f", {mism} with a build-id mismatch" if mism else "")
                  + (f", {gone} deleted or replaced since loaded" if gone else ""))
     if a.threads:
@@ -303,7 +305,9 @@ def module_json(m: Module, package: Package | None = None) -> dict[str, Any]:
     return {"package": package_json(package), "path": _p(m.path), "start": m.start,
             "end": m.end, "build_id": m.build_id,
             "file_build_id": m.file_build_id, "build_id_match": m.build_id_match,
-            "file_status": m.file_status, "deleted": m.deleted, "file": _p(m.disk_path)}
+            "file_status": m.file_status, "deleted": m.deleted, "file": _p(m.disk_path),
+            "found_by": m.found_by, "build_id_from": m.build_id_from,
+            "placed_by": m.placed_by}
 
 
 def _p(value: str | None) -> str | None:
