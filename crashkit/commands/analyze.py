@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from crashkit.elf.symbols import Symbolizer
     from crashkit.gdb.backtrace import Pending
     from crashkit.gdb.session import GdbSession
+    from crashkit.host.debuginfod import Debuginfod
 
 
 @dataclass(frozen=True)
@@ -308,8 +309,10 @@ def read_facts(path: str, options: Options,
         if not facts.mappings and (facts.exe or options.exe):
             facts, placed_by = _placed_without_nt_file(core, facts, options)
         in_core = core_build_ids(core, facts.mappings)
+        fetcher = _debuginfod(options)
         located = locate_all(in_core, exe=facts.exe, sysroot=options.sysroot,
-                             debug_dirs=options.debug_dirs, exe_option=options.exe)
+                             debug_dirs=options.debug_dirs, exe_option=options.exe,
+                             fetch=fetcher.find if fetcher is not None else None)
         if on_notes is not None:
             on_notes(facts, located)
         modules = read_modules(core, facts.mappings, in_core=in_core, located=located,
@@ -328,6 +331,21 @@ def read_facts(path: str, options: Options,
     problems = facts.problems + ((not_read,) if not_read else ())
     return dataclasses.replace(facts, modules=modules, crash_stack=stack, problems=problems,
                                kernel=kernel)
+
+
+def _debuginfod(options: Options) -> Debuginfod | None:
+    """The debuginfod client for --debuginfod (None without it, or without
+    DEBUGINFOD_URLS: --debuginfod then warns, see gdb/spawn)."""
+    if not options.debuginfod or not os.environ.get("DEBUGINFOD_URLS"):
+        return None
+    from crashkit.gdb.spawn import debuginfod_cache
+    from crashkit.host.debuginfod import Debuginfod
+
+    cache, _problem = debuginfod_cache()
+    try:
+        return Debuginfod(cache)
+    except OSError:
+        return None
 
 
 def _placed_without_nt_file(core: CoreFile, facts: CoreFacts,

@@ -12,6 +12,8 @@ is what identifies the file. So, for each module, in this order:
    /usr/lib/debug and the system's;
 3. the path, under the sysroot when one is given, when its build-id is the
    crashed one (or either build-id is unknown);
+   then, with --debuginfod, the file of that build-id from the servers of
+   DEBUGINFOD_URLS;
 4. a separate debug file of that build-id (``.build-id/xx/rest.debug``):
    symbols and line tables without the code (when the path holds another
    build, that file is still the one read for code and unwinding, and the
@@ -27,7 +29,7 @@ crashkit read the same files.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -82,7 +84,8 @@ def by_build_id(build_id: str | None, dirs: Sequence[str], suffix: str = "") -> 
 
 
 def locate(core_path: str, build_id: str | None, *, sysroot: str | None,
-           dirs: Sequence[str], exe_option: str | None = None) -> Located:
+           dirs: Sequence[str], exe_option: str | None = None,
+           fetch: Callable[[str], str | None] | None = None) -> Located:
     """The file for one module (see the module's docstring for the order)."""
     if exe_option is not None:
         status, found = _build_id(exe_option)
@@ -96,6 +99,10 @@ def locate(core_path: str, build_id: str | None, *, sysroot: str | None,
     status, found = _build_id(path)
     if status == "ok" and (not build_id or not found or found == build_id):
         return Located(path, how, found)
+    if fetch is not None and build_id:
+        fetched = fetch(build_id)
+        if fetched is not None and _build_id(fetched) == ("ok", build_id):
+            return Located(fetched, "debuginfod", build_id)
     debug = by_build_id(build_id, dirs, ".debug")
     if debug is not None and status == "ok":
         # Another build at the path, the crashed build's symbols in a debug

@@ -4,7 +4,7 @@ found for each (crashkit.elf.locate: by build-id first) and its build-id."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from crashkit.elf.buildid import BuildIdResult, build_id_from_reader
 from crashkit.elf.core import CoreFile
@@ -33,7 +33,8 @@ def core_build_ids(core: CoreFile, mappings: Sequence[Mapping]) -> dict[str, Bui
 
 def locate_all(in_core: dict[str, BuildIdResult | None], *, exe: str | None,
                sysroot: str | None, debug_dirs: Sequence[str],
-               exe_option: str | None) -> dict[str, Located]:
+               exe_option: str | None,
+               fetch: Callable[[str], str | None] | None = None) -> dict[str, Located]:
     dirs = search_dirs(debug_dirs, sysroot)
     out: dict[str, Located] = {}
     for path, found in in_core.items():
@@ -41,7 +42,7 @@ def locate_all(in_core: dict[str, BuildIdResult | None], *, exe: str | None,
             continue  # locale archives, fonts, caches: mapped, but not code
         bid = found.build_id if found is not None else None
         out[path] = locate(path, bid, sysroot=sysroot, dirs=dirs,
-                           exe_option=exe_option if path == exe else None)
+                           exe_option=exe_option if path == exe else None, fetch=fetch)
     return out
 
 

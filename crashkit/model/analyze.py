@@ -26,10 +26,11 @@ AnalysisKind = Literal["crash", "killed", "snapshot"]
 FileStatus = Literal["ok", "missing", "unreadable", "not-elf"]
 # How a module's file was found (crashkit.elf.locate): the --exe option, its
 # build-id in a debug directory's .build-id tree, its path under --sysroot,
-# its path on this host, a separate debug file of its build-id (symbols, no
-# code), the core itself (the vDSO, which no file holds), or not at all.
-FoundBy = Literal["exe-option", "build-id", "sysroot", "path", "debug-file", "core",
-                  "missing"]
+# its path on this host, a debuginfod server (--debuginfod), a separate debug
+# file of its build-id (symbols, no code), the core itself (the vDSO, which
+# no file holds), or not at all.
+FoundBy = Literal["exe-option", "build-id", "sysroot", "path", "debuginfod", "debug-file",
+                  "core", "missing"]
 BuildIdFrom = Literal["memory", "file", "none"]
 PlacedBy = Literal["nt-file", "auxv", "link-map", "core"]
 

@@ -183,3 +183,66 @@ def test_raise_is_not_abort(tmp_path: Path, call: str, kind: str) -> None:
     data = analyze_json(str(crash_for_core([str(exe)], tmp_path)), "--exe", str(exe))
     assert data["verdict"]["kind"] == kind
     assert ("raise(SIGABRT), not abort()" in data["crash"]["cause"]) == (kind == "self-signal")
+
+
+def test_debuginfod_serves_the_missing_files(tmp_path: Path, drgn: Path) -> None:
+    """--debuginfod: the files the core names, missing here, come by build-id
+    from a real debuginfod server (elfutils', serving a directory of drgn's
+    binaries on 127.0.0.1), into crashkit's cache, for crashkit and gdb alike."""
+    import os
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from crashkit.gdb.spawn import debuginfod_cache
+    from tests.live_nginx import free_port
+
+    if shutil.which("debuginfod") is None:
+        unavailable("elfutils' debuginfod is not installed (apt-get install debuginfod)")
+    served = tmp_path / "served"
+    served.mkdir()
+    ids = []
+    for b in CASES["crashme"]:
+        shutil.copy2(drgn / b, served / b)
+        ids.append(file_build_id(str(drgn / b)).build_id)
+    cache, problem = debuginfod_cache()
+    assert cache is not None, problem
+    for bid in ids:  # nothing from an earlier run: the server must answer
+        shutil.rmtree(os.path.join(cache, str(bid)), ignore_errors=True)
+    port = free_port()
+    log = (tmp_path / "debuginfod.log").open("w")
+    server = subprocess.Popen(["debuginfod", "-F", str(served), "-p", str(port), "-t", "0",
+                               "-d", str(tmp_path / "db.sqlite")], stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until it has scanned the directory and serves the build-id
+            try:
+                with urllib.request.urlopen(f"{url}/buildid/{ids[0]}/executable", timeout=5):
+                    break
+            except (OSError, socket.timeout):
+                if time.monotonic() > deadline:
+                    raise AssertionError((tmp_path / "debuginfod.log").read_text()) from None
+                time.sleep(0.3)
+        shutil.rmtree(os.path.join(cache, str(ids[0])), ignore_errors=True)
+        env = {"DEBUGINFOD_URLS": url}
+        core = str(drgn / "crashme.core")
+        off = json.loads(run_cli("analyze", core, "--json", env=env, check=True).stdout)
+        assert {m["found_by"] for m in off["modules"] if m["path"].startswith(f"/{HOME}")} \
+            == {"missing"}
+        for _run in (1, 2):
+            data = json.loads(run_cli("analyze", core, "--json", "--debuginfod", env=env,
+                                      check=True).stdout)
+            assert functions(data)[:5] == ANSWER
+            mods = {m["path"]: m for m in data["modules"]}
+            for b in CASES["crashme"]:
+                assert mods[f"/{HOME}/{b}"]["found_by"] == "debuginfod"
+                assert mods[f"/{HOME}/{b}"]["file"].startswith(cache)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        for bid in ids:
+            shutil.rmtree(os.path.join(cache, str(bid)), ignore_errors=True)
+    requests = (tmp_path / "debuginfod.log").read_text().count("/executable 200")
+    assert requests == 1 + len(ids), "the second run must come from the cache"
