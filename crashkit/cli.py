@@ -173,10 +173,14 @@ def emit(verb: str, result: Result, as_json: bool, now: bool = False) -> int:
 @click.option("--show-secrets", is_flag=True,
               help="Do not redact string values in arguments and locals, nor secrets "
                    "(--password VALUE, token=...) in the crashed program's command line.")
+@click.option("--conf", "conf", metavar="PATH",
+              help="The crashed nginx's config, for a script crash: the directives that run "
+                   "scripts, with their file and line. Default: the config of the crashed "
+                   "worker's master, while it runs.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the analysis as JSON (schema crashkit/analysis/1, see README).")
-def analyze(core: str, full: bool, full_frames: int, show_secrets: bool, as_json: bool,
-            **kw: Any) -> int:
+def analyze(core: str, full: bool, full_frames: int, show_secrets: bool, conf: str | None,
+            as_json: bool, **kw: Any) -> int:
     """Tell what crashed in CORE and whose code is at fault.
 
     CORE is a core file (plain, or compressed with zstd, xz, lz4 or gzip as
@@ -193,9 +197,12 @@ def analyze(core: str, full: bool, full_frames: int, show_secrets: bool, as_json
     """
     from crashkit.commands import analyze as verb
 
+    if conf is not None and not os.path.isfile(conf):
+        raise InputError("--conf: no such file" if not os.path.exists(conf) else
+                         "--conf: not a regular file", path=conf)
     options = _analysis_options(kw, core, full_frames=full_frames if full else 0,
                                 redact=not show_secrets)
-    return emit("analyze", verb.run(options), as_json)
+    return emit("analyze", verb.run(dataclasses.replace(options, conf=conf)), as_json)
 
 
 def _formats(value: str) -> tuple[str, ...]:
@@ -283,6 +290,7 @@ def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact:
                          "--out: no such directory", path=out_dir)
     options = dataclasses.replace(_analysis_options(kw, core, full_frames=verb.FULL_FRAMES,
                                                     redact=not no_redact), packages="all",
+                                  conf=conf,
                                   # Another process's command line has no place in a
                                   # bundle: it may hold its secrets, and the pid may
                                   # have been reused by then.

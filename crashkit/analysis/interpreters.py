@@ -39,6 +39,9 @@ class Interpreter:
     # objects of CPython), and which of its files are the interpreter's own.
     vm_stack: bool = False
     own_files: re.Pattern[str] | None = None
+    # The nginx directives that run this language's scripts (where the site's
+    # code is named in the config).
+    directives: re.Pattern[str] | None = None
 
 
 INTERPRETERS: tuple[Interpreter, ...] = (
@@ -54,7 +57,8 @@ INTERPRETERS: tuple[Interpreter, ...] = (
         # lua-nginx-module names an inline block's chunk "=PHASE_by_lua(FILE:LINE)"
         # (content_by_lua, access_by_lua, init_worker_by_lua, …).
         chunk_names=re.compile(rb"=((?:[a-z]+_)*by_lua(?:_block)?)\(([^()\x00-\x1f]{1,200}):"
-                               rb"([0-9]{1,7})\)")),
+                               rb"([0-9]{1,7})\)"),
+        directives=re.compile(r"^\w+_by_lua(_block|_file)?$")),
     Interpreter(
         name="Perl", language="Perl",
         code=re.compile(r"^(Perl_runops_\w+|Perl_pp_\w+|Perl_call_sv|Perl_eval_\w+|S_\w+)"),
@@ -62,7 +66,8 @@ INTERPRETERS: tuple[Interpreter, ...] = (
         embedder=re.compile(r"^ngx_http_perl_\w+"),
         programs=frozenset({"perl"}),
         tracker="https://github.com/Perl/perl5/issues",
-        example="unpack \"p\" of an integer, or an XS call with a bad pointer"),
+        example="unpack \"p\" of an integer, or an XS call with a bad pointer",
+        directives=re.compile(r"^(perl|perl_set|perl_require)$")),
     Interpreter(
         name="CPython", language="Python",
         code=re.compile(r"^(_PyEval_EvalFrameDefault|_PyEval_\w+|PyEval_\w+|_PyObject_\w*Call\w*|"
@@ -155,14 +160,20 @@ def handler_token(run: ScriptRun) -> str:
     return f"script:{run.interpreter.name}!{handler}"
 
 
+MAX_CONFIG_PLACES = 20
+
+
 def script_places(run: ScriptRun, facts: CoreFacts, memory: Sequence[bytes] = (),
-                  vm: Sequence[ScriptPlace] = ()) -> tuple[ScriptPlace, ...]:
+                  vm: Sequence[ScriptPlace] = (),
+                  config: Sequence[tuple[str, str, int]] = ()) -> tuple[ScriptPlace, ...]:
     """Where the script may be: its stack read from the interpreter's own
     state (``vm``: py-spy's frames, innermost first, each marked when it is
     the interpreter's library), else the chunk names found in the process's
     memory (``memory``: the strings that matched the interpreter's
     ``chunk_names``; every chunk the process loaded, not only the one that
-    ran), else the script named on the interpreter's own command line."""
+    ran), else the script named on the interpreter's own command line; and
+    (``config``: (directive, file, line) of the crashed nginx's config) the
+    directives that run the interpreter's scripts."""
     own = run.interpreter.own_files
     if vm:
         return tuple(replace(p, library=bool(own and p.file and own.search(p.file))) for p in vm)
@@ -181,6 +192,11 @@ def script_places(run: ScriptRun, facts: CoreFacts, memory: Sequence[bytes] = ()
             script = None  # the kernel kept 80 bytes: the name may be cut short
         if script:
             out.append(ScriptPlace(script, script, None, "cmdline"))
+    wanted = run.interpreter.directives
+    if wanted is not None:
+        conf = [c for c in config if wanted.match(c[0])]
+        out += [ScriptPlace(f"{name} at {os.path.basename(file)}:{line}", file, line, "config")
+                for name, file, line in conf[:MAX_CONFIG_PLACES]]
     return tuple(out)
 
 

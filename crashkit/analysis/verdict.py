@@ -146,7 +146,8 @@ def make_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, fou
 
 def script_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, run: ScriptRun,
                    host: HostFacts, memory: Sequence[bytes] = (),
-                   vm: Sequence[ScriptPlace] = ()) -> tuple[Verdict, Blame]:
+                   vm: Sequence[ScriptPlace] = (),
+                   config: Sequence[tuple[str, str, int]] = ()) -> tuple[Verdict, Blame]:
     """The verdict when the crashing thread was running a script: the script
     is the likely cause, the interpreter's own bug the less likely one."""
     interp = run.interpreter
@@ -168,24 +169,31 @@ def script_verdict(facts: CoreFacts, crashed: Thread | None, meaning: Meaning, r
     reason = (f"{interp.name}'s code is on the crashing stack{via}: the interpreter was "
               f"running a {interp.language} script, and scripts crash interpreters (bad "
               "pointers handed to FFI or native calls) far more often than interpreters break")
-    places = script_places(run, facts, memory, vm)
+    places = script_places(run, facts, memory, vm, config)
+    conf = [p for p in places if p.source == "config"]
+    seen = [p for p in places if p.source != "config"]
     at = script_frame(places)
     if at is not None:
         reason += (f"; the script's stack, read from {interp.name}'s own state, is at "
                    f"{at.text}")
         who = f"the site's {interp.language} code ({at.text}, run by {run.embedded_by}"
-    elif len(places) == 1:
-        where = places[0]
+    elif len(seen) == 1 or (not seen and len(conf) == 1):
+        where = (seen or conf)[0]
         how = {"memory-scan": f"the only {interp.language} chunk name in the process's memory",
-               "cmdline": "the script on the interpreter's command line"}[where.source]
+               "cmdline": "the script on the interpreter's command line",
+               "config": f"the only directive of the nginx config that runs {interp.language}",
+               "vm-state": f"read from {interp.name}'s state"}[where.source]
         reason += f"; the script: {where.text} ({how})"
         who = f"the site's {interp.language} code ({where.text}, run by {run.embedded_by}"
     else:
-        if places:
-            reason += (f"; {len(places)} {interp.language} chunks are in the process's memory "
-                       f"({', '.join(p.text for p in places[:5])}"
-                       f"{', …' if len(places) > 5 else ''}), which one ran is not known")
+        if seen:
+            reason += (f"; {len(seen)} {interp.language} chunks are in the process's memory "
+                       f"({', '.join(p.text for p in seen[:5])}"
+                       f"{', …' if len(seen) > 5 else ''}), which one ran is not known")
         who = f"the site's {interp.language} code (the script run by {run.embedded_by}"
+    if conf and not (len(conf) == 1 and not seen):
+        reason += (f"; the nginx config runs {interp.language} from "
+                   f"{', '.join(p.text for p in conf[:5])}{', …' if len(conf) > 5 else ''}")
     who += ("; its directives in the nginx config)" if ".so" in run.embedded_by else ")")
     fallback = (f"{ipkg.name} ({tracker})" if ipkg else tracker) if tracker else None
     verdict = Verdict(
@@ -260,7 +268,8 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
                    host: HostFacts | None = None,
                    scanned: tuple[Frame, int] | None = None,
                    memory: Sequence[bytes] = (),
-                   vm: Sequence[ScriptPlace] = ()) -> Analysis:
+                   vm: Sequence[ScriptPlace] = (),
+                   config: Sequence[tuple[str, str, int]] = ()) -> Analysis:
     """``memory``: strings found in the process's memory for the interpreter
     the crashing thread ran (its chunk names, see interpreters.script_places)."""
     host = host or HostFacts()
@@ -294,7 +303,7 @@ def build_analysis(facts: CoreFacts, threads: tuple[Thread, ...], *, gdb_used: b
                       f"{frame_label(frame)}; most often that is the caller's return address")
     run = None if killed or snapshot or not frames else recognise(frames, facts)
     if run is not None:
-        verdict, found = script_verdict(facts, crashed, meaning, run, host, memory, vm)
+        verdict, found = script_verdict(facts, crashed, meaning, run, host, memory, vm, config)
     else:
         verdict = make_verdict(facts, crashed, meaning, found, host)
     signature = None if snapshot else make_signature(

@@ -60,6 +60,7 @@ class Options:
     packages: str = "blamable"
     sender_now: bool = True  # say what the signal's sender runs now (not in bundles)
     core: str = ""  # the core file (plain ELF: see :func:`plain_core`)
+    conf: str | None = None  # the crashed nginx's config (default: its master's, if it runs)
     display_path: str | None = None  # what the core is called (a compressed original)
     # The decompressed size of a compressed core when known from elsewhere
     # (the store's index): without gdb, the stream's front is all that is read.
@@ -668,6 +669,13 @@ def _script_reads(path: str, threads: tuple[Thread, ...], facts: CoreFacts,
     run = recognise(threads[0].frames, facts) if threads and threads[0].frames else None
     if run is None:
         return {}
+    found = _script_state(path, threads, facts, options, run)
+    config = _script_directives(path, facts, options, run)
+    return {**found, "config": config} if config else found
+
+
+def _script_state(path: str, threads: tuple[Thread, ...], facts: CoreFacts, options: Options,
+                  run: Any) -> dict[str, Any]:
     interp = run.interpreter
     exe = next((m for m in facts.modules if m.path == facts.exe), None)
     if interp.vm_stack and options.sysroot is None and exe is not None and \
@@ -684,6 +692,44 @@ def _script_reads(path: str, threads: tuple[Thread, ...], facts: CoreFacts,
             return {"memory": tuple(m.group(0) for m in core.search_memory(interp.chunk_names))}
     except (OSError, CrashkitError):
         return {}
+
+
+def _script_directives(path: str, facts: CoreFacts, options: Options,
+                       run: Any) -> tuple[tuple[str, str, int], ...]:
+    """(directive, file, line) of every directive that runs the interpreter's
+    scripts in the crashed nginx's config: --conf, else the config of the
+    crashed worker's master when it still runs (and can be trusted, see
+    nginx.dump.running_master). Never a guessed config: nothing otherwise."""
+    from crashkit.analysis.attribution import is_nginx
+
+    if run.interpreter.directives is None or not is_nginx(facts) or options.sysroot:
+        return ()
+    conf = options.conf
+    if conf is None and facts.process is not None and facts.exe:
+        exe = next((m for m in facts.modules if m.path == facts.exe), None)
+        if exe is None or exe.build_id_match is not True:
+            return ()
+        from crashkit.nginx import config as C
+        from crashkit.nginx.dump import running_master
+
+        master = running_master(facts.process.ppid, os.stat(path).st_mtime, facts.exe)
+        if master is None:
+            return ()
+        conf = master.conf
+        if conf is None:
+            conf = C.find_config(None, C.build_info(facts.exe)).path
+        elif not os.path.isabs(conf) and master.prefix:
+            conf = os.path.join(master.prefix, conf)
+    if conf is None:
+        return ()
+    from crashkit.nginx.config import load_config
+
+    try:
+        cfg = load_config(conf)
+    except CrashkitError:
+        return ()
+    wanted = run.interpreter.directives
+    return tuple((d.name, d.file, d.line) for d in cfg.walk() if wanted.match(d.name))
 
 
 def _scanned_past_jit(threads: tuple[Thread, ...], facts: CoreFacts, symbolizer: Symbolizer,

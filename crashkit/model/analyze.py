@@ -268,7 +268,7 @@ class HostFacts:
     log_path: str | None = None
 
 
-ScriptSource = Literal["vm-state", "memory-scan", "cmdline"]
+ScriptSource = Literal["vm-state", "memory-scan", "cmdline", "config"]
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,11 @@ MODULES = "/usr/lib/nginx/modules"
 
 
 def _nginx_script_crash(tmp_path: Path, core_dir: Path, modules: list[str], location: str,
-                        name: str) -> dict[str, Any]:
+                        name: str, *, live: bool = False, conf_option: bool = False,
+                        ) -> dict[str, Any]:
+    """The analysis of a worker's crash; ``live``: while its master still runs
+    (crashkit finds the config from the master), ``conf_option``: afterwards,
+    with --conf."""
     for m in modules:
         if not os.path.exists(f"{MODULES}/{m}"):
             unavailable(f"{MODULES}/{m} is not installed (scripts/bootstrap installs it)")
@@ -66,7 +70,9 @@ def _nginx_script_crash(tmp_path: Path, core_dir: Path, modules: list[str], loca
                       server=location)
     with LiveNginx(tmp_path / name, conf) as ngx:
         core = crash_worker(ngx, f"http://127.0.0.1:{port}/crash", core_dir)
-    return analyze_json(str(core))
+        if live:
+            return analyze_json(str(core))
+    return analyze_json(str(core), *(["--conf", str(ngx.conf)] if conf_option else []))
 
 
 LUA = ["ndk_http_module.so", "ngx_http_lua_module.so"]
@@ -79,7 +85,14 @@ def test_lua_ffi_crashes_are_blamed_on_the_script(tmp_path: Path, core_dir: Path
             local p = ffi.cast("int *", 0)
             p[0] = 1
         }
-    }""", "write")
+    }""", "write", conf_option=True)
+    # The script's place: its chunk name in memory, and its directive in the config.
+    places = {(p["source"], p["text"]) for p in write["verdict"]["script"]["places"]}
+    conf_line = next(i for i, line in enumerate((tmp_path / "write" / "nginx.conf")
+                                                .read_text().splitlines(), 1)
+                     if "content_by_lua_block" in line)
+    assert ("config", f"content_by_lua_block at nginx.conf:{conf_line}") in places, places
+    assert ("memory-scan", f"content_by_lua(nginx.conf:{conf_line})") in places, places
     strlen_block = """location /crash {
         content_by_lua_block {
             local ffi = require "ffi"
@@ -113,7 +126,14 @@ def test_perl_unpack_p_is_blamed_on_the_script(tmp_path: Path, core_dir: Path) -
     location /crash {
         perl 'sub { my $r = shift; my $s = unpack "p", pack "J", 8; $r->print(length $s);
                     return 0; }';
-    }""", "perl")
+    }""", "perl", live=True)
+    # Found from the config of the crashed worker's master, still running.
+    perl_line = next(i for i, line in enumerate((tmp_path / "perl" / "nginx.conf").read_text()
+                                                .splitlines(), 1) if "perl 'sub" in line)
+    [place] = data["verdict"]["script"]["places"]
+    assert (place["source"], place["text"], place["line"]) == \
+        ("config", f"perl at nginx.conf:{perl_line}", perl_line), place
+    assert f"perl at nginx.conf:{perl_line}" in data["verdict"]["report_to"]
     summary = data["verdict"]["summary"]
     assert ("Perl script code running in Perl (embedded by ngx_http_perl_module.so) "
             "crashed the process") in summary, summary
