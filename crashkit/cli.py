@@ -137,6 +137,21 @@ class Result(Protocol):
     def needs_attention(self) -> bool: ...
 
 
+def _terminal() -> Any:
+    """What stdout is: a terminal (its width; colour unless NO_COLOR or
+    TERM=dumb) or a pipe or file (plain, the default width). COLUMNS wins."""
+    from crashkit.render.terminal import detect
+
+    isatty = sys.stdout.isatty()
+    size = None
+    if isatty:
+        try:
+            size = os.get_terminal_size(sys.stdout.fileno()).columns
+        except (OSError, ValueError):
+            size = None
+    return detect(isatty, os.environ, size)
+
+
 def emit(verb: str, result: Result, as_json: bool, now: bool = False) -> int:
     """The one way a verb's result reaches the user: its messages on stderr, its
     text (every line escaped for the terminal) or JSON on stdout (written by
@@ -154,7 +169,15 @@ def emit(verb: str, result: Result, as_json: bool, now: bool = False) -> int:
         _OUTPUT.append(json.dumps(render.to_json(result),
                                   indent=2 if sys.stdout.isatty() else None))
     else:
-        _OUTPUT.append("\n".join(visible(line) for line in render.text(result).split("\n")))
+        from crashkit.render import terminal
+
+        term = _terminal()
+        with terminal.using(term):
+            lines = [visible(line) for line in render.text(result).split("\n")]
+        words = getattr(render, "STATUS_WORDS", None)
+        if term.colour and words is not None:
+            lines = terminal.paint(lines, words)  # after escaping: only our own sequences
+        _OUTPUT.append("\n".join(lines))
     if now:  # a long-running command (--watch): out at once, not at the end
         for text in _OUTPUT:
             sys.stdout.write(text + "\n")
