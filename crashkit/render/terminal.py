@@ -34,8 +34,9 @@ STYLES: Mapping[str, str] = {
 
 
 class Terminal(NamedTuple):  # not a dataclass: cheaper to import on every run
-    width: int = WIDTH
+    width: int = WIDTH  # where wrapped text is cut
     colour: bool = False
+    columns: int | None = None  # the width when it is known (COLUMNS, a terminal); rows fit it
 
 
 PLAIN = Terminal()  # a pipe or a file
@@ -46,13 +47,13 @@ def detect(isatty: bool, environ: Mapping[str, str], size: int | None) -> Termin
     """What the output goes to: ``isatty`` of stdout, the environment, and the
     terminal's own width (``size``, None when it has none)."""
     colour = isatty and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"
-    width = WIDTH
+    known = None
     columns = environ.get("COLUMNS", "")
     if columns.isdigit() and int(columns) > 0:
-        width = int(columns)
+        known = max(MIN_WIDTH, int(columns))
     elif isatty and size:
-        width = size
-    return Terminal(width=max(MIN_WIDTH, width), colour=colour)
+        known = max(MIN_WIDTH, size)
+    return Terminal(width=known or WIDTH, colour=colour, columns=known)
 
 
 @contextlib.contextmanager
@@ -77,6 +78,24 @@ def wrap(text: str, indent: int, hanging: int) -> list[str]:
     # be copied right.
     return textwrap.wrap(text, current().width, initial_indent=" " * indent,
                          subsequent_indent=" " * hanging, break_on_hyphens=False)
+
+
+def fit(cells: list[str], indent: int, hanging: int) -> list[str]:
+    """A row of cells (joined by two spaces): on one line, or, when the
+    width is known and the row is wider, on as many lines as it takes, each
+    cell whole and the later lines indented by ``hanging``. A pipe gets the
+    one line (scripts cut rows by their columns)."""
+    first = " " * indent + "  ".join(cells)
+    width = current().columns
+    if width is None or len(first) <= width:
+        return [first]
+    lines = [" " * indent + cells[0]]
+    for cell in cells[1:]:
+        if len(lines[-1]) + 2 + len(cell) <= width:
+            lines[-1] += "  " + cell
+        else:
+            lines.append(" " * hanging + cell)
+    return lines
 
 
 def paint(lines: list[str], words: re.Pattern[str]) -> list[str]:

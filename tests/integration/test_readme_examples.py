@@ -90,9 +90,9 @@ def example_analyze(manifest: dict[str, Any], tmp_path: Path) -> tuple[str, str]
     return f"$ crashkit analyze {relative}", analyze_excerpt(out.rstrip("\n"))
 
 
-def example_list(manifest: dict[str, Any], tmp_path: Path) -> tuple[str, str]:
+def collected_store(manifest: dict[str, Any], tmp_path: Path) -> Path:
     """Three real crashes collected into a new store (as collect takes them
-    from a directory), then listed."""
+    from a directory)."""
     cores = tmp_path / "cores"
     cores.mkdir()
     for name in ("nginx-null", "nginx-libc", "nginx-abort"):
@@ -103,6 +103,11 @@ def example_list(manifest: dict[str, Any], tmp_path: Path) -> tuple[str, str]:
     store = tmp_path / "store"
     run_cli("collect", "--from", str(cores), "--only-from", "--store", str(store),
             "--error-log", str(empty_log), check=True)
+    return store
+
+
+def example_list(manifest: dict[str, Any], tmp_path: Path) -> tuple[str, str]:
+    store = collected_store(manifest, tmp_path)
     out = run_cli("list", "--store", str(store), check=True).stdout
     # The command shown uses the default store.
     return "$ crashkit list", out.rstrip("\n").replace(str(store), "/var/lib/crashkit")
