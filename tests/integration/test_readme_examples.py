@@ -13,17 +13,32 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, fixture, run_cli
+from tests.conftest import ROOT, fixture
 
 pytestmark = pytest.mark.integration
 
 README = ROOT / "README.md"
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The command as the README's reader runs it, piped: no COLUMNS from
+    this environment (it would fit rows to it), and piped, so no colour."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "NO_COLOR")}
+    proc = subprocess.run([sys.executable, "-m", "crashkit", *args], capture_output=True,
+                          text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
+    if check:
+        assert proc.returncode == 0, f"crashkit {' '.join(args)}: {proc.stderr}"
+    return proc
+
+
 MARKER = re.compile(r"^<!-- example: (?P<name>[^()>\n]+?)(?: \([^\n]*\))? -->\n"
                     r"(?P<fence>```+)text\n(?P<body>.*?)\n(?P=fence)\n", re.M | re.S)
 
@@ -48,9 +63,11 @@ def normalised(text: str) -> str:
         (r"\+0x[0-9a-f]+ \[nginx\]", "+0xOFF [nginx]"),
         (r"\bnginx\+0x[0-9a-f]+", "nginx+0xOFF"),
         (r"\bnginx \d+\.\d+\.\d+-\S+", "nginx VERSION"),
+        # The worker's memory differs a little from host to host.
+        (r"^  core      [\d.]+ [KMG]iB,", "  core      SIZE,"),
     ]
     for pattern, repl in subs:
-        text = re.sub(pattern, repl, text)
+        text = re.sub(pattern, repl, text, flags=re.M)
     return text
 
 
