@@ -137,6 +137,21 @@ class Result(Protocol):
     def needs_attention(self) -> bool: ...
 
 
+def _terminal() -> Any:
+    """What stdout is: a terminal (its width; colour unless NO_COLOR or
+    TERM=dumb) or a pipe or file (plain, the default width). COLUMNS wins."""
+    from crashkit.render.terminal import detect
+
+    isatty = sys.stdout.isatty()
+    size = None
+    if isatty:
+        try:
+            size = os.get_terminal_size(sys.stdout.fileno()).columns
+        except (OSError, ValueError):
+            size = None
+    return detect(isatty, os.environ, size)
+
+
 def emit(verb: str, result: Result, as_json: bool, now: bool = False) -> int:
     """The one way a verb's result reaches the user: its messages on stderr, its
     text (every line escaped for the terminal) or JSON on stdout (written by
@@ -154,13 +169,28 @@ def emit(verb: str, result: Result, as_json: bool, now: bool = False) -> int:
         _OUTPUT.append(json.dumps(render.to_json(result),
                                   indent=2 if sys.stdout.isatty() else None))
     else:
-        _OUTPUT.append("\n".join(visible(line) for line in render.text(result).split("\n")))
+        from crashkit.render import terminal
+
+        term = _terminal()
+        with terminal.using(term):
+            lines = [visible(line) for line in render.text(result).split("\n")]
+        words = getattr(render, "STATUS_WORDS", None)
+        if term.colour and words is not None:
+            lines = terminal.paint(lines, words)  # after escaping: only our own sequences
+        _OUTPUT.append("\n".join(lines))
     if now:  # a long-running command (--watch): out at once, not at the end
         for text in _OUTPUT:
             sys.stdout.write(text + "\n")
         sys.stdout.flush()
         _OUTPUT.clear()
     return 1 if result.needs_attention else 0
+
+
+# analyze's and report's redaction is turned off by the same flag,
+# --no-redact; --show-secrets is analyze's old name for it, kept (hidden) so
+# that scripts written for it still work, and report takes it too.
+_SHOW_SECRETS = click.option("--show-secrets", is_flag=True, hidden=True,
+                             help="The old name of --no-redact.")
 
 
 @cli.command(epilog=CORE_EXIT_HELP)
@@ -170,17 +200,18 @@ def emit(verb: str, result: Result, as_json: bool, now: bool = False) -> int:
               help="Arguments and locals of the innermost frames (--full-frames of them).")
 @click.option("--full-frames", metavar="N", type=click.IntRange(min=1), default=5,
               show_default=True, help="How many frames --full covers.")
-@click.option("--show-secrets", is_flag=True,
+@click.option("--no-redact", is_flag=True,
               help="Do not redact string values in arguments and locals, nor secrets "
                    "(--password VALUE, token=...) in the crashed program's command line.")
+@_SHOW_SECRETS
 @click.option("--conf", "conf", metavar="PATH",
               help="The crashed nginx's config, for a script crash: the directives that run "
                    "scripts, with their file and line. Default: the config of the crashed "
                    "worker's master, while it runs.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the analysis as JSON (schema crashkit/analysis/1, see README).")
-def analyze(core: str, full: bool, full_frames: int, show_secrets: bool, conf: str | None,
-            as_json: bool, **kw: Any) -> int:
+def analyze(core: str, full: bool, full_frames: int, no_redact: bool, show_secrets: bool,
+            conf: str | None, as_json: bool, **kw: Any) -> int:
     """Tell what crashed in CORE and whose code is at fault.
 
     CORE is a core file (plain, or compressed with zstd, xz, lz4 or gzip as
@@ -201,7 +232,7 @@ def analyze(core: str, full: bool, full_frames: int, show_secrets: bool, conf: s
         raise InputError("--conf: no such file" if not os.path.exists(conf) else
                          "--conf: not a regular file", path=conf)
     options = _analysis_options(kw, core, full_frames=full_frames if full else 0,
-                                redact=not show_secrets)
+                                redact=not (no_redact or show_secrets))
     return emit("analyze", verb.run(dataclasses.replace(options, conf=conf)), as_json)
 
 
@@ -228,6 +259,7 @@ def _formats(value: str) -> tuple[str, ...]:
                    "keys, cookies, request data): share such a bundle privately.")
 @click.option("--no-redact", is_flag=True,
               help="Keep strings from process memory and secrets from the config and logs.")
+@_SHOW_SECRETS
 @click.option("--template-dir", metavar="DIR",
               help="Templates that override the shipped ones (report.md.j2, report.html.j2).")
 @click.option("--conf", metavar="PATH",
@@ -236,6 +268,10 @@ def _formats(value: str) -> tuple[str, ...]:
                    "and report.md then says it may not be the crashed one).")
 @click.option("--nginx", "nginx_path", metavar="PATH", default="nginx", show_default=True,
               help="The nginx binary for nginx -V and nginx -T.")
+@click.option("--prefix", metavar="DIR",
+              help="The -p the crashed nginx ran with (relative paths in its config are "
+                   "under it). Default: the -p of the crashed worker's master when it still "
+                   "runs (or of a running master of --conf), else the compiled-in prefix.")
 @click.option("--issue", is_flag=True,
               help="Also print the upstream issue: the blamed code's tracker and why, a "
                    "prefilled new-issue URL (or the reportbug/gh command) and a duplicate "
@@ -262,9 +298,9 @@ def _formats(value: str) -> tuple[str, ...]:
 @click.option("--json", "as_json", is_flag=True,
               help="Print what was written as JSON (schema crashkit/report/1).")
 def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact: bool,
-           template_dir: str | None, conf: str | None, nginx_path: str, as_json: bool,
-           issue: bool, repo: str | None, budget: int, submit: bool, force: bool,
-           portable: bool, open_browser: bool, **kw: Any) -> int:
+           show_secrets: bool, template_dir: str | None, conf: str | None, nginx_path: str,
+           prefix: str | None, as_json: bool, issue: bool, repo: str | None, budget: int,
+           submit: bool, force: bool, portable: bool, open_browser: bool, **kw: Any) -> int:
     """Write a bug-report bundle for CORE (a core file or a store id), ready to attach upstream.
 
     A .tar.gz (mode 0600) with report.md (an issue body for GitHub or GitLab),
@@ -279,7 +315,10 @@ def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact:
 
     from crashkit.commands import report as verb
 
+    no_redact = no_redact or show_secrets
     wanted = _formats(formats)
+    if prefix is not None and not os.path.isdir(prefix):
+        raise InputError("--prefix: no such directory", path=prefix)
     if template_dir is not None and not os.path.isdir(template_dir):
         raise InputError("--template-dir: no such directory", path=template_dir)
     if conf is not None and not os.path.isfile(conf):
@@ -324,7 +363,7 @@ def report(core: str, out_dir: str, formats: str, include_core: bool, no_redact:
         out_dir=out_dir, formats=wanted, include_core=include_core, portable=portable,
         redact=not no_redact,
         template_dir=template_dir, conf=conf, error_log=kw["error_log"], nginx=nginx_path,
-        issue=issue_options), progress=progress))
+        prefix=prefix, issue=issue_options), progress=progress))
     if open_browser and result.issue is not None and result.issue.url:
         import webbrowser
 

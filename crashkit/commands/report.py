@@ -58,6 +58,7 @@ class ReportOptions:
     error_log: str | None = None  # None: the one the config names
     nginx: str = "nginx"
     issue: IssueOptions | None = None  # --issue
+    prefix: str | None = None  # --prefix: the -p nginx runs with; None: the master's, the build's
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,14 @@ def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
             where = ConfigLocation(conf, "option")
             notes.append(f"nginx-T.txt: the config of the crashed worker's master (pid "
                          f"{master.pid}, still running): {conf}")
+    # Relative paths in the config (includes, error_log) are under the prefix
+    # nginx runs with: --prefix, else the crashed worker's master's -p, else
+    # the build's.
+    prefix = options.prefix or (master.prefix if master is not None else None)
+    if prefix is None and options.conf is not None:
+        prefix = dump.running_prefix(where.path, options.nginx)  # as doctor does
+    if prefix:
+        build = C.with_prefix(build, prefix)
     try:
         cfg = C.load_config(where.path, build)
     except InputError:
@@ -122,8 +131,7 @@ def _nginx_files(a: Analysis, options: ReportOptions, notes: list[str],
         notes.append(f"nginx-T.txt: no readable nginx config at {where.path} (--conf)")
         cfg = None
     if cfg is not None:
-        pairs, how = dump.config_dump(options.nginx, cfg.root, cfg.files,
-                                      master.prefix if master else None)
+        pairs, how = dump.config_dump(options.nginx, cfg.root, cfg.files, prefix or None)
         chunks = [f"# crashkit: {how}\n"]
         for path, text in pairs:
             if options.redact:

@@ -5,6 +5,7 @@ and the README; fields are only ever added within a schema version)."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,12 +39,26 @@ def crash_time_text(a: Analysis) -> str | None:
     return f"{shown} ({ago(t.age_seconds)}; from the {t.source})"
 
 
+def code_place(name: str, offset: int | None) -> str:
+    """The one way a place in code is written wherever frames and
+    instructions are listed: ``name+0x39`` (hex, as eu-stack and the
+    kernel print it), the bare name when the offset is unknown. ``name()``
+    is for sentences only (the verdict, the title)."""
+    return name if offset is None else f"{name}+{offset:#x}"
+
+
+def _frame_where(f: Frame) -> str:
+    if not (f.function and f.trusted):
+        return frame_label(f)  # module+0xOFFSET, or the bare pc
+    if f.function_offset is None and f.elf_symbol is not None and f.elf_offset is not None:
+        # gdb's name (an inlined function, an alias) and the ELF symbol
+        # the pc is in, with the offset from that symbol.
+        return f"{f.function} ({code_place(f.elf_symbol, f.elf_offset)})"
+    return code_place(f.function, f.function_offset)
+
+
 def _frame_line(f: Frame) -> str:
-    where = frame_label(f)
-    if f.function and f.trusted and f.function_offset is not None:
-        where = f"{f.function}+{f.function_offset:#x}"
-    elif f.function and f.trusted and f.elf_symbol is not None and f.elf_offset is not None:
-        where = f"{f.function} ({f.elf_symbol}+{f.elf_offset:#x})"
+    where = _frame_where(f)
     mod = os.path.basename(f.module) if f.module else "?"
     src = f"  {f.file}:{f.line}" if f.file and f.line else ""
     if not f.trusted:
@@ -109,15 +124,35 @@ def _other_threads(threads: Sequence[Thread], stacks: bool) -> list[str]:
     return lines
 
 
+# The general registers in the order they are shown: the pc and the stack
+# first, the rest in the architecture's numbering, the flags last (32 bits
+# wide, so their longer name fits the column). The segment registers and
+# orig_rax stay in the JSON.
+REGISTER_ORDER = (
+    "rip", "rsp", "rbp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi",
+    *(f"r{i}" for i in range(8, 16)), "eflags",
+    "pc", "sp", *(f"x{i}" for i in range(31)), "pstate",
+)
+_FLAGS = frozenset({"eflags", "pstate"})
+
+
 def _registers(t: Thread) -> list[str]:
     regs = t.registers
-    shown = [r for r in ("rip", "rsp", "rbp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8",
-                         "r9", "r12", "r13", "r14", "r15", "pc", "sp", "x29", "x30", "x0",
-                         "x1", "x2", "x3") if r in regs]
+    cells = [f"{r:>3} {regs[r]:#010x}" if r in _FLAGS else f"{r:>3} {regs[r]:#018x}"
+             for r in REGISTER_ORDER if r in regs]
     lines = ["", "Registers:"]
-    for i in range(0, len(shown), 4):
-        lines.append("  " + "  ".join(f"{r:>3} {regs[r]:#018x}" for r in shown[i:i + 4]))
+    for i in range(0, len(cells), 4):
+        lines.append("  " + "  ".join(f"{c:<22}" for c in cells[i:i + 4]).rstrip())
     return lines
+
+
+# gdb writes a jump's target as <name+207> (decimal); objdump and the
+# frames above write <name+0xcf>.
+_TARGET = re.compile(r"<([^<>+\s]+)\+(\d+)>")
+
+
+def _hex_targets(text: str) -> str:
+    return _TARGET.sub(lambda m: f"<{code_place(m[1], int(m[2]))}>", text)
 
 
 def _context(a: Analysis) -> list[str]:
@@ -128,8 +163,8 @@ def _context(a: Analysis) -> list[str]:
               "Instructions (from the file on disk, which is NOT the build that crashed):"]
     for ins in ctx.instructions:
         mark = "=>" if ins.address == ctx.pc else "  "
-        fn = f"<{ins.function}+{ins.offset}>" if ins.function is not None else ""
-        lines.append(f"  {mark} {ins.address:#018x} {fn:<32} {ins.text}")
+        fn = f"<{code_place(ins.function, ins.offset)}>" if ins.function is not None else ""
+        lines.append(f"  {mark} {ins.address:#018x} {fn:<32} {_hex_targets(ins.text)}")
     return lines
 
 

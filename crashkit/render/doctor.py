@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import textwrap
+import re
 from typing import Any
 
 from crashkit import __version__
 from crashkit.model.doctor import Doctor
 from crashkit.model.words import plural
 from crashkit.render.headline import all_clear, problems
+from crashkit.render.terminal import wrap
 
 SCHEMA = "crashkit/doctor/1"
 
@@ -24,6 +25,8 @@ def to_json(d: Doctor) -> dict[str, Any]:
 
 
 _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
+# The status that opens each check's line, coloured on a terminal.
+STATUS_WORDS = re.compile(r"^(?P<w>ok|WARN|FAIL|skip) ")
 _ORDER = {"fail": 0, "warn": 1, "ok": 2, "skip": 3}
 
 
@@ -39,8 +42,7 @@ def text(d: Doctor) -> str:
     for c in ordered:
         out.append(f"{_MARK[c.status]}  {c.name:<{width}}  {c.summary}")
         if c.fix and c.status in ("warn", "fail"):
-            out += textwrap.wrap(f"fix: {c.fix}", 100, initial_indent=" " * 6,
-                                 subsequent_indent=" " * 11)
+            out += wrap(f"fix: {c.fix}", 6, 11)
     out.append("")
     out.append(plural(len(bad), "check needs attention", "checks need attention") if bad
                else "all checks passed")

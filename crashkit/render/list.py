@@ -9,6 +9,7 @@ from crashkit import __version__
 from crashkit.model.collect import Group, ListResult
 from crashkit.model.words import plural
 from crashkit.render.collect import ago, iso, local
+from crashkit.render.terminal import current, fit, wrap
 
 SCHEMA = "crashkit/list/1"
 _BARS = " ▁▂▃▄▅▆▇█"
@@ -61,13 +62,16 @@ def text(r: ListResult) -> str:
             kept += f", {g.counted} counted without their cores"
         if g.no_core:
             kept += f", {g.no_core} without a core (from logs)"
-        lines.append(f"{g.signature}  {plural(g.count, 'crash', 'crashes')} ({kept})  "
-                     f"{exe}  at fault: {_where(g)}"
-                     + (f"  [{g.worst_confidence} confidence at worst]"
-                        if g.worst_confidence else ""))
-        lines.append(f"  {g.summary or '-'}")
-        lines.append(f"  first {local(g.first_time)}, last {local(g.last_time)} "
-                     f"({ago(g.last_time, r.now)})  {span}: |{sparkline(g.histogram)}|")
+        # Each row on one line, or fitted to a terminal's width (cells whole).
+        lines += fit([g.signature, f"{plural(g.count, 'crash', 'crashes')} ({kept})", exe,
+                      f"at fault: {_where(g)}",
+                      *([f"[{g.worst_confidence} confidence at worst]"]
+                        if g.worst_confidence else [])], 0, 4)
+        summary = g.summary or "-"
+        lines += wrap(summary, 2, 4) if current().columns else [f"  {summary}"]
+        lines += fit([f"first {local(g.first_time)}, last {local(g.last_time)} "
+                      f"({ago(g.last_time, r.now)})", f"{span}: |{sparkline(g.histogram)}|"],
+                     2, 4)
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from crashkit import __version__
@@ -10,6 +11,8 @@ from crashkit.model.words import plural
 
 SCHEMA = "crashkit/setup/1"
 _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
+# The status of each OS check ("  [WARN] name: …"), coloured on a terminal.
+STATUS_WORDS = re.compile(r"^  \[(?P<w>ok|WARN|FAIL|skip|fixed) *\] ")
 
 
 def to_json(r: Result) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import textwrap
+import re
 from typing import Any
 
 from crashkit import __version__
@@ -11,8 +11,12 @@ from crashkit.model.triage import SEVERITY_ORDER, Count, Finding, Triage
 from crashkit.model.words import plural, size
 from crashkit.render.escape import visible
 from crashkit.render.headline import all_clear, problems
+from crashkit.render.terminal import wrap
 
 SCHEMA = "crashkit/triage/1"
+
+# The severity that opens each finding, coloured on a terminal.
+STATUS_WORDS = re.compile(r"^(?P<w>CRITICAL|HIGH|MEDIUM) ")
 
 # The details shown as one line each in the text output, in this order, with
 # their label (messages, and the host facts, have lines of their own below).
@@ -119,8 +123,7 @@ def _finding_lines(f: Finding) -> list[str]:
         else:
             lines.append("         kernel     no OOM-killer line for these pids in the kernel log "
                          f"({d.get('kernel_log')}): killed by something else, or before boot")
-    lines += textwrap.wrap(f"fix: {f.fix}", 100, initial_indent=" " * 9,
-                           subsequent_indent=" " * 14)
+    lines += wrap(f"fix: {f.fix}", 9, 14)
     return lines
 
 

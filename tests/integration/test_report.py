@@ -128,11 +128,14 @@ def test_no_file_in_the_bundle_holds_a_secret(secret_crash: dict[str, Any]) -> N
     assert any(f"access_token=<redacted:{len(secret_crash['query'])}>" in x for x in lines)
 
 
-def test_without_redaction_the_secrets_are_there(secret_crash: dict[str, Any]) -> None:
+@pytest.mark.parametrize("flag", ["--no-redact", "--show-secrets"])
+def test_without_redaction_the_secrets_are_there(secret_crash: dict[str, Any],
+                                                 flag: str) -> None:
     """The control: the same bundle with --no-redact does carry them, so the
-    test above can fail."""
+    test above can fail. --show-secrets (analyze's old name for the same
+    flag) does the same."""
     proc = run_cli("report", secret_crash["core"], "--out", str(secret_crash["tmp"]),
-                   "--conf", secret_crash["conf"], "--no-redact", "--json")
+                   "--conf", secret_crash["conf"], flag, "--json")
     assert proc.returncode == 0
     assert "--no-redact: the bundle may hold passwords" in proc.stderr
     with tarfile.open(json.loads(proc.stdout)["bundle"]) as tar:
@@ -194,6 +197,36 @@ def test_a_config_not_from_the_crashed_master_says_so_at_the_top(
     assert f'<p class="caveat"><strong>Note:</strong> {shown}</p>' in html
 
 
+def test_prefix_places_the_configs_relative_paths(manifest: dict[str, Any],
+                                                  tmp_path: Path) -> None:
+    """report --prefix, as doctor's and setup's (issue 15 item 18): a config
+    whose error_log is relative (logs/error.log) is read with nginx -T -p
+    PREFIX, and its error log is found under PREFIX. Without --prefix, the
+    compiled-in prefix holds no such log: nginx -T fails and the log is left
+    out, so the option is what finds them."""
+    fx = fixture(manifest, "nginx-null")
+    prefix = tmp_path / "ngx"
+    (prefix / "conf").mkdir(parents=True)
+    (prefix / "logs").mkdir()
+    conf = prefix / "conf" / "nginx.conf"
+    conf.write_text("error_log logs/error.log;\npid logs/nginx.pid;\nevents {}\n")
+    exit_line = (f"2026/12/04 00:48:27 [alert] {fx['ppid']}#{fx['ppid']}: worker process "
+                 f"{fx['pid']} exited on signal 11 (core dumped)")
+    (prefix / "logs" / "error.log").write_text(f"{exit_line}\n")
+    answer, files = make_bundle(fx["core"], tmp_path / "with", "--conf", str(conf),
+                                "--prefix", str(prefix))
+    assert files["nginx-T.txt"].decode().startswith(f"# crashkit: nginx -T -c {conf}\n")
+    assert files["error-log.txt"].decode() == (
+        f"# {prefix}/logs/error.log: lines around the exit of pid {fx['pid']}\n{exit_line}\n")
+    assert answer["notes"] == []
+    answer, files = make_bundle(fx["core"], tmp_path / "without", "--conf", str(conf))
+    assert "error-log.txt" not in files
+    assert files["nginx-T.txt"].decode().startswith(
+        f"# crashkit: the files of {conf} (nginx -T failed: ")
+    assert any(n.startswith("error-log.txt: none of the config's error logs is readable")
+               for n in answer["notes"])
+
+
 def test_include_core(manifest: dict[str, Any], tmp_path: Path) -> None:
     fx = fixture(manifest, "nginx-kill")
     link = tmp_path / "core"  # a symlink to the core: the bundle gets the core itself
@@ -244,6 +277,8 @@ def test_template_dir_overrides_one_template(manifest: dict[str, Any], tmp_path:
     (["--conf", "/nonexistent.conf"],
      "crashkit: error: /nonexistent.conf: --conf: no such file"),
     (["--out", "/etc/hostname"], "crashkit: error: /etc/hostname: --out: not a directory"),
+    (["--prefix", "/nonexistent/dir"],
+     "crashkit: error: /nonexistent/dir: --prefix: no such directory"),
 ])
 def test_bad_options_are_one_line_and_write_nothing(manifest: dict[str, Any], tmp_path: Path,
                                                     args: list[str], message: str) -> None:
