@@ -160,7 +160,7 @@ def choose(a: Analysis, *, repo: str | None = None, fields: dict[str, str] | Non
     """
     v = a.verdict
     third_party = v is not None and v.origin == "third-party-module"
-    note = NO_THIRD_PARTY if third_party else None
+    note = _joined(NO_THIRD_PARTY if third_party else None, _script_note(a))
     if repo is not None:
         t = from_repo_option(repo)
         return Tracker(**{**t.__dict__, "note": note})
@@ -175,8 +175,15 @@ def choose(a: Analysis, *, repo: str | None = None, fields: dict[str, str] | Non
     if v.origin in ("nginx", "nginx-module") and not (
             fields and fields.get("Package", "").startswith("libnginx-mod-")
             and v.origin != "nginx"):
+        loaded = _third_party_loaded(a)
         return Tracker("github", "nginx", NGINX_REPO,
-                       f"the crash is in nginx's own code ({base})", form=NGINX_FORM)
+                       f"the crash is in nginx's own code ({base})", form=NGINX_FORM,
+                       note=_joined(
+                           f"third-party modules are loaded ({', '.join(loaded[:5])}"
+                           f"{', …' if len(loaded) > 5 else ''}): nginx's tracker asks that a "
+                           "bug reproduce without them, and a module can break nginx's state "
+                           "without being on the crashing stack: try without them first"
+                           if loaded else None, _script_note(a)))
     lib = _library(v.module) if v.origin in ("library", "system") else None
     if lib is not None:
         return Tracker(lib.kind, lib.project, lib.url,  # type: ignore[arg-type]
@@ -204,6 +211,27 @@ def choose(a: Analysis, *, repo: str | None = None, fields: dict[str, str] | Non
                    f"unknown: no package, source tree or known project names {what} "
                    f"{base}; pass --repo", note=note)
 
+
+
+def _joined(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
+
+
+def _script_note(a: Analysis) -> str | None:
+    v = a.verdict
+    if v is None or v.script is None:
+        return None
+    return (f"the verdict says the site's {v.script.language} code most likely crashed the "
+            f"process ({v.script.interpreter} ran it): check that script first, and file "
+            "this only if it is innocent")
+
+
+def _third_party_loaded(a: Analysis) -> list[str]:
+    """The third-party nginx modules the crashed process had loaded."""
+    from crashkit.analysis.attribution import origin
+
+    return [os.path.basename(m.path) for m in a.core.modules if m.path.startswith("/")
+            and origin(m.path, a.core, a.host.packages.get(m.path)) == "third-party-module"]
 
 
 # ---------------------------------------------------------------- URLs

@@ -44,6 +44,7 @@
 #define CRASHKIT_MODE_LIBC   2
 #define CRASHKIT_MODE_ABORT  3
 #define CRASHKIT_MODE_HEADERS 4
+#define CRASHKIT_MODE_CORRUPT 5
 
 #define CRASHKIT_MAGIC       0x6b736863UL   /* "chsk" */
 
@@ -330,6 +331,29 @@ ngx_http_crashkit_handler(ngx_http_request_t *r)
         rc = (ngx_int_t) crashkit_session_lookup(r, buf, h ? h->value.data : NULL);
         break;
 
+    case CRASHKIT_MODE_CORRUPT:
+        /*
+         * BUG: adds a response header whose name points nowhere, and returns.
+         * nginx's own header filter crashes on it later, with this module no
+         * longer on the stack: the crash is in nginx's code.
+         */
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        h->key.len = sizeof("X-Crashkit") - 1;
+        h->key.data = (u_char *) 0x10;
+        ngx_str_set(&h->value, "1");
+
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "crashkit: crashing mode=corrupt pid=%P "
+                      "function=ngx_http_header_filter", ngx_pid);
+
+        /* nginx's finalization sends the 204 and its headers, after this returns */
+        return NGX_HTTP_NO_CONTENT;
+
     case CRASHKIT_MODE_ABORT:
         /* pcalloc: magic is 0, the invariant "magic == CRASHKIT_MAGIC" fails */
         st = ngx_pcalloc(r->pool, sizeof(crashkit_state_t));
@@ -379,14 +403,17 @@ ngx_http_crashkit_crash(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     } else if (ngx_strcmp(value[1].data, "abort") == 0) {
         ckcf->mode = CRASHKIT_MODE_ABORT;
 
+    } else if (ngx_strcmp(value[1].data, "corrupt") == 0) {
+        ckcf->mode = CRASHKIT_MODE_CORRUPT;
+
     } else if (ngx_strcmp(value[1].data, "none") == 0) {
         ckcf->mode = CRASHKIT_MODE_NONE;
 
     } else {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid value \"%V\" in \"%V\" directive, "
-                           "it must be \"null\", \"libc\", \"abort\" "
-                           "or \"none\"", &value[1], &cmd->name);
+                           "it must be \"null\", \"libc\", \"headers\", "
+                           "\"abort\", \"corrupt\" or \"none\"", &value[1], &cmd->name);
         return NGX_CONF_ERROR;
     }
 

@@ -265,3 +265,96 @@ def test_module_source_tree_found_from_its_dwarf(tmp_path: Path) -> None:
     assert source_dirs(str(src / "ngx_http_foo_module.c")) == []
     os.mkfifo(tmp_path / "fifo")
     assert source_dirs(str(tmp_path / "fifo")) == []
+
+
+def _live_crash(tmp: Path, conf_for: Any, headers: dict[str, str] | None = None,
+                ) -> tuple[str, str, str]:
+    """A real worker crash of Debian's nginx: (core, config, error log)."""
+    import pwd
+    import tempfile
+
+    from tests.live_nginx import LiveNginx, crash_worker, free_port
+
+    top = Path(tempfile.mkdtemp(prefix="crashkit-issue-"))
+    top.chmod(0o711)
+    core_dir = top / "cores"
+    core_dir.mkdir()
+    www = pwd.getpwnam("www-data")
+    os.chown(core_dir, www.pw_uid, www.pw_gid)
+    port = free_port()
+    with LiveNginx(tmp / "ngx", conf_for(port, core_dir)) as ngx:
+        core = crash_worker(ngx, f"http://127.0.0.1:{port}/crash", core_dir, headers)
+    moved = tmp / "core"
+    shutil.move(str(core), moved)
+    shutil.rmtree(top)
+    return str(moved), str(ngx.conf), str(ngx.error_log)
+
+
+def test_nginx_own_code_goes_to_nginxs_form_with_the_module_caveat(
+        manifest: dict[str, Any], tmp_path: Path) -> None:
+    """The module corrupts a response header and returns; nginx's own header
+    filter crashes on it later, with no module frame on the stack: nginx's
+    GitHub form, and a note that third-party modules are loaded."""
+    import secrets
+
+    from tests.live_nginx import basic_conf
+
+    if os.geteuid() != 0:
+        unavailable("a live nginx needs root")
+    fx = fixture(manifest, "nginx-null")
+    token = secrets.token_urlsafe(24)
+    core, conf, log = _live_crash(tmp_path, lambda port, core_dir: basic_conf(
+        port, load_module=fx["module"],
+        main=f"worker_rlimit_core 500M;\nworking_directory {core_dir};",
+        server="location /crash { crashkit_crash corrupt; }\n"),
+        {"Authorization": f"Bearer {token}"})
+    assert token.encode() in Path(core).read_bytes()  # planted, to be kept out
+    out = tmp_path / "out"
+    out.mkdir()
+    issue, _ = issue_of(core, "--out", str(out), "--conf", conf, "--error-log", log, "--issue")
+    t = issue["tracker"]
+    assert (t["kind"], t["url"], t["form"]) == ("github", "https://github.com/nginx/nginx",
+                                                "bug_report.yml")
+    assert t["reason"] == "the crash is in nginx's own code (nginx)"
+    assert t["note"].startswith(f"third-party modules are loaded ({MODULE})")
+    q = parsed(issue["url"])
+    assert q["template"] == ["bug_report.yml"] and q["title"] == [issue["title"]]
+    assert issue["title"].startswith("nginx worker crash: NULL pointer dereference in nginx+0x")
+    assert "crashkit: crashing mode=corrupt" in q["logs"][0]
+    assert len(issue["url"]) <= 6000
+    url = unquote(issue["url"])
+    assert token not in url and token not in Path(issue["body_file"]).read_text()
+
+
+def test_debian_packaged_module_goes_to_debian_with_reportbug(tmp_path: Path) -> None:
+    """A crash in Debian's libnginx-mod-http-lua (an FFI write from the site's
+    Lua): Debian's BTS through reportbug, its upstream from the package's
+    Homepage, and the verdict's word that the script is the likely cause."""
+    from tests.live_nginx import basic_conf
+
+    mods = "/usr/lib/nginx/modules"
+    for m in ("ndk_http_module.so", "ngx_http_lua_module.so"):
+        if not os.path.exists(f"{mods}/{m}"):
+            unavailable(f"{mods}/{m} is not installed (scripts/bootstrap installs it)")
+    core, conf, log = _live_crash(tmp_path, lambda port, core_dir: basic_conf(
+        port, load_module=f"{mods}/ndk_http_module.so",
+        main=f"load_module {mods}/ngx_http_lua_module.so;\nworker_rlimit_core 500M;\n"
+             f"working_directory {core_dir};",
+        server="""location /crash { content_by_lua_block {
+            local ffi = require "ffi"
+            ffi.cast("int *", 0)[0] = 1
+        } }"""))
+    out = tmp_path / "out"
+    out.mkdir()
+    issue, _ = issue_of(core, "--out", str(out), "--conf", conf, "--error-log", log, "--issue")
+    t = issue["tracker"]
+    assert (t["kind"], t["project"], t["package"]) == ("debian", "libnginx-mod-http-lua",
+                                                       "libnginx-mod-http-lua")
+    assert t["url"] == "https://bugs.debian.org/libnginx-mod-http-lua"
+    assert t["upstream"] == "https://github.com/openresty/lua-nginx-module"
+    assert "installed by the Debian package libnginx-mod-http-lua" in t["reason"]
+    assert "the site's Lua code most likely crashed the process" in t["note"]
+    assert issue["command"][0] == "reportbug" and issue["command"][-1] == "libnginx-mod-http-lua"
+    assert f"--body-file={issue['body_file']}" in issue["command"]
+    assert issue["search_url"] == \
+        "https://bugs.debian.org/cgi-bin/pkgreport.cgi?package=libnginx-mod-http-lua"

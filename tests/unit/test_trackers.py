@@ -37,8 +37,19 @@ def _crash(*frames: tuple[str, str], packages: dict[str, Package] | None = None)
 def test_nginx_own_code_goes_to_nginx_form() -> None:
     a = _crash((NGINX, "ngx_http_parse_request_line"), (NGINX, "ngx_http_process_request"))
     t = T.choose(a)  # type: ignore[arg-type]
+    # The process had a third-party module loaded (echo): nginx wants the bug
+    # reproduced without it, which the note says.
     assert t == Tracker("github", "nginx", "https://github.com/nginx/nginx",
-                        "the crash is in nginx's own code (nginx)", form="bug_report.yml")
+                        "the crash is in nginx's own code (nginx)", form="bug_report.yml",
+                        note="third-party modules are loaded (ngx_http_echo_module.so): "
+                             "nginx's tracker asks that a bug reproduce without them, and a "
+                             "module can break nginx's state without being on the crashing "
+                             "stack: try without them first")
+    pkg = {MOD: Package("libnginx-mod-http-echo", "0.63-6")}
+    a = _crash((NGINX, "ngx_http_parse_request_line"), packages=pkg)
+    clean = T.choose(dataclasses.replace(a, core=dataclasses.replace(  # type: ignore[call-overload]
+        a.core, modules=tuple(m for m in a.core.modules if m.path != MOD))))  # type: ignore[attr-defined]
+    assert clean.note is None
 
 
 def test_a_library_with_its_own_tracker() -> None:
