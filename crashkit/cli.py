@@ -233,7 +233,26 @@ def analyze(core: str, full: bool, full_frames: int, no_redact: bool, show_secre
                          "--conf: not a regular file", path=conf)
     options = _analysis_options(kw, core, full_frames=full_frames if full else 0,
                                 redact=not (no_redact or show_secrets))
+    _big_core_notice(options.core, options.use_gdb)
     return emit("analyze", verb.run(dataclasses.replace(options, conf=conf)), as_json)
+
+
+BIG_CORE = 256 << 20  # bytes: gdb takes seconds to load a core this large
+
+
+def _big_core_notice(core: str, use_gdb: bool) -> None:
+    """On a terminal, say before gdb's long silence on a large core that it works."""
+    if not use_gdb or not sys.stderr.isatty():
+        return
+    try:
+        size = os.stat(core).st_size
+    except OSError:
+        return  # the reader says what is wrong with it
+    if size >= BIG_CORE:
+        from crashkit.model.words import size as shown
+
+        click.echo(f"crashkit: gdb is reading a {shown(size)} core (--no-gdb: the notes "
+                   "alone, in well under a second)…", err=True)
 
 
 def _formats(value: str) -> tuple[str, ...]:
@@ -675,7 +694,11 @@ def collect(from_dirs: tuple[str, ...], only_from: bool, store: str, dry_run: bo
         from crashkit.commands.collect import watch as run_watch
 
         return run_watch(options, lambda r: emit("collect", r, as_json, now=True))
-    return emit("collect", verb.run(options), as_json)
+    from crashkit.render.progress import bar, wanted
+
+    with bar("collecting", wanted(sys.stderr.isatty(), os.environ) and not as_json) as step:
+        result = verb.run(dataclasses.replace(options, step=step))
+    return emit("collect", result, as_json)
 
 
 @cli.command("list")
@@ -790,10 +813,14 @@ def export(crash_ids: tuple[int, ...], dsn: str | None, store: str, since: str |
         if sys.stderr.isatty() and not as_json:
             click.echo(f"crashkit: {message}", err=True)
 
-    options = verb.Options(store=store, dsn=found, ids=crash_ids, since=_since(since),
-                           dry_run=dry_run, use_gdb=not no_gdb, attach_report=not no_report,
-                           timeout=timeout, dsn_from=where, progress=progress)
-    return emit("export", verb.run(options), as_json)
+    from crashkit.render.progress import bar, wanted
+
+    with bar("exporting", wanted(sys.stderr.isatty(), os.environ) and not as_json) as step:
+        result = verb.run(verb.Options(
+            store=store, dsn=found, ids=crash_ids, since=_since(since), dry_run=dry_run,
+            use_gdb=not no_gdb, attach_report=not no_report, timeout=timeout, dsn_from=where,
+            progress=progress, step=step))
+    return emit("export", result, as_json)
 
 
 # What a command prints goes out after click returns (see main): click turns

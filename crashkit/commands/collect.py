@@ -72,6 +72,7 @@ class Options:
     settle: float = 30.0
     core_pattern: str | None = None  # instead of the kernel's (an image's, a test's)
     progress: Callable[[str], None] | None = None
+    step: Callable[[int, int, str], None] | None = None  # (done, total, core): a progress bar
     sentry_dsn: str | None = None  # --sentry: send what is not sent yet, after collecting
     sentry_from: str | None = None
 
@@ -273,7 +274,10 @@ def _scan(place: Place, opts: Options, store: W.Store | None,
                 files.append(FileResult(e.name, path, "would_store", e.detail, size=e.size))
                 continue
             done += 1
-            say(f"[{done}/{len(candidates)}] {path}")
+            if opts.step is not None:
+                opts.step(done, len(candidates), path)
+            else:
+                say(f"[{done}/{len(candidates)}] {path}")
             files.append(_take(store, place, e, dir_fd, path, opts))
         return SourceReport(place.kind, place.path, place.why, "scanned",
                             files=tuple(files), keeps_source=place.keeps_source)

@@ -42,6 +42,7 @@ class Options:
     timeout: float = 30.0  # per request
     dsn_from: str | None = None
     progress: Callable[[str], None] = _quiet
+    step: Callable[[int, int, str], None] | None = None  # (done, total, crash): a progress bar
 
 
 def find_dsn(option: str | None, environ: dict[str, str] | None = None,
@@ -189,7 +190,10 @@ def run(options: Options) -> ExportResult:
                 out.append(ExportedCrash(row.id, "deferred", None, row.signature, row.summary,
                                          f"{waiting}; the next export sends it"))
                 continue
-            options.progress(f"crash {row.id} ({n} of {len(rows)}): analysing")
+            if options.step is not None:
+                options.step(n - 1, len(rows), f"crash {row.id}")
+            else:
+                options.progress(f"crash {row.id} ({n} of {len(rows)}): analysing")
             core = os.path.join(options.store, CRASHES_DIR, row.stored_name)
             try:
                 event, md = event_for(row, core, target or "dry-run", options, facts)
@@ -209,7 +213,8 @@ def run(options: Options) -> ExportResult:
                 sender = Sender(options.dsn, timeout=options.timeout)
             attempts = (previous.attempts if previous is not None else 0) + 1
             W.mark_pending(conn, path, row.id, target, event["event_id"], attempts)
-            options.progress(f"crash {row.id} ({n} of {len(rows)}): sending")
+            if options.step is None:
+                options.progress(f"crash {row.id} ({n} of {len(rows)}): sending")
             attachments = (("report.md", md, "text/markdown"),) if md is not None else ()
             answer = sender.send(event, attachments)
             if answer.ok:
