@@ -102,8 +102,6 @@ def bundle_core(options: Options) -> Iterator[Options]:
     directories only, nothing outside it), its core as the core, its files/
     as the sysroot and its debug/ as a debug directory; the analysis still
     calls the core by the bundle's name. Any other file: the options as they are."""
-    import tarfile
-
     path = options.core
     try:
         with regular_file(path) as (read, _size):
@@ -113,6 +111,8 @@ def bundle_core(options: Options) -> Iterator[Options]:
     if not gzip:
         yield options
         return
+    import tarfile  # ~4 ms: only for a gzip file, which may be a bundle
+
     try:
         archive = tarfile.open(path, "r:gz")  # noqa: SIM115 - closed by the with below
     except (tarfile.TarError, OSError, EOFError):
