@@ -12,6 +12,7 @@ nginx. ``--undo`` restores the newest backup set instead.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from crashkit.analysis.readiness import core_checks
@@ -223,18 +224,37 @@ def _missing_dirs(path: str) -> list[str]:
 
 
 _OURS = ("worker_rlimit_core", "working_directory")
+# One of apply's directives with its arguments, wherever it sits on a line
+# (a compact config holds several directives a line).
+_OUR_STMT = re.compile(r"(?<![\w$])(?:worker_rlimit_core|working_directory)(?:\s+[^;{}]*)?;")
+
+
+def _without_ours(text: str) -> list[tuple[str, str]]:
+    """(line without apply's directives, the line) for every line that holds
+    anything else: what undo may not lose."""
+    out = []
+    for line in text.splitlines():
+        rest = _OUR_STMT.sub("", line)
+        if rest.strip():
+            out.append((" ".join(rest.split()), line))
+    return out
 
 
 def _only_ours(edit: FileEdit, backup: str) -> None:
     """Undo puts the backup back: refuse when the file changed since apply
-    in any line but the directives apply writes, or those edits would be
-    lost without a trace."""
+    anywhere but in the directives apply writes (their own lines, or their
+    arguments on a line they share), or those edits would be lost without a
+    trace."""
     import difflib
 
-    for line in difflib.ndiff(edit.after.splitlines(), edit.before.splitlines()):
-        if line[:2] in ("- ", "+ ") and line[2:].strip() and \
-                not any(name in line for name in _OURS):
-            raise InputError(f"changed since crashkit setup --apply (the line {line[2:].strip()!r} "
+    now, then = _without_ours(edit.before), _without_ours(edit.after)
+    if [x for x, _ in now] == [x for x, _ in then]:
+        return
+    sm = difflib.SequenceMatcher(None, [x for x, _ in now], [x for x, _ in then], autojunk=False)
+    for tag, i1, _i2, j1, _j2 in sm.get_opcodes():
+        if tag != "equal":
+            line = now[i1][1] if i1 < len(now) else then[j1][1]
+            raise InputError(f"changed since crashkit setup --apply (the line {line.strip()!r} "
                              f"is not crashkit's): undo would lose that edit; nothing restored. "
                              f"The file before --apply is {backup}", path=edit.path)
 

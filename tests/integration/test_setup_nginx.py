@@ -312,6 +312,72 @@ def test_several_directives_on_a_line_with_comments_applies_and_validates(
     assert hidden_crashkit_files(tmp_path) == []
 
 
+COMPACT = {  # a compact config, and what apply makes of it
+    # Everything on one line, no final newline: the new lines go first.
+    "one-line": (
+        "user {user}; worker_processes 1; pid {d}/nginx.pid; error_log {d}/e.log; "
+        "events {{ worker_connections 64; }} http {{ access_log off; "
+        "server {{ listen 127.0.0.1:1; }} }}",
+        "worker_rlimit_core 2G;\nworking_directory {cores};\n{text}"),
+    # The simple directives after the first block, on its closing line.
+    "after-a-block": (
+        "events {{ worker_connections 64; }} user {user}; worker_processes 1;"
+        " pid {d}/nginx.pid; error_log {d}/e.log;\nhttp {{ access_log off; }}\n",
+        "worker_rlimit_core 2G;\nworking_directory {cores};\n{text}"),
+    # CRLF and indented; worker_rlimit_core there already (updated in place).
+    "crlf-update": (
+        "\tuser {user}; worker_processes 1; worker_rlimit_core 1G; "
+        "pid {d}/nginx.pid;\r\n\terror_log {d}/e.log; events {{ }}\r\n"
+        "\thttp {{ access_log off; }}\r\n",
+        "\tworking_directory {cores};\r\n{text_2G}"),
+    # working_directory on a line with a block and a comment; the new line
+    # after the first one (only a comment follows its last directive).
+    "shared-line": (
+        "  user {user}; pid {d}/nginx.pid;   error_log {d}/e.log; # c ;\n"
+        "  events {{ worker_connections 64; }} working_directory /tmp; http {{ }} # end\n",
+        "{line1}  worker_rlimit_core 2G;\n{rest_cores}"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(COMPACT))
+def test_compact_config_applies_and_undoes_byte_exact(tmp_path: Path, cores: Path,
+                                                      shape: str) -> None:
+    template, expected = COMPACT[shape]
+    text = template.format(user=WORKER_USER, d=tmp_path)
+    conf = tmp_path / "nginx.conf"
+    conf.write_bytes(text.encode())
+    original = conf.read_bytes()
+    _, data = setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
+    # The new directives on lines of their own, with the file's line ending
+    # and its lines' indentation; an existing one changed in its place.
+    line1, _, rest = text.partition("\n")
+    assert conf.read_bytes().decode() == expected.format(
+        cores=cores, text=text, text_2G=text.replace("core 1G;", "core 2G;"),
+        line1=line1 + "\n", rest_cores=rest.replace("/tmp;", f"{cores};"))
+    assert data["changed"] is True and nginx_t(conf).returncode == 0
+    _, undone = setup("--conf", str(conf), "--undo")
+    assert undone["changed"] is True and conf.read_bytes() == original
+    assert hidden_crashkit_files(tmp_path) == []
+
+
+def test_undo_refuses_an_edit_on_a_line_crashkit_shares(tmp_path: Path, cores: Path) -> None:
+    # working_directory is updated in place on a line that holds other
+    # directives too: an edit of those, after apply, is the user's.
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(COMPACT["shared-line"][0].format(user=WORKER_USER, d=tmp_path))
+    original = conf.read_text()
+    setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
+    applied = conf.read_text()
+    conf.write_text(applied.replace("worker_connections 64;", "worker_connections 128;"))
+    line = one_line_error(run_cli("setup", "--conf", str(conf), "--undo"))
+    assert line.startswith(f"crashkit: error: {conf}: changed since crashkit setup --apply "
+                           "(the line 'events { worker_connections 128; } working_directory "
+                           f"{cores}; http {{ }} # end' is not crashkit's)")
+    conf.write_text(applied)
+    setup("--conf", str(conf), "--undo")
+    assert conf.read_text() == original
+
+
 def test_config_failing_nginx_t_is_refused(tmp_path: Path, cores: Path) -> None:
     conf = simple_conf(tmp_path, main="no_such_directive on;\n")
     before = conf.read_bytes()
