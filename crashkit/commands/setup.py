@@ -36,11 +36,11 @@ from crashkit.nginx.config import open_config, pid_path, worker_process_count, w
 from crashkit.nginx.files import read_text
 from crashkit.writers import coredir, record
 from crashkit.writers.config import (
+    check_as_is,
     check_names,
     config_lock,
     latest_backups,
     new_stamp,
-    nginx_test,
     reload_nginx,
 )
 from crashkit.writers.config import replace_validated as _replace
@@ -150,8 +150,9 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
          workers: int) -> Result:
     if opts.undo:  # the backups are validated before they go back; the live file may fail
         return _undo(opts, location, cfg, worker, workers)
-    # A config that already fails is the user's to fix: change nothing.
-    nginx_test(opts.nginx, cfg.root, cfg=cfg)
+    # A config that already fails is the user's to fix: change nothing (and
+    # the check itself leaves the disk as it was where it can).
+    _, isolated = check_as_is(opts.nginx, cfg)
 
     r = readiness(cfg, worker, workers, opts.core_dir, opts.core_limit, opts.sysctls)
     plan, dir_state, checks, core_dir, manage = r.plan, r.core_dir, r.checks, r.path, r.manage
@@ -166,7 +167,11 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
         return Result("dry-run", location, cfg, worker, workers, plan, dir_state, checks,
                       tuple(FileResult(e.path, e.diff(), None, e.new) for e in plan.edits),
                       bool(plan.edits),
-                      system_planned=tuple(plan_files(remedies, opts.system_root)))
+                      system_planned=tuple(plan_files(remedies, opts.system_root)),
+                      notes=() if isolated else (
+                          "nginx -t ran outside a private mount namespace (none can be made "
+                          "here): it may have created the config's missing log and pid files "
+                          "and temp directories, as nginx itself does when it starts",))
 
     notes = []
     prepared: list[coredir.CoreDir] = []
