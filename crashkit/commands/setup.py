@@ -11,6 +11,7 @@ nginx. ``--undo`` restores the newest backup set instead.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -32,10 +33,18 @@ from crashkit.model.nginx import ConfigLocation, NginxConfig
 from crashkit.model.readiness import CoreCheck as Check
 from crashkit.model.readiness import CoreSetting
 from crashkit.model.setup import FileResult, Result
-from crashkit.nginx.config import open_config, pid_path, worker_process_count, worker_user
+from crashkit.nginx.config import (
+    build_info,
+    find_config,
+    open_config,
+    pid_path,
+    worker_process_count,
+    worker_user,
+)
 from crashkit.nginx.files import read_text
 from crashkit.writers import coredir, record
 from crashkit.writers.config import (
+    LOCK_WAIT,
     check_as_is,
     check_names,
     config_lock,
@@ -65,6 +74,7 @@ class Options:
     # kernel's /proc/sys (written only when system_root is "/"); a private
     # tree in tests, so they never touch the machine's sysctls.
     sysctl_root: str | None = None
+    lock_wait: float = LOCK_WAIT  # seconds --apply/--undo wait for another setup's lock
 
     @property
     def sysctls(self) -> str:
@@ -117,22 +127,27 @@ def run(opts: Options) -> Result:
                          "(bytes, or a number with k, m or g)")
     if opts.core_dir is not None and not os.path.isabs(opts.core_dir):
         raise InputError("--core-dir must be an absolute path", path=opts.core_dir)
-    location, cfg = open_config(opts.conf, opts.nginx, opts.prefix)
-    worker = coredir.resolve_worker(worker_user(cfg))
-    workers = worker_process_count(cfg)
     if opts.apply or opts.undo:  # two setups never interleave: what each reports, it wrote
-        with config_lock(cfg):
-            result = _run(opts, location, cfg, worker, workers)
+        root = find_config(opts.conf, build_info(opts.nginx)).path
+        with config_lock(root, opts.lock_wait) as waited:
+            location, cfg = open_config(opts.conf, opts.nginx, opts.prefix)
+            worker = coredir.resolve_worker(worker_user(cfg))
+            result = _run(opts, location, cfg, worker, worker_process_count(cfg))
+        if waited:
+            result = dataclasses.replace(result, notes=(
+                f"waited {waited:.1f} s for another crashkit setup on this config to finish "
+                "(the lock on its directory), then planned from the config it left",
+                *result.notes))
     else:
-        result = _run(opts, location, cfg, worker, workers)
+        location, cfg = open_config(opts.conf, opts.nginx, opts.prefix)
+        worker = coredir.resolve_worker(worker_user(cfg))
+        result = _run(opts, location, cfg, worker, worker_process_count(cfg))
     return _collect_unit(opts, result) if opts.collect else result
 
 
 def _collect_unit(opts: Options, result: Result) -> Result:
     """--collect: the service that runs `crashkit collect --watch`, installed
     with --apply (after nginx's config took), removed with --undo."""
-    import dataclasses
-
     from crashkit.model.collect import CollectUnit
     from crashkit.writers import units
 

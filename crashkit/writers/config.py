@@ -88,21 +88,42 @@ def candidate_path(path: str) -> str:
     return os.path.join(d, f".{name}{CANDIDATE_TAG}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
+# How long a setup --apply/--undo waits for another one on the same config
+# (setup --lock-wait): an apply validates the whole config with nginx -t,
+# which takes a minute or more on a config of 100,000 servers.
+LOCK_WAIT = 120.0
+
+
 @contextlib.contextmanager
-def config_lock(cfg: NginxConfig) -> Iterator[None]:
-    """Hold an exclusive lock for one setup --apply/--undo on this config: an
-    flock(2) on the main file's directory (a descriptor, no lock file left
-    behind). A second setup is refused at once, one line, nothing changed."""
-    d = os.path.dirname(os.path.realpath(cfg.root))
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+def config_lock(root: str, wait: float = LOCK_WAIT) -> Iterator[float]:
+    """Hold an exclusive lock for one setup --apply/--undo on the config whose
+    main file is ``root``: an flock(2) on that file's directory (a
+    descriptor, no lock file left behind), taken before the config is read,
+    so what a run plans from is what the run before it left. Yields how long
+    it waited for another setup to finish (0.0: not at all); after ``wait``
+    seconds it gives up, one line, nothing changed."""
+    d = os.path.dirname(os.path.realpath(root))
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError("another crashkit setup is changing this config now (it holds "
-                             "the lock on its directory); nothing changed, run again when it "
-                             "is done", path=cfg.root) from None
-        yield
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InputError(f"cannot open the config's directory {d}: {exc.strerror}",
+                         path=root) from None
+    try:
+        start = time.monotonic()
+        tries = 0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                tries += 1
+                if time.monotonic() - start >= wait:
+                    raise InputError(
+                        "another crashkit setup is changing this config now (it holds the "
+                        f"lock on its directory; waited {wait:g} s); nothing changed, run "
+                        "again when it is done", path=root) from None
+                time.sleep(0.05)
+        yield time.monotonic() - start if tries else 0.0
     finally:
         os.close(fd)
 
@@ -119,7 +140,11 @@ def check_copy_path(root: str) -> str:
 
 
 def new_stamp() -> str:
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f".{time.time_ns() // 1000 % 10**6:06d}Z"
+    """UTC to the microsecond, from one reading of the clock (seconds and
+    microseconds read apart could name a later run by an earlier second, and
+    undo takes the newest stamp)."""
+    us = time.time_ns() // 1000
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(us // 10**6)) + f".{us % 10**6:06d}Z"
 
 
 # ---------------------------------------------------------------- include globs
@@ -353,6 +378,7 @@ def validate_copies(nginx: str, cfg: NginxConfig, replacements: Mapping[str, str
             for st, matched in reversed(list(zip(stmts, includes, strict=True))):
                 repl = " ".join(f"include {quote(copies[m])};" for m in loaded(st, matched))
                 text = text[:st.name.start] + repl + text[st.end:]
+            _remove([copies[f]])  # a killed run's main copy (the caller holds the lock)
             _write_beside(copies[f], to_bytes(text), like=real)
         proc = _run([nginx, *prefix_args(cfg), "-t", "-c", main_copy])
         output = (proc.stderr + proc.stdout).strip()
@@ -384,9 +410,11 @@ def _first_error(output: str) -> str:
 # ---------------------------------------------------------------- writing
 
 def _write_beside(path: str, data: bytes, like: str) -> None:
-    """Write ``path`` (complete and synced) with the owner and mode of ``like``."""
+    """Create ``path`` (never an existing file: O_EXCL; complete and synced)
+    with the owner and mode of ``like``."""
     st = os.stat(like)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
     try:
         os.fchmod(fd, st.st_mode & 0o7777)
         if os.geteuid() == 0:
@@ -462,6 +490,7 @@ def replace_validated(cfg: NginxConfig, nginx: str, edits: tuple[FileEdit, ...],
         for e in old:
             if e.path in backups:
                 tmp = backups[e.path] + ".tmp"
+                _remove([tmp])  # a killed run's (we hold the lock)
                 _write_beside(tmp, to_bytes(e.before), like=e.path)
                 os.replace(tmp, backups[e.path])
         for e in new:  # first: a refusal here leaves every other file as it was
