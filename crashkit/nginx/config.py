@@ -313,24 +313,29 @@ def check_writes(cfg: NginxConfig) -> tuple[str, ...]:
                  if a.startswith(prefix)]
         return found[-1] if found else None
 
+    # One walk of the tree (a config of 100,000 servers holds ~10^6 directives).
+    wanted = {"access_log", *_TEMP_PATHS, *_CACHE_PATHS}
+    found: dict[str, list[str]] = {}
+    has_http = False
+    for d in cfg.walk():
+        if d.name in wanted and d.args:
+            found.setdefault(d.name, []).append(d.args[0])
+        elif d.name == "http" and not d.context:
+            has_http = True
     out = [pid_path(cfg)]
     out += [t.path for t in error_logs(cfg) if t.path.startswith("/")]
     startup = cfg.build.error_log_path if cfg.build else None  # opened before the config
     if startup and startup != "stderr":
         out.append(resolve(cfg, startup))
-    has_http = bool(cfg.find("http", ()))
-    for d in cfg.find("access_log"):
-        if d.args and d.args[0] != "off" and "$" not in d.args[0] \
-                and not d.args[0].startswith("syslog:"):
-            out.append(resolve(cfg, d.args[0]))
+    out += [resolve(cfg, a) for a in found.get("access_log", ())
+            if a != "off" and "$" not in a and not a.startswith("syslog:")]
     if has_http:  # every location without an access_log gets the default
         out.append(resolve(cfg, build_opt("http-log-path") or "logs/access.log"))
     for name, (option, default) in _TEMP_PATHS.items():
-        found = [d.args[0] for d in cfg.find(name) if d.args]
-        out += [resolve(cfg, a) for a in found]
+        out += [resolve(cfg, a) for a in found.get(name, ())]
         if has_http:
             out.append(resolve(cfg, build_opt(option) or default))
-    out += [resolve(cfg, d.args[0]) for name in _CACHE_PATHS for d in cfg.find(name) if d.args]
+    out += [resolve(cfg, a) for name in _CACHE_PATHS for a in found.get(name, ())]
     return tuple(dict.fromkeys(out))
 
 
