@@ -184,9 +184,10 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
                       bool(plan.edits),
                       system_planned=tuple(plan_files(remedies, opts.system_root)),
                       notes=() if isolated else (
-                          "nginx -t ran outside a private mount namespace (none can be made "
-                          "here): it may have created the config's missing log and pid files "
-                          "and temp directories, as nginx itself does when it starts",))
+                          "nginx -t ran as it is (no private mount namespace with overlays "
+                          "of the directories it writes could be made here): it may have "
+                          "created the config's missing log and pid files and temp "
+                          "directories, as nginx itself does when it starts",))
 
     notes = []
     prepared: list[coredir.CoreDir] = []

@@ -157,3 +157,21 @@ def test_a_mount_below_an_overlaid_directory_stays_visible(tmp_path: Path) -> No
     assert out[out.index("\nrc="):].split("\n")[1:] == [
         "rc=1", f"{prefix}:", "logs", "nginx.conf", "", f"{prefix}/logs:", "sub", "",
         f"{prefix}/logs/sub:", "d", "", f"{prefix}/logs/sub/d:", ""]
+
+
+def test_where_no_overlay_can_be_made_the_dry_run_says_so(tmp_path: Path, cores: Path) -> None:
+    # overlayfs's options cannot name a directory with ':' in it: nginx -t
+    # runs as it is there, creates the missing log as nginx does, and the
+    # dry run's note says that it may have.
+    prefix = tmp_path / "a:b"
+    prefix.mkdir()
+    conf = prefix / "nginx.conf"
+    conf.write_text(f"user {WORKER_USER};\npid {tmp_path}/nginx.pid;\n"
+                    f"error_log {prefix}/error.log;\nevents {{ }}\n")
+    proc = run_cli("setup", "--json", "--conf", str(conf), "--core-dir", str(cores))
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["notes"] == [
+        "nginx -t ran as it is (no private mount namespace with overlays of the directories it "
+        "writes could be made here): it may have created the config's missing log and pid "
+        "files and temp directories, as nginx itself does when it starts"]
+    assert (prefix / "error.log").exists()
