@@ -540,6 +540,35 @@ def test_two_setups_at_once_run_one_after_the_other(tmp_path: Path, cores: Path)
     assert waits >= 1  # they did overlap, and the second waited
 
 
+def test_an_apply_and_an_undo_at_once_take_turns(tmp_path: Path, cores: Path) -> None:
+    conf = simple_conf(tmp_path)
+    original = conf.read_bytes()
+    for _ in range(6):
+        conf.write_bytes(original)
+        for b in tmp_path.glob(".nginx.conf.crashkit-*"):
+            b.unlink()
+        args = {"apply": ["--core-dir", str(cores), "--apply", "--core-limit", "3G"],
+                "undo": ["--undo"]}
+        procs = {k: subprocess.Popen([sys.executable, "-m", "crashkit", "setup", "--json",
+                                      "--conf", str(conf), *a], cwd=ROOT, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+                 for k, a in args.items()}
+        runs = {}
+        for k, p in procs.items():
+            out, err = p.communicate(timeout=120)
+            assert p.returncode in (0, 1) and err == "", err
+            runs[k] = json.loads(out)
+        applied = runs["apply"]["changed"] is True
+        if runs["undo"]["changed"]:  # the apply, then its undo
+            assert conf.read_bytes() == original
+            assert list(tmp_path.glob(".nginx.conf.crashkit-*")) == []
+        else:  # nothing to undo yet, then the apply
+            assert runs["undo"]["notes"][-1] == ("nothing to undo: no crashkit backup beside "
+                                                 "the config's files")
+            assert b"worker_rlimit_core 3G;" in conf.read_bytes()
+        assert applied and nginx_t(conf).returncode == 0
+
+
 def test_existing_working_directory_kept_only_when_fit(tmp_path: Path, cores: Path) -> None:
     # Fit: outside scratch areas, nothing for others, writable by www-data. It
     # is kept as it is, never chowned (it may serve other purposes).
