@@ -245,7 +245,8 @@ def check_as_is(nginx: str, cfg: NginxConfig) -> tuple[str, bool]:
                   None)
     proc: Completed | None = None
     if mounts and parent is not None:
-        base = tempfile.mkdtemp(prefix="crashkit-check-", dir=parent)
+        _remove_stale_bases(parent)
+        base = tempfile.mkdtemp(prefix=f"{_NS_BASE}{os.getpid()}-", dir=parent)
         try:
             spec = _mount_spec(mounts, base)
             proc = _run([*_UNSHARE, *spec, "--", *cmd])
@@ -263,6 +264,23 @@ def check_as_is(nginx: str, cfg: NginxConfig) -> tuple[str, bool]:
         raise ValidationError("the config fails nginx -t; fix it first, nothing changed: "
                               f"{_first_error(output)}", path=cfg.root, output=output)
     return output, isolated
+
+
+_NS_BASE = "crashkit-ns-"  # + PID-RANDOM: the check's tmpfs mount point
+
+
+def _remove_stale_bases(parent: str) -> None:
+    """Mount points left by a check that was SIGKILLed: its tmpfs went with its
+    namespace, an empty directory stays. Removed once their process is gone."""
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith(_NS_BASE)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(_NS_BASE):].split("-", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            with contextlib.suppress(OSError):  # not empty, or not ours: left alone
+                os.rmdir(os.path.join(parent, name))
 
 
 def _isolating_mounts(cfg: NginxConfig) -> list[tuple[str, str]] | None:
