@@ -526,6 +526,10 @@ Exit codes:
 @click.option("--collect", is_flag=True,
               help="With --apply: also install crashkit-collect.service, which runs `crashkit "
                    "collect --watch` (new cores stored within seconds); with --undo: remove it.")
+@click.option("--lock-wait", metavar="SECONDS", type=click.FloatRange(min=0), default=120,
+              show_default=True,
+              help="With --apply or --undo: how long to wait while another crashkit setup "
+                   "changes the same config (then plan from what it left); 0: refuse at once.")
 @_STORE_OPTION
 @_NGINX_OPTION
 @_PREFIX_OPTION
@@ -533,7 +537,8 @@ Exit codes:
               help="Print the result as JSON (schema crashkit/setup/1, see README).")
 def setup(conf: str | None, core_dir: str | None, core_limit: str | None, do_apply: bool,
           do_reload: bool, undo: bool, system: bool, system_root: str, sysctl_root: str | None,
-          collect: bool, store: str, nginx_path: str, prefix: str | None, as_json: bool) -> int:
+          collect: bool, lock_wait: float, store: str, nginx_path: str, prefix: str | None,
+          as_json: bool) -> int:
     """Make nginx workers leave usable core dumps, safely.
 
     Sets worker_rlimit_core and working_directory in nginx's main context
@@ -554,7 +559,7 @@ def setup(conf: str | None, core_dir: str | None, core_limit: str | None, do_app
     result = run(Options(conf=conf, core_dir=core_dir, core_limit=core_limit, apply=do_apply,
                          reload=do_reload, undo=undo, system=system, system_root=system_root,
                          nginx=nginx_path, prefix=prefix, collect=collect, store=store,
-                         sysctl_root=sysctl_root))
+                         sysctl_root=sysctl_root, lock_wait=lock_wait))
     return emit("setup", result, as_json)
 
 

@@ -117,3 +117,28 @@ def tiny_elf_image(build_id: bytes) -> bytes:
         "<HHIQQQIHHHHHH", 3, EM_X86_64, 1, 0, 64, 0, 0, 64, 56, 1, 0, 0, 0)
     ph = struct.pack("<IIQQQQQQ", 4, 4, 120, 120, 120, len(n), len(n), 4)
     return (ehdr + ph + n).ljust(4096, b"\0")
+
+
+def with_huge_section(src: str, dst: str, name: bytes, size: int) -> None:
+    """Copy the ELF64 file ``src`` to ``dst`` with its section ``name`` moved
+    past the end and claiming ``size`` bytes, the file extended to hold them
+    as a hole (sparse: it costs no disk)."""
+    import os
+
+    data = bytearray(open(src, "rb").read())  # noqa: SIM115
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    strings = struct.unpack_from("<Q", data, shoff + shstrndx * shentsize + 0x18)[0]
+    where = (len(data) + 0xFFFFF) & ~0xFFFFF
+    for i in range(shnum):
+        header = shoff + i * shentsize
+        start = strings + struct.unpack_from("<I", data, header)[0]
+        if data[start:data.index(b"\0", start)] == name:
+            struct.pack_into("<QQ", data, header + 0x18, where, size)
+            break
+    else:
+        raise ValueError(f"{src} has no section {name!r}")
+    with open(dst, "wb") as f:
+        f.write(data)
+    os.truncate(dst, where + size)
+    os.chmod(dst, 0o755)

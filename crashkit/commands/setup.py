@@ -11,7 +11,9 @@ nginx. ``--undo`` restores the newest backup set instead.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from dataclasses import dataclass
 
 from crashkit.analysis.readiness import core_checks
@@ -31,15 +33,23 @@ from crashkit.model.nginx import ConfigLocation, NginxConfig
 from crashkit.model.readiness import CoreCheck as Check
 from crashkit.model.readiness import CoreSetting
 from crashkit.model.setup import FileResult, Result
-from crashkit.nginx.config import open_config, pid_path, worker_process_count, worker_user
+from crashkit.nginx.config import (
+    build_info,
+    find_config,
+    open_config,
+    pid_path,
+    worker_process_count,
+    worker_user,
+)
 from crashkit.nginx.files import read_text
 from crashkit.writers import coredir, record
 from crashkit.writers.config import (
+    LOCK_WAIT,
+    check_as_is,
     check_names,
     config_lock,
     latest_backups,
     new_stamp,
-    nginx_test,
     reload_nginx,
 )
 from crashkit.writers.config import replace_validated as _replace
@@ -64,6 +74,7 @@ class Options:
     # kernel's /proc/sys (written only when system_root is "/"); a private
     # tree in tests, so they never touch the machine's sysctls.
     sysctl_root: str | None = None
+    lock_wait: float = LOCK_WAIT  # seconds --apply/--undo wait for another setup's lock
 
     @property
     def sysctls(self) -> str:
@@ -116,22 +127,27 @@ def run(opts: Options) -> Result:
                          "(bytes, or a number with k, m or g)")
     if opts.core_dir is not None and not os.path.isabs(opts.core_dir):
         raise InputError("--core-dir must be an absolute path", path=opts.core_dir)
-    location, cfg = open_config(opts.conf, opts.nginx, opts.prefix)
-    worker = coredir.resolve_worker(worker_user(cfg))
-    workers = worker_process_count(cfg)
     if opts.apply or opts.undo:  # two setups never interleave: what each reports, it wrote
-        with config_lock(cfg):
-            result = _run(opts, location, cfg, worker, workers)
+        root = find_config(opts.conf, build_info(opts.nginx)).path
+        with config_lock(root, opts.lock_wait) as waited:
+            location, cfg = open_config(opts.conf, opts.nginx, opts.prefix)
+            worker = coredir.resolve_worker(worker_user(cfg))
+            result = _run(opts, location, cfg, worker, worker_process_count(cfg))
+        if waited:
+            result = dataclasses.replace(result, notes=(
+                f"waited {waited:.1f} s for another crashkit setup on this config to finish "
+                "(the lock on its directory), then planned from the config it left",
+                *result.notes))
     else:
-        result = _run(opts, location, cfg, worker, workers)
+        location, cfg = open_config(opts.conf, opts.nginx, opts.prefix)
+        worker = coredir.resolve_worker(worker_user(cfg))
+        result = _run(opts, location, cfg, worker, worker_process_count(cfg))
     return _collect_unit(opts, result) if opts.collect else result
 
 
 def _collect_unit(opts: Options, result: Result) -> Result:
     """--collect: the service that runs `crashkit collect --watch`, installed
     with --apply (after nginx's config took), removed with --undo."""
-    import dataclasses
-
     from crashkit.model.collect import CollectUnit
     from crashkit.writers import units
 
@@ -149,8 +165,9 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
          workers: int) -> Result:
     if opts.undo:  # the backups are validated before they go back; the live file may fail
         return _undo(opts, location, cfg, worker, workers)
-    # A config that already fails is the user's to fix: change nothing.
-    nginx_test(opts.nginx, cfg.root, cfg=cfg)
+    # A config that already fails is the user's to fix: change nothing (and
+    # the check itself leaves the disk as it was where it can).
+    _, isolated = check_as_is(opts.nginx, cfg)
 
     r = readiness(cfg, worker, workers, opts.core_dir, opts.core_limit, opts.sysctls)
     plan, dir_state, checks, core_dir, manage = r.plan, r.core_dir, r.checks, r.path, r.manage
@@ -165,7 +182,12 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
         return Result("dry-run", location, cfg, worker, workers, plan, dir_state, checks,
                       tuple(FileResult(e.path, e.diff(), None, e.new) for e in plan.edits),
                       bool(plan.edits),
-                      system_planned=tuple(plan_files(remedies, opts.system_root)))
+                      system_planned=tuple(plan_files(remedies, opts.system_root)),
+                      notes=() if isolated else (
+                          "nginx -t ran as it is (no private mount namespace with overlays "
+                          "of the directories it writes could be made here): it may have "
+                          "created the config's missing log and pid files and temp "
+                          "directories, as nginx itself does when it starts",))
 
     notes = []
     prepared: list[coredir.CoreDir] = []
@@ -223,18 +245,37 @@ def _missing_dirs(path: str) -> list[str]:
 
 
 _OURS = ("worker_rlimit_core", "working_directory")
+# One of apply's directives with its arguments, wherever it sits on a line
+# (a compact config holds several directives a line).
+_OUR_STMT = re.compile(r"(?<![\w$])(?:worker_rlimit_core|working_directory)(?:\s+[^;{}]*)?;")
+
+
+def _without_ours(text: str) -> list[tuple[str, str]]:
+    """(line without apply's directives, the line) for every line that holds
+    anything else: what undo may not lose."""
+    out = []
+    for line in text.splitlines():
+        rest = _OUR_STMT.sub("", line)
+        if rest.strip():
+            out.append((" ".join(rest.split()), line))
+    return out
 
 
 def _only_ours(edit: FileEdit, backup: str) -> None:
     """Undo puts the backup back: refuse when the file changed since apply
-    in any line but the directives apply writes, or those edits would be
-    lost without a trace."""
+    anywhere but in the directives apply writes (their own lines, or their
+    arguments on a line they share), or those edits would be lost without a
+    trace."""
     import difflib
 
-    for line in difflib.ndiff(edit.after.splitlines(), edit.before.splitlines()):
-        if line[:2] in ("- ", "+ ") and line[2:].strip() and \
-                not any(name in line for name in _OURS):
-            raise InputError(f"changed since crashkit setup --apply (the line {line[2:].strip()!r} "
+    now, then = _without_ours(edit.before), _without_ours(edit.after)
+    if [x for x, _ in now] == [x for x, _ in then]:
+        return
+    sm = difflib.SequenceMatcher(None, [x for x, _ in now], [x for x, _ in then], autojunk=False)
+    for tag, i1, _i2, j1, _j2 in sm.get_opcodes():
+        if tag != "equal":
+            line = now[i1][1] if i1 < len(now) else then[j1][1]
+            raise InputError(f"changed since crashkit setup --apply (the line {line.strip()!r} "
                              f"is not crashkit's): undo would lose that edit; nothing restored. "
                              f"The file before --apply is {backup}", path=edit.path)
 

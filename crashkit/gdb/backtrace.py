@@ -94,7 +94,10 @@ def finish_load(session: GdbSession, load: Load) -> list[str]:
     if load.exe is not None:
         exe = session.wait(load.exe, check=False)
         if exe.message == "error":
-            notes.append(f"gdb could not load the executable ({exe.payload.get('msg')}); "
+            msg = str(exe.payload.get("msg"))
+            hint = f"; {session.memory_hint()}" if "memory exhausted" in msg and \
+                session.memory_limit is not None else ""
+            notes.append(f"gdb could not load the executable ({msg}{hint}); "
                          "backtraces come from the core and its libraries alone")
         results.append(exe)
     results.append(session.wait(load.core))

@@ -12,6 +12,7 @@ The process itself is started by :mod:`crashkit.gdb.spawn`.
 from __future__ import annotations
 
 import os
+import re
 import select
 import time
 from collections import deque
@@ -20,10 +21,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crashkit.errors import GdbError
-from crashkit.gdb.spawn import SafetyFlags, Spawned, spawn, take_early
+from crashkit.gdb.spawn import (
+    GDB_MEMORY_ENV,
+    SafetyFlags,
+    Spawned,
+    describe_limit,
+    spawn,
+    take_early,
+)
 
 DEFAULT_TIMEOUT = 60.0
 MAX_LINE = 256 << 20  # a single MI line longer than this is not gdb talking
+# What gdb (and BFD inside it) says when an allocation fails: under its
+# address-space limit, that is the limit speaking.
+_OUT_OF_MEMORY = re.compile(rb"memory exhausted|Cannot allocate memory|std::bad_alloc|"
+                            rb"out of memory|MemoryError", re.IGNORECASE)
 
 
 def has_control(text: str) -> bool:
@@ -71,7 +83,18 @@ class GdbSession:
         self._results: dict[int, MiResult] = {}
         self._console: list[str] = []
         self._closed = False
+        self._out_of_memory = False  # gdb said an allocation failed
         self.timeout = options.timeout
+
+    @property
+    def memory_limit(self) -> int | None:
+        """gdb's address-space limit in bytes (None: none)."""
+        return self._proc.memory
+
+    def memory_hint(self) -> str:
+        """What limits gdb's memory, and how to raise it."""
+        return (f"crashkit limits gdb to {describe_limit(self.memory_limit)} of address space; "
+                f"{GDB_MEMORY_ENV}=SIZE raises it")
 
     def configure(self, sysroot: str | None, debug_dirs: Sequence[str]) -> list[int]:
         """Queue the settings that depend on the analysis, not on gdb's start-up
@@ -206,6 +229,11 @@ class GdbSession:
         _quiet_parser()
 
         kind = line[:1]
+        # Not a result or async record (those carry the core's data): gdb's
+        # own words, on its streams or raw on stderr (its embedded Python's).
+        if not kind.isdigit() and kind not in (b"*", b"=", b"^") and \
+                _OUT_OF_MEMORY.search(line):
+            self._out_of_memory = True
         if kind in (b"~", b"&"):
             rec = parse_response(line.decode("utf-8", "replace"))
             if isinstance(rec.get("payload"), str):
@@ -225,4 +253,11 @@ class GdbSession:
             self._proc.kill()
             code = self._proc.returncode
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
+        said = b"\n".join([*self._lines, bytes(self._partial)])
+        if self.memory_limit is not None and (self._out_of_memory or _OUT_OF_MEMORY.search(said)):
+            return GdbError(f"gdb ran out of memory and ended ({how}) before answering "
+                            f"{cmd.split()[0]} ({self.memory_hint()})", command=cmd)
+        if self.memory_limit is not None:
+            return GdbError(f"gdb ended ({how}) before answering {cmd.split()[0]} (if it ran "
+                            f"out of memory: {self.memory_hint()})", command=cmd)
         return GdbError(f"gdb ended ({how}) before answering {cmd.split()[0]}", command=cmd)

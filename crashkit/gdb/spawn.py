@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-from crashkit.errors import GdbError
+from crashkit.errors import CrashkitError, GdbError
 
 INSTALL_HINT = "install it with: apt-get install gdb"
 
@@ -25,9 +25,42 @@ _DEBUGINFOD_ENV = ("DEBUGINFOD_URLS", "DEBUGINFOD_CACHE_PATH", "DEBUGINFOD_TIMEO
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # gdb's address space and CPU time. Reading the debug info of nginx and every
 # library takes a few hundred MiB; a binary claiming a 10 GiB .symtab made gdb
-# grow past 20 GB without a limit.
+# grow past 20 GB without a limit (with it: gdb says "memory exhausted" and
+# goes on without that file's symbols). CRASHKIT_GDB_MEMORY sets another
+# address space (a size, 8G; or "unlimited"), for huge debug info.
 GDB_MEMORY_LIMIT = 4 << 30
+GDB_MEMORY_ENV = "CRASHKIT_GDB_MEMORY"
 GDB_CPU_LIMIT = 600
+_SCALE = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def gdb_memory_limit() -> int | None:
+    """gdb's address-space limit in bytes (None: unlimited): CRASHKIT_GDB_MEMORY,
+    else GDB_MEMORY_LIMIT. A value that is not a size is bad input."""
+    text = os.environ.get(GDB_MEMORY_ENV, "").strip().lower()
+    if not text:
+        return GDB_MEMORY_LIMIT
+    if text in ("unlimited", "infinity"):
+        return None
+    num, unit = text.rstrip("bi"), ""  # 8G, 8GiB, 8gb
+    if num and num[-1] in _SCALE:
+        num, unit = num[:-1], num[-1]
+    if not num.isdigit() or int(num) == 0:
+        from crashkit.errors import InputError
+
+        raise InputError(f"{GDB_MEMORY_ENV}={os.environ[GDB_MEMORY_ENV]!r} is not a size "
+                         "(bytes, or a number with K, M, G or T; or unlimited)")
+    return int(num) * _SCALE[unit]
+
+
+def describe_limit(limit: int | None) -> str:
+    """A limit as people write it: 4 GiB, 512 MiB, unlimited."""
+    if limit is None:
+        return "unlimited"
+    for unit, name in (("t", "TiB"), ("g", "GiB"), ("m", "MiB"), ("k", "KiB")):
+        if limit >= _SCALE[unit] and limit % _SCALE[unit] == 0:
+            return f"{limit // _SCALE[unit]} {name}"
+    return f"{limit} bytes"
 
 
 SIGKILL = 9  # the signal module would import enum
@@ -181,13 +214,15 @@ def gdb_env(s: SafetyFlags, home: str | None, cache: str | None = None) -> dict[
     return env
 
 
-def _limit(pid: int) -> None:
+def _limit(pid: int, memory: int | None) -> None:
     """gdb's resource limits, set right after it starts (posix_spawn has no
     hook before exec; gdb has not read a core by then)."""
     import resource
 
-    for which, want in ((resource.RLIMIT_AS, GDB_MEMORY_LIMIT),
+    for which, want in ((resource.RLIMIT_AS, memory),
                         (resource.RLIMIT_CPU, GDB_CPU_LIMIT)):
+        if want is None:
+            continue
         try:
             hard = resource.prlimit(pid, which)[1]
             if hard != resource.RLIM_INFINITY:
@@ -207,7 +242,9 @@ def _open_fds() -> list[int]:
 class GdbProcess:
     """gdb's pid and pipes; its own session (so a kill takes its children too)."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str],
+                 memory: int | None = GDB_MEMORY_LIMIT) -> None:
+        self.memory = memory  # its address-space limit (None: none)
         in_r, self.stdin = os.pipe()  # both ends close-on-exec; dup2 clears it on 0/1/2
         self.stdout, out_w = os.pipe()
         # Descriptors our own parent left open without close-on-exec are not
@@ -227,7 +264,7 @@ class GdbProcess:
             if hasattr(self, "pid"):
                 os.close(in_r)
                 os.close(out_w)
-        _limit(self.pid)
+        _limit(self.pid, memory)
         os.set_blocking(self.stdin, False)
         os.set_blocking(self.stdout, False)
         self.returncode: int | None = None
@@ -279,12 +316,13 @@ class Spawned:
 def spawn(gdb: str, safety: SafetyFlags) -> Spawned:
     """Start gdb in MI mode with ``safety``; GdbError if it cannot start."""
     path = resolve_gdb(gdb)
+    memory = gdb_memory_limit()
     home = _private_dir() if safety.private_home else None
     cache = debuginfod_cache()[0] if safety.debuginfod and \
         not os.environ.get("DEBUGINFOD_CACHE_PATH") else None
     try:
-        return Spawned(GdbProcess(gdb_argv(path, safety, home), gdb_env(safety, home, cache)),
-                       home, gdb, safety)
+        return Spawned(GdbProcess(gdb_argv(path, safety, home), gdb_env(safety, home, cache),
+                                  memory), home, gdb, safety)
     except OSError as exc:
         if home:
             os.rmdir(home)
@@ -308,7 +346,7 @@ def prestart(argv: list[str]) -> None:
             return
     try:
         _early = spawn("gdb", SafetyFlags())
-    except GdbError:
+    except CrashkitError:  # GdbError, or a bad CRASHKIT_GDB_MEMORY
         return  # the normal path will say so
     import atexit
 

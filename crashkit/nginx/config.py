@@ -287,6 +287,58 @@ def pid_path(cfg: NginxConfig) -> str:
     return resolve(cfg, "logs/nginx.pid")
 
 
+# What nginx -t itself creates or changes on disk (ngx_init_cycle): the pid
+# file (opened O_CREAT even in test mode), every log file it opens (error_log,
+# access_log without variables; O_CREAT|O_APPEND), and the temp and cache
+# paths (ngx_create_paths: mkdir, then chown to the worker user).
+_TEMP_PATHS = {  # directive: (./configure option, nginx's default)
+    "client_body_temp_path": ("http-client-body-temp-path", "client_body_temp"),
+    "proxy_temp_path": ("http-proxy-temp-path", "proxy_temp"),
+    "fastcgi_temp_path": ("http-fastcgi-temp-path", "fastcgi_temp"),
+    "uwsgi_temp_path": ("http-uwsgi-temp-path", "uwsgi_temp"),
+    "scgi_temp_path": ("http-scgi-temp-path", "scgi_temp"),
+}
+_CACHE_PATHS = ("proxy_cache_path", "fastcgi_cache_path", "uwsgi_cache_path",
+                "scgi_cache_path")
+
+
+def check_writes(cfg: NginxConfig) -> tuple[str, ...]:
+    """The paths ``nginx -t`` opens for writing or creates with this config
+    (relative ones resolved against the prefix), the build's defaults
+    included: what a side-effect-free check must keep away from the disk.
+    Modules' own files (perl, lua code run at load) are not known here."""
+    def build_opt(name: str) -> str | None:
+        prefix = f"--{name}="
+        found = [a[len(prefix):] for a in (cfg.build.configure_args if cfg.build else ())
+                 if a.startswith(prefix)]
+        return found[-1] if found else None
+
+    # One walk of the tree (a config of 100,000 servers holds ~10^6 directives).
+    wanted = {"access_log", *_TEMP_PATHS, *_CACHE_PATHS}
+    found: dict[str, list[str]] = {}
+    has_http = False
+    for d in cfg.walk():
+        if d.name in wanted and d.args:
+            found.setdefault(d.name, []).append(d.args[0])
+        elif d.name == "http" and not d.context:
+            has_http = True
+    out = [pid_path(cfg)]
+    out += [t.path for t in error_logs(cfg) if t.path.startswith("/")]
+    startup = cfg.build.error_log_path if cfg.build else None  # opened before the config
+    if startup and startup != "stderr":
+        out.append(resolve(cfg, startup))
+    out += [resolve(cfg, a) for a in found.get("access_log", ())
+            if a != "off" and "$" not in a and not a.startswith("syslog:")]
+    if has_http:  # every location without an access_log gets the default
+        out.append(resolve(cfg, build_opt("http-log-path") or "logs/access.log"))
+    for name, (option, default) in _TEMP_PATHS.items():
+        out += [resolve(cfg, a) for a in found.get(name, ())]
+        if has_http:
+            out.append(resolve(cfg, build_opt(option) or default))
+    out += [resolve(cfg, a) for name in _CACHE_PATHS for a in found.get(name, ())]
+    return tuple(dict.fromkeys(out))
+
+
 def error_logs(cfg: NginxConfig) -> tuple[LogTarget, ...]:
     """Every ``error_log`` in any context; the build's default when there is none."""
     out = []

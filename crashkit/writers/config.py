@@ -39,7 +39,7 @@ from crashkit.formats.nginx_config import Statement, glob_matches, quote, statem
 from crashkit.host.proc import children, nginx_master, systemd_running
 from crashkit.host.run import Completed, run
 from crashkit.model.nginx import NginxConfig
-from crashkit.nginx.config import pid_path, prefix_args
+from crashkit.nginx.config import check_writes, pid_path, prefix_args
 from crashkit.nginx.files import read_text
 
 if TYPE_CHECKING:
@@ -49,12 +49,23 @@ CANDIDATE_TAG = ".crashkit-new"
 BACKUP_TAG = ".crashkit-backup-"
 _STAMP_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z$")
 
-# For each KIND SOURCE TARGET (until "--"): bind-mount the file SOURCE over
-# TARGET, or overlay the directory SOURCE over the directory TARGET (read-only,
-# SOURCE's files above TARGET's own); then run the command.
-_NS_SCRIPT = ('set -e; while [ "$1" != "--" ]; do if [ "$1" = bind ]; then mount --bind "$2" "$3"; '
-              'else mount -t overlay overlay -o "lowerdir=$2:$3" "$3"; fi; shift 3; done; '
-              'shift; exec "$@"')
+# For each KIND A B (until "--"): bind-mount the file A over B; overlay the
+# directory A over the directory B (read-only, A's files above B's own);
+# mount a tmpfs on A; make the directory A writable with its changes kept in
+# B (an overlay on itself, upper and work dirs in B, on that tmpfs); bind
+# an empty file A over the file B; or bind the tree A (mounts below it
+# included) on B. Then run the command.
+_NS_SCRIPT = ('while [ "$1" != "--" ]; do case "$1" in '
+              'bind) mount --bind "$2" "$3";; '
+              'overlay) mount -t overlay overlay -o "lowerdir=$2:$3" "$3";; '
+              'tmpfs) mount -t tmpfs -o size=16m,mode=0700 crashkit "$2";; '
+              'cow) mkdir "$3" "$3/u" "$3/w" && '
+              'mount -t overlay overlay -o "lowerdir=$2,upperdir=$3/u,workdir=$3/w" "$2";; '
+              'blank) : > "$2" && mount --bind "$2" "$3";; '
+              'rbind) { [ -e "$3" ] || mkdir "$3"; } && mount --rbind "$2" "$3";; '
+              '*) false;; esac || exit 99; shift 3; done; shift; exec "$@"')
+_NS_FAILED = 99  # the script's status when a mount failed
+_UNSHARE = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _NS_SCRIPT, "sh"]
 
 
 class ValidationError(CrashkitError):
@@ -77,21 +88,42 @@ def candidate_path(path: str) -> str:
     return os.path.join(d, f".{name}{CANDIDATE_TAG}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
+# How long a setup --apply/--undo waits for another one on the same config
+# (setup --lock-wait): an apply validates the whole config with nginx -t,
+# which takes a minute or more on a config of 100,000 servers.
+LOCK_WAIT = 120.0
+
+
 @contextlib.contextmanager
-def config_lock(cfg: NginxConfig) -> Iterator[None]:
-    """Hold an exclusive lock for one setup --apply/--undo on this config: an
-    flock(2) on the main file's directory (a descriptor, no lock file left
-    behind). A second setup is refused at once, one line, nothing changed."""
-    d = os.path.dirname(os.path.realpath(cfg.root))
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+def config_lock(root: str, wait: float = LOCK_WAIT) -> Iterator[float]:
+    """Hold an exclusive lock for one setup --apply/--undo on the config whose
+    main file is ``root``: an flock(2) on that file's directory (a
+    descriptor, no lock file left behind), taken before the config is read,
+    so what a run plans from is what the run before it left. Yields how long
+    it waited for another setup to finish (0.0: not at all); after ``wait``
+    seconds it gives up, one line, nothing changed."""
+    d = os.path.dirname(os.path.realpath(root))
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError("another crashkit setup is changing this config now (it holds "
-                             "the lock on its directory); nothing changed, run again when it "
-                             "is done", path=cfg.root) from None
-        yield
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InputError(f"cannot open the config's directory {d}: {exc.strerror}",
+                         path=root) from None
+    try:
+        start = time.monotonic()
+        tries = 0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                tries += 1
+                if time.monotonic() - start >= wait:
+                    raise InputError(
+                        "another crashkit setup is changing this config now (it holds the "
+                        f"lock on its directory; waited {wait:g} s); nothing changed, run "
+                        "again when it is done", path=root) from None
+                time.sleep(0.05)
+        yield time.monotonic() - start if tries else 0.0
     finally:
         os.close(fd)
 
@@ -108,7 +140,11 @@ def check_copy_path(root: str) -> str:
 
 
 def new_stamp() -> str:
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f".{time.time_ns() // 1000 % 10**6:06d}Z"
+    """UTC to the microsecond, from one reading of the clock (seconds and
+    microseconds read apart could name a later run by an earlier second, and
+    undo takes the newest stamp)."""
+    us = time.time_ns() // 1000
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(us // 10**6)) + f".{us % 10**6:06d}Z"
 
 
 # ---------------------------------------------------------------- include globs
@@ -153,6 +189,8 @@ def nginx_test(nginx: str, root: str, replacements: Mapping[str, str] | None = N
     real_root = os.path.realpath(root)
     p = prefix_args(cfg)
     if not replacements and not additions:
+        if cfg is not None and cfg.root == root:
+            return check_as_is(nginx, cfg)[0]
         cmd = [nginx, *p, "-t", "-c", root]
     elif (not additions and set(replacements) == {real_root}
           and os.path.dirname(real_root) == os.path.dirname(root)):
@@ -168,12 +206,11 @@ def nginx_test(nginx: str, root: str, replacements: Mapping[str, str] | None = N
                 raise CrashkitError("cannot validate a new included file here")
             return validate_copies(nginx, cfg, replacements, additions)
         mounts += [x for layer, d in layers.items() for x in ("overlay", layer, d)]
-        cmd = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _NS_SCRIPT,
-               "sh", *mounts, "--", nginx, *p, "-t", "-c", root]
+        cmd = [*_UNSHARE, *mounts, "--", nginx, *p, "-t", "-c", root]
     proc = _run(cmd)
     output = (proc.stderr + proc.stdout).strip()
     if proc.status != 0 and cmd[0] == "unshare" and (
-            output.startswith("unshare:") or "mount:" in output):
+            output.startswith("unshare:") or proc.status == _NS_FAILED):
         if cfg is None:
             raise CrashkitError("cannot validate a changed included file: no private mount "
                                 f"namespace here ({output})")
@@ -184,6 +221,128 @@ def nginx_test(nginx: str, root: str, replacements: Mapping[str, str] | None = N
                 else "the config fails nginx -t; fix it first, nothing changed")
         raise ValidationError(f"{what}: {_first_error(output)}", path=root, output=output)
     return output
+
+
+def check_as_is(nginx: str, cfg: NginxConfig) -> tuple[str, bool]:
+    """``nginx -t`` of the config as it is, leaving the disk as it was: its
+    output, and whether it ran isolated.
+
+    nginx -t creates the pid file and the log files it opens, and makes and
+    chowns the temp paths (:func:`~crashkit.nginx.config.check_writes`). It
+    runs in a private mount namespace where each directory that would gain
+    or change an entry is an overlay of itself, its changes on a tmpfs that
+    goes with the namespace, and each of those files that exists has an
+    empty file bound over it (no copy of a large log, no write to it).
+    Where that cannot be (no CAP_SYS_ADMIN, no overlayfs, the root
+    directory to overlay), nginx -t runs as it is, and the flag is False.
+    """
+    cmd = [nginx, *prefix_args(cfg), "-t", "-c", cfg.root]
+    mounts = _isolating_mounts(cfg)
+    cows = [path + "/" for kind, path in mounts or () if kind == "cow"]
+    # The tmpfs's mount point: in no directory that gets overlaid.
+    parent = next((p for p in (tempfile.gettempdir(), "/run", "/dev/shm", "/var/tmp")
+                   if os.path.isdir(p) and not any((p + "/").startswith(c) for c in cows)),
+                  None)
+    proc: Completed | None = None
+    if mounts and parent is not None:
+        _remove_stale_bases(parent)
+        base = tempfile.mkdtemp(prefix=f"{_NS_BASE}{os.getpid()}-", dir=parent)
+        try:
+            spec = _mount_spec(mounts, base)
+            proc = _run([*_UNSHARE, *spec, "--", *cmd])
+            if proc.status != 0 and (proc.stderr.startswith("unshare:")
+                                     or proc.status == _NS_FAILED):
+                proc = None  # no namespace or no overlay here: as it is
+        finally:
+            with contextlib.suppress(OSError):
+                os.rmdir(base)
+    isolated = proc is not None or mounts == []
+    if proc is None:
+        proc = _run(cmd)
+    output = (proc.stderr + proc.stdout).strip()
+    if proc.status != 0:
+        raise ValidationError("the config fails nginx -t; fix it first, nothing changed: "
+                              f"{_first_error(output)}", path=cfg.root, output=output)
+    return output, isolated
+
+
+_NS_BASE = "crashkit-ns-"  # + PID-RANDOM: the check's tmpfs mount point
+
+
+def _remove_stale_bases(parent: str) -> None:
+    """Mount points left by a check that was SIGKILLed: its tmpfs went with its
+    namespace, an empty directory stays. Removed once their process is gone."""
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith(_NS_BASE)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(_NS_BASE):].split("-", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            with contextlib.suppress(OSError):  # not empty, or not ours: left alone
+                os.rmdir(os.path.join(parent, name))
+
+
+def _isolating_mounts(cfg: NginxConfig) -> list[tuple[str, str]] | None:
+    """("cow", DIR) for each directory nginx -t would add to or change,
+    parents first, then ("blank", FILE) for each existing file it opens for
+    writing; None when a directory cannot be overlaid (the root, or a name
+    overlayfs's options cannot hold)."""
+    cows: set[str] = set()
+    blanks: list[str] = []
+    for path in check_writes(cfg):
+        real = os.path.realpath(path)
+        if os.path.isdir(real):  # a temp path: mkdir (EEXIST), chown
+            cows.add(os.path.dirname(real))
+        elif os.path.lexists(real):
+            if os.path.isfile(real):
+                blanks.append(real)
+        elif os.path.isdir(os.path.dirname(real)):  # else nginx -t fails, creating nothing
+            cows.add(os.path.dirname(real))
+    if not cows and not blanks:
+        return []
+    if any(d == "/" or any(c in d for c in ":,\\") for d in cows):
+        return None
+    out = [("cow", d) for d in sorted(cows, key=lambda x: (x.count("/"), x))]
+    return out + [("blank", f) for f in dict.fromkeys(blanks)]
+
+
+def _mount_spec(mounts: list[tuple[str, str]], base: str) -> list[str]:
+    """The namespace script's arguments for :func:`_isolating_mounts`'s list,
+    its files on a tmpfs at ``base`` (outside every overlaid directory). An
+    overlay shows its directory's own filesystem only: the mounts below it
+    are bound back in their places."""
+    points = _mount_points()
+    spec = ["tmpfs", base, "-"]
+    for i, (kind, path) in enumerate(mounts):
+        if kind == "cow":
+            below = [m for m in points if m.startswith(path + "/")]
+            keep = os.path.join(base, f"m{i}")
+            if below:  # the tree as it is, kept aside before the overlay hides it
+                spec += ["rbind", path, keep]
+            spec += ["cow", path, os.path.join(base, str(i))]
+            # Each outermost mount below, back in its place from the kept tree.
+            for m in below:
+                if not any(m.startswith(o + "/") for o in below):
+                    spec += ["rbind", keep + m[len(path):], m]
+        elif kind == "blank":
+            spec += ["blank", os.path.join(base, f"b{i}"), path]
+    return spec
+
+
+def _mount_points() -> list[str]:
+    """Every mount point of this mount namespace (/proc/self/mountinfo, field 5)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ["/"]
+    out = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 4:
+            out.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]))
+    return out
 
 
 def _run(cmd: list[str]) -> Completed:
@@ -237,6 +396,7 @@ def validate_copies(nginx: str, cfg: NginxConfig, replacements: Mapping[str, str
             for st, matched in reversed(list(zip(stmts, includes, strict=True))):
                 repl = " ".join(f"include {quote(copies[m])};" for m in loaded(st, matched))
                 text = text[:st.name.start] + repl + text[st.end:]
+            _remove([copies[f]])  # a killed run's main copy (the caller holds the lock)
             _write_beside(copies[f], to_bytes(text), like=real)
         proc = _run([nginx, *prefix_args(cfg), "-t", "-c", main_copy])
         output = (proc.stderr + proc.stdout).strip()
@@ -268,9 +428,11 @@ def _first_error(output: str) -> str:
 # ---------------------------------------------------------------- writing
 
 def _write_beside(path: str, data: bytes, like: str) -> None:
-    """Write ``path`` (complete and synced) with the owner and mode of ``like``."""
+    """Create ``path`` (never an existing file: O_EXCL; complete and synced)
+    with the owner and mode of ``like``."""
     st = os.stat(like)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
     try:
         os.fchmod(fd, st.st_mode & 0o7777)
         if os.geteuid() == 0:
@@ -346,6 +508,7 @@ def replace_validated(cfg: NginxConfig, nginx: str, edits: tuple[FileEdit, ...],
         for e in old:
             if e.path in backups:
                 tmp = backups[e.path] + ".tmp"
+                _remove([tmp])  # a killed run's (we hold the lock)
                 _write_beside(tmp, to_bytes(e.before), like=e.path)
                 os.replace(tmp, backups[e.path])
         for e in new:  # first: a refusal here leaves every other file as it was

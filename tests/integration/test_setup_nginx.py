@@ -312,6 +312,72 @@ def test_several_directives_on_a_line_with_comments_applies_and_validates(
     assert hidden_crashkit_files(tmp_path) == []
 
 
+COMPACT = {  # a compact config, and what apply makes of it
+    # Everything on one line, no final newline: the new lines go first.
+    "one-line": (
+        "user {user}; worker_processes 1; pid {d}/nginx.pid; error_log {d}/e.log; "
+        "events {{ worker_connections 64; }} http {{ access_log off; "
+        "server {{ listen 127.0.0.1:1; }} }}",
+        "worker_rlimit_core 2G;\nworking_directory {cores};\n{text}"),
+    # The simple directives after the first block, on its closing line.
+    "after-a-block": (
+        "events {{ worker_connections 64; }} user {user}; worker_processes 1;"
+        " pid {d}/nginx.pid; error_log {d}/e.log;\nhttp {{ access_log off; }}\n",
+        "worker_rlimit_core 2G;\nworking_directory {cores};\n{text}"),
+    # CRLF and indented; worker_rlimit_core there already (updated in place).
+    "crlf-update": (
+        "\tuser {user}; worker_processes 1; worker_rlimit_core 1G; "
+        "pid {d}/nginx.pid;\r\n\terror_log {d}/e.log; events {{ }}\r\n"
+        "\thttp {{ access_log off; }}\r\n",
+        "\tworking_directory {cores};\r\n{text_2G}"),
+    # working_directory on a line with a block and a comment; the new line
+    # after the first one (only a comment follows its last directive).
+    "shared-line": (
+        "  user {user}; pid {d}/nginx.pid;   error_log {d}/e.log; # c ;\n"
+        "  events {{ worker_connections 64; }} working_directory /tmp; http {{ }} # end\n",
+        "{line1}  worker_rlimit_core 2G;\n{rest_cores}"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(COMPACT))
+def test_compact_config_applies_and_undoes_byte_exact(tmp_path: Path, cores: Path,
+                                                      shape: str) -> None:
+    template, expected = COMPACT[shape]
+    text = template.format(user=WORKER_USER, d=tmp_path)
+    conf = tmp_path / "nginx.conf"
+    conf.write_bytes(text.encode())
+    original = conf.read_bytes()
+    _, data = setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
+    # The new directives on lines of their own, with the file's line ending
+    # and its lines' indentation; an existing one changed in its place.
+    line1, _, rest = text.partition("\n")
+    assert conf.read_bytes().decode() == expected.format(
+        cores=cores, text=text, text_2G=text.replace("core 1G;", "core 2G;"),
+        line1=line1 + "\n", rest_cores=rest.replace("/tmp;", f"{cores};"))
+    assert data["changed"] is True and nginx_t(conf).returncode == 0
+    _, undone = setup("--conf", str(conf), "--undo")
+    assert undone["changed"] is True and conf.read_bytes() == original
+    assert hidden_crashkit_files(tmp_path) == []
+
+
+def test_undo_refuses_an_edit_on_a_line_crashkit_shares(tmp_path: Path, cores: Path) -> None:
+    # working_directory is updated in place on a line that holds other
+    # directives too: an edit of those, after apply, is the user's.
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(COMPACT["shared-line"][0].format(user=WORKER_USER, d=tmp_path))
+    original = conf.read_text()
+    setup("--conf", str(conf), "--core-dir", str(cores), "--apply")
+    applied = conf.read_text()
+    conf.write_text(applied.replace("worker_connections 64;", "worker_connections 128;"))
+    line = one_line_error(run_cli("setup", "--conf", str(conf), "--undo"))
+    assert line.startswith(f"crashkit: error: {conf}: changed since crashkit setup --apply "
+                           "(the line 'events { worker_connections 128; } working_directory "
+                           f"{cores}; http {{ }} # end' is not crashkit's)")
+    conf.write_text(applied)
+    setup("--conf", str(conf), "--undo")
+    assert conf.read_text() == original
+
+
 def test_config_failing_nginx_t_is_refused(tmp_path: Path, cores: Path) -> None:
     conf = simple_conf(tmp_path, main="no_such_directive on;\n")
     before = conf.read_bytes()
@@ -396,7 +462,7 @@ def test_killed_half_way_leaves_old_or_new(tmp_path: Path, cores: Path) -> None:
     assert False in seen  # the early kills landed before the replace
 
 
-def test_a_second_setup_is_refused_while_one_holds_the_lock(tmp_path: Path, cores: Path) -> None:
+def test_a_second_setup_waits_while_one_holds_the_lock(tmp_path: Path, cores: Path) -> None:
     import fcntl
 
     conf = simple_conf(tmp_path)
@@ -404,49 +470,103 @@ def test_a_second_setup_is_refused_while_one_holds_the_lock(tmp_path: Path, core
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # as a running setup --apply holds it
-        for args in (["--apply", "--core-limit", "1G"], ["--undo"]):
-            line = one_line_error(run_cli("setup", "--conf", str(conf), "--core-dir",
-                                          str(cores), *args) if args[0] != "--undo" else
-                                  run_cli("setup", "--conf", str(conf), *args))
+        # --lock-wait 0: refused at once, one line, nothing changed.
+        for args in (["--core-dir", str(cores), "--apply", "--core-limit", "1G"], ["--undo"]):
+            line = one_line_error(run_cli("setup", "--conf", str(conf), "--lock-wait", "0",
+                                          *args))
             assert line == (f"crashkit: error: {conf}: another crashkit setup is changing this "
-                            "config now (it holds the lock on its directory); nothing changed, "
-                            "run again when it is done")
+                            "config now (it holds the lock on its directory; waited 0 s); "
+                            "nothing changed, run again when it is done")
         assert conf.read_bytes() == old and hidden_crashkit_files(tmp_path) == []
-        assert not cores.exists()
         _, dry = setup("--conf", str(conf), "--core-dir", str(cores))  # a dry run needs none
         assert dry["mode"] == "dry-run"
+        # By default it waits: nothing written while the lock is held...
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "crashkit", "setup", "--json", "--conf", str(conf),
+             "--core-dir", str(cores), "--apply", "--core-limit", "1G"], cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        assert waiting.poll() is None and conf.read_bytes() == old
+        assert hidden_crashkit_files(tmp_path) == [] and not cores.exists()
+        # ...while the holder changes the config, as another setup would.
+        conf.write_bytes(old.replace(b"events {", b"worker_rlimit_core 7G;\nevents {"))
     finally:
         os.close(fd)
-    _, done = setup("--conf", str(conf), "--core-dir", str(cores), "--apply",
-                    "--core-limit", "1G")
-    assert done["core_limit"]["value"] == "1G" and b"worker_rlimit_core 1G;" in conf.read_bytes()
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode in (0, 1), err
+    data = json.loads(out)
+    # It planned from the config the holder left: 7G becomes 1G in its place.
+    assert [(c["directive"], c["old"], c["new"]) for c in data["changes"]] == [
+        ("worker_rlimit_core", "7G", "1G"), ("working_directory", None, str(cores))]
+    assert data["core_limit"]["value"] == "1G"
+    assert len(data["notes"]) == 1 and re.fullmatch(
+        r"waited \d+\.\d s for another crashkit setup on this config to finish \(the lock on "
+        r"its directory\), then planned from the config it left", data["notes"][0])
+    assert float(data["notes"][0].split()[1]) >= 1.0
+    assert conf.read_bytes().count(b"worker_rlimit_core") == 1
+    assert b"worker_rlimit_core 1G;" in conf.read_bytes() and nginx_t(conf).returncode == 0
 
 
-def test_two_setups_at_once_never_interleave(tmp_path: Path, cores: Path) -> None:
+def test_two_setups_at_once_run_one_after_the_other(tmp_path: Path, cores: Path) -> None:
     conf = simple_conf(tmp_path)
-    refused = ("another crashkit setup is changing this config now",
-               "changed while crashkit was working on it")
-    successes = 0
+    original = conf.read_bytes()
+    waits = 0
     for _ in range(10):
+        conf.write_bytes(original)
         procs = {limit: subprocess.Popen(
             [sys.executable, "-m", "crashkit", "setup", "--json", "--conf", str(conf),
              "--core-dir", str(cores), "--apply", "--core-limit", limit], cwd=ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for limit in ("3G", "5G")}
-        wrote = []
+        runs = {}
         for limit, p in procs.items():
-            out, err = p.communicate(timeout=60)
-            if p.returncode == 2:
-                assert len(err.strip().splitlines()) == 1 and any(r in err for r in refused), err
-                continue
+            out, err = p.communicate(timeout=120)
+            assert p.returncode in (0, 1) and err == "", err  # both succeed
             data = json.loads(out)
-            assert data["core_limit"]["value"] == limit
-            wrote.append(limit)
-            successes += data["changed"]
-        live = re.search(r"worker_rlimit_core (\w+);", conf.read_text())
-        assert wrote and live is not None and live.group(1) in wrote
+            assert data["core_limit"]["value"] == limit and data["changed"] is True
+            runs[limit] = data
+            waits += any(n.startswith("waited ") for n in data["notes"])
+        # The backups' stamps order the runs; each backup is what the run
+        # before it wrote, and the file is what the last one wrote.
+        first, last = sorted(runs, key=lambda k: runs[k]["files"][0]["backup"])
+        assert Path(runs[first]["files"][0]["backup"]).read_bytes() == original
+        assert f"worker_rlimit_core {first};".encode() in Path(
+            runs[last]["files"][0]["backup"]).read_bytes()
+        live = re.findall(r"worker_rlimit_core (\w+);", conf.read_text())
+        assert live == [last]
+        assert [(c["old"], c["new"]) for c in runs[last]["changes"]
+                if c["directive"] == "worker_rlimit_core"] == [(first, last)]
         assert list(tmp_path.glob(".nginx.conf.crashkit-new*")) == []
-    backups = list(tmp_path.glob(".nginx.conf.crashkit-backup-*"))
-    assert len(backups) == successes  # one backup per replace, none extra
+    assert len(list(tmp_path.glob(".nginx.conf.crashkit-backup-*"))) == 20  # none extra
+    assert waits >= 1  # they did overlap, and the second waited
+
+
+def test_an_apply_and_an_undo_at_once_take_turns(tmp_path: Path, cores: Path) -> None:
+    conf = simple_conf(tmp_path)
+    original = conf.read_bytes()
+    for _ in range(6):
+        conf.write_bytes(original)
+        for b in tmp_path.glob(".nginx.conf.crashkit-*"):
+            b.unlink()
+        args = {"apply": ["--core-dir", str(cores), "--apply", "--core-limit", "3G"],
+                "undo": ["--undo"]}
+        procs = {k: subprocess.Popen([sys.executable, "-m", "crashkit", "setup", "--json",
+                                      "--conf", str(conf), *a], cwd=ROOT, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+                 for k, a in args.items()}
+        runs = {}
+        for k, p in procs.items():
+            out, err = p.communicate(timeout=120)
+            assert p.returncode in (0, 1) and err == "", err
+            runs[k] = json.loads(out)
+        applied = runs["apply"]["changed"] is True
+        if runs["undo"]["changed"]:  # the apply, then its undo
+            assert conf.read_bytes() == original
+            assert list(tmp_path.glob(".nginx.conf.crashkit-*")) == []
+        else:  # nothing to undo yet, then the apply
+            assert runs["undo"]["notes"][-1] == ("nothing to undo: no crashkit backup beside "
+                                                 "the config's files")
+            assert b"worker_rlimit_core 3G;" in conf.read_bytes()
+        assert applied and nginx_t(conf).returncode == 0
 
 
 def test_existing_working_directory_kept_only_when_fit(tmp_path: Path, cores: Path) -> None:

@@ -303,3 +303,31 @@ def test_the_lexer_unescapes_as_nginx_does() -> None:
     text = 'set $a "x\\"y\\d\\tz"; rewrite ^/a\\.b$ /c;\n'
     got = [(s.name.value, [t.value for t in s.args]) for s in statements(text)]
     assert got == [("set", ["$a", 'x"y\\d\tz']), ("rewrite", ["^/a\\.b$", "/c"])]
+
+
+def test_what_nginx_t_writes_and_how_the_check_keeps_it_away(tmp_path: Path) -> None:
+    from crashkit.nginx.config import check_writes, with_prefix
+    from crashkit.writers.config import _isolating_mounts
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "old.log").write_text("x")
+    (tmp_path / "temp").mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("pid logs/n.pid; error_log logs/old.log; error_log stderr;\n"
+                    "events { } http { access_log off; access_log logs/$host.log;\n"
+                    "  access_log syslog:server=x; proxy_temp_path temp/p 1 2;\n"
+                    f"  server {{ access_log {tmp_path}/nodir/a.log; }} }}\n")
+    cfg = load_config(str(conf), with_prefix(None, str(tmp_path)))
+    t = str(tmp_path)
+    assert check_writes(cfg) == (
+        f"{t}/logs/n.pid", f"{t}/logs/old.log", f"{t}/nodir/a.log", f"{t}/logs/access.log",
+        f"{t}/client_body_temp", f"{t}/temp/p", f"{t}/proxy_temp", f"{t}/fastcgi_temp",
+        f"{t}/uwsgi_temp", f"{t}/scgi_temp")
+    # Overlays where an entry would appear (parents first), an empty file
+    # over the existing log; nothing for a directory that is missing (nginx
+    # -t fails there, creating nothing).
+    assert _isolating_mounts(cfg) == [("cow", t), ("cow", f"{t}/logs"), ("cow", f"{t}/temp"),
+                                      ("blank", f"{t}/logs/old.log")]
+    # The root directory cannot be overlaid: the check runs as it is.
+    conf.write_text("pid /crashkit-no-such.pid; events { }\n")
+    assert _isolating_mounts(load_config(str(conf), with_prefix(None, t))) is None
