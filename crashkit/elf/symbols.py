@@ -156,6 +156,8 @@ def _read_function_table(fh: BinaryIO, path: str, names: tuple[str, ...],
             continue
         _type, offset, size, link = section
         _ltype, loffset, lsize, _link = sections[link]
+        if size > MAX_TABLE_BYTES or lsize > MAX_TABLE_BYTES:
+            continue  # a hostile or absurd file: not read whole into memory
         strtab = os.pread(fh.fileno(), lsize, loffset)
         data = os.pread(fh.fileno(), size, offset)
         table = _decode_table(strtab, data, name, path, debug)
@@ -165,6 +167,11 @@ def _read_function_table(fh: BinaryIO, path: str, names: tuple[str, ...],
 
 
 SHT_NOBITS = 8
+# The largest symbol or string table read (each): real ones are a few MiB
+# (libc's .symtab is 0.1 MiB, a browser's debug file's ~150 MiB); a file
+# claiming more (a sparse file naming a 10 GiB .symtab) is not decoded, and
+# its frames go unnamed rather than costing gigabytes of memory.
+MAX_TABLE_BYTES = 256 << 20
 SHF_COMPRESSED = 0x800
 _SHDR = struct.Struct("<IIQQQQIIQQ")
 
@@ -214,7 +221,10 @@ def _function_table_elftools(fh: BinaryIO, path: str, names: Iterable[str],
         section = elf.get_section_by_name(name)
         if section is None or section["sh_type"] == "SHT_NOBITS":
             continue
-        strtab = elf.get_section(section["sh_link"]).data()
+        linked = elf.get_section(section["sh_link"])
+        if section["sh_size"] > MAX_TABLE_BYTES or linked["sh_size"] > MAX_TABLE_BYTES:
+            continue
+        strtab = linked.data()
         data = section.data()
         table = _decode_table(strtab, data, name, path, debug)
         if table is not None:

@@ -107,6 +107,13 @@ def test_huge_symtab_stays_under_gdbs_limit(manifest: dict[str, Any], tmp_path: 
     assert data["threads"][0]["frames"][0]["function"] == fx["crash_function"]
     # gdb never grew past its limit.
     assert peaks["seen"] and 0 < peaks["VmHWM"] <= peaks["VmPeak"] <= 512 * MiB, peaks
+    # Nor crashkit itself: it does not read a symbol table of that size
+    # (elf/symbols.MAX_TABLE_BYTES); GNU time's %M is the peak RSS in KiB.
+    timed = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "crashkit",
+                            "analyze", "--no-gdb", "--json", "--exe", str(exe), fx["core"]],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert timed.returncode == 0, timed.stderr
+    assert int(timed.stderr.split()[-1]) < 200 * 1024, timed.stderr
 
 
 def test_gdb_stopped_by_its_limit_leaves_the_notes_facts(manifest: dict[str, Any]) -> None:
