@@ -69,8 +69,11 @@ def fixture(manifest: dict[str, Any], name: str) -> dict[str, Any]:
 def run_cli(*args: str, check: bool = False,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real command line, as a user would."""
+    # The runner's terminal width (COLUMNS) is not the test's: outputs are
+    # compared as a pipe gets them unless a test sets it.
+    base = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     proc = subprocess.run([sys.executable, "-m", "crashkit", *args], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, **(env or {})})
+                          text=True, timeout=120, env={**base, **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"crashkit {' '.join(args)} exited {proc.returncode}: "
                              f"{proc.stderr}")

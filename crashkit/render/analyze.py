@@ -193,10 +193,21 @@ def crashing_frames(a: Analysis) -> str:
         if a.threads else ""
 
 
+def _prose(sentence: str) -> list[str]:
+    """The verdict's sentences: wrapped to the terminal's width when it is
+    known (a terminal, COLUMNS); one line each for a pipe, as scripts expect."""
+    from crashkit.render.terminal import current, wrap
+
+    term = current()
+    if term.columns is None or len(sentence) <= term.width:
+        return [sentence]
+    return wrap(sentence, 0, 2) or [sentence]
+
+
 def text(a: Analysis) -> str:
     c = a.core
     v = a.verdict
-    lines = [v.summary, a.summary, ""] if v else [a.summary, ""]
+    lines = [*_prose(v.summary), *_prose(a.summary), ""] if v else [*_prose(a.summary), ""]
     if c.process:
         p = c.process
         args = (p.args or p.fname) + (" …(the kernel keeps 79 bytes)" if p.args_truncated

@@ -84,3 +84,16 @@ def test_analyze_says_gdb_is_at_work_on_a_large_core(tmp_path: Path,
     assert out.startswith("NULL pointer dereference in crashkit_faulty_tag_length()")
     status, _out, err = stderr_on_a_terminal("analyze", "--no-gdb", str(big))
     assert status == 0 and "gdb is reading" not in err
+
+
+def test_analyze_verdict_wraps_to_the_terminal_only(manifest: dict[str, Any]) -> None:
+    from tests.cli.test_terminal import on_a_terminal, piped
+
+    core = fixture(manifest, "nginx-null")["core"]
+    narrow = on_a_terminal("analyze", "--no-gdb", core, columns=80)
+    flat = piped("analyze", "--no-gdb", core)
+    head = flat.split("\n\n", 1)[0].split("\n")  # the verdict and what happened
+    assert len(head) == 2 and max(len(line) for line in head) > 80
+    wrapped = narrow.split("\n\n", 1)[0].split("\n")
+    assert len(wrapped) > 2 and max(len(line) for line in wrapped) <= 80
+    assert " ".join(w.strip() for w in wrapped) == " ".join(head)
