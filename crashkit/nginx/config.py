@@ -32,6 +32,7 @@ from crashkit.model.nginx import (
     UpstreamTarget,
     WorkerUser,
 )
+from crashkit.nginx import safeparse
 
 DEFAULT_CONF = "/etc/nginx/nginx.conf"
 DEFAULT_NGINX = "nginx"
@@ -49,6 +50,8 @@ LuaBlockPlugin().register_extension()
 
 _VERSION_RE = re.compile(r"nginx version: \S+/(\S+)")
 
+
+safeparse.install()  # crossplane opens includes: regular files only, bounded
 
 def parse_build_info(text: str) -> BuildInfo:
     """Parse ``nginx -V`` output (nginx prints it on stderr)."""
