@@ -28,6 +28,7 @@ import os
 import pickle
 import signal
 import struct
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -50,7 +51,8 @@ class Child:
     def __init__(self, work: Callable[[], Iterator[Any]], *, cpu: float, memory: int,
                  deadline: float, allowed: Callable[[str, str], bool],
                  what: str = "the child") -> None:
-        self.cpu, self.memory, self.what = cpu, memory, what
+        self.cpu, self.memory = _test_limits(cpu, memory)
+        self.what = what
         self._allowed = allowed
         self._ends = time.monotonic() + deadline
         self._deadline = deadline
@@ -61,7 +63,7 @@ class Child:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child only exits
             os.close(read)
-            _child(write, work, cpu, memory, deadline)
+            _child(write, work, self.cpu, self.memory, deadline)
         os.close(write)
         self.pid: int | None = pid
         self._read = read
@@ -214,16 +216,21 @@ def _lower(which: int, want: int) -> None:
     resource.setrlimit(which, (want, hard))
 
 
-def _limits(cpu: float, memory: int, deadline: float) -> None:
-    import resource
-
-    # Only ever lowered: a test (or a careful admin) may ask for less.
+def _test_limits(cpu: float, memory: int) -> tuple[float, int]:
+    """The limits, lowered (never raised) by CRASHKIT_TEST_PARSE_LIMIT_MB and
+    CRASHKIT_TEST_PARSE_CPU_S: the tests' way to reach them quickly."""
     test_mb = os.environ.get("CRASHKIT_TEST_PARSE_LIMIT_MB", "")
     if test_mb.isdigit():
         memory = min(memory, int(test_mb) << 20)
     test_cpu = os.environ.get("CRASHKIT_TEST_PARSE_CPU_S", "")
-    if test_cpu.isdigit():
+    if test_cpu.isdigit() and int(test_cpu) > 0:
         cpu = min(cpu, int(test_cpu))
+    return cpu, memory
+
+
+def _limits(cpu: float, memory: int, deadline: float) -> None:
+    import resource
+
     _lower(resource.RLIMIT_CORE, 0)  # SIGXCPU's default action dumps core: not here
     _lower(resource.RLIMIT_AS, _current_address_space() + memory)
     # The soft limit sends SIGXCPU; the kernel's SIGKILL follows a second later.
@@ -243,6 +250,8 @@ def _child(write: int, work: Callable[[], Iterator[Any]], cpu: float, memory: in
         for signo in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             signal.signal(signo, signal.SIG_DFL)  # the parent reports; the child just ends
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        if "faulthandler" in sys.modules:  # PYTHONFAULTHANDLER: no traceback on a limit
+            sys.modules["faulthandler"].disable()
         _limits(cpu, memory, deadline)
         try:
             for value in work():
