@@ -321,21 +321,21 @@ def read_facts(path: str, options: Options,
     core (exit 2); stopped after, the notes' facts stand and a problem says
     what was not read."""
     if not options.isolate:
-        parts = _parse(path, options)
-        try:
-            facts, located = cast("_Notes", next(parts))
-            if on_notes is not None:
-                on_notes(facts, located)
-            rest = cast("_Rest", next(parts))
-        finally:
-            parts.close()
-        return _joined(facts, rest)
+        return _in_process(path, options, on_notes)
+    import crashkit.elf.modules  # noqa: F401 - imported once, before the fork, for both
     from crashkit.errors import LimitError
     from crashkit.host.child import Child
-
-    with Child(lambda: _parse(path, options), cpu=PARSE_CPU_SECONDS, memory=PARSE_MEMORY,
-               deadline=PARSE_DEADLINE_DEBUGINFOD if options.debuginfod else PARSE_DEADLINE,
-               allowed=_model_type, what=_PARSER) as child:
+    try:
+        child = Child(lambda: _parse(path, options), cpu=PARSE_CPU_SECONDS,
+                      memory=PARSE_MEMORY, allowed=_model_type, what=_PARSER,
+                      deadline=PARSE_DEADLINE_DEBUGINFOD if options.debuginfod
+                      else PARSE_DEADLINE)
+    except OSError as exc:  # a host at its process limit still gets its analysis
+        facts = _in_process(path, options, on_notes)
+        return dataclasses.replace(facts, problems=(*facts.problems, (
+            "the core was parsed in crashkit's own process, without the limits of a child: "
+            f"no child process could be started ({exc.strerror or exc})")))
+    with child:
         try:
             notes: _Notes = child.receive()
         except LimitError as exc:
@@ -350,6 +350,20 @@ def read_facts(path: str, options: Options,
             return dataclasses.replace(facts, problems=(*facts.problems, (
                 f"{exc.message}, after the notes: the mapped files' build-ids, the vDSO "
                 "and the stack words are not read")))
+    return _joined(facts, rest)
+
+
+def _in_process(path: str, options: Options,
+                on_notes: Callable[[CoreFacts, dict[str, Located]], None] | None,
+                ) -> CoreFacts:
+    parts = _parse(path, options)
+    try:
+        facts, located = cast("_Notes", next(parts))
+        if on_notes is not None:
+            on_notes(facts, located)
+        rest = cast("_Rest", next(parts))
+    finally:
+        parts.close()
     return _joined(facts, rest)
 
 

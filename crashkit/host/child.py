@@ -60,7 +60,12 @@ class Child:
         self._eof = False
         self.status: int | None = None  # the child's wait status, once reaped
         read, write = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except BaseException:  # EAGAIN (a process limit), ENOMEM: the caller decides
+            os.close(read)
+            os.close(write)
+            raise
         if pid == 0:  # pragma: no cover - the child only exits
             os.close(read)
             _child(write, work, self.cpu, self.memory, deadline)

@@ -246,3 +246,67 @@ def test_an_exception_in_the_parent_still_reaps_the_child() -> None:
         assert pid is not None and child.receive() == 1
         raise RuntimeError("the parent failed between two values")
     assert _gone(pid)
+
+
+# At a process limit (a fork bomb, a host in trouble), fork fails: the core
+# is parsed in crashkit's own process and a warning says so. A first run
+# imports what analyze needs (the interpreter lives under root's 0700 home);
+# then the process becomes nobody with RLIMIT_NPROC 1 and runs it again.
+_AT_PROCESS_LIMIT = r"""
+import io, json, os, pwd, resource, sys
+from contextlib import redirect_stdout
+from crashkit import cli
+core = sys.argv[1]
+def analyze():
+    cli._OUTPUT.clear()  # what main() prints is kept in it until main returns
+    out = io.StringIO()
+    try:
+        with redirect_stdout(out):
+            cli.main(["analyze", "--no-gdb", "--json", core])
+    except SystemExit as exc:
+        assert not exc.code, exc.code
+    return json.loads(out.getvalue())
+before = analyze()
+nobody = pwd.getpwnam("nobody")
+resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
+os.setgroups([])
+os.setgid(nobody.pw_gid)
+os.setuid(nobody.pw_uid)
+try:
+    os.fork()
+except OSError as exc:
+    print("fork refused:", exc.strerror, file=sys.stderr)
+else:
+    raise SystemExit("fork was allowed: this proves nothing")
+after = analyze()
+print(json.dumps({"before": before, "after": after}))
+"""
+
+
+def test_when_no_child_can_be_started_the_core_is_parsed_in_process_with_a_warning(
+        manifest: dict[str, Any]) -> None:
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.fail("this test becomes nobody: it needs root")
+    fx = fixture(manifest, "nginx-null")
+    tmp = tempfile.mkdtemp(prefix="crashkit-nproc-")
+    try:
+        os.chmod(tmp, 0o755)
+        core = os.path.join(tmp, "core")
+        shutil.copyfile(fx["core"], core)
+        os.chmod(core, 0o644)
+        proc = subprocess.run([sys.executable, "-c", _AT_PROCESS_LIMIT, core],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+    finally:
+        shutil.rmtree(tmp)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("fork refused: Resource temporarily unavailable\n")
+    runs = json.loads(proc.stdout)
+    before, after = runs["before"], runs["after"]
+    added = [w for w in after["warnings"] if w not in before["warnings"]]
+    assert added == ["the core was parsed in crashkit's own process, without the limits of "
+                     "a child: no child process could be started (Resource temporarily "
+                     "unavailable)"]
+    assert after["threads"] == before["threads"] and after["modules"] == before["modules"]
