@@ -30,7 +30,6 @@ import signal
 import struct
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -266,6 +265,8 @@ def _child(write: int, work: Callable[[], Iterator[Any]], cpu: float, memory: in
         except CrashkitError as exc:
             _send(write, ("error", exc))
         except Exception as exc:  # noqa: BLE001 - every outcome goes to the parent
+            import traceback
+
             _send(write, ("crash", (type(exc).__module__, type(exc).__qualname__, str(exc),
                                     traceback.format_exc())))
     except BaseException:  # noqa: BLE001 - a forked child must never return
