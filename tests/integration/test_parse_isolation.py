@@ -105,7 +105,7 @@ def test_a_core_that_needs_gigabytes_stops_the_child_at_its_memory_limit(
                            f"stopped by its memory limit ({limit} of address space)\n")
     assert (r["rc"], r["stdout"], r["left"]) == (2, "", [])
     assert r["children_seen"] >= 1 + gdb  # the parse child (and gdb) ran, and are gone
-    assert r["hwm_kb"] < 150 << 10, r  # crashkit itself never grew: the child did
+    assert r["hwm_kb"] < 100 << 10, r  # crashkit itself never grew (16 MB here): the child did
     assert r["elapsed"] < 30, r
 
 
