@@ -119,6 +119,45 @@ def test_the_child_stopped_by_its_cpu_limit_is_one_line_too(tmp_path: Path) -> N
     assert r["elapsed"] < 10, r
 
 
+def _children_of(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(pid):
+            out.append(int(d))
+    return out
+
+
+def test_sigterm_while_the_child_parses_kills_and_reaps_it(tmp_path: Path) -> None:
+    core = tmp_path / "core"
+    huge_nt_file_core(core)
+    proc = subprocess.Popen([sys.executable, "-m", "crashkit", "analyze", "--no-gdb", str(core)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        children: list[int] = []
+        while not children and time.monotonic() < deadline:
+            children = _children_of(proc.pid)
+            time.sleep(0.01)
+        assert len(children) == 1, "no parse child appeared"
+        time.sleep(0.5)  # well into its parse (8 s to reach its limit)
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        _out, err = proc.communicate(timeout=10)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (proc.returncode, err) == (128 + signal.SIGTERM, "")
+    assert took < 2, took  # the child was killed, not waited for
+    # Killed and reaped by crashkit: not left running as an orphan.
+    assert not os.path.exists(f"/proc/{children[0]}")
+
+
 def test_a_real_core_reads_the_same_in_the_child_as_in_process(
         manifest: dict[str, Any]) -> None:
     from crashkit.commands.analyze import Options, read_facts
