@@ -133,8 +133,9 @@ class Child:
         import select
 
         left = self._ends - time.monotonic()
-        ready = left > 0 and select.select([self._read], [], [], left)[0]
-        if not ready:
+        poll = select.poll()  # not select(): a descriptor may be above FD_SETSIZE
+        poll.register(self._read, select.POLLIN)
+        if left <= 0 or not poll.poll(left * 1000):
             self.close()
             raise LimitError(f"{self.what} did not finish within {self._deadline:g} s; "
                              "it was stopped", reason="deadline")

@@ -349,3 +349,26 @@ def test_when_no_child_can_be_started_the_core_is_parsed_in_process_with_a_warni
                      "a child: no child process could be started (Resource temporarily "
                      "unavailable)"]
     assert after["threads"] == before["threads"] and after["modules"] == before["modules"]
+
+
+def test_a_pipe_above_fd_setsize_is_still_read() -> None:
+    """A long-running crashkit (collect --watch) may hold many descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.fail(f"RLIMIT_NOFILE's hard limit is {hard}: this test needs 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    held = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+
+        def work() -> Iterator[Any]:
+            yield "read through a descriptor above 1024"
+
+        with _child(work) as child:
+            assert child._read > 1024
+            assert child.receive() == "read through a descriptor above 1024"
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
