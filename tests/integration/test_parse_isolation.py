@@ -372,3 +372,36 @@ def test_a_pipe_above_fd_setsize_is_still_read() -> None:
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_mutated_cores_end_the_same_in_the_child_as_in_process(tmp_path: Path) -> None:
+    """The fuzz suite's mutations through the child: the same facts, or the
+    same one-line error (raised in the child, re-raised whole here), and no
+    child left after any of them."""
+    import random
+
+    from crashkit.commands.analyze import Options, read_facts
+    from crashkit.errors import CrashkitError
+    from tests.conftest import CORES
+    from tests.fuzz import mutations as M
+
+    seeds = [M.seed(p) for p in M.seeds(str(CORES))]
+    if not seeds:
+        pytest.fail(f"no fixture cores in {CORES}")
+    rng = random.Random(18)
+    path = tmp_path / "core"
+    errors = 0
+    for _ in range(300):
+        s, kind = rng.randrange(len(seeds)), rng.choice(M.KINDS)
+        path.write_bytes(M.mutate(seeds[s], kind, rng.getrandbits(32), rng.getrandbits(32)))
+        ends: list[Any] = []
+        for isolate in (True, False):
+            try:
+                ends.append(read_facts(str(path), Options(isolate=isolate)))
+            except CrashkitError as exc:
+                ends.append(f"{type(exc).__name__}: {exc}")
+        assert ends[0] == ends[1], (kind, ends)
+        errors += isinstance(ends[0], str)
+        with pytest.raises(ChildProcessError):
+            os.waitpid(-1, os.WNOHANG)  # no child of this process is left, not even a zombie
+    assert 0 < errors < 300  # both outcomes were met
