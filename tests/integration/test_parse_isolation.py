@@ -254,6 +254,14 @@ def test_the_parent_accepts_only_allowed_types() -> None:
     with _child(work) as child, pytest.raises(pickle.UnpicklingError):
         child.receive()
 
+    from crashkit.model import words
+
+    def a_function() -> Iterator[Any]:
+        yield words.size  # a model module's function: not a class, never called
+
+    with _child(a_function) as child, pytest.raises(pickle.UnpicklingError):
+        child.receive()
+
 
 def test_a_child_that_dies_of_a_signal_writes_no_core(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
