@@ -23,6 +23,17 @@ class CrashkitError(Exception):
             return f"{self.path}: {self.message}"
         return self.message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled whole (keyword-only fields included), so that an error met in
+        # a child (host/child) is raised in the parent as itself.
+        return (_rebuild, (type(self), self.message), self.__dict__)
+
+
+def _rebuild(cls: type[CrashkitError], message: str) -> CrashkitError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    return exc
+
 
 class InputError(CrashkitError):
     """The user gave us something we cannot use (missing file, directory, …)."""
@@ -60,6 +71,16 @@ class GdbError(CrashkitError):
     def __init__(self, message: str, *, command: str | None = None) -> None:
         super().__init__(message)
         self.command = command
+
+
+class LimitError(CrashkitError):
+    """Work on untrusted input that crashkit ran in a child (host/child) was
+    stopped: by its CPU-time or address-space limit, a signal, or its deadline.
+    ``reason`` is which: "cpu", "memory", "deadline", "signal" or "exit"."""
+
+    def __init__(self, message: str, *, path: str | None = None, reason: str = "signal") -> None:
+        super().__init__(message, path=path)
+        self.reason = reason
 
 
 class CommandError(CrashkitError):

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 # Only what it takes to set gdb to work is imported here; the rest (attribution,
 # verdict, symbols) is imported where it is used, once gdb has its work.
@@ -28,6 +28,7 @@ from crashkit.model.analyze import (
     CrashContext,
     CrashTime,
     HostFacts,
+    Module,
     Package,
     PlacedBy,
     Thread,
@@ -65,6 +66,9 @@ class Options:
     # The decompressed size of a compressed core when known from elsewhere
     # (the store's index): without gdb, the stream's front is all that is read.
     core_size: int | None = None
+    # Parse the core in a child under limits (read_facts); False: in this
+    # process (the unit tests, which start no process).
+    isolate: bool = True
 
 
 def run(options: Options) -> Analysis:
@@ -287,6 +291,19 @@ def _debuginfod_notes(options: Options) -> list[str]:
     return out
 
 
+# The parse of a core (its headers and notes, the build-ids of its mapped
+# files, the vDSO, the stack words) runs in a child under these limits
+# (host/child): a real core needs a few MB and milliseconds of them.
+PARSE_CPU_SECONDS = 20
+PARSE_MEMORY = 1 << 30  # address space, beyond what crashkit maps when it forks
+PARSE_DEADLINE = 60.0
+PARSE_DEADLINE_DEBUGINFOD = 600.0  # each download: libdebuginfod's own 60 s at most
+_PARSER = "crashkit's parser of the core"
+
+_Notes = tuple[CoreFacts, "dict[str, Located]"]
+_Rest = tuple[tuple[Module, ...], str | None, tuple[int, ...], str | None]
+
+
 def read_facts(path: str, options: Options,
                on_notes: Callable[[CoreFacts, dict[str, Located]], None] | None = None,
                ) -> CoreFacts:
@@ -295,7 +312,78 @@ def read_facts(path: str, options: Options,
     ``on_notes`` runs as soon as the notes are read and each mapped file is
     located (by its build-id in the core's memory first, see elf/locate),
     before the symbol tables are read (the gdb pipeline uses it to set gdb
-    to work on the same files)."""
+    to work on the same files).
+
+    With ``options.isolate`` (the default) the parse runs in a child
+    process under CPU-time, address-space and wall-clock limits, so that a
+    pathological core can at worst get the child killed: stopped before
+    the notes are read, that is a one-line :class:`LimitError` naming the
+    core (exit 2); stopped after, the notes' facts stand and a problem says
+    what was not read."""
+    if not options.isolate:
+        return _in_process(path, options, on_notes)
+    import crashkit.elf.modules  # noqa: F401 - imported once, before the fork, for both
+    from crashkit.errors import LimitError
+    from crashkit.host.child import Child
+    try:
+        child = Child(lambda: _parse(path, options), cpu=PARSE_CPU_SECONDS,
+                      memory=PARSE_MEMORY, allowed=_model_type, what=_PARSER,
+                      deadline=PARSE_DEADLINE_DEBUGINFOD if options.debuginfod
+                      else PARSE_DEADLINE)
+    except OSError as exc:  # a host at its process limit still gets its analysis
+        facts = _in_process(path, options, on_notes)
+        return dataclasses.replace(facts, problems=(*facts.problems, (
+            "the core was parsed in crashkit's own process, without the limits of a child: "
+            f"no child process could be started ({exc.strerror or exc})")))
+    with child:
+        try:
+            notes: _Notes = child.receive()
+        except LimitError as exc:
+            exc.path = options.display_path or path
+            raise
+        facts, located = notes
+        if on_notes is not None:
+            on_notes(facts, located)
+        try:
+            rest = child.receive()
+        except LimitError as exc:
+            return dataclasses.replace(facts, problems=(*facts.problems, (
+                f"{exc.message}, after the notes: the mapped files' build-ids, the vDSO "
+                "and the stack words are not read")))
+    return _joined(facts, rest)
+
+
+def _in_process(path: str, options: Options,
+                on_notes: Callable[[CoreFacts, dict[str, Located]], None] | None,
+                ) -> CoreFacts:
+    parts = _parse(path, options)
+    try:
+        facts, located = cast("_Notes", next(parts))
+        if on_notes is not None:
+            on_notes(facts, located)
+        rest = cast("_Rest", next(parts))
+    finally:
+        parts.close()
+    return _joined(facts, rest)
+
+
+def _model_type(module: str, name: str) -> bool:
+    """What the parse child may send back: crashkit's model types."""
+    return module.startswith("crashkit.model.") or (module, name) == (
+        "crashkit.elf.locate", "Located")
+
+
+def _joined(facts: CoreFacts, rest: _Rest) -> CoreFacts:
+    modules, kernel, stack, not_read = rest
+    problems = facts.problems + ((not_read,) if not_read else ())
+    return dataclasses.replace(facts, modules=modules, crash_stack=stack, problems=problems,
+                               kernel=kernel)
+
+
+def _parse(path: str, options: Options) -> Generator[_Notes | _Rest, None, None]:
+    """The parse itself, in two parts: (the notes' facts, each mapped file
+    located), as early as they are known; then (modules, the vDSO's kernel
+    version, the stack words, what a compressed core's front left unread)."""
     from crashkit.elf.modules import (
         core_build_ids,
         locate_all,
@@ -314,8 +402,7 @@ def read_facts(path: str, options: Options,
         located = locate_all(in_core, exe=facts.exe, sysroot=options.sysroot,
                              debug_dirs=options.debug_dirs, exe_option=options.exe,
                              fetch=fetcher.find if fetcher is not None else None)
-        if on_notes is not None:
-            on_notes(facts, located)
+        yield facts, located
         modules = read_modules(core, facts.mappings, in_core=in_core, located=located,
                                exec_ranges=facts.exec_ranges)
         if placed_by:
@@ -328,10 +415,7 @@ def read_facts(path: str, options: Options,
             kernel = vdso_kernel(core, vdso)
         sp = facts.threads[0].sp if facts.threads else None
         stack = core.stack_words(sp, STACK_SCAN_BYTES) if sp is not None else ()
-        not_read = core.note_not_read()
-    problems = facts.problems + ((not_read,) if not_read else ())
-    return dataclasses.replace(facts, modules=modules, crash_stack=stack, problems=problems,
-                               kernel=kernel)
+        yield modules, kernel, stack, core.note_not_read()
 
 
 def _debuginfod(options: Options) -> Debuginfod | None:

@@ -21,7 +21,7 @@ LIB = "/opt/synthetic/libfake.so"
 def analyze(path: str) -> Analysis:
     """The analysis without this host's package database or processes: the
     unit tier looks nothing up (tests/integration does, on real cores)."""
-    return analyze_core(path, Options(host_facts=False))
+    return analyze_core(path, Options(host_facts=False, isolate=False))
 BUILD_ID = bytes.fromhex("0123456789abcdef0123456789abcdef01234567")
 
 
