@@ -154,8 +154,10 @@ def _read_function_table(fh: BinaryIO, path: str, names: tuple[str, ...],
         section = sections.get(name.encode())
         if section is None or section[0] == SHT_NOBITS:
             continue
-        _type, offset, size, link = section
-        _ltype, loffset, lsize, _link = sections[link]
+        _type, offset, size, link, flags = section
+        _ltype, loffset, lsize, _link, lflags = sections[link]
+        if (flags | lflags) & SHF_COMPRESSED:
+            return _function_table_elftools(fh, path, names, debug)
         if size > MAX_TABLE_BYTES or lsize > MAX_TABLE_BYTES:
             continue  # a hostile or absurd file: not read whole into memory
         strtab = os.pread(fh.fileno(), lsize, loffset)
@@ -176,12 +178,12 @@ SHF_COMPRESSED = 0x800
 _SHDR = struct.Struct("<IIQQQQIIQQ")
 
 
-def _sections(fd: int) -> dict[bytes | int, tuple[int, int, int, int]] | None:
-    """(type, offset, size, link) of each section by name (the last of a name,
+def _sections(fd: int) -> dict[bytes | int, tuple[int, int, int, int, int]] | None:
+    """(type, offset, size, link, flags) of each section by name (the last of a name,
     as pyelftools has it) and by index, read with struct; None for a file
     this does not handle the way pyelftools would (not 64-bit little-endian,
-    extended section counts, compressed sections, links or names out of
-    range): those are read by pyelftools."""
+    extended section counts, links or names out of range): those are read by
+    pyelftools, as are compressed tables."""
     ehdr = os.pread(fd, L.ELF64_EHDR.size, 0)
     if len(ehdr) < L.ELF64_EHDR.size or ehdr[:4] != b"\x7fELF" or ehdr[4:6] != b"\x02\x01":
         return None
@@ -196,17 +198,20 @@ def _sections(fd: int) -> dict[bytes | int, tuple[int, int, int, int]] | None:
         return None
     headers = list(_SHDR.iter_unpack(raw))
     file_size = os.fstat(fd).st_size
-    if any(h[6] >= shnum or h[2] & SHF_COMPRESSED
-           or (h[1] != SHT_NOBITS and h[4] + h[5] > file_size) for h in headers):
+    # A compressed section (a debug file's .debug_*) is left to pyelftools
+    # only when it is one that is read (see _read_function_table): Debian's
+    # debug files compress their DWARF, never their .symtab.
+    if any(h[6] >= shnum or (h[1] != SHT_NOBITS and h[4] + h[5] > file_size)
+           for h in headers):
         return None
     str_offset, str_size = headers[shstrndx][4], headers[shstrndx][5]
     names = os.pread(fd, str_size + 1, str_offset) if str_size < 1 << 24 else b""
-    out: dict[bytes | int, tuple[int, int, int, int]] = {}
+    out: dict[bytes | int, tuple[int, int, int, int, int]] = {}
     for i, (sh_name, sh_type, _f, _a, offset, size, link, _i, _al, _es) in enumerate(headers):
         end = names.find(b"\0", sh_name)
         if sh_name >= len(names) or end < 0:
             return None
-        entry = (sh_type, offset, size, link)
+        entry = (sh_type, offset, size, link, _f)
         out[i] = entry
         out[names[sh_name:end]] = entry
     return out
