@@ -8,7 +8,9 @@ a stray space or a lost comment fails it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -331,3 +333,99 @@ def test_what_nginx_t_writes_and_how_the_check_keeps_it_away(tmp_path: Path) -> 
     # The root directory cannot be overlaid: the check runs as it is.
     conf.write_text("pid /crashkit-no-such.pid; events { }\n")
     assert _isolating_mounts(load_config(str(conf), with_prefix(None, t))) is None
+
+
+_TRICKY = ["a", "b", " ", "\n", "\t", "\r", "\r\n", ";", "{", "}", '"', "'", "\\", "$", "${",
+           "#", "# c\n", "content_by_lua_block", "s {", "k v;", "\\\n", '"q\\"x"', "'q\\'y'",
+           "\x0b", "\xa0", "\u2003", "é", "\x1c", "#x\\\n", "#\\"]
+
+
+def test_fast_lexer_gives_the_reference_lexers_statements_and_errors() -> None:
+    """statements() matches a regular expression a token; the character-at-a-time
+    lexer it falls back to is the reference: same statements, same errors,
+    over the whole file and over spans that start where the lexer rests."""
+    import random
+
+    from crashkit.formats.nginx_config import _statements_slow, lex_span
+
+    def outcome(f: Callable[..., list[Any] | tuple[Any, ...]], *args: object) -> object:
+        try:
+            return f(*args)
+        except InputError as e:
+            return str(e)
+
+    rnd = random.Random(18)
+    for _ in range(20000):
+        text = "".join(rnd.choice(_TRICKY) for _ in range(rnd.randint(0, 14)))
+        fast = outcome(statements, text, "f.conf")
+        slow = outcome(_statements_slow, text, "f.conf")
+        assert fast == (slow[0] if isinstance(slow, tuple) else slow), repr(text)
+        if isinstance(fast, list) and fast:
+            first = rnd.randrange(len(fast))
+            last = rnd.randrange(first, len(fast))
+            start, end = fast[first - 1].end if first else 0, fast[last].end
+            depth = fast[first - 1].depth + (fast[first - 1].terminator == "{") if first else 0
+            line = text.count("\n", 0, start) + 1
+            assert outcome(lex_span, text, "f", start, end, depth, line) == outcome(
+                _statements_slow, text, "f", start, end, depth, line, False)
+
+
+def test_fast_crossplane_tokens_are_crossplanes(tmp_path: Path) -> None:
+    """load_config's token stream (one regular expression match a token) is
+    crossplane's own lexer's, token for token, line for line, error for error."""
+    import random
+
+    import crossplane.lexer
+    from crossplane.errors import NgxParserBaseException
+
+    from crashkit.nginx.config import _crossplane_tokens
+
+    def outcome(lex: Callable[[str], Iterator[tuple[str, int, bool]]]) -> object:
+        try:
+            return list(lex(str(conf)))
+        except NgxParserBaseException as e:  # crossplane's syntax errors
+            return (type(e).__name__, str(e))
+
+    conf = tmp_path / "x.conf"
+    rnd = random.Random(18)
+    for _ in range(4000):
+        text = "".join(rnd.choice(_TRICKY) for _ in range(rnd.randint(0, 14)))
+        conf.write_text(text, encoding="utf-8", newline="")
+        assert outcome(_crossplane_tokens) == outcome(crossplane.lexer.lex), repr(text)
+
+
+def test_crossplane_whitespace_is_what_isspace_says() -> None:
+    from crashkit.nginx.config import _CP_AFTER_WORD
+
+    space = {chr(c) for c in range(0x110000) if chr(c).isspace()}
+    assert set(_CP_AFTER_WORD) == space | set("{};")
+
+
+def test_fast_load_config_is_crossplanes(tmp_path: Path) -> None:
+    """The whole tree, read through the fast token stream and through crossplane's
+    own lexer, on a config with includes, quotes, escapes, comments and Lua."""
+    import crossplane.lexer
+    import crossplane.parser
+
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "a.conf").write_text(
+        'server { listen 80; location ~ \\.php$ { return 200 "a\\"b c"; } }  # end\n')
+    (tmp_path / "nginx.conf").write_text(
+        "user www-data;\nevents {}\nhttp {\n  include conf.d/*.conf;\n"
+        "  log_format x '$remote_addr \\'q\\'';\n"
+        "  server { listen 81; location / { content_by_lua_block { ngx.say('}') } } }\n}\n")
+    (tmp_path / "plain.conf").write_text(
+        "events {}\nhttp {\n  include conf.d/*.conf;\n  server { listen 82; }\n}\n")
+    for name in ("nginx.conf", "plain.conf"):
+        fast = load_config(str(tmp_path / name))
+        crossplane.parser.lex = crossplane.lexer.lex
+        try:
+            slow = load_config(str(tmp_path / name))
+        finally:
+            import crashkit.nginx.config as C
+
+            crossplane.parser.lex = C._crossplane_tokens
+        assert fast == slow
+        assert [d.name for d in fast.walk()][:3] == (["user", "events", "http"] if
+                                                    name == "nginx.conf" else
+                                                    ["events", "http", "include"])
