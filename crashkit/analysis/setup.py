@@ -301,6 +301,14 @@ def choose_values(cfg: NginxConfig, core_dir: str | None, core_limit: str | None
     return core_dir, core_limit
 
 
+def main_files(cfg: NginxConfig) -> list[str]:
+    """The files a plan may edit, but for a drop-in: the main file, and those
+    holding its main-context directives (real paths)."""
+    return list(dict.fromkeys([os.path.realpath(cfg.root), *(
+        os.path.realpath(d.file) for name in (RLIMIT_CORE, WORKDIR)
+        for d in _main_all(cfg, name))]))
+
+
 def _main_all(cfg: NginxConfig, name: str) -> list[Directive]:
     """``cfg.find(name, ())``, from the top level alone: the main context's
     directives are the top level of ``cfg.directives`` (includes expanded),
@@ -314,12 +322,15 @@ def _main(cfg: NginxConfig, name: str) -> Directive | None:
 
 
 def plan_core_directives(cfg: NginxConfig, texts: Mapping[str, str], core_dir: str,
-                         core_limit: str, dropin: DropIn | None = None) -> NginxPlan:
+                         core_limit: str, dropin: DropIn | None = None,
+                         lexed_already: Mapping[str, tuple[str, list[Statement]]] | None = None,
+                         ) -> NginxPlan:
     """The edits that make the main context say ``worker_rlimit_core core_limit`` and
     ``working_directory core_dir``. ``texts`` maps real file paths to their text.
     ``dropin`` (:func:`choose_dropin`): where directives missing from the main
     context go, rather than into the main file; a new file when it is not one
-    of ``texts``."""
+    of ``texts``. ``lexed_already``: real paths to (text, its statements),
+    used for a file whose text is that very text."""
     limit_bytes = parse_size(core_limit)
     if limit_bytes is None:
         raise ValueError(f"not an nginx size: {core_limit!r}")
@@ -329,7 +340,9 @@ def plan_core_directives(cfg: NginxConfig, texts: Mapping[str, str], core_dir: s
     # (file, offset) -> directives to insert there, in order
     inserts: dict[tuple[str, int], list[str]] = {}
     missing: list[str] = []
-    cache: dict[str, list[Statement]] = {}
+    cache: dict[str, list[Statement]] = {
+        path: stmts for path, (text, stmts) in (lexed_already or {}).items()
+        if path in texts and texts[path] == text}
 
     def lexed(path: str) -> list[Statement]:  # each file lexed once: configs can be huge
         if path not in cache:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import crossplane
@@ -60,18 +60,30 @@ LuaBlockPlugin().register_extension()
 # an unterminated quote. Whitespace is what str.isspace() says, as there.
 _CP_SPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029"
              "\u202f\u205f\u3000")
-_CP_TOKEN = re.compile(
-    f"[{_CP_SPACE}]*(?:"
-    r"(#(?:[^\n\\]|\\[^\n])*)(?=\n)"  # 1: a comment (its newline ends it)
-    r"|([{};])"  # 2
-    r'|"((?:[^"\\]|\\[\s\S])*)"'  # 3: a backslash escapes the next character
-    r"|'((?:[^'\\]|\\[\s\S])*)'"  # 4
-    f"|((?:[^{_CP_SPACE}{{}};#\"'\\\\]|\\\\[\\s\\S])(?:[^{_CP_SPACE}{{}};\\\\]|\\\\[\\s\\S])*)"  # 5
-    ")")
+_CP_BLANK = _CP_SPACE.replace("\n", "")
+_CP_WORD = (f"(?:[^{_CP_SPACE}{{}};#\"'\\\\]|\\\\[\\s\\S])"
+            f"(?:[^{_CP_SPACE}{{}};\\\\]|\\\\[\\s\\S])*")
+# Every token after its blanks; a newline is a token, a comment takes its
+# newline; one character that starts none of them (a quote never closed, a
+# lone backslash or "#" at the end, the file's trailing blank) is a token of
+# its own, so that nothing is skipped unseen.
+_CP_TOKENS = re.compile(
+    f"[{_CP_BLANK}]*("
+    r"\n|#(?:[^\n\\]|\\[^\n])*\n|[{};]"
+    r'|"(?:[^"\\]|\\[\s\S])*"'  # a backslash escapes the next character
+    r"|'(?:[^'\\]|\\[\s\S])*'"
+    f"|{_CP_WORD}"
+    r"|[\s\S])")
 _CP_ESCAPED = re.compile(r"\\([\s\S])")
-_CP_END = re.compile(f"[{_CP_SPACE}]*\\Z")
-_CP_AFTER_WORD = frozenset(_CP_SPACE.replace("\u2000-\u200a", "".join(
-    chr(c) for c in range(0x2000, 0x200b))) + "{};")
+
+
+def _unescape_quote(q: str) -> Callable[[re.Match[str]], str]:
+    """In a string quoted with ``q``, an escaped ``q`` loses its backslash;
+    every other escape stays as written (crossplane's lexer)."""
+    return lambda e: q if e.group(1) == q else e.group(0)
+
+
+_SAME_QUOTE = {'"': _unescape_quote('"'), "'": _unescape_quote("'")}
 
 
 def _crossplane_tokens(filename: str) -> Iterator[tuple[str, int, bool]]:
@@ -93,45 +105,50 @@ def _tokens_of(text: str) -> tuple[list[tuple[str, int, bool]], tuple[str, int] 
     crossplane's own lexer will do."""
     if "${" in text or any(d in text for d in crossplane.lexer.EXTERNAL_LEXERS):
         return None
+    tokens = _CP_TOKENS.findall(text)
+    trailing = bool(tokens) and tokens[-1] != "\n" and tokens[-1].isspace()
+    if trailing:
+        tokens.pop()  # the file's last blank
     out: list[tuple[str, int, bool]] = []
-    append, count = out.append, text.count
-    at, line, counted, n, depth = 0, 1, 0, len(text), 0
-    for m in _CP_TOKEN.finditer(text):
-        if m.start() != at:
-            return None  # what the pattern does not take
-        k = m.lastindex or 0
-        pos = m.start(k)
-        line += count("\n", counted, pos)
-        counted = at = m.end()
-        if k == 5:
-            if at == n:
-                break  # crossplane drops a word that the file's end ends
-            if text[at] not in _CP_AFTER_WORD:
-                return None  # a lone backslash at the end
-            word = m.group(5)
-            # An escaped newline is one character there, counted as it starts.
-            append((word, line + word.startswith("\\\n"), False))
-        elif k >= 3:
-            value = m.group(k)
+    append = out.append
+    line, depth, word = 1, 0, False
+    for tok in tokens:
+        c = tok[0]
+        word = False
+        if c == "\n":
+            line += 1
+        elif c == "#":
+            if tok[-1] != "\n":
+                return None  # no newline ends it
+            append((tok[:-1], line, False))
+            line += 1
+        elif c == '"' or c == "'":
+            if len(tok) == 1:
+                return None  # never closed
+            value = tok[1:-1]
             if "\\" in value:
-                q = '"' if k == 3 else "'"
-                value = _CP_ESCAPED.sub(lambda e, q=q: q if e.group(1) == q else e.group(0),
-                                        value)
+                value = _CP_ESCAPED.sub(_SAME_QUOTE[c], value)
             append((value, line, True))
-        else:
-            c = m.group(k)
-            if c == "}":
-                depth -= 1
-                if depth < 0:
-                    return out, ('unexpected "}"', line)
-            elif c == "{":
-                depth += 1
+            if "\n" in tok:
+                line += tok.count("\n")
+        elif c == "{" or c == ";":
+            depth += c == "{"
             append((c, line, False))
-        line += count("\n", pos, at)
-        counted = at
-    else:
-        if not _CP_END.match(text, at):
-            return None
+        elif c == "}":
+            depth -= 1
+            if depth < 0:  # crossplane.lexer._balance_braces's errors
+                return out, ('unexpected "}"', line)
+            append((c, line, False))
+        elif len(tok) == 1 and (c == "\\" or c.isspace()):
+            return None  # a lone backslash at the end
+        else:
+            # An escaped newline is one character there, counted as it starts.
+            append((tok, line + tok.startswith("\\\n"), False))
+            word = True
+            if "\n" in tok:
+                line += tok.count("\n")
+    if word and not trailing:
+        out.pop()  # crossplane drops a word that the file's end ends
     # At the end, crossplane names the line of the last token.
     return out, (('unexpected end of file, expecting "}"', out[-1][1]) if depth else None)
 
