@@ -38,6 +38,9 @@ if TYPE_CHECKING:  # the config reader's types; the plan itself reads nothing
     from crashkit.analysis.redact import Block
     from crashkit.model.nginx import Directive, NginxConfig
 
+# A file's text, its statements and their redactions (redact.config_edits).
+Lexed = tuple[str, list[Statement], tuple[tuple[int, int, str], ...]]
+
 RLIMIT_CORE = "worker_rlimit_core"
 WORKDIR = "working_directory"
 
@@ -84,11 +87,14 @@ class FileEdit:
     # The statements of ``before`` when the plan lexed it already (a config
     # of 100,000 servers takes a second to lex): the diff reuses them.
     lexed: tuple[Statement, ...] | None = field(default=None, compare=False, repr=False)
+    # And their redactions (crashkit.analysis.redact.config_edits), if made already.
+    redactions: tuple[tuple[int, int, str], ...] | None = field(default=None, compare=False,
+                                                                repr=False)
 
     def diff(self) -> str:
         """The unified diff, secrets in its context lines redacted: people
         paste setup's output into tickets."""
-        a_text, b_text = _redacted_pair(self.before, self.after, self.lexed)
+        a_text, b_text = _redacted_pair(self.before, self.after, self.lexed, self.redactions)
         a = a_text.splitlines(keepends=True)
         b = b_text.splitlines(keepends=True)
         # Only the changed window goes through difflib (its matching is far
@@ -139,21 +145,23 @@ def _common_prefix(a: str, b: str) -> int:
 
 
 def _redacted_pair(before: str, after: str, lexed: tuple[Statement, ...] | None,
+                   redactions: tuple[tuple[int, int, str], ...] | None = None,
                    ) -> tuple[str, str]:
     """``before`` and ``after`` redacted (crashkit.analysis.redact.redacted_config),
-    lexing ``before`` once (or not at all, given ``lexed``) and of ``after`` only
-    the span that differs: from the last statement end before the first
-    difference to the first statement end past the last one where the lexer
-    is back in ``before``'s state (same depth, same open blocks). Past that
-    point both texts lex alike, so ``before``'s redactions serve, shifted.
-    Where the lexer does not come back into step (or the span does not lex),
-    ``after`` is lexed whole, as before."""
+    lexing ``before`` once (or not at all, given ``lexed``; ``redactions``: its
+    config_edits) and of ``after`` only the span that differs: from the last
+    statement end before the first difference to the first statement end past
+    the last one where the lexer is back in ``before``'s state (same depth,
+    same open blocks). Past that point both texts lex alike, so ``before``'s
+    redactions serve, shifted. Where the lexer does not come back into step
+    (or the span does not lex), ``after`` is lexed whole, as before."""
     from crashkit.analysis.redact import apply_edits, config_edits
 
     stmts = list(lexed) if lexed is not None else statements(before)
+    edits_before = list(redactions) if redactions is not None else config_edits(stmts)
+    red_before = apply_edits(before, edits_before)
     if before == after:
-        red = apply_edits(before, config_edits(stmts))
-        return red, red
+        return red_before, red_before
     p = _common_prefix(before, after)
     tail = _common_prefix(before[p:][::-1], after[p:][::-1])
     delta = len(after) - len(before)
@@ -164,13 +172,8 @@ def _redacted_pair(before: str, after: str, lexed: tuple[Statement, ...] | None,
     while first and _lua(stmts[first - 1]):
         first -= 1
     start = ends[first - 1] if first else 0
-    blocks: list[tuple[int, Block]] = []
-    edits_before = config_edits(stmts[:first], blocks)
     depth = _depth_after(stmts[first - 1]) if first else 0
-    line = before.count("\n", 0, start) + 1
-    at_start = list(blocks)
-    edits_before += config_edits(stmts[first:], blocks)
-    red_before = apply_edits(before, edits_before)
+    at_start = _open_before(stmts, first, depth)
     prefix = [e for e in edits_before if e[1] <= start]
     # The first statement end of before at or past the change, in a rest state.
     last = bisect.bisect_left(ends, changed_end, first)
@@ -180,7 +183,7 @@ def _redacted_pair(before: str, after: str, lexed: tuple[Statement, ...] | None,
         stop = ends[last]
         try:
             span, span_depth = lex_span(after, start=start, end=stop + delta, depth=depth,
-                                        line=line)
+                                        line=before.count("\n", 0, start) + 1)
         except InputError:
             span = []
         if span and span[-1].end == stop + delta and not _lua(span[-1]) and \
@@ -193,6 +196,21 @@ def _redacted_pair(before: str, after: str, lexed: tuple[Statement, ...] | None,
                 suffix = [(a + delta, b + delta, r) for a, b, r in edits_before if a >= stop]
                 return red_before, apply_edits(after, prefix + span_edits + suffix)
     return red_before, apply_edits(after, config_edits(statements(after)))
+
+
+def _open_before(stmts: list[Statement], first: int, depth: int) -> list[tuple[int, Block]]:
+    """The blocks open just past ``stmts[first - 1]`` (where the lexer is at
+    ``depth``), outermost first, as config_edits keeps them: for each depth
+    below, the last block statement opened there."""
+    out: list[tuple[int, Block]] = []
+    i = first - 1
+    while depth > 0 and i >= 0:
+        st = stmts[i]
+        if st.depth < depth and st.terminator == "{" and not _lua(st):
+            out.append((st.depth, (st.name.value, tuple(t.value for t in st.args))))
+            depth = st.depth
+        i -= 1
+    return out[::-1]
 
 
 def _lua(st: Statement) -> bool:
@@ -323,14 +341,14 @@ def _main(cfg: NginxConfig, name: str) -> Directive | None:
 
 def plan_core_directives(cfg: NginxConfig, texts: Mapping[str, str], core_dir: str,
                          core_limit: str, dropin: DropIn | None = None,
-                         lexed_already: Mapping[str, tuple[str, list[Statement]]] | None = None,
+                         lexed_already: Mapping[str, Lexed] | None = None,
                          ) -> NginxPlan:
     """The edits that make the main context say ``worker_rlimit_core core_limit`` and
     ``working_directory core_dir``. ``texts`` maps real file paths to their text.
     ``dropin`` (:func:`choose_dropin`): where directives missing from the main
     context go, rather than into the main file; a new file when it is not one
-    of ``texts``. ``lexed_already``: real paths to (text, its statements),
-    used for a file whose text is that very text."""
+    of ``texts``. ``lexed_already``: real paths to (text, its statements,
+    their redactions), used for a file whose text is that very text."""
     limit_bytes = parse_size(core_limit)
     if limit_bytes is None:
         raise ValueError(f"not an nginx size: {core_limit!r}")
@@ -341,8 +359,10 @@ def plan_core_directives(cfg: NginxConfig, texts: Mapping[str, str], core_dir: s
     inserts: dict[tuple[str, int], list[str]] = {}
     missing: list[str] = []
     cache: dict[str, list[Statement]] = {
-        path: stmts for path, (text, stmts) in (lexed_already or {}).items()
+        path: stmts for path, (text, stmts, _) in (lexed_already or {}).items()
         if path in texts and texts[path] == text}
+    redactions = {path: red for path, (_, _, red) in (lexed_already or {}).items()
+                  if path in cache}
 
     def lexed(path: str) -> list[Statement]:  # each file lexed once: configs can be huge
         if path not in cache:
@@ -395,7 +415,8 @@ def plan_core_directives(cfg: NginxConfig, texts: Mapping[str, str], core_dir: s
             text = text[:start] + repl + text[end:]
         if text != texts[path]:
             out.append(FileEdit(path, texts[path], text,
-                                lexed=tuple(cache[path]) if path in cache else None))
+                                lexed=tuple(cache[path]) if path in cache else None,
+                                redactions=redactions.get(path)))
     if created and dropin is not None:
         out.append(FileEdit(dropin.path, "", "".join(f"{x}\n" for x in (*_DROPIN_HEAD, *created)),
                             new=True))

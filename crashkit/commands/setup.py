@@ -22,6 +22,7 @@ from crashkit.analysis.readiness import core_checks
 from crashkit.analysis.setup import (
     DEFAULT_CORE_DIR,
     FileEdit,
+    Lexed,
     NginxPlan,
     choose_dropin,
     choose_values,
@@ -30,7 +31,7 @@ from crashkit.analysis.setup import (
     plan_core_directives,
 )
 from crashkit.errors import InputError
-from crashkit.formats.nginx_config import Statement, statements
+from crashkit.formats.nginx_config import statements
 from crashkit.host import cores
 from crashkit.host.proc import SYSCTL_ROOT, nginx_master, systemd_running
 from crashkit.model.nginx import ConfigLocation, NginxConfig
@@ -106,7 +107,7 @@ class Readiness:
 def readiness(cfg: NginxConfig, worker: coredir.Worker, workers: int,
               core_dir: str | None = None, core_limit: str | None = None,
               sysctl_root: str = SYSCTL_ROOT,
-              lexed: Mapping[str, tuple[str, list[Statement]]] | None = None) -> Readiness:
+              lexed: Mapping[str, Lexed] | None = None) -> Readiness:
     """Gathers the facts (config text, the directory, the OS's settings) and
     judges them; changes nothing. setup's dry run and doctor both use it.
     ``lexed``: files lexed already (:func:`_lex_main_files`)."""
@@ -235,9 +236,12 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
 
     files: tuple[FileResult, ...] = ()
     if plan.edits:
-        done = _replace(cfg, opts.nginx, plan.edits, stamp, prepare_dir)
-        files = tuple(FileResult(r.path, e.diff(), r.backup, e.new)
-                      for r, e in zip(done, plan.edits, strict=True))
+        # The diffs (pure work) are made while nginx -t checks the candidates.
+        diffs, done = _beside(lambda: [e.diff() for e in plan.edits],
+                              lambda: _replace(cfg, opts.nginx, plan.edits, stamp, prepare_dir),
+                              raise_meanwhile=True)
+        files = tuple(FileResult(r.path, diff, r.backup, e.new)
+                      for r, e, diff in zip(done or (), plan.edits, diffs, strict=True))
     else:
         prepare_dir()
         notes.append("nginx config: nothing to change (worker_rlimit_core and "
@@ -267,11 +271,13 @@ _T = TypeVar("_T")
 _U = TypeVar("_U")
 
 
-def _beside(first: Callable[[], _T], meanwhile: Callable[[], _U]) -> tuple[_T, _U | None]:
-    """``first()`` in a thread (it waits on a child: the GIL is free) while
-    this thread runs ``meanwhile()``; ``first``'s exception, if any, is raised,
-    and ``meanwhile``'s swallowed (None: its work is redone where it is used,
-    and fails there as it would have)."""
+def _beside(first: Callable[[], _T], meanwhile: Callable[[], _U],
+            raise_meanwhile: bool = False) -> tuple[_T, _U | None]:
+    """``first()`` in a thread while this thread runs ``meanwhile()`` (one of
+    them waits on a child, so the GIL is free for the other). ``meanwhile``'s
+    exception is raised first with ``raise_meanwhile`` (it then comes before
+    ``first`` in the steps' order), else swallowed (None: its work is redone
+    where it is used, and fails there as it would have); then ``first``'s."""
     import threading
 
     got: list[tuple[bool, Any]] = []
@@ -286,7 +292,9 @@ def _beside(first: Callable[[], _T], meanwhile: Callable[[], _U]) -> tuple[_T, _
     thread.start()
     try:
         extra: _U | None = meanwhile()
-    except Exception:  # noqa: BLE001 - redone (and raised) where it is used
+    except Exception:  # redone (and so raised) where it is used, unless raised here
+        if raise_meanwhile:
+            raise
         extra = None
     finally:
         thread.join()
@@ -296,12 +304,15 @@ def _beside(first: Callable[[], _T], meanwhile: Callable[[], _U]) -> tuple[_T, _
     return value, extra
 
 
-def _lex_main_files(cfg: NginxConfig) -> dict[str, tuple[str, list[Statement]]]:
-    """The text and statements of each file the plan may edit (main_files)."""
+def _lex_main_files(cfg: NginxConfig) -> dict[str, Lexed]:
+    """The text, statements and redactions of each file the plan may edit (main_files)."""
+    from crashkit.analysis.redact import config_edits
+
     out = {}
     for path in main_files(cfg):
         text = read_text(path)
-        out[path] = (text, statements(text, path))
+        stmts = statements(text, path)
+        out[path] = (text, stmts, tuple(config_edits(stmts)))
     return out
 
 

@@ -287,8 +287,11 @@ def test_setup_diff_redaction_unchanged_with_secrets_in_context(old: str, new: s
     after = _SECRET_CONF.replace(old, new, 1)
     assert after != _SECRET_CONF
     want = _full_redaction_diff(_SECRET_CONF, after, "/etc/nginx/nginx.conf")
-    for lexed in (None, tuple(statements(_SECRET_CONF))):  # as undo, as the plan
-        got = FileEdit("/etc/nginx/nginx.conf", _SECRET_CONF, after, lexed=lexed).diff()
+    stmts = tuple(statements(_SECRET_CONF))
+    for lexed, red in ((None, None), (stmts, None), (stmts, tuple(R.config_edits(stmts)))):
+        # as undo makes it, as the plan does, as the dry run does (lexed beside nginx -t)
+        got = FileEdit("/etc/nginx/nginx.conf", _SECRET_CONF, after, lexed=lexed,
+                       redactions=red).diff()
         assert got == want
     for secret in ("topsecret-123", "line-two-secret", "map-key-77", "zzz-999"):
         assert secret not in got
@@ -349,4 +352,5 @@ def test_setup_diff_redacts_after_as_a_whole_redaction_would() -> None:
         at = rnd.choice([0, len(before), *(s.end for s in lexed or ())])
         cut = rnd.randint(at, min(len(before), at + 12)) if rnd.random() < 0.3 else at
         after = before[:at] + rnd.choice(inserts) + before[cut:]
-        assert outcome(_redacted_pair, before, after, lexed) == outcome(whole, before, after)
+        red = tuple(R.config_edits(lexed)) if lexed is not None and rnd.random() < 0.5 else None
+        assert outcome(_redacted_pair, before, after, lexed, red) == outcome(whole, before, after)
