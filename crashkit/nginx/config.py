@@ -263,14 +263,19 @@ def load_config(path: str, build: BuildInfo | None = None) -> NginxConfig:
     def convert(stmts: list[dict[str, Any]], file: str, ctx: tuple[str, ...],
                 seen: frozenset[int]) -> list[Directive]:
         out: list[Directive] = []
+        append = out.append
         for s in stmts:
             name = s["directive"]
             block = None
             if "block" in s:
                 block = tuple(convert(s["block"], file, (*ctx, name), seen))
-            included = tuple(configs[i]["file"] for i in s.get("includes", ()))
-            out.append(Directive(name, tuple(s["args"]), file, s["line"], ctx, block, included))
-            for index in s.get("includes", ()):
+            includes = s.get("includes")
+            if not includes:  # the 10^6 directives of a big config: no generator each
+                append(Directive(name, tuple(s["args"]), file, s["line"], ctx, block))
+                continue
+            included = tuple(configs[i]["file"] for i in includes)
+            append(Directive(name, tuple(s["args"]), file, s["line"], ctx, block, included))
+            for index in includes:
                 if index in seen:  # an include loop: nginx would fail on it anyway
                     continue
                 out.extend(convert(configs[index]["parsed"], configs[index]["file"], ctx,
@@ -282,7 +287,8 @@ def load_config(path: str, build: BuildInfo | None = None) -> NginxConfig:
         for s in stmts:
             if s["directive"] == "include":
                 out.append(tuple(configs[i]["file"] for i in s.get("includes", ())))
-            out.extend(includes_of(s.get("block", [])))
+            if "block" in s:
+                out.extend(includes_of(s["block"]))
         return out
 
     return NginxConfig(root=path, files=files,
