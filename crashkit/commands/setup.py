@@ -195,11 +195,10 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
     # reads the config, the files the plan edits are lexed (pure work on text
     # that nginx -t does not write: a config of 100,000 servers takes about as
     # long to lex as nginx -t takes to check); its errors come first, as before.
-    lexed = _beside(lambda: check_as_is(opts.nginx, cfg), lambda: _lex_main_files(cfg))
-    isolated = lexed[0][1]
+    (_, isolated), lexed = _beside(lambda: check_as_is(opts.nginx, cfg),
+                                   lambda: _lex_main_files(cfg))
 
-    r = readiness(cfg, worker, workers, opts.core_dir, opts.core_limit, opts.sysctls,
-                  lexed[1])
+    r = readiness(cfg, worker, workers, opts.core_dir, opts.core_limit, opts.sysctls, lexed)
     plan, dir_state, checks, core_dir, manage = r.plan, r.core_dir, r.checks, r.path, r.manage
     if opts.apply and dir_state.worker_can_reach is False:
         raise InputError(f"{worker.user} cannot reach this directory (one above it is not "

@@ -431,3 +431,25 @@ def test_fast_load_config_is_crossplanes(tmp_path: Path) -> None:
         assert [d.name for d in fast.walk()][:3] == (["user", "events", "http"] if
                                                     name == "nginx.conf" else
                                                     ["events", "http", "include"])
+
+
+def test_the_check_beside_the_lexing_keeps_the_steps_order() -> None:
+    """setup runs nginx -t's check in a thread while it lexes: the check's
+    error wins over the lexing's (redone later where it is used), as when
+    they ran one after the other; --apply's replacement error wins over the
+    diffs made meanwhile."""
+    from crashkit.commands.setup import _beside
+
+    def fails(message: str) -> Callable[[], Any]:
+        def f() -> Any:
+            raise InputError(message, path="/x.conf")
+        return f
+
+    assert _beside(lambda: 1, lambda: 2) == (1, 2)
+    assert _beside(lambda: 1, fails("lexing")) == (1, None)  # redone where it is used
+    with pytest.raises(InputError, match="check"):
+        _beside(fails("check"), fails("lexing"))
+    with pytest.raises(InputError, match="replace"):
+        _beside(fails("diff"), fails("replace"), raise_meanwhile=True)
+    with pytest.raises(InputError, match="diff"):
+        _beside(fails("diff"), lambda: 2, raise_meanwhile=True)
