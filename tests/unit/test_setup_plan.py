@@ -404,8 +404,9 @@ def test_crossplane_whitespace_is_what_isspace_says() -> None:
 
 
 def test_fast_load_config_is_crossplanes(tmp_path: Path) -> None:
-    """The whole tree, read through the fast token stream and through crossplane's
-    own lexer, on a config with includes, quotes, escapes, comments and Lua."""
+    """The whole tree, read through the fast token stream (and without the
+    analyzer's no-op calls) and through crossplane as it comes, on a config
+    with includes, quotes, escapes, comments and Lua."""
     import crossplane.lexer
     import crossplane.parser
 
@@ -419,14 +420,16 @@ def test_fast_load_config_is_crossplanes(tmp_path: Path) -> None:
     (tmp_path / "plain.conf").write_text(
         "events {}\nhttp {\n  include conf.d/*.conf;\n  server { listen 82; }\n}\n")
     for name in ("nginx.conf", "plain.conf"):
+        import crashkit.nginx.config as C
+
         fast = load_config(str(tmp_path / name))
-        crossplane.parser.lex = crossplane.lexer.lex
+        crossplane.parser.lex = crossplane.lexer.lex  # crossplane as it comes
+        crossplane.parser.analyze = C._crossplane_analyze
         try:
             slow = load_config(str(tmp_path / name))
         finally:
-            import crashkit.nginx.config as C
-
             crossplane.parser.lex = C._crossplane_tokens
+            crossplane.parser.analyze = C._analyze
         assert fast == slow
         assert [d.name for d in fast.walk()][:3] == (["user", "events", "http"] if
                                                     name == "nginx.conf" else
