@@ -10,11 +10,11 @@ was 23 bytes long, or empty, but not what it said.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from crashkit.formats.nginx_config import Statement
     from crashkit.model.analyze import Analysis
 
 MARK = "<redacted:{}>"
@@ -119,16 +119,7 @@ NAMED_VALUE_DIRECTIVES = frozenset({
 SECRET_DIRECTIVES = frozenset({"secure_link_secret", "secure_link_md5", "auth_jwt_key"})
 
 
-Token = tuple[str, int, int]  # value, start and end offsets in the text
-
-
-@dataclass(frozen=True)
-class SpanStatement:
-    """One config statement as the redactor needs it."""
-
-    name: Token
-    args: tuple[Token, ...]
-    parent: tuple[str, tuple[str, ...]] | None  # the enclosing block's name and arguments
+Block = tuple[str, tuple[str, ...]]  # a block statement's name and arguments
 
 
 _OPERATORS = frozenset({"=", "!=", "~", "~*", "!~", "!~*", "-f", "!-f", "-d", "!-d", "-e",
@@ -140,12 +131,13 @@ def _secret_variable(text: str) -> bool:
     return any(SECRET_NAME.search(v) for v in re.findall(r"\$\{?(\w+)", text))
 
 
-def config_arguments(name: str, args: list[str],
-                     parent: tuple[str, tuple[str, ...]] | None = None) -> list[bool]:
+def config_arguments(name: str, args: list[str], parent: Block | None = None) -> list[bool]:
     """Which of a directive's arguments to redact."""
     if name in SECRET_DIRECTIVES:
         return [True] * len(args)
-    out = [bool(SECRET_VALUE.match(a)) or bool(_PAIR.search(a)) for a in args]
+    # _PAIR needs a "=" or ":" (cheap to look for: most arguments have neither).
+    out = [bool(SECRET_VALUE.match(a)) or (("=" in a or ":" in a) and bool(_PAIR.search(a)))
+           for a in args]
     named = args[0].split(":", 1)[0] if name.startswith("more_set") else args[0] if args \
         else ""
     if name in NAMED_VALUE_DIRECTIVES and SECRET_NAME.search(named.lstrip("$")):
@@ -164,7 +156,7 @@ def config_arguments(name: str, args: list[str],
     return out
 
 
-def _map_key_is_secret(name: str, parent: tuple[str, tuple[str, ...]] | None) -> bool:
+def _map_key_is_secret(name: str, parent: Block | None) -> bool:
     """map $http_x_api_key $ok { "k-123" 1; }: the keys are the secrets."""
     return (parent is not None and parent[0] == "map" and bool(parent[1])
             and _secret_variable(parent[1][0]) and name not in _MAP_KEYWORDS)
@@ -182,42 +174,76 @@ def _replacement(name: str, value: str) -> str:
     return value[:len(value) - len(core)] + marker(core[:len(core) - tail]) + ")" * tail
 
 
-def config_text(text: str, lex: Callable[[str], list[SpanStatement]]) -> str:
+Edit = tuple[int, int, str]  # start, end, replacement
+
+
+def config_edits(stmts: Iterable[Statement], blocks: list[tuple[int, Block]] | None = None,
+                 ) -> list[Edit]:
+    """The replacements that hide the secret arguments of ``stmts`` (lexed by
+    crashkit.formats.nginx_config), in text order. ``blocks``: the blocks open
+    where they start, as (depth, block), innermost last; updated in place."""
+    edits: list[Edit] = []
+    stack = [] if blocks is None else blocks
+    for s in stmts:
+        while stack and stack[-1][0] >= s.depth:
+            stack.pop()
+        parent = stack[-1][1] if stack else None
+        name = s.name.value
+        if s.terminator == "{":
+            stack.append((s.depth, (name, tuple(t.value for t in s.args))))
+        if not s.args:
+            if parent is not None and _map_key_is_secret(name, parent):
+                edits.append((s.name.start, s.name.end, marker(name)))
+            continue
+        if name in _NAMED_OR_SECRET or (parent is not None and parent[0] == "map"):
+            if parent is not None and _map_key_is_secret(name, parent):
+                edits.append((s.name.start, s.name.end, marker(name)))
+            flags = config_arguments(name, [t.value for t in s.args], parent)
+        else:  # what config_arguments does for any other directive, its answers kept
+            flags = [_secret_argument(t.value) for t in s.args]
+        if any(flags):
+            edits += [(t.start, t.end, _replacement(name, t.value))
+                      for t, hide in zip(s.args, flags, strict=True) if hide]
+    return edits
+
+
+# Directives that config_arguments treats apart (a "more_set*" name is one
+# of NAMED_VALUE_DIRECTIVES, or else an ordinary directive there too).
+_NAMED_OR_SECRET = SECRET_DIRECTIVES | NAMED_VALUE_DIRECTIVES | {"env", "if"}
+_SECRET_ARGUMENT: dict[str, bool] = {}  # a config repeats its arguments (listen, return...)
+
+
+def _secret_argument(value: str) -> bool:
+    """config_arguments' test of one argument of an ordinary directive."""
+    known = _SECRET_ARGUMENT.get(value)
+    if known is None:
+        known = bool(SECRET_VALUE.match(value)) or (
+            ("=" in value or ":" in value) and bool(_PAIR.search(value)))
+        if len(_SECRET_ARGUMENT) < 100_000:
+            _SECRET_ARGUMENT[value] = known
+    return known
+
+
+def apply_edits(text: str, edits: list[Edit]) -> str:
+    """``text`` with ``edits`` (in text order, none overlapping) made."""
+    if not edits:
+        return text
+    parts: list[str] = []
+    at = 0
+    for start, end, new in edits:
+        parts += (text[at:start], new)
+        at = end
+    parts.append(text[at:])
+    return "".join(parts)
+
+
+def redacted_config(text: str, stmts: list[Statement] | None = None) -> str:
     """An nginx config's text with secret arguments replaced in place:
-    comments, layout and every other byte stay. ``lex`` gives the text's
-    statements with offsets into it."""
-    edits: list[tuple[int, int, str]] = []
-    for st in lex(text):
-        name = st.name[0]
-        if _map_key_is_secret(name, st.parent):
-            edits.append((st.name[1], st.name[2], marker(name)))
-        flags = config_arguments(name, [a[0] for a in st.args], st.parent)
-        edits += [(start, end, _replacement(name, value))
-                  for (value, start, end), hide in zip(st.args, flags, strict=True) if hide]
-    for start, end, new in sorted(edits, reverse=True):
-        text = text[:start] + new + text[end:]
-    return text
-
-
-def redacted_config(text: str) -> str:
-    """An nginx config's text with secret values replaced (:func:`config_text`
-    over crashkit.formats.nginx_config's lexer)."""
+    comments, layout and every other byte stay. ``stmts``: the text's
+    statements, when the caller lexed it already."""
     from crashkit.formats.nginx_config import statements
 
-    def lex(text: str) -> list[SpanStatement]:
-        out: list[SpanStatement] = []
-        blocks: list[tuple[int, tuple[str, tuple[str, ...]]]] = []  # (depth, block)
-        for s in statements(text):
-            while blocks and blocks[-1][0] >= s.depth:
-                blocks.pop()
-            out.append(SpanStatement((s.name.value, s.name.start, s.name.end),
-                                 tuple((t.value, t.start, t.end) for t in s.args),
-                                 blocks[-1][1] if blocks else None))
-            if s.terminator == "{":
-                blocks.append((s.depth, (s.name.value, tuple(t.value for t in s.args))))
-        return out
-
-    return config_text(text, lex)
+    return apply_edits(text, config_edits(statements(text) if stmts is None else stmts))
 
 
 def analysis(a: Analysis) -> Analysis:

@@ -20,13 +20,14 @@ import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from crashkit.errors import InputError
 from crashkit.formats.nginx_config import (
     Statement,
     glob_matches,
+    lex_span,
     line_span,
     newline_of,
     quote,
@@ -34,7 +35,11 @@ from crashkit.formats.nginx_config import (
 )
 
 if TYPE_CHECKING:  # the config reader's types; the plan itself reads nothing
+    from crashkit.analysis.redact import Block
     from crashkit.model.nginx import Directive, NginxConfig
+
+# A file's text, its statements and their redactions (redact.config_edits).
+Lexed = tuple[str, list[Statement], tuple[tuple[int, int, str], ...]]
 
 RLIMIT_CORE = "worker_rlimit_core"
 WORKDIR = "working_directory"
@@ -79,23 +84,24 @@ class FileEdit:
     before: str
     after: str
     new: bool = False  # crashkit's drop-in, created (before is "")
+    # The statements of ``before`` when the plan lexed it already (a config
+    # of 100,000 servers takes a second to lex): the diff reuses them.
+    lexed: tuple[Statement, ...] | None = field(default=None, compare=False, repr=False)
+    # And their redactions (crashkit.analysis.redact.config_edits), if made already.
+    redactions: tuple[tuple[int, int, str], ...] | None = field(default=None, compare=False,
+                                                                repr=False)
 
     def diff(self) -> str:
         """The unified diff, secrets in its context lines redacted: people
         paste setup's output into tickets."""
-        from crashkit.analysis.redact import redacted_config
-
-        a = redacted_config(self.before).splitlines(keepends=True)
-        b = redacted_config(self.after).splitlines(keepends=True)
+        a_text, b_text = _redacted_pair(self.before, self.after, self.lexed, self.redactions)
+        a = a_text.splitlines(keepends=True)
+        b = b_text.splitlines(keepends=True)
         # Only the changed window goes through difflib (its matching is far
         # from linear on a file of 100,000 servers); the common head and tail
         # are cut, keeping the context lines, and the hunk lines renumbered.
-        head = 0
-        while head < min(len(a), len(b)) and a[head] == b[head]:
-            head += 1
-        tail = 0
-        while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
-            tail += 1
+        head = _common_lines(a, b)
+        tail = _common_lines(a[::-1], b[::-1], min(len(a), len(b)) - head)
         cut = max(head - 3, 0)
         keep = max(tail - 3, 0)
         lines = difflib.unified_diff(
@@ -107,6 +113,117 @@ class FileEdit:
         # running into the next line of the diff.
         return "".join(line if line.endswith("\n") else
                        line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+def _common_lines(a: list[str], b: list[str], most: int | None = None) -> int:
+    """How many lines ``a`` and ``b`` share from their starts (at most ``most``)."""
+    n = min(len(a), len(b)) if most is None else most
+    lo, hi = 0, n  # a[:lo] == b[:lo]; list slices compare in C, so bisect
+    if a[:n] == b[:n]:
+        return n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """The length of the longest common prefix of ``a`` and ``b``."""
+    lo, hi = 0, min(len(a), len(b))  # a[:lo] == b[:lo]; a[:hi] may differ
+    if a[:hi] == b[:hi]:
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _redacted_pair(before: str, after: str, lexed: tuple[Statement, ...] | None,
+                   redactions: tuple[tuple[int, int, str], ...] | None = None,
+                   ) -> tuple[str, str]:
+    """``before`` and ``after`` redacted (crashkit.analysis.redact.redacted_config),
+    lexing ``before`` once (or not at all, given ``lexed``; ``redactions``: its
+    config_edits) and of ``after`` only the span that differs: from the last
+    statement end before the first difference to the first statement end past
+    the last one where the lexer is back in ``before``'s state (same depth,
+    same open blocks). Past that point both texts lex alike, so ``before``'s
+    redactions serve, shifted. Where the lexer does not come back into step
+    (or the span does not lex), ``after`` is lexed whole, as before."""
+    from crashkit.analysis.redact import apply_edits, config_edits
+
+    stmts = list(lexed) if lexed is not None else statements(before)
+    edits_before = list(redactions) if redactions is not None else config_edits(stmts)
+    red_before = apply_edits(before, edits_before)
+    if before == after:
+        return red_before, red_before
+    p = _common_prefix(before, after)
+    tail = _common_prefix(before[p:][::-1], after[p:][::-1])
+    delta = len(after) - len(before)
+    changed_end = len(before) - tail  # before[changed_end:] == after[changed_end + delta:]
+    # Statement ends where the lexer rests (a Lua block's "{" is not one).
+    ends = [st.end for st in stmts]
+    first = bisect.bisect_right(ends, p)  # stmts[:first] end at or before p
+    while first and _lua(stmts[first - 1]):
+        first -= 1
+    start = ends[first - 1] if first else 0
+    depth = _depth_after(stmts[first - 1]) if first else 0
+    at_start = _open_before(stmts, first, depth)
+    prefix = [e for e in edits_before if e[1] <= start]
+    # The first statement end of before at or past the change, in a rest state.
+    last = bisect.bisect_left(ends, changed_end, first)
+    while last < len(stmts) and _lua(stmts[last]):
+        last += 1
+    if last < len(stmts):
+        stop = ends[last]
+        try:
+            span, span_depth = lex_span(after, start=start, end=stop + delta, depth=depth,
+                                        line=before.count("\n", 0, start) + 1)
+        except InputError:
+            span = []
+        if span and span[-1].end == stop + delta and not _lua(span[-1]) and \
+                span_depth == _depth_after(stmts[last]):
+            ours = list(at_start)
+            span_edits = config_edits(span, ours)
+            theirs = list(at_start)
+            config_edits(stmts[first:last + 1], theirs)
+            if _open(ours, span_depth) == _open(theirs, span_depth):
+                suffix = [(a + delta, b + delta, r) for a, b, r in edits_before if a >= stop]
+                return red_before, apply_edits(after, prefix + span_edits + suffix)
+    return red_before, apply_edits(after, config_edits(statements(after)))
+
+
+def _open_before(stmts: list[Statement], first: int, depth: int) -> list[tuple[int, Block]]:
+    """The blocks open just past ``stmts[first - 1]`` (where the lexer is at
+    ``depth``), outermost first, as config_edits keeps them: for each depth
+    below, the last block statement opened there."""
+    out: list[tuple[int, Block]] = []
+    i = first - 1
+    while depth > 0 and i >= 0:
+        st = stmts[i]
+        if st.depth < depth and st.terminator == "{" and not _lua(st):
+            out.append((st.depth, (st.name.value, tuple(t.value for t in st.args))))
+            depth = st.depth
+        i -= 1
+    return out[::-1]
+
+
+def _lua(st: Statement) -> bool:
+    return st.terminator == "{" and st.name.value.endswith("_by_lua_block")
+
+
+def _depth_after(st: Statement) -> int:
+    return st.depth + (st.terminator == "{" and not _lua(st))
+
+
+def _open(blocks: list[tuple[int, Block]], depth: int) -> list[tuple[int, Block]]:
+    """The blocks still open at ``depth`` (config_edits drops closed ones only later)."""
+    return [b for b in blocks if b[0] < depth]
 
 
 _HUNK = re.compile(r"^@@ -(\d+)((?:,\d+)?) \+(\d+)((?:,\d+)?) @@")
@@ -146,7 +263,7 @@ def choose_dropin(cfg: NginxConfig, is_dir: Callable[[str], bool]) -> DropIn | N
     worker_rlimit_core and working_directory are valid anywhere there
     (NGX_MAIN_CONF|NGX_DIRECT_CONF), before or after load_module."""
     base = os.path.dirname(cfg.root)  # nginx's conf prefix: relative includes
-    for d in cfg.find("include", ()):
+    for d in _main_all(cfg, "include"):
         if len(d.args) != 1:
             continue
         pattern = os.path.normpath(os.path.join(base, d.args[0]))
@@ -202,18 +319,36 @@ def choose_values(cfg: NginxConfig, core_dir: str | None, core_limit: str | None
     return core_dir, core_limit
 
 
+def main_files(cfg: NginxConfig) -> list[str]:
+    """The files a plan may edit, but for a drop-in: the main file, and those
+    holding its main-context directives (real paths)."""
+    return list(dict.fromkeys([os.path.realpath(cfg.root), *(
+        os.path.realpath(d.file) for name in (RLIMIT_CORE, WORKDIR)
+        for d in _main_all(cfg, name))]))
+
+
+def _main_all(cfg: NginxConfig, name: str) -> list[Directive]:
+    """``cfg.find(name, ())``, from the top level alone: the main context's
+    directives are the top level of ``cfg.directives`` (includes expanded),
+    so the 10^6 directives of the blocks below need no walk."""
+    return [d for d in cfg.directives if d.name == name and not d.context]
+
+
 def _main(cfg: NginxConfig, name: str) -> Directive | None:
-    found = cfg.find(name, ())
+    found = _main_all(cfg, name)
     return found[-1] if found else None
 
 
 def plan_core_directives(cfg: NginxConfig, texts: Mapping[str, str], core_dir: str,
-                         core_limit: str, dropin: DropIn | None = None) -> NginxPlan:
+                         core_limit: str, dropin: DropIn | None = None,
+                         lexed_already: Mapping[str, Lexed] | None = None,
+                         ) -> NginxPlan:
     """The edits that make the main context say ``worker_rlimit_core core_limit`` and
     ``working_directory core_dir``. ``texts`` maps real file paths to their text.
     ``dropin`` (:func:`choose_dropin`): where directives missing from the main
     context go, rather than into the main file; a new file when it is not one
-    of ``texts``."""
+    of ``texts``. ``lexed_already``: real paths to (text, its statements,
+    their redactions), used for a file whose text is that very text."""
     limit_bytes = parse_size(core_limit)
     if limit_bytes is None:
         raise ValueError(f"not an nginx size: {core_limit!r}")
@@ -223,7 +358,11 @@ def plan_core_directives(cfg: NginxConfig, texts: Mapping[str, str], core_dir: s
     # (file, offset) -> directives to insert there, in order
     inserts: dict[tuple[str, int], list[str]] = {}
     missing: list[str] = []
-    cache: dict[str, list[Statement]] = {}
+    cache: dict[str, list[Statement]] = {
+        path: stmts for path, (text, stmts, _) in (lexed_already or {}).items()
+        if path in texts and texts[path] == text}
+    redactions = {path: red for path, (_, _, red) in (lexed_already or {}).items()
+                  if path in cache}
 
     def lexed(path: str) -> list[Statement]:  # each file lexed once: configs can be huge
         if path not in cache:
@@ -275,7 +414,9 @@ def plan_core_directives(cfg: NginxConfig, texts: Mapping[str, str], core_dir: s
         for start, end, repl in sorted(spans, reverse=True):
             text = text[:start] + repl + text[end:]
         if text != texts[path]:
-            out.append(FileEdit(path, texts[path], text))
+            out.append(FileEdit(path, texts[path], text,
+                                lexed=tuple(cache[path]) if path in cache else None,
+                                redactions=redactions.get(path)))
     if created and dropin is not None:
         out.append(FileEdit(dropin.path, "", "".join(f"{x}\n" for x in (*_DROPIN_HEAD, *created)),
                             new=True))

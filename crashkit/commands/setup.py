@@ -14,19 +14,24 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from crashkit.analysis.readiness import core_checks
 from crashkit.analysis.setup import (
     DEFAULT_CORE_DIR,
     FileEdit,
+    Lexed,
     NginxPlan,
     choose_dropin,
     choose_values,
+    main_files,
     parse_size,
     plan_core_directives,
 )
 from crashkit.errors import InputError
+from crashkit.formats.nginx_config import statements
 from crashkit.host import cores
 from crashkit.host.proc import SYSCTL_ROOT, nginx_master, systemd_running
 from crashkit.model.nginx import ConfigLocation, NginxConfig
@@ -101,9 +106,11 @@ class Readiness:
 
 def readiness(cfg: NginxConfig, worker: coredir.Worker, workers: int,
               core_dir: str | None = None, core_limit: str | None = None,
-              sysctl_root: str = SYSCTL_ROOT) -> Readiness:
+              sysctl_root: str = SYSCTL_ROOT,
+              lexed: Mapping[str, Lexed] | None = None) -> Readiness:
     """Gathers the facts (config text, the directory, the OS's settings) and
-    judges them; changes nothing. setup's dry run and doctor both use it."""
+    judges them; changes nothing. setup's dry run and doctor both use it.
+    ``lexed``: files lexed already (:func:`_lex_main_files`)."""
     path, limit = choose_values(cfg, core_dir, core_limit,
                                 lambda p: coredir.fit_as_is(p, worker))
     # A working_directory kept as it is (fit, not asked for) is never chowned.
@@ -112,7 +119,7 @@ def readiness(cfg: NginxConfig, worker: coredir.Worker, workers: int,
     dropin = choose_dropin(cfg, os.path.isdir)
     if dropin is not None and dropin.path not in texts and os.path.lexists(dropin.path):
         dropin = None  # a name taken by what nginx does not load as a file: the main file
-    plan = plan_core_directives(cfg, texts, path, limit, dropin)
+    plan = plan_core_directives(cfg, texts, path, limit, dropin, lexed)
     dir_state = coredir.inspect(path, worker, manage)
     master = nginx_master(pid_path(cfg))
     setting = CoreSetting(worker.user, worker.uid, worker.gid, path, plan.core_limit_bytes,
@@ -122,6 +129,24 @@ def readiness(cfg: NginxConfig, worker: coredir.Worker, workers: int,
 
 
 def run(opts: Options) -> Result:
+    # The parse of a config of 100,000 servers makes ~10^7 objects that live
+    # until setup ends: the cyclic collector's passes over them took a third
+    # of setup's own time, and they free nothing (the tree holds no cycles;
+    # reference counting frees the rest). What the result still holds is
+    # frozen, so that the collections after it (rendering) pass it by too.
+    import gc
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _run_unlocked_or_locked(opts)
+    finally:
+        if was_enabled:
+            gc.freeze()
+            gc.enable()
+
+
+def _run_unlocked_or_locked(opts: Options) -> Result:
     if opts.core_limit is not None and parse_size(opts.core_limit) is None:
         raise InputError(f"--core-limit: not a size nginx accepts: {opts.core_limit!r} "
                          "(bytes, or a number with k, m or g)")
@@ -166,10 +191,14 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
     if opts.undo:  # the backups are validated before they go back; the live file may fail
         return _undo(opts, location, cfg, worker, workers)
     # A config that already fails is the user's to fix: change nothing (and
-    # the check itself leaves the disk as it was where it can).
-    _, isolated = check_as_is(opts.nginx, cfg)
+    # the check itself leaves the disk as it was where it can). While nginx -t
+    # reads the config, the files the plan edits are lexed (pure work on text
+    # that nginx -t does not write: a config of 100,000 servers takes about as
+    # long to lex as nginx -t takes to check); its errors come first, as before.
+    (_, isolated), lexed = _beside(lambda: check_as_is(opts.nginx, cfg),
+                                   lambda: _lex_main_files(cfg))
 
-    r = readiness(cfg, worker, workers, opts.core_dir, opts.core_limit, opts.sysctls)
+    r = readiness(cfg, worker, workers, opts.core_dir, opts.core_limit, opts.sysctls, lexed)
     plan, dir_state, checks, core_dir, manage = r.plan, r.core_dir, r.checks, r.path, r.manage
     if opts.apply and dir_state.worker_can_reach is False:
         raise InputError(f"{worker.user} cannot reach this directory (one above it is not "
@@ -206,9 +235,12 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
 
     files: tuple[FileResult, ...] = ()
     if plan.edits:
-        done = _replace(cfg, opts.nginx, plan.edits, stamp, prepare_dir)
-        files = tuple(FileResult(r.path, e.diff(), r.backup, e.new)
-                      for r, e in zip(done, plan.edits, strict=True))
+        # The diffs (pure work) are made while nginx -t checks the candidates.
+        diffs, done = _beside(lambda: [e.diff() for e in plan.edits],
+                              lambda: _replace(cfg, opts.nginx, plan.edits, stamp, prepare_dir),
+                              raise_meanwhile=True)
+        files = tuple(FileResult(r.path, diff, r.backup, e.new)
+                      for r, e, diff in zip(done or (), plan.edits, diffs, strict=True))
     else:
         prepare_dir()
         notes.append("nginx config: nothing to change (worker_rlimit_core and "
@@ -232,6 +264,55 @@ def _run(opts: Options, location: ConfigLocation, cfg: NginxConfig, worker: core
     return Result("apply", location, cfg, worker, workers, plan, prepared[0], checks, files,
                   bool(plan.edits), system=system, reload=reloaded, notes=tuple(notes),
                   fixed=fixed)
+
+
+_T = TypeVar("_T")
+_U = TypeVar("_U")
+
+
+def _beside(first: Callable[[], _T], meanwhile: Callable[[], _U],
+            raise_meanwhile: bool = False) -> tuple[_T, _U | None]:
+    """``first()`` in a thread while this thread runs ``meanwhile()`` (one of
+    them waits on a child, so the GIL is free for the other). ``meanwhile``'s
+    exception is raised first with ``raise_meanwhile`` (it then comes before
+    ``first`` in the steps' order), else swallowed (None: its work is redone
+    where it is used, and fails there as it would have); then ``first``'s."""
+    import threading
+
+    got: list[tuple[bool, Any]] = []
+
+    def run_first() -> None:
+        try:
+            got.append((True, first()))
+        except BaseException as exc:  # noqa: BLE001 - raised again below, in this thread
+            got.append((False, exc))
+
+    thread = threading.Thread(target=run_first, name="crashkit-check", daemon=True)
+    thread.start()
+    try:
+        extra: _U | None = meanwhile()
+    except Exception:  # redone (and so raised) where it is used, unless raised here
+        if raise_meanwhile:
+            raise
+        extra = None
+    finally:
+        thread.join()
+    ok, value = got[0]
+    if not ok:
+        raise value
+    return value, extra
+
+
+def _lex_main_files(cfg: NginxConfig) -> dict[str, Lexed]:
+    """The text, statements and redactions of each file the plan may edit (main_files)."""
+    from crashkit.analysis.redact import config_edits
+
+    out = {}
+    for path in main_files(cfg):
+        text = read_text(path)
+        stmts = statements(text, path)
+        out[path] = (text, stmts, tuple(config_edits(stmts)))
+    return out
 
 
 def _missing_dirs(path: str) -> list[str]:

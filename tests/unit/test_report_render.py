@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -241,3 +242,115 @@ def test_setup_diffs_mark_a_last_line_without_newline() -> None:
     assert diff[-4:] == ["-worker_rlimit_core 10m;", "\\ No newline at end of file",
                          "+worker_rlimit_core 2G;", "\\ No newline at end of file"]
     # It is what patch(1) expects: applied to the old text, it gives the new one.
+
+
+# A config with secrets on the lines around where setup's directives go, in a
+# map block, and in a quoted value over two lines (its redaction joins them,
+# so the hunk's line numbers count the redacted text).
+_SECRET_CONF = (
+    "env API_TOKEN=topsecret-123;\n"
+    'set $multi_secret "line-one\nline-two-secret";\n'
+    "user www-data;\n"
+    "worker_rlimit_core 10m;\n"
+    "map $http_x_api_key $ok {\n"
+    '    "map-key-77" 1;\n'
+    "}\n"
+    "events {}\n"
+    "http {\n"
+    '    proxy_set_header Authorization "Bearer zzz-999";\n'
+    "    server { listen 80; }\n"
+    "}\n")
+
+
+def _full_redaction_diff(before: str, after: str, path: str) -> str:
+    """The diff as setup printed it before it redacted only once: both texts
+    redacted whole, every line through difflib."""
+    import difflib
+
+    lines = difflib.unified_diff(redacted_config(before).splitlines(keepends=True),
+                                 redacted_config(after).splitlines(keepends=True),
+                                 fromfile=path, tofile=f"{path} (crashkit setup)")
+    return "".join(lines)
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("worker_rlimit_core 10m;\n", "worker_rlimit_core 2G;\n"),  # an update in place
+    ("user www-data;\n", "user www-data;\nworking_directory /var/lib/crashkit/cores;\n"),
+    # a value that is itself redacted (a key=value pair)
+    ("worker_rlimit_core 10m;\n",
+     "worker_rlimit_core 10m;\nworking_directory /srv/token=1/cores;\n"),
+])
+def test_setup_diff_redaction_unchanged_with_secrets_in_context(old: str, new: str) -> None:
+    from crashkit.analysis.setup import FileEdit
+    from crashkit.formats.nginx_config import statements
+
+    after = _SECRET_CONF.replace(old, new, 1)
+    assert after != _SECRET_CONF
+    want = _full_redaction_diff(_SECRET_CONF, after, "/etc/nginx/nginx.conf")
+    stmts = tuple(statements(_SECRET_CONF))
+    for lexed, red in ((None, None), (stmts, None), (stmts, tuple(R.config_edits(stmts)))):
+        # as undo makes it, as the plan does, as the dry run does (lexed beside nginx -t)
+        got = FileEdit("/etc/nginx/nginx.conf", _SECRET_CONF, after, lexed=lexed,
+                       redactions=red).diff()
+        assert got == want
+    for secret in ("topsecret-123", "line-two-secret", "map-key-77", "zzz-999"):
+        assert secret not in got
+    assert "<redacted:24>" in got  # the two-line secret, a context line
+
+
+def test_setup_diff_in_place_update_counts_the_redacted_lines() -> None:
+    from crashkit.analysis.setup import FileEdit
+
+    after = _SECRET_CONF.replace("worker_rlimit_core 10m;", "worker_rlimit_core 2G;")
+    assert FileEdit("/x", _SECRET_CONF, after).diff().splitlines()[2:] == [
+        "@@ -1,7 +1,7 @@",  # worker_rlimit_core: line 5 of the file, 4 of the diff
+        " env API_TOKEN=<redacted:13>;",
+        " set $multi_secret <redacted:24>;",  # two lines of the file, one of the diff
+        " user www-data;",
+        "-worker_rlimit_core 10m;",
+        "+worker_rlimit_core 2G;",
+        " map $http_x_api_key $ok {",
+        "     <redacted:10> 1;",
+        " }"]
+
+
+def test_setup_diff_redacts_after_as_a_whole_redaction_would() -> None:
+    """The diff lexes only the span of after that differs: for edits anywhere
+    (inserted statements, blocks opened or closed, quotes, a Lua block, a
+    map whose keys are secrets), after's redaction is the whole text's."""
+    import random
+
+    from crashkit.analysis.setup import _redacted_pair
+    from crashkit.errors import InputError
+    from crashkit.formats.nginx_config import statements
+
+    pieces = ["env API_TOKEN=s3cret;\n", "user www-data;\n", "events {}\n", "http {\n", "}\n",
+              'map $http_x_api_key $ok {\n "k-1" 1;\n default 0;\n}\n', 'set $token "abc";\n',
+              'proxy_set_header Authorization "Bearer xyz";\n', "# token=1\n",
+              "server { listen 80; }\n", 'if ($http_x_token != "s3") { return 403; }\n',
+              'content_by_lua_block { a = "}" }\n', "worker_rlimit_core 10m;\n",
+              'location / { add_header X-Auth "q w"; }\n', 'a "x\ny";\n', "w b\\\nc;\n"]
+    inserts = ["worker_rlimit_core 2G;\n", "working_directory /var/lib/auth=1/cores;\n",
+               "map $a $token {\n", "}\n", '"', "{", "env X=1;", "set $pw 2;\n", "# x\n"]
+    rnd = random.Random(18)
+
+    def outcome(f: Callable[..., object], *args: object) -> object:
+        try:
+            return f(*args)
+        except InputError as e:
+            return str(e)
+
+    def whole(before: str, after: str) -> tuple[str, str]:
+        return redacted_config(before), redacted_config(after)
+
+    for _ in range(3000):
+        before = "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 10)))
+        try:
+            lexed = tuple(statements(before))
+        except InputError:
+            lexed = None
+        at = rnd.choice([0, len(before), *(s.end for s in lexed or ())])
+        cut = rnd.randint(at, min(len(before), at + 12)) if rnd.random() < 0.3 else at
+        after = before[:at] + rnd.choice(inserts) + before[cut:]
+        red = tuple(R.config_edits(lexed)) if lexed is not None and rnd.random() < 0.5 else None
+        assert outcome(_redacted_pair, before, after, lexed, red) == outcome(whole, before, after)

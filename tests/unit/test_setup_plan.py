@@ -8,7 +8,9 @@ a stray space or a lost comment fails it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -331,3 +333,126 @@ def test_what_nginx_t_writes_and_how_the_check_keeps_it_away(tmp_path: Path) -> 
     # The root directory cannot be overlaid: the check runs as it is.
     conf.write_text("pid /crashkit-no-such.pid; events { }\n")
     assert _isolating_mounts(load_config(str(conf), with_prefix(None, t))) is None
+
+
+_TRICKY = ["a", "b", " ", "\n", "\t", "\r", "\r\n", ";", "{", "}", '"', "'", "\\", "$", "${",
+           "#", "# c\n", "content_by_lua_block", "s {", "k v;", "\\\n", '"q\\"x"', "'q\\'y'",
+           "\x0b", "\xa0", "\u2003", "é", "\x1c", "#x\\\n", "#\\"]
+
+
+def test_fast_lexer_gives_the_reference_lexers_statements_and_errors() -> None:
+    """statements() matches a regular expression a token; the character-at-a-time
+    lexer it falls back to is the reference: same statements, same errors,
+    over the whole file and over spans that start where the lexer rests."""
+    import random
+
+    from crashkit.formats.nginx_config import _statements_slow, lex_span
+
+    def outcome(f: Callable[..., list[Any] | tuple[Any, ...]], *args: object) -> object:
+        try:
+            return f(*args)
+        except InputError as e:
+            return str(e)
+
+    rnd = random.Random(18)
+    for _ in range(20000):
+        text = "".join(rnd.choice(_TRICKY) for _ in range(rnd.randint(0, 14)))
+        fast = outcome(statements, text, "f.conf")
+        slow = outcome(_statements_slow, text, "f.conf")
+        assert fast == (slow[0] if isinstance(slow, tuple) else slow), repr(text)
+        if isinstance(fast, list) and fast:
+            first = rnd.randrange(len(fast))
+            last = rnd.randrange(first, len(fast))
+            start, end = fast[first - 1].end if first else 0, fast[last].end
+            depth = fast[first - 1].depth + (fast[first - 1].terminator == "{") if first else 0
+            line = text.count("\n", 0, start) + 1
+            assert outcome(lex_span, text, "f", start, end, depth, line) == outcome(
+                _statements_slow, text, "f", start, end, depth, line, False)
+
+
+def test_fast_crossplane_tokens_are_crossplanes(tmp_path: Path) -> None:
+    """load_config's token stream (one regular expression match a token) is
+    crossplane's own lexer's, token for token, line for line, error for error."""
+    import random
+
+    import crossplane.lexer
+    from crossplane.errors import NgxParserBaseException
+
+    from crashkit.nginx.config import _crossplane_tokens
+
+    def outcome(lex: Callable[[str], Iterator[tuple[str, int, bool]]]) -> object:
+        try:
+            return list(lex(str(conf)))
+        except NgxParserBaseException as e:  # crossplane's syntax errors
+            return (type(e).__name__, str(e))
+
+    conf = tmp_path / "x.conf"
+    rnd = random.Random(18)
+    for _ in range(4000):
+        text = "".join(rnd.choice(_TRICKY) for _ in range(rnd.randint(0, 14)))
+        conf.write_text(text, encoding="utf-8", newline="")
+        assert outcome(_crossplane_tokens) == outcome(crossplane.lexer.lex), repr(text)
+
+
+def test_crossplane_whitespace_is_what_isspace_says() -> None:
+    import re
+
+    from crashkit.nginx.config import _CP_SPACE
+
+    every = "".join(map(chr, range(0x110000)))
+    assert set(re.findall(f"[{_CP_SPACE}]", every)) == {c for c in every if c.isspace()}
+
+
+def test_fast_load_config_is_crossplanes(tmp_path: Path) -> None:
+    """The whole tree, read through the fast token stream (and without the
+    analyzer's no-op calls) and through crossplane as it comes, on a config
+    with includes, quotes, escapes, comments and Lua."""
+    import crossplane.lexer
+    import crossplane.parser
+
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "a.conf").write_text(
+        'server { listen 80; location ~ \\.php$ { return 200 "a\\"b c"; } }  # end\n')
+    (tmp_path / "nginx.conf").write_text(
+        "user www-data;\nevents {}\nhttp {\n  include conf.d/*.conf;\n"
+        "  log_format x '$remote_addr \\'q\\'';\n"
+        "  server { listen 81; location / { content_by_lua_block { ngx.say('}') } } }\n}\n")
+    (tmp_path / "plain.conf").write_text(
+        "events {}\nhttp {\n  include conf.d/*.conf;\n  server { listen 82; }\n}\n")
+    for name in ("nginx.conf", "plain.conf"):
+        import crashkit.nginx.config as C
+
+        fast = load_config(str(tmp_path / name))
+        crossplane.parser.lex = crossplane.lexer.lex  # crossplane as it comes
+        crossplane.parser.analyze = C._crossplane_analyze
+        try:
+            slow = load_config(str(tmp_path / name))
+        finally:
+            crossplane.parser.lex = C._crossplane_tokens
+            crossplane.parser.analyze = C._analyze
+        assert fast == slow
+        assert [d.name for d in fast.walk()][:3] == (["user", "events", "http"] if
+                                                    name == "nginx.conf" else
+                                                    ["events", "http", "include"])
+
+
+def test_the_check_beside_the_lexing_keeps_the_steps_order() -> None:
+    """setup runs nginx -t's check in a thread while it lexes: the check's
+    error wins over the lexing's (redone later where it is used), as when
+    they ran one after the other; --apply's replacement error wins over the
+    diffs made meanwhile."""
+    from crashkit.commands.setup import _beside
+
+    def fails(message: str) -> Callable[[], Any]:
+        def f() -> Any:
+            raise InputError(message, path="/x.conf")
+        return f
+
+    assert _beside(lambda: 1, lambda: 2) == (1, 2)
+    assert _beside(lambda: 1, fails("lexing")) == (1, None)  # redone where it is used
+    with pytest.raises(InputError, match="check"):
+        _beside(fails("check"), fails("lexing"))
+    with pytest.raises(InputError, match="replace"):
+        _beside(fails("diff"), fails("replace"), raise_meanwhile=True)
+    with pytest.raises(InputError, match="diff"):
+        _beside(fails("diff"), lambda: 2, raise_meanwhile=True)
