@@ -89,11 +89,12 @@ _SAME_QUOTE = {'"': _unescape_quote('"'), "'": _unescape_quote("'")}
 
 def _crossplane_tokens(filename: str) -> Iterator[tuple[str, int, bool]]:
     """crossplane.lexer.lex, faster (see above); its errors at the same tokens."""
-    with open(filename, encoding="utf-8", errors="replace") as f:  # as crossplane reads
+    # As crossplane reads it, but never a FIFO, a device or a huge file (safeparse).
+    with open(safeparse.open_regular(filename), encoding="utf-8", errors="replace") as f:
         text = f.read()
     found = _tokens_of(text)
     if found is None:
-        yield from crossplane.lexer.lex(filename)
+        yield from safeparse.lex(filename)
         return
     tokens, unbalanced = found
     yield from tokens
@@ -155,6 +156,7 @@ def _tokens_of(text: str) -> tuple[list[tuple[str, int, bool]], tuple[str, int] 
 
 
 crossplane.parser.lex = _crossplane_tokens
+safeparse.install()  # crossplane's own open() of includes: regular files only, bounded
 _crossplane_analyze = crossplane.parser.analyze
 
 
@@ -174,8 +176,6 @@ crossplane.parser.analyze = _analyze
 
 _VERSION_RE = re.compile(r"nginx version: \S+/(\S+)")
 
-
-safeparse.install()  # crossplane opens includes: regular files only, bounded
 
 def parse_build_info(text: str) -> BuildInfo:
     """Parse ``nginx -V`` output (nginx prints it on stderr)."""

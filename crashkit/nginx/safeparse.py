@@ -4,8 +4,9 @@ crossplane follows a config's ``include`` directives itself, with ``open()``:
 an include naming a FIFO blocks it forever, one naming /dev/zero reads until
 memory runs out, and a huge file is read whole. crashkit parses configs given
 with --conf and the files they include, some in directories other users may
-write. So crossplane's parser gets this module's ``open`` and ``lex``
-instead of the builtin and its own: the same behaviour on regular files,
+write. So crossplane's parser gets this module's ``open``
+instead of the builtin (and crashkit.nginx.config's lexer reads through
+:func:`open_regular`): the same behaviour on regular files,
 and on anything else (or a file past MAX_CONFIG_BYTES) an OSError that
 load_config turns into its one-line error naming the include. Installed once,
 when crashkit.nginx.config is imported."""
@@ -44,11 +45,14 @@ def _open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> IO[Any]:
     return open(open_regular(file), mode, *args, **kwargs)
 
 
-def _lex(filename: str) -> Iterator[tuple[str, int, bool]]:
+def lex(filename: str) -> Iterator[tuple[str, int, bool]]:
+    """crossplane.lexer.lex over a file opened by :func:`open_regular`."""
     with open(open_regular(filename), encoding="utf-8", errors="replace") as f:
         yield from _balance_braces(_lex_file_object(f), filename)
 
 
 def install() -> None:
+    """crossplane's parser opens explicit includes with ``open()`` (to check
+    them): this one. Its lexer is crashkit.nginx.config's, which reads files
+    through :func:`open_regular` and falls back to :func:`lex`."""
     _parser.open = _open
-    _parser.lex = _lex

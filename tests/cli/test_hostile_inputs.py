@@ -49,3 +49,23 @@ def test_triage_reads_standard_input_for_dash() -> None:
     data = json.loads(proc.stdout)
     assert [f["kind"] for f in data["findings"]] == ["bind-in-use"]
     assert data["findings"][0]["count"] == 1
+
+
+@pytest.mark.parametrize("target", ["fifo", "/dev/zero"])
+@pytest.mark.parametrize("verb", ["setup", "doctor"])
+def test_a_config_including_a_fifo_or_a_device_is_one_line(tmp_path: Path, target: str,
+                                                            verb: str) -> None:
+    """crossplane opened includes with a plain open(): a FIFO blocked it for
+    ever, /dev/zero was read until memory ran out (found by tests/fuzz)."""
+    if target == "fifo":
+        os.mkfifo(tmp_path / "extra.conf")
+        target = str(tmp_path / "extra.conf")
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"include {target};\nevents {{}}\n")
+    started = time.monotonic()
+    proc = run_cli(verb, "--conf", str(conf))
+    assert time.monotonic() - started < 20
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr == (f"crashkit: error: {target}: cannot read included file: not a "
+                           "regular file (a named pipe, a device or a socket) (include at "
+                           f"{conf}:1)\n")
