@@ -61,6 +61,14 @@ def write_bundle(a: Analysis, files: dict[str, str], order: Sequence[str], *, ou
             raw.flush()
             os.fsync(raw.fileno())
         return str(_place(tmp, out, top))
+    except OSError as exc:
+        import errno
+
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InputError(f"--out: the filesystem is full: {top}.tar.gz was not written "
+                             "(nothing of it is left behind)", path=str(out)) from None
+        raise InputError(f"--out: {top}.tar.gz could not be written "
+                         f"({(exc.strerror or str(exc)).lower()})", path=str(out)) from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -439,3 +439,31 @@ def test_the_senders_command_line_stays_out_of_bundles(tmp_path: Path) -> None:
     finally:
         sender.kill()
         sender.wait()
+
+
+@pytest.mark.parametrize("include_core", [False, True])
+def test_a_full_filesystem_is_one_line_and_leaves_nothing(manifest: dict[str, Any],
+                                                          tmp_path: Path,
+                                                          include_core: bool) -> None:
+    """--out on a real 64 KiB tmpfs (root mounts it), nearly full: one line
+    naming the bundle, exit 2, and no bundle or temporary file left there."""
+    if os.geteuid() != 0:
+        unavailable("mounting a small tmpfs needs root")
+    out = tmp_path / "tiny"
+    out.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs",
+                           str(out)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        unavailable(f"cannot mount a tmpfs: {proc.stderr.strip()}")
+    try:
+        (out / "fill").write_bytes(b"\0" * (56 << 10))
+        args = ["report", fixture(manifest, "nginx-null")["core"], "--out", str(out)]
+        proc = run_cli(*args, *(["--include-core"] if include_core else []))
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1 and errors[0].startswith(f"crashkit: error: {out}: --out: the "
+                                                         "filesystem is full: crashkit-report-")
+        assert "(nothing of it is left behind)" in errors[0]
+        assert sorted(p.name for p in out.iterdir()) == ["fill"]
+    finally:
+        subprocess.run(["umount", str(out)], check=True)
