@@ -706,6 +706,17 @@ def collect(from_dirs: tuple[str, ...], only_from: bool, store: str, dry_run: bo
     return emit("collect", result, as_json)
 
 
+def _since(since: str | None) -> int | None:
+    if since is None:
+        return None
+    from crashkit.nginx.errorlog import parse_since
+
+    try:
+        return int(parse_since(since).timestamp())
+    except ValueError as exc:
+        raise InputError(f"--since: {exc}") from None
+
+
 @cli.command("list")
 @_STORE_OPTION
 @click.option("--since", metavar="TIME",
@@ -731,15 +742,7 @@ def list_(store: str, since: str | None, bucket: str, buckets: int, limit: int |
     """
     from crashkit.commands import list as verb
 
-    start = None
-    if since is not None:
-        from crashkit.nginx.errorlog import parse_since
-
-        try:
-            start = int(parse_since(since).timestamp())
-        except ValueError as exc:
-            raise InputError(f"--since: {exc}") from None
-    return emit("list", verb.run(verb.Options(store=store, since=start, bucket=bucket,  # type: ignore[arg-type]
+    return emit("list", verb.run(verb.Options(store=store, since=_since(since), bucket=bucket,  # type: ignore[arg-type]
                                               buckets=buckets, limit=limit)), as_json)
 
 
@@ -760,17 +763,6 @@ Exit codes:
   0  every crash considered was sent (or had been), or was skipped for a reason shown
   1  a crash could not be sent (the next export retries it)
   2  bad input: no or a bad DSN, an unusable store or index, an unknown crash id"""
-
-
-def _since(since: str | None) -> int | None:
-    if since is None:
-        return None
-    from crashkit.nginx.errorlog import parse_since
-
-    try:
-        return int(parse_since(since).timestamp())
-    except ValueError as exc:
-        raise InputError(f"--since: {exc}") from None
 
 
 @cli.command(epilog=EXPORT_EXIT_HELP)

@@ -156,12 +156,9 @@ def run(options: Options) -> ExportResult:
         from crashkit.writers.sentry import target_of
 
         target = target_of(options.dsn)
-    if options.dry_run:
-        conn, path = open_index(options.store)
-    else:
+    conn, path = open_index(options.store, writable=not options.dry_run)
+    if not options.dry_run:
         from crashkit.writers import sent as W
-
-        conn, path = W.open_index(options.store)
     facts = _Facts()
     out: list[ExportedCrash] = []
     events: list[dict[str, Any]] = []

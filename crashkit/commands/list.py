@@ -21,13 +21,15 @@ class Options:
     limit: int | None = None
 
 
-def open_index(store: str) -> tuple[sqlite3.Connection, str]:
+def open_index(store: str, *, writable: bool = False) -> tuple[sqlite3.Connection, str]:
+    """The store's index; ``writable`` (export's marks of what was sent)
+    migrates it to the current version."""
     path = os.path.join(store, ix.INDEX_NAME)
     if not os.path.isfile(path):
         hint = "crashkit collect" + ("" if store == "/var/lib/crashkit" else f" --store {store}")
         raise InputError(f"no crash index here (nothing collected yet?): run `{hint}`",
                          path=store)
-    return ix.connect(path), path
+    return ix.connect(path, writable=writable), path
 
 
 def group(g: ix.GroupRow) -> Group:

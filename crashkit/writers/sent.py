@@ -7,22 +7,10 @@ WAL journal lets a collect write meanwhile."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 
-from crashkit.errors import InputError
 from crashkit.store import index as ix
-
-
-def open_index(store: str) -> tuple[sqlite3.Connection, str]:
-    """The store's index, writable (and migrated to the current version)."""
-    path = os.path.join(store, ix.INDEX_NAME)
-    if not os.path.isfile(path):
-        hint = "crashkit collect" + ("" if store == "/var/lib/crashkit" else f" --store {store}")
-        raise InputError(f"no crash index here (nothing collected yet?): run `{hint}`",
-                         path=store)
-    return ix.connect(path, writable=True), path
 
 
 def mark_pending(conn: sqlite3.Connection, path: str, crash_id: int, target: str,

@@ -151,7 +151,9 @@ def test_sent_marks_survive_migration_and_follow_their_crash(tmp_path: Path) -> 
 
     path = tmp_path / ix.INDEX_NAME
     make_v1(path)
-    conn, p = S.open_index(str(tmp_path))
+    from crashkit.commands.list import open_index
+
+    conn, p = open_index(str(tmp_path), writable=True)
     target = "https://sentry.example/7"
     S.mark_pending(conn, p, 1, target, "e1" * 16, 1)
     assert ix.sent_to(conn, p, target)[1].status == "pending"
