@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,24 @@ def unavailable(reason: str) -> None:
     if REQUIRED:
         pytest.fail(f"integration prerequisite missing (CI must install it): {reason}")
     pytest.skip(reason)
+
+
+@contextmanager
+def small_tmpfs(path: Path, size: str, mode: str = "0700") -> Iterator[Path]:
+    """A real tmpfs of ``size`` (mount's size=, e.g. 4m) at ``path`` (made if
+    missing), for tests of a full filesystem; root mounts it, it is unmounted
+    after."""
+    if os.geteuid() != 0:
+        unavailable("mounting a small tmpfs needs root")
+    path.mkdir(exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode={mode}", "tmpfs",
+                           str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        unavailable(f"cannot mount a tmpfs: {proc.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
 
 
 @pytest.fixture(scope="session")

@@ -41,12 +41,17 @@ def piped(*args: str, **env: str) -> str:
     return proc.stdout
 
 
-def on_a_terminal(*args: str, columns: int = 100, **env: str) -> str:
-    """stdout on a real pseudo-terminal ``columns`` wide; what it received."""
+def terminal_run(*args: str, stream: str = "stdout", columns: int = 100,
+                 env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """(status, stdout, stderr) of the CLI with ``stream`` (stdout or stderr)
+    on a real pseudo-terminal ``columns`` wide, the other one a pipe."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "crashkit", *args], stdout=slave,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=_env(**env))
+    on_tty = stream == "stdout"
+    proc = subprocess.Popen([sys.executable, "-m", "crashkit", *args],
+                            stdout=slave if on_tty else subprocess.PIPE,
+                            stderr=subprocess.PIPE if on_tty else slave,
+                            stdin=subprocess.DEVNULL, env=_env(**(env or {})))
     os.close(slave)
     chunks = []
     while True:
@@ -58,9 +63,18 @@ def on_a_terminal(*args: str, columns: int = 100, **env: str) -> str:
             break
         chunks.append(chunk)
     os.close(master)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode in (0, 1), err
-    return b"".join(chunks).decode().replace("\r\n", "\n")
+    piped_out, piped_err = proc.communicate(timeout=300)
+    shown = b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+    if on_tty:
+        return proc.returncode, shown, piped_err.decode()
+    return proc.returncode, piped_out.decode(), shown
+
+
+def on_a_terminal(*args: str, columns: int = 100, **env: str) -> str:
+    """stdout on a real pseudo-terminal ``columns`` wide; what it received."""
+    status, out, err = terminal_run(*args, columns=columns, env=env)
+    assert status in (0, 1), err
+    return out
 
 
 def steady(text: str) -> str:

@@ -4,15 +4,11 @@ it when stderr is a pipe."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import shutil
-import struct
 import subprocess
 import sys
-import termios
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +21,9 @@ pytestmark = pytest.mark.integration
 
 def stderr_on_a_terminal(*args: str) -> tuple[int, str, str]:
     """(status, stdout, stderr) with stderr on a real pseudo-terminal."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {**{k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS")},
-           "TERM": "xterm-256color"}
-    proc = subprocess.Popen([sys.executable, "-m", "crashkit", *args], stdout=subprocess.PIPE,
-                            stderr=slave, stdin=subprocess.DEVNULL, env=env)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(master)
-    out, _ = proc.communicate(timeout=300)
-    return proc.returncode, out.decode(), b"".join(chunks).decode(errors="replace")
+    from tests.cli.test_terminal import terminal_run
+
+    return terminal_run(*args, stream="stderr", columns=120)
 
 
 def cores(tmp: Path, manifest: dict[str, Any], n: int, name: str = "src") -> Path:

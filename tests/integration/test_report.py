@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.conftest import ROOT, fixture, run_cli, unavailable
+from tests.conftest import ROOT, fixture, run_cli, small_tmpfs, unavailable
 from tests.live_nginx import LiveNginx, basic_conf, crash_worker, free_port
 
 pytestmark = pytest.mark.integration
@@ -447,15 +447,7 @@ def test_a_full_filesystem_is_one_line_and_leaves_nothing(manifest: dict[str, An
                                                           include_core: bool) -> None:
     """--out on a real 64 KiB tmpfs (root mounts it), nearly full: one line
     naming the bundle, exit 2, and no bundle or temporary file left there."""
-    if os.geteuid() != 0:
-        unavailable("mounting a small tmpfs needs root")
-    out = tmp_path / "tiny"
-    out.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs",
-                           str(out)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        unavailable(f"cannot mount a tmpfs: {proc.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "tiny", "64k", "0755") as out:
         (out / "fill").write_bytes(b"\0" * (56 << 10))
         args = ["report", fixture(manifest, "nginx-null")["core"], "--out", str(out)]
         proc = run_cli(*args, *(["--include-core"] if include_core else []))
@@ -465,5 +457,3 @@ def test_a_full_filesystem_is_one_line_and_leaves_nothing(manifest: dict[str, An
                                                          "filesystem is full: crashkit-report-")
         assert "(nothing of it is left behind)" in errors[0]
         assert sorted(p.name for p in out.iterdir()) == ["fill"]
-    finally:
-        subprocess.run(["umount", str(out)], check=True)

@@ -10,7 +10,6 @@ import hashlib
 import os
 import random
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import zstandard
 
 from crashkit.store import index as ix
 from crashkit.writers import store as W
-from tests.conftest import unavailable
+from tests.conftest import small_tmpfs
 from tests.unit.cores import synthetic_core
 
 pytestmark = pytest.mark.integration
@@ -147,15 +146,7 @@ def test_killed_at_random_instants(tmp_path: Path) -> None:
 
 
 def test_store_filesystem_full(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        unavailable("mounting a small tmpfs needs root")
-    small = tmp_path / "small"
-    small.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs",
-                           str(small)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        unavailable(f"cannot mount a tmpfs: {proc.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "4m") as small:
         store = small / "store"
         with W.open_store(str(store)) as st:
             W.fill_synthetic(st, 50)
@@ -182,23 +173,13 @@ def test_store_filesystem_full(tmp_path: Path) -> None:
         assert ix.list_groups(conn, "").total == 50
         conn.close()
         del index_before
-    finally:
-        subprocess.run(["umount", str(small)], check=False)
 
 
 def test_index_cannot_grow(tmp_path: Path) -> None:
     """Same filesystem (so the core is hard-linked, no data to write), but no
     room left for the index's write-ahead log: the link is taken back, the
     source and the index stay as they were."""
-    if os.geteuid() != 0:
-        unavailable("mounting a small tmpfs needs root")
-    small = tmp_path / "small"
-    small.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs",
-                           str(small)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        unavailable(f"cannot mount a tmpfs: {proc.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "4m") as small:
         src_dir = small / "src"
         src_dir.mkdir(mode=0o700)
         core = synthetic_core(loads=4, size=1 << 16)
@@ -228,5 +209,3 @@ def test_index_cannot_grow(tmp_path: Path) -> None:
         conn = ix.connect(str(store / ix.INDEX_NAME))
         assert ix.list_groups(conn, "").total == 20
         conn.close()
-    finally:
-        subprocess.run(["umount", str(small)], check=False)
